@@ -1,0 +1,33 @@
+//! damon: runs a program contained, with the limits Nomad gave it, and stops its whole tree.
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+mod config;
+mod logging;
+mod platform;
+mod stats;
+mod supervisor;
+
+use config::{ConfigError, Invocation, ProcessEnvironment, VERSION};
+
+fn main() {
+    let code = match config::parse(std::env::args_os().collect(), &ProcessEnvironment) {
+        Ok(Invocation::Version) => {
+            println!("damon {}", VERSION);
+            0
+        }
+        Ok(Invocation::Check(config)) => supervisor::check(&config),
+        Ok(Invocation::Run(config)) => supervisor::run(config),
+        Err(ConfigError::Usage(e)) if !e.use_stderr() => {
+            // --help and --version
+            let _ = e.print();
+            0
+        }
+        Err(e) => {
+            eprintln!("damon: {}", e);
+            supervisor::EXIT_DAMON_FAILED
+        }
+    };
+    // exit(), not ExitCode: Windows exit codes are 32-bit. Everything to clean up is done.
+    std::process::exit(code)
+}

@@ -1,0 +1,322 @@
+//! The Linux backend: the workload in a cgroup (v2 where the host has it, else v1), started
+//! into it between fork and exec, watched through a signalfd, and removed however damon ends.
+
+mod cgroup_file;
+mod guard;
+mod hierarchy;
+mod host;
+mod signals;
+mod spawn;
+mod v1;
+mod v2;
+
+use std::ffi::OsString;
+use std::path::Path;
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal as NixSignal};
+use nix::unistd::Pid;
+
+use self::cgroup_file::CgroupIoError;
+use self::guard::Guard;
+use self::hierarchy::Hierarchies;
+use self::host::HostCpu;
+use self::signals::{SignalWaiter, PASS_ON_SIGNALS, STOP_SIGNALS};
+use self::v1::CgroupV1;
+use self::v2::CgroupV2;
+use super::{Container, ContainerError, ContainerSpec, Event, ExitStatus, HostReport, Signal, SpawnError};
+use crate::config::Config;
+use crate::stats::Sample;
+
+impl From<CgroupIoError> for ContainerError {
+    fn from(e: CgroupIoError) -> Self {
+        ContainerError::message(e.to_string())
+    }
+}
+
+impl Signal {
+    pub fn name(self) -> &'static str {
+        NixSignal::try_from(self.0).map(NixSignal::as_str).unwrap_or("unknown signal")
+    }
+}
+
+/// rmdir fails with EBUSY until the last killed task has exited; give it a moment.
+fn remove_with_retry(dir: &Path) -> Result<(), CgroupIoError> {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        match cgroup_file::remove_dir(dir) {
+            Err(e) if e.source.raw_os_error() == Some(nix::libc::EBUSY) && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// The workload's cgroup, in whichever version the host offers.
+#[derive(Debug, Clone)]
+enum Cgroup {
+    V1(CgroupV1),
+    V2(CgroupV2),
+}
+
+/// The version damon would use here, and why not if none.
+fn choose(hierarchies: &Hierarchies) -> Result<&'static str, String> {
+    let v2_has_controllers = hierarchies.v2.as_ref().map_or(false, |v2| {
+        let controllers = std::fs::read_to_string(v2.mount_point.join("cgroup.controllers")).unwrap_or_default();
+        controllers.split_whitespace().any(|c| c == "memory")
+    });
+    if v2_has_controllers {
+        Ok("v2")
+    } else if ["memory", "cpu", "pids"].iter().any(|c| hierarchies.v1_with(c).is_some()) {
+        Ok("v1")
+    } else {
+        Err("no cgroup hierarchy with the memory, cpu or pids controller is mounted".to_string())
+    }
+}
+
+impl Cgroup {
+    fn create(spec: &ContainerSpec) -> Result<Cgroup, ContainerError> {
+        let hierarchies = Hierarchies::read()?;
+        let cpu = match spec.limits.enforced_cpu() {
+            Some(_) => Some(HostCpu::read().map_err(ContainerError::message)?),
+            None => None,
+        };
+        let parent = spec.parent.as_deref();
+        match choose(&hierarchies).map_err(ContainerError::message)? {
+            "v2" => {
+                let v2 = hierarchies.v2.as_ref().expect("chosen because it exists");
+                CgroupV2::create(v2, parent, &spec.name, &spec.limits, cpu.as_ref()).map(Cgroup::V2)
+            }
+            _ => CgroupV1::create(&hierarchies, parent, &spec.name, &spec.limits, cpu.as_ref()).map(Cgroup::V1),
+        }
+    }
+
+    fn location(&self) -> String {
+        match self {
+            Cgroup::V1(g) => g
+                .procs_files()
+                .iter()
+                .filter_map(|p| p.parent())
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(" "),
+            Cgroup::V2(g) => g.dir.display().to_string(),
+        }
+    }
+
+    fn procs_files(&self) -> Vec<std::path::PathBuf> {
+        match self {
+            Cgroup::V1(g) => g.procs_files(),
+            Cgroup::V2(g) => g.procs_files(),
+        }
+    }
+
+    fn kill_all(&self) -> Result<(), CgroupIoError> {
+        match self {
+            Cgroup::V1(g) => g.kill_all(),
+            Cgroup::V2(g) => g.kill_all(),
+        }
+    }
+
+    /// Kills the workload and removes its group; the supervisor leaf stays (damon is in it).
+    fn destroy_workload(&self) -> Vec<CgroupIoError> {
+        let mut errors: Vec<CgroupIoError> = self.kill_all().err().into_iter().collect();
+        errors.extend(match self {
+            Cgroup::V1(g) => g.remove(),
+            Cgroup::V2(g) => g.remove(),
+        });
+        errors
+    }
+
+    /// Everything, for the last process standing (damon or its guard).
+    fn destroy_all(&self) -> Vec<CgroupIoError> {
+        let mut errors = self.destroy_workload();
+        if let Cgroup::V2(g) = self {
+            errors.extend(g.leave_supervisor_leaf());
+        }
+        errors
+    }
+
+    fn sample(&self) -> Sample {
+        match self {
+            Cgroup::V1(g) => g.sample(),
+            Cgroup::V2(g) => g.sample(),
+        }
+    }
+}
+
+pub struct Backend {
+    signals: SignalWaiter,
+    cgroup: Option<Cgroup>,
+    guard: Option<Guard>,
+    child: Option<Child>,
+}
+
+impl Backend {
+    fn with_cgroup(cgroup: Option<Cgroup>) -> Result<Self, ContainerError> {
+        let signals = SignalWaiter::install().map_err(|e| ContainerError::new("cannot set up signal handling", e))?;
+        let guard = match &cgroup {
+            Some(cgroup) => match Guard::start(cgroup) {
+                Ok(guard) => Some(guard),
+                Err(e) => {
+                    let _ = cgroup.destroy_all();
+                    return Err(ContainerError::new("cannot start the guard process", e));
+                }
+            },
+            None => None,
+        };
+        Ok(Backend { signals, cgroup, guard, child: None })
+    }
+
+    fn child_pid(&self) -> Option<Pid> {
+        self.child.as_ref().map(|c| Pid::from_raw(c.id() as i32))
+    }
+}
+
+impl Container for Backend {
+    fn create(spec: &ContainerSpec) -> Result<Self, ContainerError> {
+        Self::with_cgroup(Some(Cgroup::create(spec)?))
+    }
+
+    fn uncontained() -> Result<Self, ContainerError> {
+        Self::with_cgroup(None)
+    }
+
+    fn location(&self) -> Option<String> {
+        self.cgroup.as_ref().map(Cgroup::location)
+    }
+
+    fn spawn(&mut self, command: &[OsString]) -> Result<u32, SpawnError> {
+        let path_var = std::env::var_os("PATH");
+        let program = spawn::resolve(&command[0], path_var.as_deref())?;
+        let procs_files = self.cgroup.as_ref().map(Cgroup::procs_files).unwrap_or_default();
+        let child = spawn::spawn_in(&program, command, &procs_files)?;
+        let pid = child.id();
+        self.child = Some(child);
+        Ok(pid)
+    }
+
+    fn next_event(&mut self, deadline: Option<Instant>) -> Result<Event, ContainerError> {
+        loop {
+            let signal = self.signals.next(deadline).map_err(|e| ContainerError::new("cannot read signals", e))?;
+            let signal = match signal {
+                None => return Ok(Event::DeadlinePassed),
+                Some(signal) => signal,
+            };
+            if signal == NixSignal::SIGCHLD {
+                // SIGCHLD also comes from the guard, and several exits may share one.
+                if let Some(child) = self.child.as_mut() {
+                    if let Ok(Some(status)) = child.try_wait() {
+                        use std::os::unix::process::ExitStatusExt;
+                        let status = match (status.code(), status.signal()) {
+                            (Some(code), _) => ExitStatus::Code(code),
+                            (None, Some(sig)) => ExitStatus::Signal(Signal(sig)),
+                            (None, None) => ExitStatus::Code(125),
+                        };
+                        self.child = None;
+                        return Ok(Event::ChildExited(status));
+                    }
+                }
+            } else if STOP_SIGNALS.contains(&signal) {
+                return Ok(Event::Stop(Signal(signal as i32)));
+            } else if PASS_ON_SIGNALS.contains(&signal) {
+                return Ok(Event::PassOn(Signal(signal as i32)));
+            }
+        }
+    }
+
+    fn signal_child(&mut self, signal: Signal) {
+        if let (Some(pid), Ok(signal)) = (self.child_pid(), NixSignal::try_from(signal.0)) {
+            let _ = kill(pid, signal);
+        }
+    }
+
+    fn kill_all(&mut self) -> Result<(), ContainerError> {
+        match &self.cgroup {
+            Some(cgroup) => cgroup.kill_all().map_err(ContainerError::from),
+            None => {
+                // Uncontained: only the direct child is known.
+                if let Some(pid) = self.child_pid() {
+                    let _ = kill(pid, NixSignal::SIGKILL);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn sample(&self) -> Sample {
+        self.cgroup.as_ref().map(Cgroup::sample).unwrap_or_default()
+    }
+
+    fn remove(mut self) -> Vec<ContainerError> {
+        let mut errors = Vec::new();
+        if let Some(cgroup) = self.cgroup.take() {
+            errors.extend(cgroup.destroy_workload().into_iter().map(ContainerError::from));
+            if let Some(guard) = self.guard.take() {
+                guard.dismiss();
+            }
+            if let Cgroup::V2(g) = &cgroup {
+                errors.extend(g.leave_supervisor_leaf().into_iter().map(ContainerError::from));
+            }
+        }
+        if let Some(mut child) = self.child.take() {
+            let _ = child.wait();
+        }
+        errors
+    }
+}
+
+/// What `damon --check` reports: the cgroup set-up damon would use and a trial group.
+pub fn host_report(config: &Config) -> HostReport {
+    let mut facts = Vec::new();
+    let mut problem = None;
+    match HostCpu::read() {
+        Ok(cpu) => {
+            facts.push(("online CPUs", cpu.online_cpus.to_string()));
+            facts.push(("MHz per core", format!("{} (from {})", cpu.mhz_per_core, cpu.mhz_source)));
+        }
+        Err(e) if config.limits.enforced_cpu().is_some() => problem = Some(e),
+        Err(e) => facts.push(("MHz per core", format!("unknown: {}", e))),
+    }
+    let hierarchies = match Hierarchies::read() {
+        Ok(h) => h,
+        Err(e) => {
+            return HostReport { facts, problem: Some(e.to_string()) };
+        }
+    };
+    if let Some(v2) = &hierarchies.v2 {
+        let controllers = std::fs::read_to_string(v2.mount_point.join("cgroup.controllers")).unwrap_or_default();
+        facts.push(("cgroup v2 mount", format!("{} (controllers: {})", v2.mount_point.display(), controllers.trim())));
+    }
+    for h in &hierarchies.v1 {
+        facts.push(("cgroup v1 mount", format!("{} ({})", h.mount_point.display(), h.controllers.join(","))));
+    }
+    match choose(&hierarchies) {
+        Err(e) => problem = problem.or(Some(e)),
+        Ok(version) => {
+            facts.push(("cgroup version used", version.to_string()));
+            // A trial group with the configured limits proves damon may create and limit one here.
+            let spec = ContainerSpec {
+                name: format!("damon-check-{}", std::process::id()),
+                limits: config.limits.clone(),
+                parent: config.cgroup_parent.clone(),
+            };
+            match Cgroup::create(&spec) {
+                Ok(cgroup) => {
+                    facts.push(("group would be created at", cgroup.location()));
+                    let errors = cgroup.destroy_all();
+                    if let Some(e) = errors.first() {
+                        problem = problem.or(Some(format!("cannot remove the trial group: {}", e)));
+                    }
+                }
+                Err(e) if config.limits.container_optional() => {
+                    facts.push(("containment", format!("unavailable, the command would run uncontained: {}", e)));
+                }
+                Err(e) => problem = problem.or(Some(e.to_string())),
+            }
+        }
+    }
+    HostReport { facts, problem }
+}

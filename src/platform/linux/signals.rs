@@ -1,0 +1,67 @@
+//! The signals damon acts on, received through a signalfd so that the supervisor blocks in
+//! one `poll` until a signal arrives or a deadline passes: no handler, no polling loop.
+
+use std::os::unix::io::AsRawFd;
+use std::time::Instant;
+
+use nix::poll::{poll, PollFd, PollFlags};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+
+/// Stop requests: Nomad's kill_signal (SIGINT by default, or what the job sets), a terminal's hangup.
+pub const STOP_SIGNALS: [Signal; 4] = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT];
+/// Passed on to the child without stopping it.
+pub const PASS_ON_SIGNALS: [Signal; 2] = [Signal::SIGUSR1, Signal::SIGUSR2];
+
+pub struct SignalWaiter {
+    fd: SignalFd,
+}
+
+fn handled() -> SigSet {
+    let mut set = SigSet::empty();
+    for s in STOP_SIGNALS.iter().chain(PASS_ON_SIGNALS.iter()).chain([Signal::SIGCHLD].iter()) {
+        set.add(*s);
+    }
+    set
+}
+
+impl SignalWaiter {
+    /// Blocks the handled signals (so they queue for the signalfd) and opens the signalfd.
+    /// Call before any thread or child starts: both inherit the mask (std resets it in the
+    /// child before exec).
+    pub fn install() -> nix::Result<Self> {
+        let set = handled();
+        nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None)?;
+        let fd = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)?;
+        Ok(SignalWaiter { fd })
+    }
+
+    /// The next signal, or `None` once `deadline` has passed.
+    pub fn next(&mut self, deadline: Option<Instant>) -> nix::Result<Option<Signal>> {
+        loop {
+            if let Some(info) = self.fd.read_signal()? {
+                if let Ok(signal) = Signal::try_from(info.ssi_signo as i32) {
+                    return Ok(Some(signal));
+                }
+                continue;
+            }
+            let timeout_ms = match deadline {
+                None => -1,
+                Some(deadline) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return Ok(None);
+                    }
+                    // Round up, or we would wake just before the deadline and spin.
+                    let remaining = deadline - now;
+                    (remaining.as_millis() as u64 + 1).min(i32::MAX as u64) as i32
+                }
+            };
+            let mut fds = [PollFd::new(self.fd.as_raw_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, timeout_ms) {
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}

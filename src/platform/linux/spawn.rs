@@ -1,0 +1,115 @@
+//! Starting the child inside its cgroup.
+//!
+//! The child writes itself into each `cgroup.procs` between fork and exec, so it runs no
+//! instruction of the command outside the group and everything it starts is inside too.
+
+use std::ffi::{OsStr, OsString};
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::io::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+
+use crate::platform::SpawnError;
+
+/// Finds the program as execvp would, so that "not found" (127) and "not executable" (126)
+/// are decided before anything is started.
+pub fn resolve(program: &OsStr, path_var: Option<&OsStr>) -> Result<PathBuf, SpawnError> {
+    let not_found = || SpawnError::NotFound(program.to_os_string());
+    if program.is_empty() {
+        return Err(not_found());
+    }
+    let candidate = Path::new(program);
+    if program.to_string_lossy().contains('/') {
+        return match candidate.metadata() {
+            Ok(m) if m.is_dir() => {
+                Err(SpawnError::NotExecutable(program.to_os_string(), io::Error::from_raw_os_error(nix::libc::EISDIR)))
+            }
+            Ok(m) if m.permissions().mode() & 0o111 == 0 => {
+                Err(SpawnError::NotExecutable(program.to_os_string(), io::Error::from_raw_os_error(nix::libc::EACCES)))
+            }
+            Ok(_) => Ok(candidate.to_path_buf()),
+            Err(_) => Err(not_found()),
+        };
+    }
+    let path_var = path_var.map_or_else(|| OsString::from("/usr/local/bin:/usr/bin:/bin"), OsStr::to_os_string);
+    let mut not_executable = None;
+    for dir in std::env::split_paths(&path_var) {
+        let full = dir.join(program);
+        match full.metadata() {
+            Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => return Ok(full),
+            Ok(m) if m.is_file() => not_executable = Some(full),
+            _ => {}
+        }
+    }
+    match not_executable {
+        Some(path) => {
+            Err(SpawnError::NotExecutable(path.into_os_string(), io::Error::from_raw_os_error(nix::libc::EACCES)))
+        }
+        None => Err(not_found()),
+    }
+}
+
+/// Starts `program` with `args`, joined to the cgroups whose `cgroup.procs` files are given.
+pub fn spawn_in(program: &Path, argv: &[OsString], procs_files: &[PathBuf]) -> Result<Child, SpawnError> {
+    // Opened before fork: after fork only async-signal-safe calls are allowed.
+    let procs: Vec<File> = procs_files
+        .iter()
+        .map(|path| {
+            OpenOptions::new()
+                .write(true)
+                .open(path)
+                .map_err(|e| SpawnError::Other(format!("cannot open {}", path.display()), e))
+        })
+        .collect::<Result<_, _>>()?;
+    let fds: Vec<i32> = procs.iter().map(|f| f.as_raw_fd()).collect();
+    let mut command = Command::new(program);
+    command.arg0(&argv[0]).args(&argv[1..]);
+    // SAFETY: the closure runs between fork and exec; it only calls write(2), which is
+    // async-signal-safe, on descriptors opened above and kept alive by `procs` until spawn
+    // returns, and it neither allocates nor locks.
+    unsafe {
+        command.pre_exec(move || {
+            for fd in &fds {
+                // "0" is the writing process itself.
+                nix::unistd::write(*fd, b"0").map_err(|e| io::Error::from_raw_os_error(e as i32))?;
+            }
+            Ok(())
+        });
+    }
+    let child = command.spawn().map_err(|e| match e.raw_os_error() {
+        Some(nix::libc::ENOENT) => SpawnError::NotFound(argv[0].clone()),
+        Some(
+            nix::libc::EACCES
+            | nix::libc::ENOEXEC
+            | nix::libc::EISDIR
+            | nix::libc::ETXTBSY
+            | nix::libc::ENOTDIR
+            | nix::libc::ELOOP,
+        ) => SpawnError::NotExecutable(argv[0].clone(), e),
+        _ => SpawnError::Other(format!("cannot start {:?} in its cgroup", argv[0]), e),
+    })?;
+    drop(procs);
+    Ok(child)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolution_tells_not_found_from_not_executable() {
+        assert!(resolve(OsStr::new("sh"), None).is_ok());
+        assert!(matches!(resolve(OsStr::new("no-such-program-here"), None), Err(SpawnError::NotFound(_))));
+        assert!(matches!(resolve(OsStr::new("/no/such/file"), None), Err(SpawnError::NotFound(_))));
+        let plain_file = std::env::temp_dir().join(format!("damon-spawn-test-{}", std::process::id()));
+        std::fs::write(&plain_file, "not a program").unwrap();
+        std::fs::set_permissions(&plain_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let result = resolve(plain_file.as_os_str(), None);
+        std::fs::remove_file(&plain_file).unwrap();
+        assert!(matches!(result, Err(SpawnError::NotExecutable(..))), "{:?}", result);
+        assert!(matches!(resolve(OsStr::new("/tmp"), None), Err(SpawnError::NotExecutable(..))));
+    }
+}

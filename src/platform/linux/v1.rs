@@ -1,0 +1,210 @@
+//! cgroup v1: one group of the same name in each hierarchy damon uses.
+//!
+//! v1 has a hierarchy per controller (or per set of co-mounted controllers): memory, cpu,
+//! cpuacct, pids, freezer and blkio each get the group, and the child joins all of them.
+//! The freezer stops the tree while it is killed, so nothing forks past the kill.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use super::cgroup_file::{self as file, CgroupIoError};
+use super::hierarchy::Hierarchies;
+use super::host::{HostCpu, CPU_PERIOD};
+use super::remove_with_retry;
+use crate::config::Limits;
+use crate::platform::ContainerError;
+use crate::stats::Sample;
+
+/// Controllers damon uses; any other hierarchy is left alone.
+const CONTROLLERS: [&str; 6] = ["memory", "cpu", "cpuacct", "pids", "freezer", "blkio"];
+/// How long the freezer may take to stop every task before damon kills them anyway.
+const FREEZE_TIMEOUT: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Clone)]
+pub struct CgroupV1 {
+    /// (controllers of the hierarchy, the group's directory in it)
+    dirs: Vec<(Vec<String>, PathBuf)>,
+}
+
+impl CgroupV1 {
+    pub fn create(
+        hierarchies: &Hierarchies,
+        parent_path: Option<&Path>,
+        name: &str,
+        limits: &Limits,
+        cpu: Option<&HostCpu>,
+    ) -> Result<Self, ContainerError> {
+        let mut group = CgroupV1 { dirs: Vec::new() };
+        for (controller, needed) in [
+            ("memory", limits.enforced_memory().is_some()),
+            ("cpu", limits.enforced_cpu().is_some()),
+            ("pids", limits.process_limit.is_some()),
+        ] {
+            if needed && hierarchies.v1_with(controller).is_none() {
+                return Err(ContainerError::message(format!("the cgroup v1 {} controller is not mounted", controller)));
+            }
+        }
+        for hierarchy in &hierarchies.v1 {
+            if !hierarchy.controllers.iter().any(|c| CONTROLLERS.contains(&c.as_str())) {
+                continue;
+            }
+            let parent = parent_path.map_or_else(|| hierarchy.own_dir.clone(), |p| hierarchy.dir_of(p));
+            let dir = parent.join(name);
+            let created = std::fs::create_dir_all(&parent)
+                .map_err(|e| ContainerError::new(format!("cannot create cgroup parent {}", parent.display()), e))
+                .and_then(|()| file::create_dir(&dir).map_err(ContainerError::from));
+            if let Err(e) = created {
+                group.remove();
+                return Err(e);
+            }
+            group.dirs.push((hierarchy.controllers.clone(), dir));
+        }
+        if group.dirs.is_empty() {
+            return Err(ContainerError::message(
+                "no cgroup v1 hierarchy with memory, cpu or pids is mounted".to_string(),
+            ));
+        }
+        if let Err(e) = group.set_limits(limits, cpu) {
+            group.remove();
+            return Err(e);
+        }
+        Ok(group)
+    }
+
+    fn dir(&self, controller: &str) -> Option<&Path> {
+        self.dirs.iter().find(|(cs, _)| cs.iter().any(|c| c == controller)).map(|(_, d)| d.as_path())
+    }
+
+    fn set_limits(&self, limits: &Limits, cpu: Option<&HostCpu>) -> Result<(), ContainerError> {
+        if let (Some(memory), Some(dir)) = (limits.enforced_memory(), self.dir("memory")) {
+            let max = memory.max_bytes().to_string();
+            file::write(&dir.join("memory.limit_in_bytes"), &max)?;
+            // memory+swap must be at least the memory limit, so it is written second.
+            let memsw = dir.join("memory.memsw.limit_in_bytes");
+            if memsw.exists() {
+                file::write(&memsw, &max)?;
+            }
+            if let Some(soft) = memory.soft_bytes() {
+                file::write(&dir.join("memory.soft_limit_in_bytes"), &soft.to_string())?;
+            }
+        }
+        if let (Some(limit), Some(cpu), Some(dir)) = (limits.enforced_cpu(), cpu, self.dir("cpu")) {
+            file::write(&dir.join("cpu.cfs_period_us"), &CPU_PERIOD.as_micros().to_string())?;
+            file::write(&dir.join("cpu.cfs_quota_us"), &cpu.quota(limit).as_micros().to_string())?;
+        }
+        if let (Some(max), Some(dir)) = (limits.process_limit, self.dir("pids")) {
+            file::write(&dir.join("pids.max"), &max.to_string())?;
+        }
+        Ok(())
+    }
+
+    pub fn procs_files(&self) -> Vec<PathBuf> {
+        self.dirs.iter().map(|(_, d)| d.join("cgroup.procs")).collect()
+    }
+
+    /// The directory that lists every process of the workload.
+    fn any_dir(&self) -> &Path {
+        self.dir("freezer").or_else(|| self.dir("memory")).unwrap_or(&self.dirs[0].1)
+    }
+
+    pub fn kill_all(&self) -> Result<(), CgroupIoError> {
+        let freezer = self.dir("freezer").map(|d| d.join("freezer.state"));
+        if let Some(state) = &freezer {
+            file::write(state, "FROZEN")?;
+            let deadline = Instant::now() + FREEZE_TIMEOUT;
+            while file::read(state)?.trim() != "FROZEN" && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        let dir = self.any_dir().to_path_buf();
+        for _ in 0..100 {
+            let pids = file::pids(&dir)?;
+            if pids.is_empty() {
+                break;
+            }
+            for pid in pids {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+            // Frozen tasks die only once thawed.
+            if let Some(state) = &freezer {
+                file::write(state, "THAWED")?;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        Ok(())
+    }
+
+    pub fn remove(&self) -> Vec<CgroupIoError> {
+        self.dirs.iter().filter(|(_, d)| d.exists()).filter_map(|(_, d)| remove_with_retry(d).err()).collect()
+    }
+
+    pub fn sample(&self) -> Sample {
+        let read = |controller: &str, name: &str| self.dir(controller).and_then(|d| file::read(&d.join(name)).ok());
+        // cpuacct.stat counts USER_HZ ticks, which is 100 on every Linux architecture damon builds for.
+        let ticks = |key| {
+            read("cpuacct", "cpuacct.stat")
+                .and_then(|c| file::keyed_value(&c, key))
+                .map(|t| Duration::from_millis(t * 10))
+        };
+        let cpu_stat = read("cpu", "cpu.stat");
+        let cpu_stat_value = |key| cpu_stat.as_deref().and_then(|c| file::keyed_value(c, key));
+        let memory_stat = read("memory", "memory.stat");
+        let memory_stat_value = |key| memory_stat.as_deref().and_then(|c| file::keyed_value(c, key));
+        let number = |controller: &str, name: &str| read(controller, name).and_then(|c| c.trim().parse().ok());
+        let blkio = |name| read("blkio", name).map(|c| blkio_totals(&c));
+        let bytes = blkio("blkio.throttle.io_service_bytes");
+        let ops = blkio("blkio.throttle.io_serviced");
+        Sample {
+            cpu_user: ticks("user").unwrap_or_default(),
+            cpu_system: ticks("system").unwrap_or_default(),
+            memory_bytes: number("memory", "memory.usage_in_bytes"),
+            memory_peak_bytes: number("memory", "memory.max_usage_in_bytes"),
+            page_faults: memory_stat_value("total_pgfault"),
+            major_page_faults: memory_stat_value("total_pgmajfault"),
+            io_read_bytes: bytes.map(|t| t.0),
+            io_write_bytes: bytes.map(|t| t.1),
+            io_read_operations: ops.map(|t| t.0),
+            io_write_operations: ops.map(|t| t.1),
+            processes: number("pids", "pids.current"),
+            oom_kills: self.oom_kills(),
+            cpu_throttled_periods: cpu_stat_value("nr_throttled"),
+            cpu_throttled: cpu_stat_value("throttled_time").map(Duration::from_nanos),
+        }
+    }
+
+    /// memory.oom_control's oom_kill counter (Linux 4.13 and later).
+    pub fn oom_kills(&self) -> Option<u64> {
+        self.dir("memory").and_then(|d| file::read_keyed(&d.join("memory.oom_control"), "oom_kill"))
+    }
+}
+
+/// Sums the "Read" and "Write" rows of a blkio.throttle file over devices.
+fn blkio_totals(content: &str) -> (u64, u64) {
+    let mut totals = (0, 0);
+    for line in content.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if let [_, kind, value] = words[..] {
+            let value: u64 = value.parse().unwrap_or(0);
+            match kind {
+                "Read" => totals.0 += value,
+                "Write" => totals.1 += value,
+                _ => {}
+            }
+        }
+    }
+    totals
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blkio_rows_are_summed_over_devices() {
+        let content = "8:0 Read 4096\n8:0 Write 100\n8:0 Sync 1\n8:16 Read 4\nTotal 4200\n";
+        assert_eq!(blkio_totals(content), (4100, 100));
+    }
+}

@@ -1,0 +1,280 @@
+//! cgroup v2: one group for the workload, with its limits, beside a leaf for damon itself.
+//!
+//! The "no internal processes" rule forbids enabling controllers for the children of a
+//! cgroup that holds processes (except the root). By default damon creates its group under
+//! its own cgroup, so it first moves itself into a leaf `<name>.supervisor` beside the
+//! workload's, enables the controllers in the parent, and undoes both when it is done.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use super::cgroup_file::{self as file, CgroupIoError};
+use super::hierarchy::Hierarchy;
+use super::host::{HostCpu, CPU_PERIOD};
+use super::remove_with_retry;
+use crate::config::Limits;
+use crate::platform::ContainerError;
+use crate::stats::Sample;
+
+/// Controllers damon enables; the ones a limit needs are required, the rest only feed stats.
+const CONTROLLERS: [&str; 4] = ["memory", "cpu", "pids", "io"];
+
+#[derive(Debug, Clone)]
+pub struct CgroupV2 {
+    /// The workload's group.
+    pub dir: PathBuf,
+    parent: PathBuf,
+    /// Where damon moved itself, when it had to leave the parent.
+    supervisor_leaf: Option<PathBuf>,
+    /// Controllers damon turned on in the parent's subtree_control, to turn off again.
+    enabled_in_parent: Vec<&'static str>,
+}
+
+impl CgroupV2 {
+    pub fn create(
+        hierarchy: &Hierarchy,
+        parent_path: Option<&Path>,
+        name: &str,
+        limits: &Limits,
+        cpu: Option<&HostCpu>,
+    ) -> Result<Self, ContainerError> {
+        let parent = parent_path.map_or_else(|| hierarchy.own_dir.clone(), |p| hierarchy.dir_of(p));
+        if !parent.is_dir() {
+            std::fs::create_dir_all(&parent)
+                .map_err(|e| ContainerError::new(format!("cannot create cgroup parent {}", parent.display()), e))?;
+        }
+        let mut group = CgroupV2 {
+            dir: parent.join(name),
+            parent: parent.clone(),
+            supervisor_leaf: None,
+            enabled_in_parent: Vec::new(),
+        };
+        let result = group.set_up(hierarchy, name, limits, cpu);
+        if let Err(e) = result {
+            group.remove();
+            return Err(e);
+        }
+        Ok(group)
+    }
+
+    fn set_up(
+        &mut self,
+        hierarchy: &Hierarchy,
+        name: &str,
+        limits: &Limits,
+        cpu: Option<&HostCpu>,
+    ) -> Result<(), ContainerError> {
+        // Leave the parent if damon lives there (the root is exempt from the rule).
+        if self.parent == hierarchy.own_dir && self.parent != hierarchy.mount_point {
+            let leaf = self.parent.join(format!("{}.supervisor", name));
+            file::create_dir(&leaf)?;
+            self.supervisor_leaf = Some(leaf.clone());
+            file::write(&leaf.join("cgroup.procs"), "0")?;
+        }
+        let required: Vec<&str> = [
+            ("memory", limits.enforced_memory().is_some()),
+            ("cpu", limits.enforced_cpu().is_some()),
+            ("pids", limits.process_limit.is_some()),
+        ]
+        .iter()
+        .filter(|(_, needed)| *needed)
+        .map(|(c, _)| *c)
+        .collect();
+        // Each ancestor must pass a controller down for the group to have it.
+        let mut dirs: Vec<&Path> =
+            self.parent.ancestors().take_while(|d| d.starts_with(&hierarchy.mount_point)).collect();
+        dirs.reverse();
+        for dir in dirs {
+            let enabled = enable_controllers(dir, &required)?;
+            if dir == self.parent {
+                self.enabled_in_parent = enabled;
+            }
+        }
+        file::create_dir(&self.dir)?;
+        self.set_limits(limits, cpu)
+    }
+
+    fn set_limits(&self, limits: &Limits, cpu: Option<&HostCpu>) -> Result<(), ContainerError> {
+        if let Some(memory) = limits.enforced_memory() {
+            file::write(&self.dir.join("memory.max"), &memory.max_bytes().to_string())?;
+            if let Some(soft) = memory.soft_bytes() {
+                file::write(&self.dir.join("memory.high"), &soft.to_string())?;
+            }
+            // Swap would let the workload grow past the limit; the file exists only with swap accounting.
+            let swap = self.dir.join("memory.swap.max");
+            if swap.exists() {
+                file::write(&swap, "0")?;
+            }
+        }
+        if let (Some(limit), Some(cpu)) = (limits.enforced_cpu(), cpu) {
+            let value = format!("{} {}", cpu.quota(limit).as_micros(), CPU_PERIOD.as_micros());
+            file::write(&self.dir.join("cpu.max"), &value)?;
+        }
+        if let Some(max) = limits.process_limit {
+            file::write(&self.dir.join("pids.max"), &max.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// The `cgroup.procs` files a new child writes itself into.
+    pub fn procs_files(&self) -> Vec<PathBuf> {
+        vec![self.dir.join("cgroup.procs")]
+    }
+
+    /// Kills every process in the group, including those that left damon's session.
+    pub fn kill_all(&self) -> Result<(), CgroupIoError> {
+        let kill_file = self.dir.join("cgroup.kill");
+        if kill_file.exists() {
+            return file::write(&kill_file, "1");
+        }
+        // Before 5.14: kill what is listed until nothing is; a fork racing us is caught next round.
+        for _ in 0..100 {
+            let pids = file::pids(&self.dir)?;
+            if pids.is_empty() {
+                break;
+            }
+            for pid in pids {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        Ok(())
+    }
+
+    /// Removes the workload's group (after [`kill_all`](Self::kill_all)). Best effort: each
+    /// failure is returned, the rest still attempted.
+    pub fn remove(&self) -> Vec<CgroupIoError> {
+        let mut errors = Vec::new();
+        if self.dir.exists() {
+            if let Err(e) = remove_with_retry(&self.dir) {
+                errors.push(e);
+            }
+        }
+        errors
+    }
+
+    /// Gives the parent back as damon found it: controllers off, damon back in, leaf removed.
+    /// Called by the last process in the leaf (damon, or the guard after damon died).
+    pub fn leave_supervisor_leaf(&self) -> Vec<CgroupIoError> {
+        let mut errors = Vec::new();
+        let leaf = match &self.supervisor_leaf {
+            Some(leaf) => leaf,
+            None => return errors,
+        };
+        if !self.enabled_in_parent.is_empty() {
+            let value: Vec<String> = self.enabled_in_parent.iter().map(|c| format!("-{}", c)).collect();
+            if let Err(e) = file::write(&self.parent.join("cgroup.subtree_control"), &value.join(" ")) {
+                errors.push(e);
+            }
+        }
+        if let Err(e) = file::write(&self.parent.join("cgroup.procs"), "0") {
+            errors.push(e);
+        }
+        if let Err(e) = remove_with_retry(leaf) {
+            errors.push(e);
+        }
+        errors
+    }
+
+    pub fn sample(&self) -> Sample {
+        let d = &self.dir;
+        let cpu_stat = file::read(&d.join("cpu.stat")).unwrap_or_default();
+        let usec = |key| file::keyed_value(&cpu_stat, key).map(Duration::from_micros);
+        let memory_stat = file::read(&d.join("memory.stat")).unwrap_or_default();
+        let io = file::read(&d.join("io.stat")).ok().map(|content| io_stat_totals(&content));
+        Sample {
+            cpu_user: usec("user_usec").unwrap_or_default(),
+            cpu_system: usec("system_usec").unwrap_or_default(),
+            memory_bytes: file::read_u64(&d.join("memory.current")),
+            memory_peak_bytes: file::read_u64(&d.join("memory.peak")),
+            page_faults: file::keyed_value(&memory_stat, "pgfault"),
+            major_page_faults: file::keyed_value(&memory_stat, "pgmajfault"),
+            io_read_bytes: io.map(|t| t[0]),
+            io_write_bytes: io.map(|t| t[1]),
+            io_read_operations: io.map(|t| t[2]),
+            io_write_operations: io.map(|t| t[3]),
+            processes: file::read_u64(&d.join("pids.current")),
+            oom_kills: self.oom_kills(),
+            cpu_throttled_periods: file::keyed_value(&cpu_stat, "nr_throttled"),
+            cpu_throttled: usec("throttled_usec"),
+        }
+    }
+
+    pub fn oom_kills(&self) -> Option<u64> {
+        file::read_keyed(&self.dir.join("memory.events"), "oom_kill")
+    }
+}
+
+/// Turns on, in `dir`'s subtree_control, the controllers it offers and does not yet pass
+/// down. Returns the ones it turned on. A required controller that cannot be enabled is an
+/// error; the others are only for statistics.
+fn enable_controllers(dir: &Path, required: &[&str]) -> Result<Vec<&'static str>, ContainerError> {
+    let available = file::read(&dir.join("cgroup.controllers"))?;
+    let subtree_control = dir.join("cgroup.subtree_control");
+    let active = file::read(&subtree_control)?;
+    let has = |list: &str, c: &str| list.split_whitespace().any(|w| w == c);
+    let mut enabled = Vec::new();
+    for controller in CONTROLLERS {
+        if has(&active, controller) {
+            continue;
+        }
+        if !has(&available, controller) {
+            if required.contains(&controller) {
+                return Err(ContainerError::message(format!(
+                    "the cgroup v2 {} controller is not available in {} (cgroup.controllers: {:?})",
+                    controller,
+                    dir.display(),
+                    available.trim()
+                )));
+            }
+            continue;
+        }
+        match file::write(&subtree_control, &format!("+{}", controller)) {
+            Ok(()) => enabled.push(controller),
+            Err(e) if required.contains(&controller) => {
+                let hint = if e.source.raw_os_error() == Some(nix::libc::EBUSY) {
+                    " (other processes live in that cgroup: set DAMON_CGROUP_PARENT to a cgroup of its own)"
+                } else {
+                    ""
+                };
+                return Err(ContainerError::new(format!("cannot enable the {} controller{}", controller, hint), e));
+            }
+            Err(_) => {}
+        }
+    }
+    Ok(enabled)
+}
+
+/// Sums io.stat over devices: [rbytes, wbytes, rios, wios].
+fn io_stat_totals(content: &str) -> [u64; 4] {
+    let mut totals = [0u64; 4];
+    for line in content.lines() {
+        for word in line.split_whitespace().skip(1) {
+            if let Some((key, value)) = word.split_once('=') {
+                let index = match key {
+                    "rbytes" => 0,
+                    "wbytes" => 1,
+                    "rios" => 2,
+                    "wios" => 3,
+                    _ => continue,
+                };
+                totals[index] += value.parse::<u64>().unwrap_or(0);
+            }
+        }
+    }
+    totals
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_stat_is_summed_over_devices() {
+        let content = "8:0 rbytes=10 wbytes=20 rios=1 wios=2 dbytes=0 dios=0\n254:0 rbytes=5 wbytes=0 rios=1 wios=0\n";
+        assert_eq!(io_stat_totals(content), [15, 20, 2, 2]);
+    }
+}

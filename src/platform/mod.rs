@@ -1,0 +1,127 @@
+//! The shared interface of the platform backends: a container that holds the workload and
+//! enforces its limits (a cgroup on Linux, a Job Object on Windows), the events the
+//! supervisor waits for, and the errors it decides on. `cfg` appears here and nowhere else.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use crate::config::Limits;
+use crate::stats::Sample;
+
+#[cfg(target_os = "linux")]
+mod linux;
+#[cfg(target_os = "linux")]
+pub use linux::{host_report, Backend};
+
+/// What the container is asked to be.
+#[derive(Debug, Clone)]
+pub struct ContainerSpec {
+    /// Unique name of the group or job, e.g. `damon-web-3f2a9c1e-1234`.
+    pub name: String,
+    pub limits: Limits,
+    /// Where to create it (cgroup path from the hierarchy's root); `None`: under damon's own.
+    pub parent: Option<PathBuf>,
+}
+
+/// A signal damon received or passes on, by the platform's number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Signal(pub i32);
+
+/// How the child ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    Code(i32),
+    /// Killed by this signal (Unix).
+    Signal(Signal),
+}
+
+/// What woke the supervisor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    ChildExited(ExitStatus),
+    /// A request to stop (SIGINT/SIGTERM/SIGHUP/SIGQUIT, Ctrl+Break).
+    Stop(Signal),
+    /// A signal to pass on without stopping (SIGUSR1, SIGUSR2).
+    PassOn(Signal),
+    DeadlinePassed,
+}
+
+/// The backend a platform provides. One container per run; the supervisor drives it.
+pub trait Container: Sized {
+    /// Creates the container with its limits in force. Nothing has started yet.
+    fn create(spec: &ContainerSpec) -> Result<Self, ContainerError>;
+    /// A container that contains nothing: the child runs as a plain child process.
+    fn uncontained() -> Result<Self, ContainerError>;
+    /// Where the workload is held, for the log (`/sys/fs/cgroup/...`); `None` if uncontained.
+    fn location(&self) -> Option<String>;
+    /// Starts the command inside the container and returns its process id.
+    fn spawn(&mut self, command: &[OsString]) -> Result<u32, SpawnError>;
+    /// Blocks until the next event, or `deadline`.
+    fn next_event(&mut self, deadline: Option<Instant>) -> Result<Event, ContainerError>;
+    /// Sends a signal to the direct child (its process group on Windows).
+    fn signal_child(&mut self, signal: Signal);
+    /// Kills every process in the container.
+    fn kill_all(&mut self) -> Result<(), ContainerError>;
+    fn sample(&self) -> Sample;
+    /// Removes the container; every step is attempted, and each failure is reported.
+    fn remove(self) -> Vec<ContainerError>;
+}
+
+/// A failure of the container: its creation, a limit, its removal.
+#[derive(Debug)]
+pub struct ContainerError {
+    context: String,
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl ContainerError {
+    pub fn new(context: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        ContainerError { context: context.into(), source: Some(Box::new(source)) }
+    }
+    pub fn message(context: impl Into<String>) -> Self {
+        ContainerError { context: context.into(), source: None }
+    }
+}
+
+impl fmt::Display for ContainerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.source {
+            Some(source) => write!(f, "{}: {}", self.context, source),
+            None => f.write_str(&self.context),
+        }
+    }
+}
+
+impl std::error::Error for ContainerError {}
+
+/// Why the command could not be started; decides damon's exit code.
+#[derive(Debug)]
+pub enum SpawnError {
+    /// 127, as a shell says.
+    NotFound(OsString),
+    /// 126: it exists but cannot be executed.
+    NotExecutable(OsString, std::io::Error),
+    /// 125: damon failed to start it.
+    Other(String, std::io::Error),
+}
+
+impl fmt::Display for SpawnError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SpawnError::NotFound(cmd) => write!(f, "command not found: {}", cmd.to_string_lossy()),
+            SpawnError::NotExecutable(cmd, e) => write!(f, "cannot execute {}: {}", cmd.to_string_lossy(), e),
+            SpawnError::Other(context, e) => write!(f, "{}: {}", context, e),
+        }
+    }
+}
+
+impl std::error::Error for SpawnError {}
+
+/// What `damon --check` reports about the host.
+pub struct HostReport {
+    pub facts: Vec<(&'static str, String)>,
+    /// Why a contained child could not run here, if it could not.
+    pub problem: Option<String>,
+}

@@ -1,0 +1,23 @@
+//! The sample of a container's resource use that backends produce and the metrics read.
+
+use std::time::Duration;
+
+/// Resource use of the whole container (every process in it, past and present) at one moment.
+/// A figure the platform cannot provide is `None`, never a made-up zero.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sample {
+    pub cpu_user: Duration,
+    pub cpu_system: Duration,
+    pub memory_bytes: Option<u64>,
+    pub memory_peak_bytes: Option<u64>,
+    pub page_faults: Option<u64>,
+    pub major_page_faults: Option<u64>,
+    pub io_read_bytes: Option<u64>,
+    pub io_write_bytes: Option<u64>,
+    pub io_read_operations: Option<u64>,
+    pub io_write_operations: Option<u64>,
+    pub processes: Option<u64>,
+    pub oom_kills: Option<u64>,
+    pub cpu_throttled_periods: Option<u64>,
+    pub cpu_throttled: Option<Duration>,
+}

@@ -1,0 +1,256 @@
+//! The platform-neutral run: create the container, start the child, pass stops on, kill the
+//! tree after the timeout, remove the container, and turn the ending into an exit status.
+//! Everything that must happen at shutdown happens in [`run`], before `main` exits.
+
+use std::ffi::OsString;
+use std::time::{Instant, SystemTime};
+
+use crate::config::{Config, VERSION};
+use crate::logging::{self, LogGuard};
+use crate::platform::{self, Backend, Container, ContainerSpec, Event, ExitStatus, Signal, SpawnError};
+
+/// Exit status when damon itself failed (configuration, container), as `docker run` and `env`.
+pub const EXIT_DAMON_FAILED: i32 = 125;
+pub const EXIT_CANNOT_EXECUTE: i32 = 126;
+pub const EXIT_NOT_FOUND: i32 = 127;
+const SIGKILL: i32 = 9;
+
+/// How a run ended, as the "damon exiting" line tells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    Exited(i32),
+    Signaled(Signal),
+    /// The kernel's OOM killer ended the child.
+    OutOfMemory,
+    /// The child ignored the stop and was killed when the kill timeout passed.
+    KilledAfterTimeout,
+    /// The command was never started (or damon failed around it).
+    NotStarted(i32),
+}
+
+impl Ending {
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Ending::Exited(code) | Ending::NotStarted(code) => code,
+            Ending::Signaled(signal) => 128 + signal.0,
+            Ending::OutOfMemory | Ending::KilledAfterTimeout => 128 + SIGKILL,
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Ending::Exited(_) => "exited",
+            Ending::Signaled(_) => "killed by a signal",
+            Ending::OutOfMemory => "killed by the OOM killer",
+            Ending::KilledAfterTimeout => "killed after the kill timeout",
+            Ending::NotStarted(_) => "not started",
+        }
+    }
+
+    /// Classifies a child's exit status.
+    fn of(status: ExitStatus, killed_after_timeout: bool, oom_kills: u64) -> Ending {
+        match status {
+            ExitStatus::Code(code) => Ending::Exited(code),
+            ExitStatus::Signal(Signal(SIGKILL)) if killed_after_timeout => Ending::KilledAfterTimeout,
+            ExitStatus::Signal(Signal(SIGKILL)) if oom_kills > 0 => Ending::OutOfMemory,
+            ExitStatus::Signal(signal) => Ending::Signaled(signal),
+        }
+    }
+}
+
+fn command_line(command: &[OsString]) -> String {
+    command.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" ")
+}
+
+/// A name that says what the group is and is unique on the host: task, allocation and pid.
+fn container_name(config: &Config) -> String {
+    let mut name = String::from("damon");
+    for part in [config.task_name.as_deref(), config.alloc_id.as_deref()].iter().flatten() {
+        name.push('-');
+        name.extend(part.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '.' { c } else { '_' }));
+    }
+    name.push_str(&format!("-{}", std::process::id()));
+    name
+}
+
+/// `damon --check`: prints the host's facts and the effective configuration; 0 if a
+/// contained child could run here, 125 with the reason if not.
+pub fn check(config: &Config) -> i32 {
+    let report = platform::host_report(config);
+    println!("damon {}", VERSION);
+    for (name, value) in report.facts.iter().chain(config.describe().iter()) {
+        println!("{:<28} {}", format!("{}:", name), value);
+    }
+    match report.problem {
+        None => {
+            println!("ok: damon can run a contained child here");
+            0
+        }
+        Some(problem) => {
+            println!("not ok: {}", problem);
+            EXIT_DAMON_FAILED
+        }
+    }
+}
+
+/// Runs the configured command to its end and returns damon's exit status.
+pub fn run(config: Config) -> i32 {
+    let _log: LogGuard = logging::init(&config.log);
+    let started = SystemTime::now();
+    let started_at = Instant::now();
+    let limits = &config.limits;
+    tracing::info!(
+        version = VERSION,
+        command = %command_line(&config.command),
+        memory_limit_mib = limits.memory.as_ref().map(|m| m.soft_mib.unwrap_or(m.max_mib)).unwrap_or(0),
+        memory_max_limit_mib = limits.memory.as_ref().map_or(0, |m| m.max_mib),
+        enforce_memory_limit = limits.enforce_memory,
+        cpu_limit_mhz = limits.cpu.map_or(0, |c| c.mhz),
+        enforce_cpu_limit = limits.enforce_cpu,
+        process_limit = limits.process_limit.unwrap_or(0),
+        kill_timeout = %humantime::format_duration(config.kill_timeout),
+        "damon starting"
+    );
+    let ending = supervise(&config);
+    let ended = SystemTime::now();
+    let code = ending.exit_code();
+    tracing::info!(
+        start = %humantime::format_rfc3339_millis(started),
+        end = %humantime::format_rfc3339_millis(ended),
+        run_time_seconds = started_at.elapsed().as_secs_f64(),
+        exit_status = code,
+        ending = ending.describe(),
+        signal = match ending { Ending::Signaled(s) => s.name(), _ => "" },
+        "damon exiting"
+    );
+    code
+}
+
+/// Reports a failure of damon itself on stderr (Nomad shows it with the task's output) and in the log.
+fn fail(message: &str, error: &dyn std::fmt::Display, code: i32) -> Ending {
+    tracing::error!(error = %error, "{}", message);
+    eprintln!("damon: {}: {}", message, error);
+    Ending::NotStarted(code)
+}
+
+fn supervise(config: &Config) -> Ending {
+    let spec = ContainerSpec {
+        name: container_name(config),
+        limits: config.limits.clone(),
+        parent: config.cgroup_parent.clone(),
+    };
+    let mut container = match Backend::create(&spec) {
+        Ok(container) => container,
+        Err(e) if config.limits.container_optional() => {
+            tracing::warn!(error = %e, "cannot create a container; running the command uncontained, as no limit is enforced");
+            match Backend::uncontained() {
+                Ok(container) => container,
+                Err(e) => return fail("cannot prepare to run the command", &e, EXIT_DAMON_FAILED),
+            }
+        }
+        Err(e) => return fail("cannot create the container", &e, EXIT_DAMON_FAILED),
+    };
+    let pid = match container.spawn(&config.command) {
+        Ok(pid) => pid,
+        Err(e) => {
+            let code = match e {
+                SpawnError::NotFound(_) => EXIT_NOT_FOUND,
+                SpawnError::NotExecutable(..) => EXIT_CANNOT_EXECUTE,
+                SpawnError::Other(..) => EXIT_DAMON_FAILED,
+            };
+            let ending = fail("cannot start the command", &e, code);
+            remove(container);
+            return ending;
+        }
+    };
+    tracing::info!(pid, container = %container.location().unwrap_or_else(|| "none".to_string()), "child started");
+
+    let mut deadline = None;
+    let mut stopping = false;
+    let mut killed_after_timeout = false;
+    let status = loop {
+        match container.next_event(deadline) {
+            Ok(Event::ChildExited(status)) => break Some(status),
+            Ok(Event::Stop(signal)) => {
+                container.signal_child(signal);
+                if !stopping {
+                    stopping = true;
+                    deadline = Some(Instant::now() + config.kill_timeout);
+                    tracing::info!(signal = signal.name(), kill_timeout = %humantime::format_duration(config.kill_timeout), "stopping: signal passed on to the child");
+                }
+            }
+            Ok(Event::PassOn(signal)) => {
+                tracing::info!(signal = signal.name(), "signal passed on to the child");
+                container.signal_child(signal);
+            }
+            Ok(Event::DeadlinePassed) => {
+                tracing::warn!(kill_timeout = %humantime::format_duration(config.kill_timeout), "the child did not stop in time: killing every process of the workload");
+                if let Err(e) = container.kill_all() {
+                    tracing::error!(error = %e, "cannot kill the workload");
+                }
+                killed_after_timeout = true;
+                deadline = None;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot wait for the child: killing the workload");
+                break None;
+            }
+        }
+    };
+    let sample = container.sample();
+    let oom_kills = sample.oom_kills.unwrap_or(0);
+    remove(container);
+    let status = match status {
+        Some(status) => status,
+        None => return Ending::NotStarted(EXIT_DAMON_FAILED),
+    };
+    let ending = Ending::of(status, killed_after_timeout, oom_kills);
+    if oom_kills > 0 {
+        let limit_mib = config.limits.enforced_memory().map_or(0, |m| m.max_mib);
+        if ending == Ending::OutOfMemory {
+            tracing::error!(
+                pid,
+                oom_kills,
+                "memory limit of {} MiB exceeded: {} killed by the OOM killer",
+                limit_mib,
+                pid
+            );
+        } else {
+            tracing::error!(
+                oom_kills,
+                "memory limit of {} MiB exceeded: {} process(es) of the workload killed by the OOM killer",
+                limit_mib,
+                oom_kills
+            );
+        }
+    }
+    match ending {
+        Ending::Exited(code) => tracing::info!(pid, exit_code = code, "child exited"),
+        Ending::Signaled(signal) => tracing::warn!(pid, signal = signal.name(), "child killed by a signal"),
+        _ => {}
+    }
+    ending
+}
+
+/// Kills what is left of the workload and removes the container, logging what failed.
+fn remove(container: Backend) {
+    for e in container.remove() {
+        tracing::error!(error = %e, "cannot remove the container");
+        eprintln!("damon: cannot remove the container: {}", e);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_follow_the_shell_convention() {
+        assert_eq!(Ending::of(ExitStatus::Code(3), false, 0).exit_code(), 3);
+        assert_eq!(Ending::of(ExitStatus::Signal(Signal(15)), false, 0).exit_code(), 143);
+        assert_eq!(Ending::of(ExitStatus::Signal(Signal(9)), false, 1), Ending::OutOfMemory);
+        assert_eq!(Ending::of(ExitStatus::Signal(Signal(9)), true, 0), Ending::KilledAfterTimeout);
+        assert_eq!(Ending::OutOfMemory.exit_code(), 137);
+        assert_eq!(Ending::NotStarted(EXIT_NOT_FOUND).exit_code(), 127);
+    }
+}
