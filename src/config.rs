@@ -321,7 +321,6 @@ fn cli() -> Command {
             .value_name("COMMAND")
             .num_args(1..)
             .trailing_var_arg(true)
-            .allow_hyphen_values(true)
             .value_parser(clap::value_parser!(OsString)),
     )
 }

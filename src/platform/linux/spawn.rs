@@ -12,6 +12,8 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 
+use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow};
+
 use crate::platform::SpawnError;
 
 /// Finds the program as execvp would, so that "not found" (127) and "not executable" (126)
@@ -67,11 +69,15 @@ pub fn spawn_in(program: &Path, argv: &[OsString], procs_files: &[PathBuf]) -> R
     let fds: Vec<i32> = procs.iter().map(|f| f.as_raw_fd()).collect();
     let mut command = Command::new(program);
     command.arg0(&argv[0]).args(&argv[1..]);
-    // SAFETY: the closure runs between fork and exec; it only calls write(2), which is
-    // async-signal-safe, on descriptors opened above and kept alive by `procs` until spawn
-    // returns, and it neither allocates nor locks.
+    // SAFETY: the closure runs between fork and exec; it only calls sigprocmask(2) and
+    // write(2), which are async-signal-safe, the latter on descriptors opened above and kept
+    // alive by `procs` until spawn returns, and it neither allocates nor locks.
     unsafe {
         command.pre_exec(move || {
+            // damon blocks the signals it reads through its signalfd; the command must get
+            // them as usual. (std does not reset the mask.)
+            sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
+                .map_err(|e| io::Error::from_raw_os_error(e as i32))?;
             for fd in &fds {
                 // "0" is the writing process itself.
                 nix::unistd::write(*fd, b"0").map_err(|e| io::Error::from_raw_os_error(e as i32))?;
