@@ -156,7 +156,7 @@ pub fn signal(pid: u32, signal: nix::sys::signal::Signal) {
 /// bookkeeping is left).
 pub fn alive(pid: u32) -> bool {
     match fs::read_to_string(format!("/proc/{}/stat", pid)) {
-        Ok(stat) => stat.rsplit(')').next().map_or(false, |rest| rest.trim_start().chars().next() != Some('Z')),
+        Ok(stat) => stat.rsplit(')').next().map_or(false, |rest| !rest.trim_start().starts_with('Z')),
         Err(_) => false,
     }
 }
