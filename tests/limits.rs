@@ -1,0 +1,114 @@
+//! Containment and limits: the child and what it starts are in the group, the limits are
+//! written as configured, a memory hog is OOM-killed (137), and a CPU cap holds a busy loop
+//! to roughly its share.
+
+mod common;
+
+use common::*;
+use nix::sys::signal::Signal;
+use std::process::Stdio;
+use std::time::Duration;
+
+const MIB: u64 = 1 << 20;
+
+#[test]
+fn the_child_and_its_descendants_run_inside_the_group() {
+    let dir = TestDir::new("inside");
+    let mut cmd = damon(&dir);
+    cmd.args(["--memory-limit", "128", "sh", "-c", "cat /proc/self/cgroup; sh -c 'cat /proc/self/cgroup'"]);
+    let run = run(cmd, &dir);
+    run.assert_code(0);
+    let line = if cgroup_version() == "v2" { "0::" } else { ":memory:" };
+    let groups: Vec<&str> = run.stdout.lines().filter(|l| l.contains(line)).collect();
+    assert_eq!(groups.len(), 2, "{}", run.explain());
+    assert_eq!(groups[0], groups[1], "the grandchild left the group\n{}", run.explain());
+    assert!(groups[0].contains("/damon-"), "not in damon's group\n{}", run.explain());
+}
+
+#[test]
+fn limits_are_written_as_configured() {
+    let dir = TestDir::new("limits");
+    let mhz = mhz_per_core();
+    let mut cmd = damon(&dir);
+    cmd.env("NOMAD_MEMORY_LIMIT", "64")
+        .env("NOMAD_MEMORY_MAX_LIMIT", "96")
+        .env("NOMAD_CPU_LIMIT", (mhz / 2).to_string())
+        .env("DAMON_PROCESS_LIMIT", "40")
+        .args([workload().to_str().unwrap(), "sleep", "60"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let child = cmd.spawn().expect("spawn damon");
+    let damon_pid = child.id();
+    let dirs = container_dirs(&dir);
+    let read = |file: &str| read_trimmed(&group_file(&dirs, file));
+    let half_core_us = (mhz / 2) * 100_000 / mhz;
+    if cgroup_version() == "v2" {
+        assert_eq!(read("memory.max"), (96 * MIB).to_string());
+        assert_eq!(read("memory.high"), (64 * MIB).to_string());
+        assert_eq!(read("cpu.max"), format!("{} 100000", half_core_us));
+        assert_eq!(read("pids.max"), "40");
+        if dirs.iter().any(|d| d.join("memory.swap.max").exists()) {
+            assert_eq!(read("memory.swap.max"), "0");
+        }
+    } else {
+        assert_eq!(read("memory.limit_in_bytes"), (96 * MIB).to_string());
+        assert_eq!(read("memory.soft_limit_in_bytes"), (64 * MIB).to_string());
+        if dirs.iter().any(|d| d.join("memory.memsw.limit_in_bytes").exists()) {
+            assert_eq!(read("memory.memsw.limit_in_bytes"), (96 * MIB).to_string());
+        }
+        assert_eq!(read("cpu.cfs_period_us"), "100000");
+        assert_eq!(read("cpu.cfs_quota_us"), half_core_us.to_string());
+        assert_eq!(read("pids.max"), "40");
+    }
+    signal(damon_pid, Signal::SIGTERM);
+    let run = finish(child, &dir, "damon workload sleep 60", Duration::from_secs(20));
+    run.assert_code(128 + 15);
+    assert_no_groups_left(damon_pid);
+}
+
+#[test]
+fn a_memory_hog_is_oom_killed_and_damon_exits_137() {
+    let dir = TestDir::new("oom");
+    let mut cmd = damon(&dir);
+    cmd.env("DAMON_MEMORY_LIMIT", "32").args([workload().to_str().unwrap(), "alloc", "256"]);
+    let run = run(cmd, &dir);
+    run.assert_code(137)
+        .assert_log_contains("memory limit of 32 MiB exceeded")
+        .assert_log_contains("killed by the OOM killer")
+        .assert_log_contains("\"ending\":\"killed by the OOM killer\"");
+    assert!(!run.stdout.contains("allocated"), "the hog got its memory\n{}", run.explain());
+}
+
+#[test]
+fn a_busy_loop_capped_at_half_a_core_uses_about_half() {
+    let dir = TestDir::new("cpu");
+    let mut cmd = damon(&dir);
+    cmd.env("DAMON_CPU_LIMIT", (mhz_per_core() / 2).to_string()).args([workload().to_str().unwrap(), "burn", "3"]);
+    let run = run(cmd, &dir);
+    run.assert_code(0);
+    let figure = |key: &str| -> f64 {
+        run.stdout
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(key))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {} in output\n{}", key, run.explain()))
+    };
+    let share = figure("cpu_seconds=") / figure("wall_seconds=");
+    // A loose bound: this shows the cap is in force, not how precise it is (see benches).
+    assert!((0.25..=0.75).contains(&share), "CPU share {:.2} under a half-core cap\n{}", share, run.explain());
+}
+
+#[test]
+fn a_process_limit_stops_a_fork_bomb_at_the_limit() {
+    let dir = TestDir::new("pids");
+    let mut cmd = damon(&dir);
+    // 20 background sleeps in a group allowing 10 processes: some forks must fail.
+    cmd.env("DAMON_PROCESS_LIMIT", "10").args([
+        "sh",
+        "-c",
+        "for i in $(seq 20); do sleep 5 & done; echo started; kill $(jobs -p)",
+    ]);
+    let run = run(cmd, &dir);
+    assert!(!run.stdout.contains("started"), "20 processes started under a limit of 10\n{}", run.explain());
+    assert!(run.stderr.contains("Cannot fork"), "{}", run.explain());
+}

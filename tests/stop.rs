@@ -1,0 +1,95 @@
+//! Stopping, as Nomad does it: a stop signal is passed on, the child gets the kill timeout to
+//! end, then every process of the group is killed, including one that called setsid().
+//! When damon itself is SIGKILLed, its guard kills the workload and removes the group.
+
+mod common;
+
+use common::*;
+use nix::sys::signal::Signal;
+use std::io::BufReader;
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+fn spawn_damon(dir: &TestDir, env: &[(&str, &str)], args: &[&str]) -> Child {
+    let mut cmd = damon(dir);
+    cmd.envs(env.iter().copied()).arg(workload()).args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.spawn().expect("spawn damon")
+}
+
+/// Starts `workload ignore-stop` and returns damon, the child's pid and the grandchild's.
+fn start_stubborn_tree(dir: &TestDir, env: &[(&str, &str)]) -> (Child, u32, u32) {
+    let child = spawn_damon(dir, env, &["ignore-stop", dir.0.to_str().unwrap()]);
+    let (child_file, grandchild_file) = (dir.path("child.pid"), dir.path("grandchild.pid"));
+    wait_for("the workload's pid files", Duration::from_secs(10), || {
+        read_pid(&child_file).is_some() && read_pid(&grandchild_file).is_some()
+    });
+    let (child_pid, grandchild_pid) = (read_pid(&child_file).unwrap(), read_pid(&grandchild_file).unwrap());
+    assert!(alive(child_pid) && alive(grandchild_pid));
+    (child, child_pid, grandchild_pid)
+}
+
+#[test]
+fn a_stop_is_passed_on_and_a_child_that_exits_gives_its_code() {
+    let dir = TestDir::new("graceful");
+    let mut damon = spawn_damon(&dir, &[], &["wait-signals"]);
+    let mut stdout = BufReader::new(damon.stdout.take().unwrap());
+    read_until(&mut stdout, "ready");
+    signal(damon.id(), Signal::SIGUSR1);
+    read_until(&mut stdout, "SIGUSR1");
+    signal(damon.id(), Signal::SIGUSR2);
+    read_until(&mut stdout, "SIGUSR2");
+    // Nomad's default kill_signal.
+    signal(damon.id(), Signal::SIGINT);
+    read_until(&mut stdout, "SIGINT");
+    let pid = damon.id();
+    let run = finish(damon, &dir, "damon workload wait-signals", Duration::from_secs(20));
+    run.assert_code(0)
+        .assert_log_contains("stopping: signal passed on to the child")
+        .assert_log_contains("\"signal\":\"SIGINT\"");
+    assert_no_groups_left(pid);
+}
+
+#[test]
+fn a_child_ignoring_the_stop_and_its_setsid_grandchild_are_killed_after_the_timeout() {
+    let dir = TestDir::new("stubborn");
+    let (damon, child_pid, grandchild_pid) = start_stubborn_tree(&dir, &[("DAMON_KILL_TIMEOUT", "1s")]);
+    let damon_pid = damon.id();
+    signal(damon_pid, Signal::SIGTERM);
+    // Still there within the timeout: the stop was passed on, not enforced at once.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(alive(child_pid), "the child was killed before the kill timeout");
+    let run = finish(damon, &dir, "damon workload ignore-stop", Duration::from_secs(20));
+    run.assert_code(137)
+        .assert_log_contains("the child did not stop in time")
+        .assert_log_contains("\"ending\":\"killed after the kill timeout\"");
+    assert!(!alive(child_pid), "child {} outlived damon", child_pid);
+    assert!(!alive(grandchild_pid), "setsid grandchild {} outlived damon", grandchild_pid);
+    assert_no_groups_left(damon_pid);
+}
+
+#[test]
+fn when_the_child_exits_its_leftover_descendants_are_killed() {
+    let dir = TestDir::new("leftover");
+    let grandchild_file = dir.path("grandchild.pid");
+    let mut cmd = damon(&dir);
+    // The child starts a daemon and exits at once; the daemon must not outlive damon.
+    cmd.args(["sh", "-c", &format!("{} daemon {} & sleep 0.5", workload().display(), grandchild_file.display())]);
+    let run = run(cmd, &dir);
+    run.assert_code(0);
+    let grandchild = read_pid(&grandchild_file).unwrap_or_else(|| panic!("no grandchild\n{}", run.explain()));
+    assert!(!alive(grandchild), "daemonized grandchild {} outlived damon", grandchild);
+}
+
+#[test]
+fn when_damon_is_sigkilled_nothing_of_the_workload_is_left() {
+    let dir = TestDir::new("sigkill");
+    let (mut damon, child_pid, grandchild_pid) = start_stubborn_tree(&dir, &[]);
+    let damon_pid = damon.id();
+    signal(damon_pid, Signal::SIGKILL);
+    let _ = damon.wait();
+    wait_for("the child and the setsid grandchild to be killed", Duration::from_secs(10), || {
+        !alive(child_pid) && !alive(grandchild_pid)
+    });
+    wait_for("the guard to remove damon's cgroups", Duration::from_secs(10), || groups_of(damon_pid).is_empty());
+    assert!(dir.log().contains("its guard killed the workload and removed the cgroup"), "{}", dir.log());
+}
