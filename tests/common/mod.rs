@@ -47,6 +47,12 @@ impl Drop for TestDir {
 /// damon with a clean environment (no DAMON_* or NOMAD_* from the caller) logging into `dir`.
 pub fn damon(dir: &TestDir) -> Command {
     let mut cmd = Command::new(DAMON);
+    in_clean_environment(&mut cmd, dir);
+    cmd
+}
+
+/// Removes the caller's DAMON_* and NOMAD_* variables, and points damon's log at `dir`.
+pub fn in_clean_environment(cmd: &mut Command, dir: &TestDir) {
     for (key, _) in std::env::vars_os() {
         let key = key.to_string_lossy();
         if key.starts_with("DAMON_") || key.starts_with("NOMAD_") {
@@ -54,7 +60,6 @@ pub fn damon(dir: &TestDir) -> Command {
         }
     }
     cmd.env("DAMON_LOG_DIR", &dir.0).current_dir(&dir.0);
-    cmd
 }
 
 /// A finished run, with everything needed to explain a failure.

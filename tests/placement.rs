@@ -1,0 +1,128 @@
+//! Where the group goes: under damon's own cgroup by default (on v2 with damon moved into a
+//! leaf beside it, and the parent restored afterwards), or under DAMON_CGROUP_PARENT; and what
+//! happens without the right to create cgroups.
+
+mod common;
+
+use common::*;
+use nix::sys::signal::Signal;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+const NOBODY: u32 = 65534;
+
+fn subdirs(dir: &Path) -> Vec<PathBuf> {
+    fs::read_dir(dir).unwrap().flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect()
+}
+
+#[test]
+fn the_group_goes_under_damon_cgroup_parent() {
+    let dir = TestDir::new("parent");
+    let parent = format!("/damon-test-parent-{}", std::process::id());
+    let mut cmd = damon(&dir);
+    cmd.env("DAMON_CGROUP_PARENT", &parent).env("DAMON_MEMORY_LIMIT", "64").args(["sh", "-c", "cat /proc/self/cgroup"]);
+    let run = run(cmd, &dir);
+    run.assert_code(0);
+    let key = if cgroup_version() == "v2" { "0::" } else { ":memory:" };
+    let line = run.stdout.lines().find(|l| l.contains(key)).unwrap_or_else(|| panic!("{}", run.explain()));
+    assert!(line.contains(&format!("{}/damon-", parent)), "{}", run.explain());
+    // The parent stays (it is the operator's); damon's group in it is gone.
+    let roots: Vec<PathBuf> = if cgroup_version() == "v2" {
+        vec![PathBuf::from("/sys/fs/cgroup")]
+    } else {
+        ["memory", "cpu", "cpuacct", "pids", "freezer", "blkio"]
+            .iter()
+            .map(|c| Path::new("/sys/fs/cgroup").join(c))
+            .collect()
+    };
+    for root in roots {
+        let p = root.join(parent.trim_start_matches('/'));
+        if p.exists() {
+            assert!(subdirs(&p).is_empty(), "left behind in {}: {:?}", p.display(), subdirs(&p));
+            fs::remove_dir(&p).unwrap();
+        }
+    }
+}
+
+#[test]
+fn on_v2_damon_moves_into_a_leaf_beside_the_group_and_restores_its_cgroup() {
+    if cgroup_version() != "v2" {
+        eprintln!("skipped: the no-internal-processes rule exists on cgroup v2 only (runs in the VM)");
+        return;
+    }
+    let own = fs::read_to_string("/proc/self/cgroup").unwrap();
+    let own = own.lines().find_map(|l| l.strip_prefix("0::")).unwrap().trim_start_matches('/').to_string();
+    let task_cgroup = Path::new("/sys/fs/cgroup").join(own).join(format!("damon-test-task-{}", std::process::id()));
+    fs::create_dir(&task_cgroup).unwrap();
+    let dir = TestDir::new("leaf");
+    let mut cmd = std::process::Command::new("sh");
+    in_clean_environment(&mut cmd, &dir);
+    // As Nomad does for a raw_exec task: damon starts alone in a cgroup of its own.
+    let script = format!("echo $$ > {}/cgroup.procs && exec \"$0\" \"$@\"", task_cgroup.display());
+    cmd.env("DAMON_MEMORY_LIMIT", "64")
+        .args(["-c", &script, DAMON, workload().to_str().unwrap(), "sleep", "60"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    let damon_pid = child.id();
+    let dirs = container_dirs(&dir);
+    assert_eq!(dirs, vec![task_cgroup.join(format!("damon-{}", damon_pid))]);
+    let damon_cgroup = fs::read_to_string(format!("/proc/{}/cgroup", damon_pid)).unwrap();
+    assert!(
+        damon_cgroup.trim_end().ends_with(&format!(
+            "damon-test-task-{}/damon-{}.supervisor",
+            std::process::id(),
+            damon_pid
+        )),
+        "{}",
+        damon_cgroup
+    );
+    assert!(read_trimmed(&task_cgroup.join("cgroup.subtree_control")).contains("memory"));
+    signal(damon_pid, Signal::SIGTERM);
+    finish(child, &dir, "damon workload sleep 60", Duration::from_secs(20)).assert_code(143);
+    assert!(subdirs(&task_cgroup).is_empty(), "left behind: {:?}", subdirs(&task_cgroup));
+    assert_eq!(read_trimmed(&task_cgroup.join("cgroup.subtree_control")), "", "controllers not turned off again");
+    fs::remove_dir(&task_cgroup).unwrap();
+}
+
+fn as_nobody(dir: &TestDir) -> std::process::Command {
+    fs::set_permissions(&dir.0, fs::Permissions::from_mode(0o777)).unwrap();
+    let mut cmd = damon(dir);
+    cmd.uid(NOBODY).gid(NOBODY);
+    cmd
+}
+
+#[test]
+fn without_the_right_to_create_cgroups_enforced_limits_fail_with_125() {
+    let dir = TestDir::new("nobody");
+    let marker = dir.path("started");
+    let mut cmd = as_nobody(&dir);
+    cmd.env("DAMON_MEMORY_LIMIT", "64").arg("touch").arg(&marker);
+    let run = run(cmd, &dir);
+    run.assert_code(125).assert_log_contains("cannot create the container");
+    assert!(
+        run.stderr.contains("cannot create the container") && run.stderr.contains("ermission denied"),
+        "{}",
+        run.explain()
+    );
+    assert!(!marker.exists(), "the command ran uncontained");
+}
+
+#[test]
+fn without_the_right_to_create_cgroups_and_nothing_enforced_the_command_runs_uncontained() {
+    let dir = TestDir::new("nobody-uncontained");
+    let mut cmd = as_nobody(&dir);
+    cmd.env("DAMON_MEMORY_LIMIT", "64")
+        .env("DAMON_ENFORCE_MEMORY_LIMIT", "N")
+        .env("DAMON_ENFORCE_CPU_LIMIT", "n")
+        .args(["sh", "-c", "echo ran; exit 4"]);
+    let run = run(cmd, &dir);
+    run.assert_code(4)
+        .assert_log_contains("running the command uncontained")
+        .assert_log_contains("\"container\":\"none\"");
+    assert_eq!(run.stdout, "ran\n");
+}
