@@ -8,6 +8,7 @@ use std::time::{Instant, SystemTime};
 use crate::config::{Config, VERSION};
 use crate::logging::{self, LogGuard};
 use crate::platform::{self, Backend, Container, ContainerSpec, Event, ExitStatus, Signal, SpawnError};
+use crate::stats::Sample;
 
 /// Exit status when damon itself failed (configuration, container), as `docker run` and `env`.
 pub const EXIT_DAMON_FAILED: i32 = 125;
@@ -111,9 +112,10 @@ pub fn run(config: Config) -> i32 {
         kill_timeout = %humantime::format_duration(config.kill_timeout),
         "damon starting"
     );
-    let ending = supervise(&config);
+    let (ending, totals) = supervise(&config);
     let ended = SystemTime::now();
     let code = ending.exit_code();
+    let totals = totals.unwrap_or_default();
     tracing::info!(
         start = %humantime::format_rfc3339_millis(started),
         end = %humantime::format_rfc3339_millis(ended),
@@ -121,19 +123,27 @@ pub fn run(config: Config) -> i32 {
         exit_status = code,
         ending = ending.describe(),
         signal = match ending { Ending::Signaled(s) => s.name(), _ => "" },
+        cpu_user_seconds = totals.cpu_user.as_secs_f64(),
+        cpu_system_seconds = totals.cpu_system.as_secs_f64(),
+        memory_peak_bytes = totals.memory_peak_bytes,
+        oom_kills = totals.oom_kills,
+        cpu_throttled_periods = totals.cpu_throttled_periods,
+        io_read_bytes = totals.io_read_bytes,
+        io_write_bytes = totals.io_write_bytes,
         "damon exiting"
     );
     code
 }
 
 /// Reports a failure of damon itself on stderr (Nomad shows it with the task's output) and in the log.
-fn fail(message: &str, error: &dyn std::fmt::Display, code: i32) -> Ending {
+fn fail(message: &str, error: &dyn std::fmt::Display, code: i32) -> (Ending, Option<Sample>) {
     tracing::error!(error = %error, "{}", message);
     eprintln!("damon: {}: {}", message, error);
-    Ending::NotStarted(code)
+    (Ending::NotStarted(code), None)
 }
 
-fn supervise(config: &Config) -> Ending {
+/// Runs the child to its end; returns how it ended and the workload's totals.
+fn supervise(config: &Config) -> (Ending, Option<Sample>) {
     let spec = ContainerSpec {
         name: container_name(config),
         limits: config.limits.clone(),
@@ -197,12 +207,13 @@ fn supervise(config: &Config) -> Ending {
             }
         }
     };
-    let sample = container.sample();
-    let oom_kills = sample.oom_kills.unwrap_or(0);
+    // Read before removal: the group's counters go with it.
+    let totals = container.sample();
+    let oom_kills = totals.oom_kills.unwrap_or(0);
     remove(container);
     let status = match status {
         Some(status) => status,
-        None => return Ending::NotStarted(EXIT_DAMON_FAILED),
+        None => return (Ending::NotStarted(EXIT_DAMON_FAILED), Some(totals)),
     };
     let ending = Ending::of(status, killed_after_timeout, oom_kills);
     if oom_kills > 0 {
@@ -229,7 +240,7 @@ fn supervise(config: &Config) -> Ending {
         Ending::Signaled(signal) => tracing::warn!(pid, signal = signal.name(), "child killed by a signal"),
         _ => {}
     }
-    ending
+    (ending, Some(totals))
 }
 
 /// Kills what is left of the workload and removes the container, logging what failed.
