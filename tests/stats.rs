@@ -15,7 +15,7 @@ fn exiting_field(run: &Run, key: &str) -> f64 {
     let pattern = format!("\"{}\":", key);
     line.split(&pattern)
         .nth(1)
-        .and_then(|rest| rest.split(|c| c == ',' || c == '}').next())
+        .and_then(|rest| rest.split([',', '}']).next())
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no number {} in {}", key, line))
 }
