@@ -93,3 +93,22 @@ fn when_damon_is_sigkilled_nothing_of_the_workload_is_left() {
     wait_for("the guard to remove damon's cgroups", Duration::from_secs(10), || groups_of(damon_pid).is_empty());
     assert!(dir.log().contains("its guard killed the workload and removed the cgroup"), "{}", dir.log());
 }
+
+#[test]
+fn a_stop_reaches_the_child_even_when_damon_was_started_with_it_ignored() {
+    // A background job of a script starts with SIGINT ignored, and exec keeps that; damon
+    // must still deliver Nomad's SIGINT to its child with the default action.
+    let dir = TestDir::new("ignored-int");
+    let mut cmd = std::process::Command::new("sh");
+    in_clean_environment(&mut cmd, &dir);
+    cmd.args(["-c", "trap '' INT; exec \"$0\" \"$@\"", DAMON, workload().to_str().unwrap(), "sleep", "60"])
+        .env("DAMON_KILL_TIMEOUT", "20s")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let damon = cmd.spawn().expect("spawn damon");
+    container_dirs(&dir);
+    let pid = damon.id();
+    signal(pid, Signal::SIGINT);
+    let run = finish(damon, &dir, "sh -c trap '' INT; exec damon workload sleep 60", Duration::from_secs(15));
+    run.assert_code(128 + 2).assert_log_contains("\"signal\":\"SIGINT\"");
+}

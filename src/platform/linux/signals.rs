@@ -17,10 +17,21 @@ pub struct SignalWaiter {
     fd: SignalFd,
 }
 
+/// Every signal damon reads through its signalfd.
+pub const HANDLED_SIGNALS: [Signal; 7] = [
+    Signal::SIGINT,
+    Signal::SIGTERM,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGCHLD,
+];
+
 fn handled() -> SigSet {
     let mut set = SigSet::empty();
-    for s in STOP_SIGNALS.iter().chain(PASS_ON_SIGNALS.iter()).chain([Signal::SIGCHLD].iter()) {
-        set.add(*s);
+    for s in HANDLED_SIGNALS {
+        set.add(s);
     }
     set
 }

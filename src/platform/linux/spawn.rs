@@ -12,8 +12,9 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 
-use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow};
+use nix::sys::signal::{sigprocmask, SigHandler, SigSet, SigmaskHow};
 
+use super::signals::HANDLED_SIGNALS;
 use crate::platform::SpawnError;
 
 /// Finds the program as execvp would, so that "not found" (127) and "not executable" (126)
@@ -69,18 +70,23 @@ pub fn spawn_in(program: &Path, argv: &[OsString], procs_files: &[PathBuf]) -> R
     let fds: Vec<i32> = procs.iter().map(|f| f.as_raw_fd()).collect();
     let mut command = Command::new(program);
     command.arg0(&argv[0]).args(&argv[1..]);
-    // SAFETY: the closure runs between fork and exec; it only calls sigprocmask(2) and
-    // write(2), which are async-signal-safe, the latter on descriptors opened above and kept
-    // alive by `procs` until spawn returns, and it neither allocates nor locks.
+    // SAFETY: the closure runs between fork and exec; it only calls sigaction(2),
+    // sigprocmask(2) and write(2), which are async-signal-safe, the last on descriptors
+    // opened above and kept alive by `procs` until spawn returns; it neither allocates nor locks.
     unsafe {
         command.pre_exec(move || {
-            // damon blocks the signals it reads through its signalfd; the command must get
-            // them as usual. (std does not reset the mask.)
-            sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
-                .map_err(|e| io::Error::from_raw_os_error(e as i32))?;
+            let to_io = |e: nix::errno::Errno| io::Error::from_raw_os_error(e as i32);
+            // The command must get the signals damon passes on as usual: damon blocks them for
+            // its signalfd (std does not reset the mask), and damon may have been started with
+            // them ignored (a background job of a script ignores SIGINT), which exec keeps.
+            for signal in HANDLED_SIGNALS {
+                // Sound: SIG_DFL installs no handler, so no Rust code can run in signal context.
+                nix::sys::signal::signal(signal, SigHandler::SigDfl).map_err(to_io)?;
+            }
+            sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None).map_err(to_io)?;
             for fd in &fds {
                 // "0" is the writing process itself.
-                nix::unistd::write(*fd, b"0").map_err(|e| io::Error::from_raw_os_error(e as i32))?;
+                nix::unistd::write(*fd, b"0").map_err(to_io)?;
             }
             Ok(())
         });
