@@ -61,16 +61,51 @@ enum Cgroup {
     V2(CgroupV2),
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CgroupVersion {
+    V1,
+    V2,
+}
+
+impl std::fmt::Display for CgroupVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CgroupVersion::V1 => "v1",
+            CgroupVersion::V2 => "v2",
+        })
+    }
+}
+
+/// Kills every process listed in `dir`'s cgroup.procs, round after round until none is left
+/// (a fork racing the kill is caught in the next round); `after_round` runs between rounds.
+fn kill_listed_processes(
+    dir: &Path,
+    mut after_round: impl FnMut() -> Result<(), CgroupIoError>,
+) -> Result<(), CgroupIoError> {
+    for _ in 0..100 {
+        let pids = cgroup_file::pids(dir)?;
+        if pids.is_empty() {
+            break;
+        }
+        for pid in pids {
+            let _ = kill(Pid::from_raw(pid), NixSignal::SIGKILL);
+        }
+        after_round()?;
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    Ok(())
+}
+
 /// The version damon would use here, and why not if none.
-fn choose(hierarchies: &Hierarchies) -> Result<&'static str, String> {
+fn choose(hierarchies: &Hierarchies) -> Result<CgroupVersion, String> {
     let v2_has_controllers = hierarchies.v2.as_ref().map_or(false, |v2| {
         let controllers = std::fs::read_to_string(v2.mount_point.join("cgroup.controllers")).unwrap_or_default();
         controllers.split_whitespace().any(|c| c == "memory")
     });
     if v2_has_controllers {
-        Ok("v2")
+        Ok(CgroupVersion::V2)
     } else if ["memory", "cpu", "pids"].iter().any(|c| hierarchies.v1_with(c).is_some()) {
-        Ok("v1")
+        Ok(CgroupVersion::V1)
     } else {
         Err("no cgroup hierarchy with the memory, cpu or pids controller is mounted".to_string())
     }
@@ -85,11 +120,13 @@ impl Cgroup {
         };
         let parent = spec.parent.as_deref();
         match choose(&hierarchies).map_err(ContainerError::message)? {
-            "v2" => {
+            CgroupVersion::V2 => {
                 let v2 = hierarchies.v2.as_ref().expect("chosen because it exists");
                 CgroupV2::create(v2, parent, &spec.name, &spec.limits, cpu.as_ref()).map(Cgroup::V2)
             }
-            _ => CgroupV1::create(&hierarchies, parent, &spec.name, &spec.limits, cpu.as_ref()).map(Cgroup::V1),
+            CgroupVersion::V1 => {
+                CgroupV1::create(&hierarchies, parent, &spec.name, &spec.limits, cpu.as_ref()).map(Cgroup::V1)
+            }
         }
     }
 

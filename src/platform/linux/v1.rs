@@ -7,13 +7,10 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
-
 use super::cgroup_file::{self as file, CgroupIoError};
 use super::hierarchy::Hierarchies;
 use super::host::{HostCpu, CPU_PERIOD};
-use super::remove_with_retry;
+use super::{kill_listed_processes, remove_with_retry};
 use crate::config::Limits;
 use crate::platform::ContainerError;
 use crate::stats::Sample;
@@ -119,22 +116,11 @@ impl CgroupV1 {
                 std::thread::sleep(Duration::from_millis(1));
             }
         }
-        let dir = self.any_dir().to_path_buf();
-        for _ in 0..100 {
-            let pids = file::pids(&dir)?;
-            if pids.is_empty() {
-                break;
-            }
-            for pid in pids {
-                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-            }
-            // Frozen tasks die only once thawed.
-            if let Some(state) = &freezer {
-                file::write(state, "THAWED")?;
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        Ok(())
+        // Frozen tasks die only once thawed; a task that was forking is caught next round.
+        kill_listed_processes(self.any_dir(), || match &freezer {
+            Some(state) => file::write(state, "THAWED"),
+            None => Ok(()),
+        })
     }
 
     pub fn remove(&self) -> Vec<CgroupIoError> {

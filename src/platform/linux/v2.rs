@@ -8,13 +8,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
-
 use super::cgroup_file::{self as file, CgroupIoError};
 use super::hierarchy::Hierarchy;
 use super::host::{HostCpu, CPU_PERIOD};
-use super::remove_with_retry;
+use super::{kill_listed_processes, remove_with_retry};
 use crate::config::Limits;
 use crate::platform::ContainerError;
 use crate::stats::Sample;
@@ -52,9 +49,9 @@ impl CgroupV2 {
             supervisor_leaf: None,
             enabled_in_parent: Vec::new(),
         };
-        let result = group.set_up(hierarchy, name, limits, cpu);
-        if let Err(e) = result {
+        if let Err(e) = group.set_up(hierarchy, name, limits, cpu) {
             group.remove();
+            group.leave_supervisor_leaf();
             return Err(e);
         }
         Ok(group)
@@ -130,18 +127,8 @@ impl CgroupV2 {
         if kill_file.exists() {
             return file::write(&kill_file, "1");
         }
-        // Before 5.14: kill what is listed until nothing is; a fork racing us is caught next round.
-        for _ in 0..100 {
-            let pids = file::pids(&self.dir)?;
-            if pids.is_empty() {
-                break;
-            }
-            for pid in pids {
-                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        Ok(())
+        // Before Linux 5.14 there is no cgroup.kill.
+        kill_listed_processes(&self.dir, || Ok(()))
     }
 
     /// Removes the workload's group (after [`kill_all`](Self::kill_all)). Best effort: each
