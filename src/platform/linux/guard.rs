@@ -21,7 +21,7 @@ pub struct Guard {
 
 impl Guard {
     /// Forks the guard. Must be called while damon has a single thread.
-    pub fn start(cgroup: &Cgroup) -> io::Result<Guard> {
+    pub(super) fn start(cgroup: &Cgroup) -> io::Result<Guard> {
         let (damon_end, guard_end) = UnixStream::pair()?;
         // SAFETY: damon has one thread here (the metrics server starts after the guard), so
         // the child's copy of the heap and of every lock is consistent and it may run any code.
