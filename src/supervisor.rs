@@ -175,6 +175,7 @@ fn supervise(config: &Config) -> (Ending, Option<Sample>) {
     };
     tracing::info!(pid, container = %container.location().unwrap_or_else(|| "none".to_string()), "child started");
 
+    let mut oom = OomReporter { limit_mib: config.limits.enforced_memory().map_or(0, |m| m.max_mib), reported: 0 };
     let mut deadline = None;
     let mut stopping = false;
     let mut killed_after_timeout = false;
@@ -189,6 +190,7 @@ fn supervise(config: &Config) -> (Ending, Option<Sample>) {
                     tracing::info!(signal = signal.name(), kill_timeout = %humantime::format_duration(config.kill_timeout), "stopping: signal passed on to the child");
                 }
             }
+            Ok(Event::MemoryLimitHit) => oom.report_new(container.sample().oom_kills),
             Ok(Event::PassOn(signal)) => {
                 tracing::info!(signal = signal.name(), "signal passed on to the child");
                 container.signal_child(signal);
@@ -216,23 +218,18 @@ fn supervise(config: &Config) -> (Ending, Option<Sample>) {
         None => return (Ending::NotStarted(EXIT_DAMON_FAILED), Some(totals)),
     };
     let ending = Ending::of(status, killed_after_timeout, oom_kills);
-    if oom_kills > 0 {
-        let limit_mib = config.limits.enforced_memory().map_or(0, |m| m.max_mib);
-        if ending == Ending::OutOfMemory {
-            tracing::error!(
-                pid,
-                oom_kills,
-                "memory limit of {} MiB exceeded: {} killed by the OOM killer",
-                limit_mib,
-                pid
-            );
-        } else {
-            tracing::error!(
-                oom_kills,
-                "memory limit of {} MiB exceeded: {} process(es) of the workload killed by the OOM killer",
-                limit_mib,
-                oom_kills
-            );
+    if ending == Ending::OutOfMemory {
+        tracing::error!(
+            pid,
+            oom_kills,
+            "memory limit of {} MiB exceeded: {} killed by the OOM killer",
+            oom.limit_mib,
+            pid
+        );
+    } else {
+        // Kills the live watch missed (the child exited at once, or there is no watch).
+        if totals.oom_kills.is_some() {
+            oom.report_new(totals.oom_kills);
         }
     }
     match ending {
@@ -241,6 +238,28 @@ fn supervise(config: &Config) -> (Ending, Option<Sample>) {
         _ => {}
     }
     (ending, Some(totals))
+}
+
+/// Logs each OOM kill of a process of the workload once, as it happens or at the end.
+struct OomReporter {
+    limit_mib: u64,
+    reported: u64,
+}
+
+impl OomReporter {
+    /// `total` is the group's OOM kill counter, `None` where the kernel has none.
+    fn report_new(&mut self, total: Option<u64>) {
+        // The limit can be hit and resolved by reclaim without a kill: only a new kill counts.
+        if total.map_or(false, |n| n <= self.reported) {
+            return;
+        }
+        self.reported = total.unwrap_or(self.reported);
+        tracing::error!(
+            oom_kills = total,
+            "memory limit of {} MiB exceeded: a process of the workload was killed by the OOM killer",
+            self.limit_mib
+        );
+    }
 }
 
 /// Kills what is left of the workload and removes the container, logging what failed.

@@ -80,6 +80,25 @@ fn a_memory_hog_is_oom_killed_and_damon_exits_137() {
 }
 
 #[test]
+fn an_oom_kill_of_a_grandchild_is_logged_while_the_service_runs_on() {
+    let dir = TestDir::new("oom-grandchild");
+    let marker = dir.path("reported");
+    let mut cmd = damon(&dir);
+    // The child outlives the hog and exits only once damon's log has reported the kill.
+    let script = format!(
+        "{} alloc 256; for i in $(seq 100); do grep -q 'OOM killer' damon.log && touch {} && exit 0; sleep 0.1; done; exit 1",
+        workload().display(),
+        marker.display()
+    );
+    cmd.env("DAMON_MEMORY_LIMIT", "32").args(["sh", "-c", &script]);
+    let run = run(cmd, &dir);
+    run.assert_code(0).assert_log_contains(
+        "\"msg\":\"memory limit of 32 MiB exceeded: a process of the workload was killed by the OOM killer\",\"oom_kills\":1",
+    );
+    assert!(marker.exists(), "the kill was not logged while the child ran\n{}", run.explain());
+}
+
+#[test]
 fn a_busy_loop_capped_at_half_a_core_uses_about_half() {
     let dir = TestDir::new("cpu");
     let mut cmd = damon(&dir);

@@ -45,6 +45,8 @@ pub enum Event {
     Stop(Signal),
     /// A signal to pass on without stopping (SIGUSR1, SIGUSR2).
     PassOn(Signal),
+    /// The workload hit its memory limit; the OOM killer may have killed one of its processes.
+    MemoryLimitHit,
     DeadlinePassed,
 }
 

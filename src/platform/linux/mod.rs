@@ -5,6 +5,7 @@ mod cgroup_file;
 mod guard;
 mod hierarchy;
 mod host;
+mod oom;
 mod signals;
 mod spawn;
 mod v1;
@@ -22,7 +23,8 @@ use self::cgroup_file::CgroupIoError;
 use self::guard::Guard;
 use self::hierarchy::Hierarchies;
 use self::host::HostCpu;
-use self::signals::{SignalWaiter, PASS_ON_SIGNALS, STOP_SIGNALS};
+use self::oom::OomWatch;
+use self::signals::{SignalWaiter, Wake, PASS_ON_SIGNALS, STOP_SIGNALS};
 use self::v1::CgroupV1;
 use self::v2::CgroupV2;
 use super::{Container, ContainerError, ContainerSpec, Event, ExitStatus, HostReport, Signal, SpawnError};
@@ -182,11 +184,21 @@ impl Cgroup {
             Cgroup::V2(g) => g.sample(),
         }
     }
+
+    /// A watch on the memory limit, where the group has the memory controller.
+    fn oom_watch(&self) -> Result<Option<OomWatch>, CgroupIoError> {
+        match self {
+            Cgroup::V2(g) if g.dir.join("memory.events").exists() => OomWatch::v2(&g.dir).map(Some),
+            Cgroup::V1(g) => g.memory_dir().map(OomWatch::v1).transpose(),
+            Cgroup::V2(_) => Ok(None),
+        }
+    }
 }
 
 pub struct Backend {
     signals: SignalWaiter,
     cgroup: Option<Cgroup>,
+    oom_watch: Option<OomWatch>,
     guard: Option<Guard>,
     child: Option<Child>,
 }
@@ -204,7 +216,15 @@ impl Backend {
             },
             None => None,
         };
-        Ok(Backend { signals, cgroup, guard, child: None })
+        let oom_watch = match cgroup.as_ref().map(Cgroup::oom_watch).transpose() {
+            Ok(watch) => watch.flatten(),
+            Err(e) => {
+                // Only the live report is lost: the exit still tells an OOM kill apart.
+                tracing::warn!(error = %e, "cannot watch the memory limit; OOM kills are reported when the run ends");
+                None
+            }
+        };
+        Ok(Backend { signals, cgroup, oom_watch, guard, child: None })
     }
 
     fn child_pid(&self) -> Option<Pid> {
@@ -237,10 +257,18 @@ impl Container for Backend {
 
     fn next_event(&mut self, deadline: Option<Instant>) -> Result<Event, ContainerError> {
         loop {
-            let signal = self.signals.next(deadline).map_err(|e| ContainerError::new("cannot read signals", e))?;
-            let signal = match signal {
-                None => return Ok(Event::DeadlinePassed),
-                Some(signal) => signal,
+            let oom_target = self.oom_watch.as_ref().map(OomWatch::poll_target);
+            let wake =
+                self.signals.next(deadline, oom_target).map_err(|e| ContainerError::new("cannot read signals", e))?;
+            let signal = match wake {
+                Wake::Deadline => return Ok(Event::DeadlinePassed),
+                Wake::Extra => {
+                    if let Some(watch) = self.oom_watch.as_mut() {
+                        watch.acknowledge();
+                    }
+                    return Ok(Event::MemoryLimitHit);
+                }
+                Wake::Signal(signal) => signal,
             };
             if signal == NixSignal::SIGCHLD {
                 // SIGCHLD also comes from the guard, and several exits may share one.

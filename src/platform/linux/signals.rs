@@ -1,7 +1,7 @@
 //! The signals damon acts on, received through a signalfd so that the supervisor blocks in
 //! one `poll` until a signal arrives or a deadline passes: no handler, no polling loop.
 
-use std::os::unix::io::AsRawFd;
+use std::os::unix::io::{AsRawFd, RawFd};
 use std::time::Instant;
 
 use nix::poll::{poll, PollFd, PollFlags};
@@ -47,12 +47,12 @@ impl SignalWaiter {
         Ok(SignalWaiter { fd })
     }
 
-    /// The next signal, or `None` once `deadline` has passed.
-    pub fn next(&mut self, deadline: Option<Instant>) -> nix::Result<Option<Signal>> {
+    /// Waits for the next signal, for `extra` to become ready, or for `deadline`.
+    pub fn next(&mut self, deadline: Option<Instant>, extra: Option<(RawFd, PollFlags)>) -> nix::Result<Wake> {
         loop {
             if let Some(info) = self.fd.read_signal()? {
                 if let Ok(signal) = Signal::try_from(info.ssi_signo as i32) {
-                    return Ok(Some(signal));
+                    return Ok(Wake::Signal(signal));
                 }
                 continue;
             }
@@ -61,18 +61,31 @@ impl SignalWaiter {
                 Some(deadline) => {
                     let now = Instant::now();
                     if now >= deadline {
-                        return Ok(None);
+                        return Ok(Wake::Deadline);
                     }
                     // Round up, or we would wake just before the deadline and spin.
                     let remaining = deadline - now;
                     (remaining.as_millis() as u64 + 1).min(i32::MAX as u64) as i32
                 }
             };
-            let mut fds = [PollFd::new(self.fd.as_raw_fd(), PollFlags::POLLIN)];
+            let mut fds = vec![PollFd::new(self.fd.as_raw_fd(), PollFlags::POLLIN)];
+            if let Some((fd, flags)) = extra {
+                fds.push(PollFd::new(fd, flags));
+            }
             match poll(&mut fds, timeout_ms) {
                 Ok(_) | Err(nix::errno::Errno::EINTR) => {}
                 Err(e) => return Err(e),
             }
+            if fds.get(1).and_then(|fd| fd.revents()).map_or(false, |r| !r.is_empty()) {
+                return Ok(Wake::Extra);
+            }
         }
     }
+}
+
+/// Why [`SignalWaiter::next`] returned.
+pub enum Wake {
+    Signal(Signal),
+    Extra,
+    Deadline,
 }

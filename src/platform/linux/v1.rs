@@ -71,6 +71,10 @@ impl CgroupV1 {
         Ok(group)
     }
 
+    pub fn memory_dir(&self) -> Option<&Path> {
+        self.dir("memory")
+    }
+
     fn dir(&self, controller: &str) -> Option<&Path> {
         self.dirs.iter().find(|(cs, _)| cs.iter().any(|c| c == controller)).map(|(_, d)| d.as_path())
     }
