@@ -19,6 +19,24 @@ fn subdirs(dir: &Path) -> Vec<PathBuf> {
     fs::read_dir(dir).unwrap().flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect()
 }
 
+/// A new cgroup v2 directory beside the test's own cgroup.
+fn new_cgroup_beside_this_test(name: &str) -> PathBuf {
+    let own = fs::read_to_string("/proc/self/cgroup").unwrap();
+    let own = own.lines().find_map(|l| l.strip_prefix("0::")).unwrap().trim_start_matches('/').to_string();
+    let path = Path::new("/sys/fs/cgroup").join(own).join(format!("damon-test-{}-{}", name, std::process::id()));
+    fs::create_dir(&path).unwrap();
+    path
+}
+
+/// damon started inside `cgroup` (through a shell that moves itself there and execs damon).
+fn damon_in_cgroup(cgroup: &Path, dir: &TestDir) -> std::process::Command {
+    let mut cmd = std::process::Command::new("sh");
+    in_clean_environment(&mut cmd, dir);
+    let script = format!("echo $$ > {}/cgroup.procs && exec \"$0\" \"$@\"", cgroup.display());
+    cmd.args(["-c", &script, DAMON]);
+    cmd
+}
+
 #[test]
 fn the_group_goes_under_damon_cgroup_parent() {
     let dir = TestDir::new("parent");
@@ -54,17 +72,12 @@ fn on_v2_damon_moves_into_a_leaf_beside_the_group_and_restores_its_cgroup() {
         eprintln!("skipped: the no-internal-processes rule exists on cgroup v2 only (runs in the VM)");
         return;
     }
-    let own = fs::read_to_string("/proc/self/cgroup").unwrap();
-    let own = own.lines().find_map(|l| l.strip_prefix("0::")).unwrap().trim_start_matches('/').to_string();
-    let task_cgroup = Path::new("/sys/fs/cgroup").join(own).join(format!("damon-test-task-{}", std::process::id()));
-    fs::create_dir(&task_cgroup).unwrap();
+    let task_cgroup = new_cgroup_beside_this_test("task");
     let dir = TestDir::new("leaf");
-    let mut cmd = std::process::Command::new("sh");
-    in_clean_environment(&mut cmd, &dir);
     // As Nomad does for a raw_exec task: damon starts alone in a cgroup of its own.
-    let script = format!("echo $$ > {}/cgroup.procs && exec \"$0\" \"$@\"", task_cgroup.display());
+    let mut cmd = damon_in_cgroup(&task_cgroup, &dir);
     cmd.env("DAMON_MEMORY_LIMIT", "64")
-        .args(["-c", &script, DAMON, workload().to_str().unwrap(), "sleep", "60"])
+        .args([workload().to_str().unwrap(), "sleep", "60"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     let child = cmd.spawn().unwrap();
@@ -86,6 +99,53 @@ fn on_v2_damon_moves_into_a_leaf_beside_the_group_and_restores_its_cgroup() {
     finish(child, &dir, "damon workload sleep 60", Duration::from_secs(20)).assert_code(143);
     assert!(subdirs(&task_cgroup).is_empty(), "left behind: {:?}", subdirs(&task_cgroup));
     assert_eq!(read_trimmed(&task_cgroup.join("cgroup.subtree_control")), "", "controllers not turned off again");
+    fs::remove_dir(&task_cgroup).unwrap();
+}
+
+#[test]
+fn on_v2_a_cgroup_shared_with_other_processes_is_refused_clearly_and_left_as_found() {
+    if cgroup_version() != "v2" {
+        eprintln!("skipped: the no-internal-processes rule exists on cgroup v2 only (runs in the VM)");
+        return;
+    }
+    let shared = new_cgroup_beside_this_test("shared");
+    let dir = TestDir::new("shared");
+    let mut neighbour = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+    fs::write(shared.join("cgroup.procs"), neighbour.id().to_string()).unwrap();
+    let mut cmd = damon_in_cgroup(&shared, &dir);
+    cmd.env("DAMON_MEMORY_LIMIT", "64").args(["touch", "started"]);
+    let run = run(cmd, &dir);
+    let _ = neighbour.kill();
+    let _ = neighbour.wait();
+    run.assert_code(125);
+    assert!(run.stderr.contains("other processes live in that cgroup: set DAMON_CGROUP_PARENT"), "{}", run.explain());
+    assert!(!dir.path("started").exists(), "the command ran");
+    assert!(subdirs(&shared).is_empty(), "left behind: {:?}", subdirs(&shared));
+    assert_eq!(read_trimmed(&shared.join("cgroup.subtree_control")), "");
+    fs::remove_dir(&shared).unwrap();
+}
+
+#[test]
+fn on_v2_when_damon_is_sigkilled_its_guard_restores_the_task_cgroup() {
+    if cgroup_version() != "v2" {
+        eprintln!("skipped: the supervisor leaf exists on cgroup v2 only (runs in the VM)");
+        return;
+    }
+    let task_cgroup = new_cgroup_beside_this_test("killed");
+    let dir = TestDir::new("leaf-killed");
+    let mut cmd = damon_in_cgroup(&task_cgroup, &dir);
+    cmd.env("DAMON_MEMORY_LIMIT", "64").args([workload().to_str().unwrap(), "ignore-stop", dir.0.to_str().unwrap()]);
+    let mut damon = cmd.stdout(Stdio::null()).spawn().unwrap();
+    wait_for("the workload's pid files", Duration::from_secs(10), || read_pid(&dir.path("grandchild.pid")).is_some());
+    let grandchild = read_pid(&dir.path("grandchild.pid")).unwrap();
+    signal(damon.id(), Signal::SIGKILL);
+    let _ = damon.wait();
+    wait_for("the guard to restore the task cgroup", Duration::from_secs(10), || {
+        subdirs(&task_cgroup).is_empty()
+            && fs::read_to_string(task_cgroup.join("cgroup.procs")).unwrap().trim().is_empty()
+    });
+    assert!(!alive(grandchild), "the setsid grandchild outlived damon");
+    assert_eq!(read_trimmed(&task_cgroup.join("cgroup.subtree_control")), "");
     fs::remove_dir(&task_cgroup).unwrap();
 }
 
