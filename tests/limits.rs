@@ -105,14 +105,7 @@ fn a_busy_loop_capped_at_half_a_core_uses_about_half() {
     cmd.env("DAMON_CPU_LIMIT", (mhz_per_core() / 2).to_string()).args([workload().to_str().unwrap(), "burn", "3"]);
     let run = run(cmd, &dir);
     run.assert_code(0);
-    let figure = |key: &str| -> f64 {
-        run.stdout
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix(key))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("no {} in output\n{}", key, run.explain()))
-    };
-    let share = figure("cpu_seconds=") / figure("wall_seconds=");
+    let share = run.printed_figure("cpu_seconds=") / run.printed_figure("wall_seconds=");
     // A loose bound: this shows the cap is in force, not how precise it is (see benches).
     assert!((0.25..=0.75).contains(&share), "CPU share {:.2} under a half-core cap\n{}", share, run.explain());
 }

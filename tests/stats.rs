@@ -38,12 +38,7 @@ fn cpu_time_and_throttling_are_counted() {
     cmd.env("DAMON_CPU_LIMIT", (mhz_per_core() / 2).to_string()).args([workload().to_str().unwrap(), "burn", "2"]);
     let run = run(cmd, &dir);
     run.assert_code(0);
-    let reported: f64 = run
-        .stdout
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("cpu_seconds="))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("{}", run.explain()));
+    let reported = run.printed_figure("cpu_seconds=");
     let counted = exiting_field(&run, "cpu_user_seconds") + exiting_field(&run, "cpu_system_seconds");
     // The group's accounting includes the workload's start-up; ticks are 10 ms on v1.
     assert!(

@@ -85,6 +85,14 @@ impl Run {
         assert_eq!(self.code(), code, "unexpected exit code\n{}", self.explain());
         self
     }
+    /// A `key=number` figure the workload printed (`cpu_seconds=`).
+    pub fn printed_figure(&self, key: &str) -> f64 {
+        self.stdout
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(key))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {} in the output\n{}", key, self.explain()))
+    }
     pub fn assert_log_contains(&self, needle: &str) -> &Self {
         assert!(self.log.contains(needle), "damon's log lacks {:?}\n{}", needle, self.explain());
         self
