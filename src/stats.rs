@@ -20,4 +20,15 @@ pub struct Sample {
     pub oom_kills: Option<u64>,
     pub cpu_throttled_periods: Option<u64>,
     pub cpu_throttled: Option<Duration>,
+    /// Windows: committed (private) memory of the job's processes.
+    pub memory_commit_bytes: Option<u64>,
+    /// Windows: IO other than reads and writes (device control and the like).
+    pub io_other_bytes: Option<u64>,
+    pub io_other_operations: Option<u64>,
+    /// Windows: limit notifications from the job, by kind.
+    pub cpu_notifications: Option<u64>,
+    pub memory_notifications: Option<u64>,
+    pub io_notifications: Option<u64>,
+    /// Windows: allocations the job's hard memory limit refused.
+    pub memory_limit_hits: Option<u64>,
 }

@@ -49,12 +49,12 @@ impl Ending {
     }
 
     /// Classifies a child's exit status.
-    fn of(status: ExitStatus, killed_after_timeout: bool, oom_kills: u64) -> Ending {
+    fn of(status: ExitStatus, oom_kills: u64) -> Ending {
         match status {
             ExitStatus::Code(code) => Ending::Exited(code),
-            ExitStatus::Signal(Signal(SIGKILL)) if killed_after_timeout => Ending::KilledAfterTimeout,
             ExitStatus::Signal(Signal(SIGKILL)) if oom_kills > 0 => Ending::OutOfMemory,
             ExitStatus::Signal(signal) => Ending::Signaled(signal),
+            ExitStatus::Terminated => Ending::KilledAfterTimeout,
         }
     }
 }
@@ -148,6 +148,7 @@ fn supervise(config: &Config) -> (Ending, Option<Sample>) {
         name: container_name(config),
         limits: config.limits.clone(),
         parent: config.cgroup_parent.clone(),
+        restricted_token: config.restricted_token,
     };
     let mut container = match Backend::create(&spec) {
         Ok(container) => container,
@@ -178,7 +179,6 @@ fn supervise(config: &Config) -> (Ending, Option<Sample>) {
     let mut oom = OomReporter { limit_mib: config.limits.enforced_memory().map_or(0, |m| m.max_mib), reported: 0 };
     let mut deadline = None;
     let mut stopping = false;
-    let mut killed_after_timeout = false;
     let status = loop {
         match container.next_event(deadline) {
             Ok(Event::ChildExited(status)) => break Some(status),
@@ -200,7 +200,6 @@ fn supervise(config: &Config) -> (Ending, Option<Sample>) {
                 if let Err(e) = container.kill_all() {
                     tracing::error!(error = %e, "cannot kill the workload");
                 }
-                killed_after_timeout = true;
                 deadline = None;
             }
             Err(e) => {
@@ -217,7 +216,7 @@ fn supervise(config: &Config) -> (Ending, Option<Sample>) {
         Some(status) => status,
         None => return (Ending::NotStarted(EXIT_DAMON_FAILED), Some(totals)),
     };
-    let ending = Ending::of(status, killed_after_timeout, oom_kills);
+    let ending = Ending::of(status, oom_kills);
     if ending == Ending::OutOfMemory {
         tracing::error!(
             pid,
@@ -276,10 +275,11 @@ mod tests {
 
     #[test]
     fn exit_codes_follow_the_shell_convention() {
-        assert_eq!(Ending::of(ExitStatus::Code(3), false, 0).exit_code(), 3);
-        assert_eq!(Ending::of(ExitStatus::Signal(Signal(15)), false, 0).exit_code(), 143);
-        assert_eq!(Ending::of(ExitStatus::Signal(Signal(9)), false, 1), Ending::OutOfMemory);
-        assert_eq!(Ending::of(ExitStatus::Signal(Signal(9)), true, 0), Ending::KilledAfterTimeout);
+        assert_eq!(Ending::of(ExitStatus::Code(3), 0).exit_code(), 3);
+        assert_eq!(Ending::of(ExitStatus::Signal(Signal(15)), 0).exit_code(), 143);
+        assert_eq!(Ending::of(ExitStatus::Signal(Signal(9)), 1), Ending::OutOfMemory);
+        assert_eq!(Ending::of(ExitStatus::Terminated, 0), Ending::KilledAfterTimeout);
+        assert_eq!(Ending::KilledAfterTimeout.exit_code(), 137);
         assert_eq!(Ending::OutOfMemory.exit_code(), 137);
         assert_eq!(Ending::NotStarted(EXIT_NOT_FOUND).exit_code(), 127);
     }

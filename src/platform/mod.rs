@@ -14,6 +14,10 @@ use crate::stats::Sample;
 mod linux;
 #[cfg(target_os = "linux")]
 pub use linux::{host_report, Backend};
+#[cfg(windows)]
+mod windows;
+#[cfg(windows)]
+pub use windows::{host_report, Backend};
 
 /// What the container is asked to be.
 #[derive(Debug, Clone)]
@@ -23,6 +27,8 @@ pub struct ContainerSpec {
     pub limits: Limits,
     /// Where to create it (cgroup path from the hierarchy's root); `None`: under damon's own.
     pub parent: Option<PathBuf>,
+    /// Windows: run the child with a restricted token.
+    pub restricted_token: bool,
 }
 
 /// A signal damon received or passes on, by the platform's number.
@@ -34,7 +40,10 @@ pub struct Signal(pub i32);
 pub enum ExitStatus {
     Code(i32),
     /// Killed by this signal (Unix).
+    #[cfg_attr(windows, allow(dead_code))]
     Signal(Signal),
+    /// Ended by damon's own kill of the whole container (Windows: TerminateJobObject).
+    Terminated,
 }
 
 /// What woke the supervisor.
@@ -43,9 +52,12 @@ pub enum Event {
     ChildExited(ExitStatus),
     /// A request to stop (SIGINT/SIGTERM/SIGHUP/SIGQUIT, Ctrl+Break).
     Stop(Signal),
-    /// A signal to pass on without stopping (SIGUSR1, SIGUSR2).
+    /// A signal to pass on without stopping (SIGUSR1, SIGUSR2; Unix).
+    #[cfg_attr(windows, allow(dead_code))]
     PassOn(Signal),
-    /// The workload hit its memory limit; the OOM killer may have killed one of its processes.
+    /// The workload hit its memory limit; the OOM killer may have killed one of its processes
+    /// (Linux; on Windows an allocation fails instead, and the backend logs it).
+    #[cfg_attr(windows, allow(dead_code))]
     MemoryLimitHit,
     DeadlinePassed,
 }

@@ -201,6 +201,8 @@ pub struct Backend {
     oom_watch: Option<OomWatch>,
     guard: Option<Guard>,
     child: Option<Child>,
+    /// Set once kill_all ran: a SIGKILLed child was then killed by damon.
+    killed_all: bool,
 }
 
 impl Backend {
@@ -224,7 +226,7 @@ impl Backend {
                 None
             }
         };
-        Ok(Backend { signals, cgroup, oom_watch, guard, child: None })
+        Ok(Backend { signals, cgroup, oom_watch, guard, child: None, killed_all: false })
     }
 
     fn child_pid(&self) -> Option<Pid> {
@@ -234,6 +236,9 @@ impl Backend {
 
 impl Container for Backend {
     fn create(spec: &ContainerSpec) -> Result<Self, ContainerError> {
+        if spec.restricted_token {
+            tracing::warn!("DAMON_RESTRICTED_TOKEN applies to Windows only; ignored");
+        }
         Self::with_cgroup(Some(Cgroup::create(spec)?))
     }
 
@@ -277,6 +282,9 @@ impl Container for Backend {
                         use std::os::unix::process::ExitStatusExt;
                         let status = match (status.code(), status.signal()) {
                             (Some(code), _) => ExitStatus::Code(code),
+                            (None, Some(sig)) if sig == NixSignal::SIGKILL as i32 && self.killed_all => {
+                                ExitStatus::Terminated
+                            }
                             (None, Some(sig)) => ExitStatus::Signal(Signal(sig)),
                             (None, None) => ExitStatus::Code(125),
                         };
@@ -299,6 +307,7 @@ impl Container for Backend {
     }
 
     fn kill_all(&mut self) -> Result<(), ContainerError> {
+        self.killed_all = true;
         match &self.cgroup {
             Some(cgroup) => cgroup.kill_all().map_err(ContainerError::from),
             None => {
@@ -367,6 +376,7 @@ pub fn host_report(config: &Config) -> HostReport {
                 name: format!("damon-check-{}", std::process::id()),
                 limits: config.limits.clone(),
                 parent: config.cgroup_parent.clone(),
+                restricted_token: false,
             };
             match Cgroup::create(&spec) {
                 Ok(cgroup) => {

@@ -162,6 +162,7 @@ impl CgroupV1 {
             oom_kills: self.oom_kills(),
             cpu_throttled_periods: cpu_stat_value("nr_throttled"),
             cpu_throttled: cpu_stat_value("throttled_time").map(Duration::from_nanos),
+            ..Sample::default()
         }
     }
 

@@ -187,6 +187,7 @@ impl CgroupV2 {
             oom_kills: self.oom_kills(),
             cpu_throttled_periods: file::keyed_value(&cpu_stat, "nr_throttled"),
             cpu_throttled: usec("throttled_usec"),
+            ..Sample::default()
         }
     }
 

@@ -1,0 +1,561 @@
+//! Every Win32 call damon makes, each behind a safe function. This is the only file of the
+//! Windows backend with `unsafe`; the rest works with `OwnedHandle`s and Rust types.
+//!
+//! Each return value is checked against the failure value the function documents (FALSE,
+//! NULL, INVALID_HANDLE_VALUE, u32::MAX) by one small helper per convention, and the error
+//! names the call that failed.
+
+use std::ffi::OsStr;
+use std::io;
+use std::mem::{size_of, zeroed};
+use std::os::windows::ffi::OsStrExt;
+use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle, RawHandle};
+use std::ptr::{null, null_mut};
+use std::sync::atomic::{AtomicIsize, AtomicU32, Ordering};
+use std::time::Duration;
+
+use windows_sys::Win32::Foundation::{
+    GetLastError, SetHandleInformation, BOOL, ERROR_INSUFFICIENT_BUFFER, ERROR_MORE_DATA, FALSE, HANDLE,
+    HANDLE_FLAG_INHERIT, INVALID_HANDLE_VALUE, TRUE, WAIT_FAILED, WAIT_OBJECT_0, WAIT_TIMEOUT,
+};
+use windows_sys::Win32::Security::{
+    CreateRestrictedToken, CreateWellKnownSid, WinBuiltinAdministratorsSid, DISABLE_MAX_PRIVILEGE, LUA_TOKEN,
+    SECURITY_MAX_SID_SIZE, SID_AND_ATTRIBUTES, TOKEN_ADJUST_DEFAULT, TOKEN_ADJUST_SESSIONID, TOKEN_ASSIGN_PRIMARY,
+    TOKEN_DUPLICATE, TOKEN_QUERY,
+};
+use windows_sys::Win32::System::Console::{
+    GenerateConsoleCtrlEvent, GetStdHandle, SetConsoleCtrlHandler, CTRL_BREAK_EVENT, STD_ERROR_HANDLE,
+    STD_INPUT_HANDLE, STD_OUTPUT_HANDLE,
+};
+use windows_sys::Win32::System::JobObjects::{
+    AssignProcessToJobObject, CreateJobObjectW, IsProcessInJob, JobObjectBasicProcessIdList, QueryInformationJobObject,
+    SetInformationJobObject, TerminateJobObject, JOBOBJECTINFOCLASS, JOBOBJECT_BASIC_PROCESS_ID_LIST,
+};
+use windows_sys::Win32::System::ProcessStatus::{
+    K32GetProcessMemoryInfo, PROCESS_MEMORY_COUNTERS, PROCESS_MEMORY_COUNTERS_EX,
+};
+use windows_sys::Win32::System::Registry::{RegGetValueW, HKEY_LOCAL_MACHINE, RRF_RT_REG_DWORD};
+use windows_sys::Win32::System::Threading::{
+    CreateEventW, CreateProcessAsUserW, CreateProcessW, DeleteProcThreadAttributeList, GetActiveProcessorCount,
+    GetCurrentProcess, GetExitCodeProcess, InitializeProcThreadAttributeList, OpenProcess, OpenProcessToken,
+    ResumeThread, SetEvent, TerminateProcess, UpdateProcThreadAttribute, WaitForMultipleObjects, ALL_PROCESSOR_GROUPS,
+    CREATE_NEW_PROCESS_GROUP, CREATE_SUSPENDED, CREATE_UNICODE_ENVIRONMENT, EXTENDED_STARTUPINFO_PRESENT, INFINITE,
+    LPPROC_THREAD_ATTRIBUTE_LIST, PROCESS_INFORMATION, PROCESS_QUERY_LIMITED_INFORMATION, PROCESS_VM_READ,
+    PROC_THREAD_ATTRIBUTE_JOB_LIST, STARTF_USESTDHANDLES, STARTUPINFOEXW,
+};
+use windows_sys::Win32::System::IO::{
+    CreateIoCompletionPort, GetQueuedCompletionStatus, PostQueuedCompletionStatus, OVERLAPPED,
+};
+
+/// A failed Win32 call: which one, and the error code Windows gave.
+#[derive(Debug)]
+struct Win32Error {
+    call: &'static str,
+    code: i32,
+}
+
+impl std::fmt::Display for Win32Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.call, io::Error::from_raw_os_error(self.code))
+    }
+}
+
+impl std::error::Error for Win32Error {}
+
+fn last_error(call: &'static str) -> io::Error {
+    let error = io::Error::last_os_error();
+    let code = error.raw_os_error().unwrap_or(0);
+    io::Error::new(error.kind(), Win32Error { call, code })
+}
+
+/// The Windows error code behind an error from this module.
+pub fn error_code(error: &io::Error) -> Option<u32> {
+    error
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<Win32Error>())
+        .map(|e| e.code as u32)
+        .or(error.raw_os_error().map(|c| c as u32))
+}
+
+/// For functions that return FALSE on failure.
+fn check(result: BOOL, call: &'static str) -> io::Result<()> {
+    if result == FALSE {
+        Err(last_error(call))
+    } else {
+        Ok(())
+    }
+}
+
+/// For functions that return NULL on failure; the handle becomes owned (closed on drop).
+fn owned(handle: HANDLE, call: &'static str) -> io::Result<OwnedHandle> {
+    if handle.is_null() || handle == INVALID_HANDLE_VALUE {
+        Err(last_error(call))
+    } else {
+        // SAFETY: the call just created this handle and returned it to us alone.
+        Ok(unsafe { OwnedHandle::from_raw_handle(handle as RawHandle) })
+    }
+}
+
+fn raw(handle: &OwnedHandle) -> HANDLE {
+    handle.as_raw_handle() as HANDLE
+}
+
+fn wide(s: &OsStr) -> Vec<u16> {
+    s.encode_wide().chain(std::iter::once(0)).collect()
+}
+
+fn size_u32<T>() -> u32 {
+    size_of::<T>() as u32
+}
+
+// ---- Job Objects
+
+pub fn create_job(name: &OsStr) -> io::Result<OwnedHandle> {
+    let name = wide(name);
+    // SAFETY: `name` is a NUL-terminated UTF-16 string that outlives the call; no security attributes.
+    owned(unsafe { CreateJobObjectW(null(), name.as_ptr()) }, "CreateJobObjectW")
+}
+
+/// Sets one information class of a job. `T` must be the structure that class takes.
+pub fn set_job_information<T: Copy>(job: &OwnedHandle, class: JOBOBJECTINFOCLASS, info: &T) -> io::Result<()> {
+    // SAFETY: `info` points to a live `T` of the size passed, the structure the caller names with `class`.
+    check(
+        unsafe { SetInformationJobObject(raw(job), class, info as *const T as *const _, size_u32::<T>()) },
+        "SetInformationJobObject",
+    )
+}
+
+/// Reads one fixed-size information class of a job. `T` must be the structure that class returns.
+pub fn query_job_information<T: Copy>(job: &OwnedHandle, class: JOBOBJECTINFOCLASS) -> io::Result<T> {
+    // SAFETY: the Win32 information structures are plain data for which all-zero bytes are valid.
+    let mut info: T = unsafe { zeroed() };
+    // SAFETY: `info` is writable and as large as the size passed.
+    check(
+        unsafe {
+            QueryInformationJobObject(raw(job), class, &mut info as *mut T as *mut _, size_u32::<T>(), null_mut())
+        },
+        "QueryInformationJobObject",
+    )?;
+    Ok(info)
+}
+
+/// The ids of the processes in the job now.
+pub fn job_process_ids(job: &OwnedHandle) -> io::Result<Vec<usize>> {
+    let header = size_of::<JOBOBJECT_BASIC_PROCESS_ID_LIST>() - size_of::<usize>();
+    let mut capacity = 64;
+    loop {
+        // usize elements keep the buffer aligned for the structure, which starts with two u32s.
+        let mut buffer = vec![0usize; (header / size_of::<usize>()) + capacity];
+        let bytes = (buffer.len() * size_of::<usize>()) as u32;
+        // SAFETY: `buffer` is writable, aligned for the structure and `bytes` long.
+        let result = unsafe {
+            QueryInformationJobObject(
+                raw(job),
+                JobObjectBasicProcessIdList,
+                buffer.as_mut_ptr() as *mut _,
+                bytes,
+                null_mut(),
+            )
+        };
+        // SAFETY: GetLastError only reads this thread's last error value.
+        let error = unsafe { GetLastError() };
+        if result == FALSE && error != ERROR_MORE_DATA && error != ERROR_INSUFFICIENT_BUFFER {
+            return Err(last_error("QueryInformationJobObject(JobObjectBasicProcessIdList)"));
+        }
+        // SAFETY: the buffer starts with the structure's header, written by the call.
+        let list = unsafe { &*(buffer.as_ptr() as *const JOBOBJECT_BASIC_PROCESS_ID_LIST) };
+        let (assigned, listed) = (list.NumberOfAssignedProcesses as usize, list.NumberOfProcessIdsInList as usize);
+        if result != FALSE && listed <= capacity {
+            let ids_start = header / size_of::<usize>();
+            return Ok(buffer[ids_start..ids_start + listed].to_vec());
+        }
+        capacity = assigned.max(capacity * 2);
+    }
+}
+
+pub fn assign_to_job(job: &OwnedHandle, process: &OwnedHandle) -> io::Result<()> {
+    // SAFETY: both handles are open for the duration of the call.
+    check(unsafe { AssignProcessToJobObject(raw(job), raw(process)) }, "AssignProcessToJobObject")
+}
+
+pub fn is_in_job(process: &OwnedHandle, job: &OwnedHandle) -> io::Result<bool> {
+    let mut result: BOOL = FALSE;
+    // SAFETY: both handles are open; `result` is writable.
+    check(unsafe { IsProcessInJob(raw(process), raw(job), &mut result) }, "IsProcessInJob")?;
+    Ok(result != FALSE)
+}
+
+pub fn terminate_job(job: &OwnedHandle, exit_code: u32) -> io::Result<()> {
+    // SAFETY: the job handle is open.
+    check(unsafe { TerminateJobObject(raw(job), exit_code) }, "TerminateJobObject")
+}
+
+// ---- I/O completion ports (job notifications)
+
+pub fn create_completion_port() -> io::Result<OwnedHandle> {
+    // SAFETY: INVALID_HANDLE_VALUE with no existing port creates a new, unassociated port.
+    let port = unsafe { CreateIoCompletionPort(INVALID_HANDLE_VALUE, null_mut(), 0, 1) };
+    owned(port, "CreateIoCompletionPort")
+}
+
+/// One completion packet: for job notifications, the message, the key given when the job
+/// was associated, and the process id the message is about.
+pub struct Completion {
+    pub message: u32,
+    pub key: usize,
+    pub process_id: usize,
+}
+
+/// Blocks until a packet arrives on the port.
+pub fn next_completion(port: &OwnedHandle) -> io::Result<Completion> {
+    let (mut message, mut key, mut overlapped): (u32, usize, *mut OVERLAPPED) = (0, 0, null_mut());
+    // SAFETY: the out-parameters are writable; job notifications carry a process id in the
+    // OVERLAPPED pointer's place, which is only read as a number, never dereferenced.
+    check(
+        unsafe { GetQueuedCompletionStatus(raw(port), &mut message, &mut key, &mut overlapped, INFINITE) },
+        "GetQueuedCompletionStatus",
+    )?;
+    Ok(Completion { message, key, process_id: overlapped as usize })
+}
+
+pub fn post_completion(port: &OwnedHandle, message: u32, key: usize) -> io::Result<()> {
+    // SAFETY: the port handle is open; no OVERLAPPED is passed.
+    check(unsafe { PostQueuedCompletionStatus(raw(port), message, key, null()) }, "PostQueuedCompletionStatus")
+}
+
+/// Raw handle value of a port, for JOBOBJECT_ASSOCIATE_COMPLETION_PORT.
+pub fn handle_value(handle: &OwnedHandle) -> HANDLE {
+    raw(handle)
+}
+
+// ---- Events and waiting
+
+pub fn create_event() -> io::Result<OwnedHandle> {
+    // SAFETY: an unnamed auto-reset event, initially not signalled.
+    owned(unsafe { CreateEventW(null(), FALSE, FALSE, null()) }, "CreateEventW")
+}
+
+/// Waits until one of `handles` is signalled (its index) or `timeout` passes (`None`).
+pub fn wait_any(handles: &[&OwnedHandle], timeout: Option<Duration>) -> io::Result<Option<usize>> {
+    let raw_handles: Vec<HANDLE> = handles.iter().map(|h| raw(h)).collect();
+    let timeout_ms = timeout.map_or(INFINITE, |t| t.as_millis().min(u128::from(INFINITE - 1)) as u32);
+    // SAFETY: every handle is open for the duration of the call; the count matches the slice.
+    let result = unsafe { WaitForMultipleObjects(raw_handles.len() as u32, raw_handles.as_ptr(), FALSE, timeout_ms) };
+    match result {
+        WAIT_TIMEOUT => Ok(None),
+        WAIT_FAILED => Err(last_error("WaitForMultipleObjects")),
+        index if (index as usize) < WAIT_OBJECT_0 as usize + raw_handles.len() => {
+            Ok(Some((index - WAIT_OBJECT_0) as usize))
+        }
+        other => Err(io::Error::new(io::ErrorKind::Other, format!("WaitForMultipleObjects returned {}", other))),
+    }
+}
+
+// ---- Console control events
+
+/// The control event the handler saw last, and the event it signals (a raw handle value;
+/// the handler runs on a thread of the system's and can reach nothing else).
+static CTRL_TYPE: AtomicU32 = AtomicU32::new(0);
+static CTRL_EVENT: AtomicIsize = AtomicIsize::new(0);
+
+unsafe extern "system" fn ctrl_handler(ctrl_type: u32) -> BOOL {
+    CTRL_TYPE.store(ctrl_type, Ordering::SeqCst);
+    let event = CTRL_EVENT.load(Ordering::SeqCst);
+    if event != 0 {
+        // SAFETY: the event handle stays open for the whole process (see install_ctrl_handler).
+        unsafe { SetEvent(event as HANDLE) };
+    }
+    // Handled: damon decides when to stop; the default would end damon at once.
+    TRUE
+}
+
+/// Routes Ctrl+C, Ctrl+Break and close events to `event` (kept open for the process's life).
+pub fn install_ctrl_handler(event: OwnedHandle) -> io::Result<()> {
+    // Leaked on purpose: the handler may run until the process ends.
+    CTRL_EVENT.store(raw(&event) as isize, Ordering::SeqCst);
+    std::mem::forget(event);
+    // SAFETY: the handler only touches atomics and an event handle that is never closed.
+    check(unsafe { SetConsoleCtrlHandler(Some(ctrl_handler), TRUE) }, "SetConsoleCtrlHandler")
+}
+
+/// The control event last received (CTRL_C_EVENT, CTRL_BREAK_EVENT, ...).
+pub fn last_ctrl_type() -> u32 {
+    CTRL_TYPE.load(Ordering::SeqCst)
+}
+
+/// Sends Ctrl+Break to a process group (the child's, created with CREATE_NEW_PROCESS_GROUP).
+pub fn send_ctrl_break(process_group_id: u32) -> io::Result<()> {
+    // SAFETY: plain values.
+    check(unsafe { GenerateConsoleCtrlEvent(CTRL_BREAK_EVENT, process_group_id) }, "GenerateConsoleCtrlEvent")
+}
+
+// ---- Processes
+
+pub struct Process {
+    pub handle: OwnedHandle,
+    pub thread: OwnedHandle,
+    pub id: u32,
+}
+
+/// Lets the child inherit damon's standard handles (Nomad's log pipes, or the console).
+fn inheritable_std_handles() -> [HANDLE; 3] {
+    [STD_INPUT_HANDLE, STD_OUTPUT_HANDLE, STD_ERROR_HANDLE].map(|which| {
+        // SAFETY: GetStdHandle only reads the process's standard handle table.
+        let handle = unsafe { GetStdHandle(which) };
+        if !handle.is_null() && handle != INVALID_HANDLE_VALUE {
+            // SAFETY: the handle is one of damon's own standard handles. A console handle may
+            // refuse the flag; the child then gets the console through inheritance of it.
+            unsafe { SetHandleInformation(handle, HANDLE_FLAG_INHERIT, HANDLE_FLAG_INHERIT) };
+        }
+        handle
+    })
+}
+
+/// A PROC_THREAD_ATTRIBUTE_LIST holding one attribute: the jobs the new process starts in.
+struct JobListAttribute {
+    buffer: Vec<usize>,
+    _jobs: Box<[HANDLE; 1]>,
+}
+
+impl JobListAttribute {
+    fn new(job: &OwnedHandle) -> io::Result<JobListAttribute> {
+        let mut size = 0usize;
+        // SAFETY: a size query with a null list; it fails with ERROR_INSUFFICIENT_BUFFER by design.
+        unsafe { InitializeProcThreadAttributeList(null_mut(), 1, 0, &mut size) };
+        let mut buffer = vec![0usize; size / size_of::<usize>() + 1];
+        let list = buffer.as_mut_ptr() as LPPROC_THREAD_ATTRIBUTE_LIST;
+        // SAFETY: `buffer` is at least `size` bytes and aligned.
+        check(
+            unsafe { InitializeProcThreadAttributeList(list, 1, 0, &mut size) },
+            "InitializeProcThreadAttributeList",
+        )?;
+        let jobs = Box::new([raw(job)]);
+        // SAFETY: the list was initialized above; `jobs` is boxed so its address stays valid
+        // for the lifetime of this struct, which outlives the CreateProcess call.
+        let updated = unsafe {
+            UpdateProcThreadAttribute(
+                list,
+                0,
+                PROC_THREAD_ATTRIBUTE_JOB_LIST as usize,
+                jobs.as_ptr() as *const _,
+                size_of::<HANDLE>(),
+                null_mut(),
+                null(),
+            )
+        };
+        let attribute = JobListAttribute { buffer, _jobs: jobs };
+        check(updated, "UpdateProcThreadAttribute(PROC_THREAD_ATTRIBUTE_JOB_LIST)")?;
+        Ok(attribute)
+    }
+
+    fn as_ptr(&mut self) -> LPPROC_THREAD_ATTRIBUTE_LIST {
+        self.buffer.as_mut_ptr() as LPPROC_THREAD_ATTRIBUTE_LIST
+    }
+}
+
+impl Drop for JobListAttribute {
+    fn drop(&mut self) {
+        // SAFETY: the list was initialized in `new` (Drop runs only for a built struct).
+        unsafe { DeleteProcThreadAttributeList(self.as_ptr()) };
+    }
+}
+
+/// Creates a suspended process in its own process group, with damon's standard handles,
+/// console, environment and directory. With `job`, it asks Windows to create it inside the
+/// job (PROC_THREAD_ATTRIBUTE_JOB_LIST, Windows 10 and later); callers check and assign if
+/// the attribute was not honoured. With `token`, the process runs with that token.
+pub fn create_suspended_process(
+    command_line: &OsStr,
+    job: Option<&OwnedHandle>,
+    token: Option<&OwnedHandle>,
+) -> io::Result<Process> {
+    let mut command_line = wide(command_line);
+    let std_handles = inheritable_std_handles();
+    // SAFETY: STARTUPINFOEXW is plain data; all-zero is its documented initial state.
+    let mut startup: STARTUPINFOEXW = unsafe { zeroed() };
+    startup.StartupInfo.dwFlags = STARTF_USESTDHANDLES;
+    startup.StartupInfo.hStdInput = std_handles[0];
+    startup.StartupInfo.hStdOutput = std_handles[1];
+    startup.StartupInfo.hStdError = std_handles[2];
+    let mut flags = CREATE_SUSPENDED | CREATE_NEW_PROCESS_GROUP | CREATE_UNICODE_ENVIRONMENT;
+    let mut attribute = match job {
+        Some(job) => JobListAttribute::new(job).ok(),
+        None => None,
+    };
+    if let Some(attribute) = attribute.as_mut() {
+        startup.lpAttributeList = attribute.as_ptr();
+        startup.StartupInfo.cb = size_u32::<STARTUPINFOEXW>();
+        flags |= EXTENDED_STARTUPINFO_PRESENT;
+    } else {
+        startup.StartupInfo.cb = size_u32::<windows_sys::Win32::System::Threading::STARTUPINFOW>();
+    }
+    // SAFETY: PROCESS_INFORMATION is plain data, filled by the call.
+    let mut info: PROCESS_INFORMATION = unsafe { zeroed() };
+    let startup_ptr = &startup as *const STARTUPINFOEXW as *const _;
+    // SAFETY: the command line is a writable NUL-terminated buffer (CreateProcess may modify
+    // it); the startup info and attribute list live until the call returns; the environment
+    // and directory are inherited (null).
+    let created = unsafe {
+        match token {
+            None => CreateProcessW(
+                null(),
+                command_line.as_mut_ptr(),
+                null(),
+                null(),
+                TRUE,
+                flags,
+                null(),
+                null(),
+                startup_ptr,
+                &mut info,
+            ),
+            Some(token) => CreateProcessAsUserW(
+                raw(token),
+                null(),
+                command_line.as_mut_ptr(),
+                null(),
+                null(),
+                TRUE,
+                flags,
+                null(),
+                null(),
+                startup_ptr,
+                &mut info,
+            ),
+        }
+    };
+    check(created, if token.is_some() { "CreateProcessAsUserW" } else { "CreateProcessW" })?;
+    Ok(Process {
+        handle: owned(info.hProcess, "CreateProcessW")?,
+        thread: owned(info.hThread, "CreateProcessW")?,
+        id: info.dwProcessId,
+    })
+}
+
+/// Ends a process at once (a child that could not be put in its job, or the uncontained child).
+pub fn terminate_process_now(process: &OwnedHandle) -> io::Result<()> {
+    // SAFETY: the process handle is open.
+    check(unsafe { TerminateProcess(raw(process), TERMINATE_EXIT_CODE) }, "TerminateProcess")
+}
+
+/// The exit code of a process ended by [`terminate_process_now`].
+const TERMINATE_EXIT_CODE: u32 = 137;
+
+pub fn resume(thread: &OwnedHandle) -> io::Result<()> {
+    // SAFETY: the thread handle is open.
+    if unsafe { ResumeThread(raw(thread)) } == u32::MAX {
+        return Err(last_error("ResumeThread"));
+    }
+    Ok(())
+}
+
+pub fn exit_code(process: &OwnedHandle) -> io::Result<u32> {
+    let mut code = 0u32;
+    // SAFETY: the process handle is open; `code` is writable.
+    check(unsafe { GetExitCodeProcess(raw(process), &mut code) }, "GetExitCodeProcess")?;
+    Ok(code)
+}
+
+/// The exit code of a process by id, while any handle keeps its record alive.
+pub fn exit_code_of(process_id: u32) -> Option<u32> {
+    // SAFETY: plain values; the returned handle is checked and owned.
+    let handle =
+        owned(unsafe { OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, FALSE, process_id) }, "OpenProcess").ok()?;
+    exit_code(&handle).ok()
+}
+
+/// Memory counters of a process by id: (working set, private commit, page faults).
+pub fn process_memory(process_id: u32) -> Option<(u64, u64, u64)> {
+    // SAFETY: plain values; the returned handle is checked and owned.
+    let handle = owned(
+        unsafe { OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION | PROCESS_VM_READ, FALSE, process_id) },
+        "OpenProcess",
+    )
+    .ok()?;
+    // SAFETY: plain data, filled by the call.
+    let mut counters: PROCESS_MEMORY_COUNTERS_EX = unsafe { zeroed() };
+    counters.cb = size_u32::<PROCESS_MEMORY_COUNTERS_EX>();
+    // SAFETY: `counters` is writable and its size is passed; the EX structure extends the base one.
+    let ok = unsafe {
+        K32GetProcessMemoryInfo(
+            raw(&handle),
+            &mut counters as *mut PROCESS_MEMORY_COUNTERS_EX as *mut PROCESS_MEMORY_COUNTERS,
+            counters.cb,
+        )
+    };
+    if ok == FALSE {
+        return None;
+    }
+    Some((counters.WorkingSetSize as u64, counters.PrivateUsage as u64, u64::from(counters.PageFaultCount)))
+}
+
+// ---- Restricted token
+
+/// A primary token like damon's, with every privilege but SeChangeNotify removed, as a
+/// limited-user (LUA) token, and BUILTIN\Administrators set to deny-only.
+pub fn restricted_token() -> io::Result<OwnedHandle> {
+    let mut token: HANDLE = null_mut();
+    let access = TOKEN_DUPLICATE | TOKEN_ASSIGN_PRIMARY | TOKEN_QUERY | TOKEN_ADJUST_DEFAULT | TOKEN_ADJUST_SESSIONID;
+    // SAFETY: GetCurrentProcess is a pseudo-handle; `token` is writable.
+    check(unsafe { OpenProcessToken(GetCurrentProcess(), access, &mut token) }, "OpenProcessToken")?;
+    let token = owned(token, "OpenProcessToken")?;
+    let mut sid = [0u8; SECURITY_MAX_SID_SIZE as usize];
+    let mut sid_size = SECURITY_MAX_SID_SIZE;
+    // SAFETY: `sid` is a writable buffer of the size passed.
+    check(
+        unsafe {
+            CreateWellKnownSid(WinBuiltinAdministratorsSid, null_mut(), sid.as_mut_ptr() as *mut _, &mut sid_size)
+        },
+        "CreateWellKnownSid",
+    )?;
+    let disable = [SID_AND_ATTRIBUTES { Sid: sid.as_mut_ptr() as *mut _, Attributes: 0 }];
+    let mut restricted: HANDLE = null_mut();
+    // SAFETY: `disable` and the SID it points to live until the call returns; `restricted` is writable.
+    check(
+        unsafe {
+            CreateRestrictedToken(
+                raw(&token),
+                DISABLE_MAX_PRIVILEGE | LUA_TOKEN,
+                disable.len() as u32,
+                disable.as_ptr(),
+                0,
+                null(),
+                0,
+                null(),
+                &mut restricted,
+            )
+        },
+        "CreateRestrictedToken",
+    )?;
+    owned(restricted, "CreateRestrictedToken")
+}
+
+// ---- Host
+
+/// MHz of one core, from the registry value the original read.
+pub fn registry_mhz() -> io::Result<u32> {
+    let key = wide(OsStr::new("HARDWARE\\DESCRIPTION\\System\\CentralProcessor\\0"));
+    let value = wide(OsStr::new("~MHz"));
+    let (mut mhz, mut size) = (0u32, size_u32::<u32>());
+    // SAFETY: key and value names are NUL-terminated; `mhz` is a writable DWORD of the size passed.
+    let status = unsafe {
+        RegGetValueW(
+            HKEY_LOCAL_MACHINE,
+            key.as_ptr(),
+            value.as_ptr(),
+            RRF_RT_REG_DWORD,
+            null_mut(),
+            &mut mhz as *mut u32 as *mut _,
+            &mut size,
+        )
+    };
+    if status != 0 {
+        return Err(io::Error::from_raw_os_error(status as i32));
+    }
+    Ok(mhz)
+}
+
+pub fn logical_processors() -> u32 {
+    // SAFETY: plain value.
+    unsafe { GetActiveProcessorCount(ALL_PROCESSOR_GROUPS) }
+}

@@ -1,0 +1,177 @@
+//! The Job Object that holds the workload, its limits, and its accounting.
+
+use std::ffi::OsStr;
+use std::io;
+use std::os::windows::io::OwnedHandle;
+use std::time::Duration;
+
+use windows_sys::Win32::System::JobObjects::{
+    JobObjectAssociateCompletionPortInformation, JobObjectBasicAndIoAccountingInformation,
+    JobObjectCpuRateControlInformation, JobObjectExtendedLimitInformation, JobObjectLimitViolationInformation,
+    JobObjectNotificationLimitInformation, ToleranceIntervalLong, ToleranceLow, JOBOBJECT_ASSOCIATE_COMPLETION_PORT,
+    JOBOBJECT_BASIC_AND_IO_ACCOUNTING_INFORMATION, JOBOBJECT_CPU_RATE_CONTROL_INFORMATION,
+    JOBOBJECT_EXTENDED_LIMIT_INFORMATION, JOBOBJECT_LIMIT_VIOLATION_INFORMATION,
+    JOBOBJECT_NOTIFICATION_LIMIT_INFORMATION, JOB_OBJECT_CPU_RATE_CONTROL_ENABLE, JOB_OBJECT_CPU_RATE_CONTROL_HARD_CAP,
+    JOB_OBJECT_LIMIT, JOB_OBJECT_LIMIT_ACTIVE_PROCESS, JOB_OBJECT_LIMIT_CPU_RATE_CONTROL, JOB_OBJECT_LIMIT_JOB_MEMORY,
+    JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE,
+};
+
+use super::ffi;
+use super::host::HostCpu;
+use crate::config::Limits;
+use crate::platform::ContainerError;
+
+pub struct JobObject {
+    handle: OwnedHandle,
+}
+
+/// Accounting of every process that was ever in the job.
+pub struct Accounting {
+    pub user: Duration,
+    pub kernel: Duration,
+    pub page_faults: u64,
+    pub active_processes: u64,
+    pub read_operations: u64,
+    pub write_operations: u64,
+    pub other_operations: u64,
+    pub read_bytes: u64,
+    pub write_bytes: u64,
+    pub other_bytes: u64,
+}
+
+/// FILETIME-style counts are in 100 ns units.
+fn from_100ns(value: i64) -> Duration {
+    Duration::from_nanos(value.max(0) as u64 * 100)
+}
+
+fn limit_error(limit: &str, e: io::Error) -> ContainerError {
+    ContainerError::new(format!("Windows refused the {}", limit), e)
+}
+
+impl JobObject {
+    pub fn create(name: &str) -> Result<JobObject, ContainerError> {
+        let handle =
+            ffi::create_job(OsStr::new(name)).map_err(|e| ContainerError::new("cannot create the Job Object", e))?;
+        Ok(JobObject { handle })
+    }
+
+    pub fn handle(&self) -> &OwnedHandle {
+        &self.handle
+    }
+
+    /// Puts the limits in force. KILL_ON_JOB_CLOSE always: when damon's handle closes,
+    /// however damon ends, every process of the job ends with it.
+    pub fn set_limits(&self, limits: &Limits, cpu: Option<&HostCpu>) -> Result<(), ContainerError> {
+        let mut extended: JOBOBJECT_EXTENDED_LIMIT_INFORMATION =
+            ffi::query_job_information(&self.handle, JobObjectExtendedLimitInformation)
+                .map_err(|e| limit_error("extended limits query", e))?;
+        let mut flags: JOB_OBJECT_LIMIT = JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE;
+        if let Some(memory) = limits.enforced_memory() {
+            flags |= JOB_OBJECT_LIMIT_JOB_MEMORY;
+            extended.JobMemoryLimit = memory.max_bytes() as usize;
+        }
+        if let Some(max) = limits.process_limit {
+            flags |= JOB_OBJECT_LIMIT_ACTIVE_PROCESS;
+            extended.BasicLimitInformation.ActiveProcessLimit = max.min(u64::from(u32::MAX)) as u32;
+        }
+        extended.BasicLimitInformation.LimitFlags = flags;
+        ffi::set_job_information(&self.handle, JobObjectExtendedLimitInformation, &extended)
+            .map_err(|e| limit_error("memory and process limits (JOBOBJECT_EXTENDED_LIMIT_INFORMATION)", e))?;
+
+        let soft_memory = limits.enforced_memory().and_then(|m| m.soft_bytes());
+        let cpu_rate = match (limits.enforced_cpu(), cpu) {
+            (Some(limit), Some(cpu)) => Some(cpu.cpu_rate(limit)),
+            _ => None,
+        };
+        if let Some(rate) = cpu_rate {
+            let mut info = JOBOBJECT_CPU_RATE_CONTROL_INFORMATION {
+                ControlFlags: JOB_OBJECT_CPU_RATE_CONTROL_ENABLE | JOB_OBJECT_CPU_RATE_CONTROL_HARD_CAP,
+                Anonymous: windows_sys::Win32::System::JobObjects::JOBOBJECT_CPU_RATE_CONTROL_INFORMATION_0 {
+                    CpuRate: 0,
+                },
+            };
+            info.Anonymous.CpuRate = rate;
+            ffi::set_job_information(&self.handle, JobObjectCpuRateControlInformation, &info)
+                .map_err(|e| limit_error(&format!("CPU rate limit of {} (hundredths of a percent)", rate), e))?;
+        }
+        if soft_memory.is_some() || cpu_rate.is_some() {
+            // Notifications: the soft memory limit, and the original's CPU-rate tolerance
+            // (low, over the long interval), both reported on the completion port.
+            let mut notify_flags: JOB_OBJECT_LIMIT = 0;
+            if cpu_rate.is_some() {
+                notify_flags |= JOB_OBJECT_LIMIT_CPU_RATE_CONTROL;
+            }
+            if soft_memory.is_some() {
+                notify_flags |= JOB_OBJECT_LIMIT_JOB_MEMORY;
+            }
+            let info = JOBOBJECT_NOTIFICATION_LIMIT_INFORMATION {
+                IoReadBytesLimit: 0,
+                IoWriteBytesLimit: 0,
+                PerJobUserTimeLimit: 0,
+                JobMemoryLimit: soft_memory.unwrap_or(0),
+                RateControlTolerance: ToleranceLow,
+                RateControlToleranceInterval: ToleranceIntervalLong,
+                LimitFlags: notify_flags,
+            };
+            ffi::set_job_information(&self.handle, JobObjectNotificationLimitInformation, &info)
+                .map_err(|e| limit_error("limit notifications (JOBOBJECT_NOTIFICATION_LIMIT_INFORMATION)", e))?;
+        }
+        Ok(())
+    }
+
+    /// Sends the job's notifications to `port`, tagged with `key`.
+    pub fn notify_port(&self, port: &OwnedHandle, key: usize) -> io::Result<()> {
+        let info = JOBOBJECT_ASSOCIATE_COMPLETION_PORT {
+            CompletionKey: key as *mut _,
+            CompletionPort: ffi::handle_value(port),
+        };
+        ffi::set_job_information(&self.handle, JobObjectAssociateCompletionPortInformation, &info)
+    }
+
+    pub fn assign(&self, process: &OwnedHandle) -> io::Result<()> {
+        ffi::assign_to_job(&self.handle, process)
+    }
+
+    pub fn contains(&self, process: &OwnedHandle) -> io::Result<bool> {
+        ffi::is_in_job(process, &self.handle)
+    }
+
+    pub fn terminate(&self, exit_code: u32) -> io::Result<()> {
+        ffi::terminate_job(&self.handle, exit_code)
+    }
+
+    pub fn accounting(&self) -> io::Result<Accounting> {
+        let info: JOBOBJECT_BASIC_AND_IO_ACCOUNTING_INFORMATION =
+            ffi::query_job_information(&self.handle, JobObjectBasicAndIoAccountingInformation)?;
+        let (basic, io) = (info.BasicInfo, info.IoInfo);
+        Ok(Accounting {
+            user: from_100ns(basic.TotalUserTime),
+            kernel: from_100ns(basic.TotalKernelTime),
+            page_faults: u64::from(basic.TotalPageFaultCount),
+            active_processes: u64::from(basic.ActiveProcesses),
+            read_operations: io.ReadOperationCount,
+            write_operations: io.WriteOperationCount,
+            other_operations: io.OtherOperationCount,
+            read_bytes: io.ReadTransferCount,
+            write_bytes: io.WriteTransferCount,
+            other_bytes: io.OtherTransferCount,
+        })
+    }
+
+    pub fn peak_memory_bytes(&self) -> io::Result<u64> {
+        let info: JOBOBJECT_EXTENDED_LIMIT_INFORMATION =
+            ffi::query_job_information(&self.handle, JobObjectExtendedLimitInformation)?;
+        Ok(info.PeakJobMemoryUsed as u64)
+    }
+
+    /// Which notification limits were exceeded, for a JOB_OBJECT_MSG_NOTIFICATION_LIMIT.
+    pub fn violated_limits(&self) -> io::Result<JOB_OBJECT_LIMIT> {
+        let info: JOBOBJECT_LIMIT_VIOLATION_INFORMATION =
+            ffi::query_job_information(&self.handle, JobObjectLimitViolationInformation)?;
+        Ok(info.ViolationLimitFlags)
+    }
+
+    pub fn process_ids(&self) -> io::Result<Vec<usize>> {
+        ffi::job_process_ids(&self.handle)
+    }
+}

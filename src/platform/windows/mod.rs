@@ -1,0 +1,276 @@
+//! The Windows backend: the workload in a Job Object with KILL_ON_JOB_CLOSE, started inside
+//! it, stopped with Ctrl+Break to its process group, watched through a completion port.
+
+mod command_line;
+mod ffi;
+mod host;
+mod job;
+mod notifications;
+
+use std::ffi::OsString;
+use std::os::windows::io::OwnedHandle;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use windows_sys::Win32::Foundation::{
+    ERROR_ACCESS_DENIED, ERROR_BAD_EXE_FORMAT, ERROR_FILE_NOT_FOUND, ERROR_PATH_NOT_FOUND,
+};
+use windows_sys::Win32::System::Console::{
+    CTRL_BREAK_EVENT, CTRL_CLOSE_EVENT, CTRL_C_EVENT, CTRL_LOGOFF_EVENT, CTRL_SHUTDOWN_EVENT,
+};
+
+use self::host::HostCpu;
+use self::job::JobObject;
+use self::notifications::Notifications;
+use super::{Container, ContainerError, ContainerSpec, Event, ExitStatus, HostReport, Signal, SpawnError};
+use crate::config::Config;
+use crate::stats::Sample;
+
+/// The exit code the job's processes get when damon terminates the job; the supervisor
+/// reports the run as killed (137, as a SIGKILL on Linux).
+const TERMINATED_EXIT_CODE: u32 = 137;
+
+impl Signal {
+    pub fn name(self) -> &'static str {
+        match self.0 as u32 {
+            CTRL_C_EVENT => "CTRL_C_EVENT",
+            CTRL_BREAK_EVENT => "CTRL_BREAK_EVENT",
+            CTRL_CLOSE_EVENT => "CTRL_CLOSE_EVENT",
+            CTRL_LOGOFF_EVENT => "CTRL_LOGOFF_EVENT",
+            CTRL_SHUTDOWN_EVENT => "CTRL_SHUTDOWN_EVENT",
+            _ => "unknown console event",
+        }
+    }
+}
+
+struct Child {
+    process: OwnedHandle,
+    id: u32,
+}
+
+pub struct Backend {
+    job: Option<Arc<JobObject>>,
+    notifications: Option<Notifications>,
+    restricted_token: bool,
+    ctrl_event: OwnedHandle,
+    child: Option<Child>,
+    terminated: bool,
+}
+
+fn console_events() -> Result<OwnedHandle, ContainerError> {
+    let event = ffi::create_event().map_err(|e| ContainerError::new("cannot create an event", e))?;
+    let handler_event = event.try_clone().map_err(|e| ContainerError::new("cannot duplicate an event handle", e))?;
+    ffi::install_ctrl_handler(handler_event).map_err(|e| ContainerError::new("cannot handle console events", e))?;
+    Ok(event)
+}
+
+impl Backend {
+    fn with_job(job: Option<JobObject>, spec_memory_mib: u64, restricted_token: bool) -> Result<Self, ContainerError> {
+        let ctrl_event = console_events()?;
+        let job = job.map(Arc::new);
+        let notifications = match &job {
+            Some(job) => match Notifications::start(Arc::clone(job), spec_memory_mib) {
+                Ok(n) => Some(n),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot watch the job's notifications; limit events will not be counted");
+                    None
+                }
+            },
+            None => None,
+        };
+        Ok(Backend { job, notifications, restricted_token, ctrl_event, child: None, terminated: false })
+    }
+}
+
+impl Container for Backend {
+    fn create(spec: &ContainerSpec) -> Result<Self, ContainerError> {
+        let cpu = match spec.limits.enforced_cpu() {
+            Some(_) => Some(HostCpu::read().map_err(ContainerError::message)?),
+            None => None,
+        };
+        let job = JobObject::create(&spec.name)?;
+        job.set_limits(&spec.limits, cpu.as_ref())?;
+        let memory_mib = spec.limits.enforced_memory().map_or(0, |m| m.max_mib);
+        Self::with_job(Some(job), memory_mib, spec.restricted_token)
+    }
+
+    fn uncontained() -> Result<Self, ContainerError> {
+        Self::with_job(None, 0, false)
+    }
+
+    fn location(&self) -> Option<String> {
+        self.job.as_ref().map(|_| "Job Object".to_string())
+    }
+
+    fn spawn(&mut self, command: &[OsString]) -> Result<u32, SpawnError> {
+        let line = command_line::join(command);
+        let token = if self.restricted_token {
+            Some(
+                ffi::restricted_token()
+                    .map_err(|e| SpawnError::Other("cannot create a restricted token".to_string(), e))?,
+            )
+        } else {
+            None
+        };
+        let job_handle = self.job.as_ref().map(|job| job.handle());
+        let process = ffi::create_suspended_process(&line, job_handle, token.as_ref()).map_err(|e| {
+            let program = command[0].clone();
+            match ffi::error_code(&e) {
+                Some(ERROR_FILE_NOT_FOUND | ERROR_PATH_NOT_FOUND) => SpawnError::NotFound(program),
+                Some(ERROR_ACCESS_DENIED | ERROR_BAD_EXE_FORMAT) => SpawnError::NotExecutable(program, e),
+                _ => SpawnError::Other(format!("cannot start {}", program.to_string_lossy()), e),
+            }
+        })?;
+        // The child is still suspended: if Windows did not start it inside the job (before
+        // Windows 10, or the attribute was ignored), it is assigned now, before it runs.
+        if let Some(job) = &self.job {
+            let in_job = job.contains(&process.handle).unwrap_or(false);
+            if !in_job {
+                if let Err(e) = job.assign(&process.handle) {
+                    let _ = ffi::terminate_process_now(&process.handle);
+                    return Err(SpawnError::Other("cannot put the command in its Job Object".to_string(), e));
+                }
+            }
+        }
+        ffi::resume(&process.thread).map_err(|e| SpawnError::Other("cannot resume the command".to_string(), e))?;
+        let id = process.id;
+        self.child = Some(Child { process: process.handle, id });
+        Ok(id)
+    }
+
+    fn next_event(&mut self, deadline: Option<Instant>) -> Result<Event, ContainerError> {
+        let child = match &self.child {
+            Some(child) => child,
+            None => return Err(ContainerError::message("no child to wait for")),
+        };
+        let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        let woken = ffi::wait_any(&[&child.process, &self.ctrl_event], timeout)
+            .map_err(|e| ContainerError::new("cannot wait for the child", e))?;
+        match woken {
+            None => Ok(Event::DeadlinePassed),
+            Some(0) => {
+                let code =
+                    ffi::exit_code(&child.process).map_err(|e| ContainerError::new("cannot read the exit code", e))?;
+                Ok(Event::ChildExited(if self.terminated && code == TERMINATED_EXIT_CODE {
+                    ExitStatus::Terminated
+                } else {
+                    ExitStatus::Code(code as i32)
+                }))
+            }
+            Some(_) => Ok(Event::Stop(Signal(ffi::last_ctrl_type() as i32))),
+        }
+    }
+
+    fn signal_child(&mut self, _signal: Signal) {
+        // Ctrl+C cannot be sent to another process group: every stop becomes Ctrl+Break,
+        // which Nomad's Windows executor sends too.
+        if let Some(child) = &self.child {
+            if let Err(e) = ffi::send_ctrl_break(child.id) {
+                tracing::warn!(error = %e, "cannot send Ctrl+Break to the child");
+            }
+        }
+    }
+
+    fn kill_all(&mut self) -> Result<(), ContainerError> {
+        self.terminated = true;
+        match (&self.job, &self.child) {
+            (Some(job), _) => {
+                job.terminate(TERMINATED_EXIT_CODE).map_err(|e| ContainerError::new("cannot terminate the job", e))
+            }
+            (None, Some(child)) => ffi::terminate_process_now(&child.process)
+                .map_err(|e| ContainerError::new("cannot terminate the child", e)),
+            (None, None) => Ok(()),
+        }
+    }
+
+    fn sample(&self) -> Sample {
+        let job = match &self.job {
+            Some(job) => job,
+            None => return Sample::default(),
+        };
+        let mut sample = Sample::default();
+        if let Ok(a) = job.accounting() {
+            sample.cpu_user = a.user;
+            sample.cpu_system = a.kernel;
+            sample.page_faults = Some(a.page_faults);
+            sample.processes = Some(a.active_processes);
+            sample.io_read_operations = Some(a.read_operations);
+            sample.io_write_operations = Some(a.write_operations);
+            sample.io_other_operations = Some(a.other_operations);
+            sample.io_read_bytes = Some(a.read_bytes);
+            sample.io_write_bytes = Some(a.write_bytes);
+            sample.io_other_bytes = Some(a.other_bytes);
+        }
+        sample.memory_peak_bytes = job.peak_memory_bytes().ok();
+        // The original read only the first child's counters; the job's whole list counts.
+        if let Ok(ids) = job.process_ids() {
+            let (mut working_set, mut commit) = (0, 0);
+            for id in ids {
+                if let Some((ws, private, _)) = ffi::process_memory(id as u32) {
+                    working_set += ws;
+                    commit += private;
+                }
+            }
+            sample.memory_bytes = Some(working_set);
+            sample.memory_commit_bytes = Some(commit);
+        }
+        if let Some(n) = &self.notifications {
+            let c = &n.counters;
+            sample.cpu_notifications = Some(c.cpu_notifications.load(Ordering::Relaxed));
+            sample.memory_notifications = Some(c.memory_notifications.load(Ordering::Relaxed));
+            sample.io_notifications = Some(c.io_notifications.load(Ordering::Relaxed));
+            sample.memory_limit_hits = Some(c.memory_limit_hits.load(Ordering::Relaxed));
+        }
+        sample
+    }
+
+    fn remove(mut self) -> Vec<ContainerError> {
+        let mut errors = Vec::new();
+        // Whatever the child left running goes with the job.
+        if let Some(job) = &self.job {
+            if job.process_ids().map_or(true, |ids| !ids.is_empty()) {
+                if let Err(e) = job.terminate(TERMINATED_EXIT_CODE) {
+                    errors.push(ContainerError::new("cannot terminate the job", e));
+                }
+            }
+        }
+        self.notifications = None;
+        self.child = None;
+        // Closing the last handle closes the job (KILL_ON_JOB_CLOSE ends anything left).
+        self.job = None;
+        errors
+    }
+}
+
+/// What `damon --check` reports on Windows.
+pub fn host_report(config: &Config) -> HostReport {
+    let mut facts = Vec::new();
+    let mut problem = None;
+    match HostCpu::read() {
+        Ok(cpu) => {
+            facts.push(("logical processors", cpu.logical_processors.to_string()));
+            facts.push(("MHz per core", format!("{} (from the registry, ~MHz)", cpu.mhz_per_core)));
+        }
+        Err(e) if config.limits.enforced_cpu().is_some() => problem = Some(e),
+        Err(e) => facts.push(("MHz per core", format!("unknown: {}", e))),
+    }
+    // A trial job with the configured limits proves Windows accepts them here.
+    let spec = ContainerSpec {
+        name: format!("damon-check-{}", std::process::id()),
+        limits: config.limits.clone(),
+        parent: None,
+        restricted_token: config.restricted_token,
+    };
+    match JobObject::create(&spec.name).and_then(|job| {
+        let cpu = HostCpu::read().ok();
+        job.set_limits(&spec.limits, cpu.as_ref())
+    }) {
+        Ok(()) => facts.push(("containment", "Job Object with the configured limits".to_string())),
+        Err(e) if config.limits.container_optional() => {
+            facts.push(("containment", format!("unavailable, the command would run uncontained: {}", e)))
+        }
+        Err(e) => problem = problem.or(Some(e.to_string())),
+    }
+    HostReport { facts, problem }
+}
