@@ -1,16 +1,37 @@
 //! A workload for damon's tests: a program that does one thing a real service might do,
 //! chosen by its first argument. Not part of damon; built by `cargo test` with the tests.
 //!
+//! On Unix and Windows:
 //!   exit N              exit with code N
 //!   sleep SECS          sleep, then exit 0
 //!   alloc MIB [SECS]    allocate and touch MIB MiB, hold it SECS (default: forever)
 //!   burn SECS           busy-loop for SECS of wall time, then print "cpu_seconds=X wall_seconds=Y"
 //!   env                 print the environment, one VAR=value per line
+//!
+//! On Unix (Linux):
 //!   wait-signals        print "ready", then the name of every SIGINT, SIGTERM, SIGHUP, SIGUSR1,
 //!                       SIGUSR2 received; exit 0 after SIGINT or SIGTERM
 //!   ignore-stop DIR     ignore stop signals, start a grandchild that calls setsid(); write
 //!                       DIR/child.pid and DIR/grandchild.pid, then sleep forever
 //!   daemon FILE         (the grandchild) setsid(), ignore stop signals, write FILE, sleep forever
+//!
+//! On Windows:
+//!   wait-signals        print "ready", then the name of every console control event received
+//!                       (CTRL_C_EVENT, CTRL_BREAK_EVENT, CTRL_CLOSE_EVENT, ...); exit 0 after
+//!                       CTRL_C_EVENT or CTRL_BREAK_EVENT
+//!   ignore-stop DIR     ignore console control events, start a grandchild in a new process group;
+//!                       write DIR\child.pid and DIR\grandchild.pid (the Linux pid under Wine, else
+//!                       the Windows pid) and DIR\child.winpid and DIR\grandchild.winpid (the
+//!                       Windows pid), then sleep forever
+//!   daemon FILE         (the grandchild) ignore console control events, write FILE and FILE with
+//!                       the extension "winpid" as above, sleep forever
+//!   job                 print "in_job=true|false" (is this process in a Job Object?), run itself
+//!                       as `job-child` and exit with its exit code
+//!   job-child           print "child_in_job=true|false"
+//!
+//! Under Wine on Linux the .pid files hold the Linux pid, which the Linux side of the tests checks
+//! in /proc (Wine's /proc/self is wineserver, so it comes from a getpid system call); the .winpid
+//! files hold the pid Windows APIs know.
 
 use std::io::Write;
 use std::path::Path;
@@ -36,13 +57,24 @@ fn main() {
         "ignore-stop" => unix::ignore_stop(Path::new(arg(1))),
         #[cfg(unix)]
         "daemon" => unix::daemon(Path::new(arg(1))),
+        #[cfg(windows)]
+        "wait-signals" => windows::wait_signals(),
+        #[cfg(windows)]
+        "ignore-stop" => windows::ignore_stop(Path::new(arg(1))),
+        #[cfg(windows)]
+        "daemon" => windows::daemon(Path::new(arg(1))),
+        #[cfg(windows)]
+        "job" => windows::job(),
+        #[cfg(windows)]
+        "job-child" => windows::job_child(),
         _ => usage(),
     }
 }
 
 fn usage() -> ! {
     eprintln!(
-        "usage: workload exit N | sleep SECS | alloc MIB [SECS] | burn SECS | env | wait-signals | ignore-stop DIR"
+        "usage: workload exit N | sleep SECS | alloc MIB [SECS] | burn SECS | env | wait-signals | ignore-stop DIR{}",
+        if cfg!(windows) { " | job" } else { "" }
     );
     std::process::exit(2)
 }
@@ -86,7 +118,12 @@ fn cpu_seconds() -> f64 {
     seconds(usage.user_time()) + seconds(usage.system_time())
 }
 
-#[cfg(not(unix))]
+#[cfg(windows)]
+fn cpu_seconds() -> f64 {
+    windows::cpu_seconds()
+}
+
+#[cfg(not(any(unix, windows)))]
 fn cpu_seconds() -> f64 {
     0.0
 }
@@ -151,5 +188,216 @@ mod unix {
         block(&STOP);
         write_pid(file);
         super::sleep_forever()
+    }
+}
+
+#[cfg(windows)]
+mod windows {
+    use std::io::Write;
+    use std::os::windows::process::CommandExt;
+    use std::path::Path;
+    use std::process::Command;
+
+    use windows_sys::Win32::Foundation::{BOOL, FALSE, FILETIME, TRUE};
+    use windows_sys::Win32::System::Console::{
+        SetConsoleCtrlHandler, CTRL_BREAK_EVENT, CTRL_CLOSE_EVENT, CTRL_C_EVENT, CTRL_LOGOFF_EVENT, CTRL_SHUTDOWN_EVENT,
+    };
+    use windows_sys::Win32::System::JobObjects::IsProcessInJob;
+    use windows_sys::Win32::System::Threading::{GetCurrentProcess, GetProcessTimes, CREATE_NEW_PROCESS_GROUP};
+
+    /// Prints what failed with the last Win32 error, and exits 1.
+    fn fail(what: &str) -> ! {
+        eprintln!("workload: {} failed: {}", what, std::io::Error::last_os_error());
+        std::process::exit(1)
+    }
+
+    fn event_name(event: u32) -> String {
+        match event {
+            CTRL_C_EVENT => "CTRL_C_EVENT".to_string(),
+            CTRL_BREAK_EVENT => "CTRL_BREAK_EVENT".to_string(),
+            CTRL_CLOSE_EVENT => "CTRL_CLOSE_EVENT".to_string(),
+            CTRL_LOGOFF_EVENT => "CTRL_LOGOFF_EVENT".to_string(),
+            CTRL_SHUTDOWN_EVENT => "CTRL_SHUTDOWN_EVENT".to_string(),
+            other => format!("console event {}", other),
+        }
+    }
+
+    /// Runs on a thread the system starts for each event. Writes with `let _ =` rather than
+    /// println!, so that it cannot panic: unwinding out of an extern "system" fn is not allowed.
+    extern "system" fn report_event(event: u32) -> BOOL {
+        let mut out = std::io::stdout();
+        let _ = writeln!(out, "{}", event_name(event));
+        let _ = out.flush();
+        if event == CTRL_C_EVENT || event == CTRL_BREAK_EVENT {
+            std::process::exit(0);
+        }
+        // Handled. For CTRL_CLOSE_EVENT the system ends the process anyway once this returns.
+        TRUE
+    }
+
+    extern "system" fn ignore_event(_event: u32) -> BOOL {
+        TRUE
+    }
+
+    fn set_handler(handler: extern "system" fn(u32) -> BOOL) {
+        // SAFETY: the handler is a plain function with the signature PHANDLER_ROUTINE requires,
+        // lives for the whole program, and does not unwind; the call only registers it.
+        if unsafe { SetConsoleCtrlHandler(Some(handler), TRUE) } == FALSE {
+            fail("SetConsoleCtrlHandler");
+        }
+    }
+
+    pub fn wait_signals() {
+        // A process started with CREATE_NEW_PROCESS_GROUP begins with Ctrl+C ignored; turn
+        // Ctrl+C back on so that CTRL_C_EVENT reaches the handler too.
+        // SAFETY: a NULL handler with FALSE only clears this process's ignore-Ctrl+C flag.
+        if unsafe { SetConsoleCtrlHandler(None, FALSE) } == FALSE {
+            fail("SetConsoleCtrlHandler(NULL, FALSE)");
+        }
+        set_handler(report_event);
+        println!("ready");
+        let _ = std::io::stdout().flush();
+        super::sleep_forever()
+    }
+
+    /// The Linux pid of this process under Wine on Linux, None elsewhere.
+    ///
+    /// Wine maps drive Z: to the Linux root, so /proc/self/stat is readable as Z:\proc\self\stat
+    /// there (and nowhere else). But its pid is not ours: Wine opens files in wineserver, so
+    /// "self" is wineserver. Wine has no API for the Linux pid, so once /proc says this is Linux,
+    /// ask the Linux kernel directly with a raw getpid system call.
+    fn linux_pid() -> Option<u32> {
+        // The root of the Linux file system, if this is Wine on Linux.
+        let root = ["Z:", ""].iter().find(|root| {
+            std::fs::read_to_string(format!(r"{}\proc\self\stat", root))
+                .map_or(false, |stat| stat.split_whitespace().next().map_or(false, is_number))
+        })?;
+        let pid = linux_getpid()?;
+        // A pid that /proc does not know would be no use to the tests: fall back instead.
+        if Path::new(&format!(r"{}\proc\{}\stat", root, pid)).exists() {
+            Some(pid)
+        } else {
+            None
+        }
+    }
+
+    fn is_number(s: &str) -> bool {
+        !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    fn linux_getpid() -> Option<u32> {
+        const SYS_GETPID: i64 = 39;
+        let pid: i64;
+        // SAFETY: only called once /proc/self/stat has shown that this is Wine on Linux, where
+        // Windows code runs in an ordinary Linux process and `syscall` enters the Linux kernel.
+        // getpid takes no arguments, touches no memory and cannot fail; the kernel clobbers only
+        // rcx and r11 (declared) and returns in rax.
+        unsafe {
+            std::arch::asm!(
+                "syscall",
+                inlateout("rax") SYS_GETPID => pid,
+                out("rcx") _,
+                out("r11") _,
+                options(nostack),
+            );
+        }
+        u32::try_from(pid).ok().filter(|&pid| pid > 0)
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    fn linux_getpid() -> Option<u32> {
+        None
+    }
+
+    fn write_atomically(file: &Path, pid: u32) {
+        let mut tmp = file.as_os_str().to_owned();
+        tmp.push(".tmp");
+        if let Err(e) = std::fs::write(&tmp, pid.to_string()) {
+            eprintln!("workload: writing {}: {}", Path::new(&tmp).display(), e);
+            std::process::exit(1);
+        }
+        if let Err(e) = std::fs::rename(&tmp, file) {
+            eprintln!("workload: renaming {} to {}: {}", Path::new(&tmp).display(), file.display(), e);
+            std::process::exit(1);
+        }
+    }
+
+    /// Writes FILE.winpid (the Windows pid), then FILE (the Linux pid under Wine): whoever sees
+    /// FILE can read both.
+    fn write_pids(file: &Path) {
+        let windows_pid = std::process::id();
+        write_atomically(&file.with_extension("winpid"), windows_pid);
+        write_atomically(file, linux_pid().unwrap_or(windows_pid));
+    }
+
+    pub fn ignore_stop(dir: &Path) {
+        set_handler(ignore_event);
+        let me = std::env::current_exe().unwrap_or_else(|e| {
+            eprintln!("workload: current_exe: {}", e);
+            std::process::exit(1)
+        });
+        // Never waited for: it is meant to outlive this process, as a daemon would. A new
+        // process group is the nearest Windows has to setsid().
+        let _grandchild = Command::new(me)
+            .arg("daemon")
+            .arg(dir.join("grandchild.pid"))
+            .creation_flags(CREATE_NEW_PROCESS_GROUP)
+            .spawn()
+            .unwrap_or_else(|e| {
+                eprintln!("workload: starting the grandchild: {}", e);
+                std::process::exit(1)
+            });
+        write_pids(&dir.join("child.pid"));
+        super::sleep_forever()
+    }
+
+    pub fn daemon(file: &Path) {
+        set_handler(ignore_event);
+        write_pids(file);
+        super::sleep_forever()
+    }
+
+    fn in_job() -> bool {
+        let mut result: BOOL = FALSE;
+        // SAFETY: GetCurrentProcess returns a pseudo handle that needs no closing; a NULL job
+        // asks about any job; `result` is a valid BOOL for the call to write.
+        if unsafe { IsProcessInJob(GetCurrentProcess(), std::ptr::null_mut(), &mut result) } == FALSE {
+            fail("IsProcessInJob");
+        }
+        result != FALSE
+    }
+
+    pub fn job() {
+        println!("in_job={}", in_job());
+        let _ = std::io::stdout().flush();
+        let me = std::env::current_exe().unwrap_or_else(|e| {
+            eprintln!("workload: current_exe: {}", e);
+            std::process::exit(1)
+        });
+        let status = Command::new(me).arg("job-child").status().unwrap_or_else(|e| {
+            eprintln!("workload: running job-child: {}", e);
+            std::process::exit(1)
+        });
+        std::process::exit(status.code().unwrap_or(1))
+    }
+
+    pub fn job_child() {
+        println!("child_in_job={}", in_job());
+        let _ = std::io::stdout().flush();
+    }
+
+    pub fn cpu_seconds() -> f64 {
+        let zero = FILETIME { dwLowDateTime: 0, dwHighDateTime: 0 };
+        let (mut creation, mut exit, mut kernel, mut user) = (zero, zero, zero, zero);
+        // SAFETY: the pseudo handle of the current process is always valid, and the four
+        // pointers are to distinct FILETIMEs that live across the call.
+        let ok = unsafe { GetProcessTimes(GetCurrentProcess(), &mut creation, &mut exit, &mut kernel, &mut user) };
+        if ok == FALSE {
+            fail("GetProcessTimes");
+        }
+        // FILETIME durations count 100-ns units.
+        let ticks = |t: FILETIME| (u64::from(t.dwHighDateTime) << 32 | u64::from(t.dwLowDateTime)) as f64;
+        (ticks(kernel) + ticks(user)) / 1e7
     }
 }

@@ -113,8 +113,14 @@ impl JobObject {
                 RateControlToleranceInterval: ToleranceIntervalLong,
                 LimitFlags: notify_flags,
             };
-            ffi::set_job_information(&self.handle, JobObjectNotificationLimitInformation, &info)
-                .map_err(|e| limit_error("limit notifications (JOBOBJECT_NOTIFICATION_LIMIT_INFORMATION)", e))?;
+            // Notifications only report: the hard limits above are in force without them, so a
+            // refusal (Wine refuses them all) is a warning, not a start-up failure.
+            if let Err(e) = ffi::set_job_information(&self.handle, JobObjectNotificationLimitInformation, &info) {
+                tracing::warn!(
+                    error = %e,
+                    "Windows refused the limit notifications (soft memory limit, CPU rate tolerance); the hard limits are in force"
+                );
+            }
         }
         Ok(())
     }
