@@ -1,5 +1,7 @@
 //! Invocation and configuration: what a user types and what damon answers.
 
+#![cfg(target_os = "linux")]
+
 mod common;
 
 use common::*;

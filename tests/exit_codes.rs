@@ -1,6 +1,8 @@
 //! damon's exit status: the child's own, 128+N for a signal, 126 and 127 as a shell, and the
 //! same in the log's "damon exiting" line. No cgroup is left behind in any case.
 
+#![cfg(target_os = "linux")]
+
 mod common;
 
 use common::*;

@@ -2,6 +2,8 @@
 //! written as configured, a memory hog is OOM-killed (137), and a CPU cap holds a busy loop
 //! to roughly its share.
 
+#![cfg(target_os = "linux")]
+
 mod common;
 
 use common::*;

@@ -2,6 +2,8 @@
 //! every line, rotated by size, and on stderr (saying why) when the file cannot be opened.
 //! The child's stdout and stderr are never touched.
 
+#![cfg(target_os = "linux")]
+
 mod common;
 
 use common::*;

@@ -2,6 +2,8 @@
 //! leaf beside it, and the parent restored afterwards), or under DAMON_CGROUP_PARENT; and what
 //! happens without the right to create cgroups.
 
+#![cfg(target_os = "linux")]
+
 mod common;
 
 use common::*;

@@ -1,6 +1,8 @@
 //! The workload's totals, read from the group's own files, reported in "damon exiting": the
 //! sample the metrics are built on.
 
+#![cfg(target_os = "linux")]
+
 mod common;
 
 use common::*;

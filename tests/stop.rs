@@ -2,6 +2,8 @@
 //! end, then every process of the group is killed, including one that called setsid().
 //! When damon itself is SIGKILLed, its guard kills the workload and removes the group.
 
+#![cfg(target_os = "linux")]
+
 mod common;
 
 use common::*;

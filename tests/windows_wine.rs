@@ -10,6 +10,8 @@
 //! What Wine cannot show (it does not enforce a JobMemoryLimit or a CPU rate, and its job
 //! accounting reads zero) is left to the native Windows workflow (.github/workflows/windows.yml).
 
+#![cfg(target_os = "linux")]
+
 mod common;
 
 use common::{alive, read_pid, signal, wait_for, Run, TestDir};

@@ -1,0 +1,199 @@
+//! damon.exe on a real Windows host (the workflow in .github/workflows/windows.yml runs these):
+//! what Wine cannot show. The memory limit refuses an allocation, the CPU rate caps a busy
+//! loop, Ctrl+Break reaches the child's process group, and the tree ends with damon.exe.
+//! Written for Windows 10 / Server 2016 and later; they cannot run on the Linux machines this
+//! project is developed on, where tests/windows_wine.rs covers what Wine can show.
+
+#![cfg(windows)]
+
+use std::io::{BufRead, BufReader};
+use std::os::windows::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use windows_sys::Win32::Foundation::{CloseHandle, FALSE, STILL_ACTIVE};
+use windows_sys::Win32::System::Console::{GenerateConsoleCtrlEvent, CTRL_BREAK_EVENT};
+use windows_sys::Win32::System::Threading::{
+    GetExitCodeProcess, OpenProcess, TerminateProcess, CREATE_NEW_PROCESS_GROUP, PROCESS_QUERY_LIMITED_INFORMATION,
+    PROCESS_TERMINATE,
+};
+
+const DAMON: &str = env!("CARGO_BIN_EXE_damon");
+
+fn workload() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().and_then(Path::parent).unwrap().join("examples").join("workload.exe")
+}
+
+struct TestDir(PathBuf);
+
+impl TestDir {
+    fn new(name: &str) -> TestDir {
+        let dir = std::env::temp_dir().join(format!("damon-native-{}-{}", name, std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TestDir(dir)
+    }
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.0.join("damon.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn damon(dir: &TestDir) -> Command {
+    let mut cmd = Command::new(DAMON);
+    cmd.env("DAMON_LOG_DIR", &dir.0).current_dir(&dir.0);
+    cmd
+}
+
+fn explain(out: &Output, dir: &TestDir) -> String {
+    format!(
+        "status: {}\n--- stdout\n{}--- stderr\n{}--- log\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        dir.log()
+    )
+}
+
+fn alive(pid: u32) -> bool {
+    // SAFETY: plain values; the handle is closed below.
+    let handle = unsafe { OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, FALSE, pid) };
+    if handle.is_null() {
+        return false;
+    }
+    let mut code = 0u32;
+    // SAFETY: the handle is open; `code` is writable.
+    let ok = unsafe { GetExitCodeProcess(handle, &mut code) };
+    // SAFETY: the handle came from OpenProcess above.
+    unsafe { CloseHandle(handle) };
+    ok != FALSE && code == STILL_ACTIVE as u32
+}
+
+fn wait_for(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {}", what);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn read_pid(file: &Path) -> Option<u32> {
+    std::fs::read_to_string(file).ok().and_then(|s| s.trim().parse().ok())
+}
+
+/// damon.exe in a process group of its own, so the test can send it Ctrl+Break as Nomad does.
+fn spawn_in_own_group(mut cmd: Command) -> Child {
+    cmd.creation_flags(CREATE_NEW_PROCESS_GROUP).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.spawn().unwrap()
+}
+
+fn ctrl_break(group: u32) {
+    // SAFETY: plain values.
+    assert_ne!(unsafe { GenerateConsoleCtrlEvent(CTRL_BREAK_EVENT, group) }, FALSE, "GenerateConsoleCtrlEvent");
+}
+
+#[test]
+fn exit_codes() {
+    let dir = TestDir::new("exit");
+    for code in [0, 3, 255] {
+        let out = damon(&dir).arg(workload()).args(["exit", &code.to_string()]).output().unwrap();
+        assert_eq!(out.status.code(), Some(code), "{}", explain(&out, &dir));
+    }
+    let out = damon(&dir).arg("no-such-program.exe").output().unwrap();
+    assert_eq!(out.status.code(), Some(127), "{}", explain(&out, &dir));
+}
+
+#[test]
+fn the_tree_is_in_the_job() {
+    let dir = TestDir::new("job");
+    let out = damon(&dir).arg(workload()).arg("job").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("in_job=true") && stdout.contains("child_in_job=true"), "{}", explain(&out, &dir));
+}
+
+#[test]
+fn the_memory_limit_refuses_an_allocation_beyond_it() {
+    let dir = TestDir::new("memory");
+    let out = damon(&dir).args(["--memory-limit", "64"]).arg(workload()).args(["alloc", "256", "0"]).output().unwrap();
+    assert_ne!(out.status.code(), Some(0), "256 MiB allocated under a 64 MiB limit\n{}", explain(&out, &dir));
+    assert!(dir.log().contains("memory limit of 64 MiB exceeded"), "{}", explain(&out, &dir));
+}
+
+#[test]
+fn a_busy_loop_capped_at_half_a_core_uses_about_half() {
+    let dir = TestDir::new("cpu");
+    let check = String::from_utf8(Command::new(DAMON).arg("--check").output().unwrap().stdout).unwrap();
+    let mhz: u64 = check
+        .lines()
+        .find_map(|l| l.strip_prefix("MHz per core:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("MHz per core in damon --check");
+    let out =
+        damon(&dir).args(["--cpu-limit", &(mhz / 2).to_string()]).arg(workload()).args(["burn", "3"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let figure = |key: &str| -> f64 {
+        stdout.split_whitespace().find_map(|w| w.strip_prefix(key)).and_then(|v| v.parse().ok()).expect(key)
+    };
+    let share = figure("cpu_seconds=") / figure("wall_seconds=");
+    assert!((0.25..=0.75).contains(&share), "share {:.2}\n{}", share, explain(&out, &dir));
+}
+
+#[test]
+fn ctrl_break_reaches_the_child() {
+    let dir = TestDir::new("break");
+    let mut cmd = damon(&dir);
+    cmd.arg(workload()).arg("wait-signals");
+    let mut damon = spawn_in_own_group(cmd);
+    let mut stdout = BufReader::new(damon.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+    ctrl_break(damon.id());
+    line.clear();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "CTRL_BREAK_EVENT");
+    assert_eq!(damon.wait().unwrap().code(), Some(0), "{}", dir.log());
+}
+
+#[test]
+fn a_child_ignoring_ctrl_break_is_terminated_with_its_tree() {
+    let dir = TestDir::new("timeout");
+    let mut cmd = damon(&dir);
+    cmd.env("DAMON_KILL_TIMEOUT", "1s").arg(workload()).arg("ignore-stop").arg(&dir.0);
+    let mut damon = spawn_in_own_group(cmd);
+    wait_for("pid files", Duration::from_secs(20), || read_pid(&dir.0.join("grandchild.pid")).is_some());
+    let (child, grandchild) =
+        (read_pid(&dir.0.join("child.pid")).unwrap(), read_pid(&dir.0.join("grandchild.pid")).unwrap());
+    ctrl_break(damon.id());
+    assert_eq!(damon.wait().unwrap().code(), Some(137), "{}", dir.log());
+    wait_for("the tree to end", Duration::from_secs(10), || !alive(child) && !alive(grandchild));
+}
+
+#[test]
+fn the_tree_ends_when_damon_is_killed() {
+    let dir = TestDir::new("kill");
+    let mut cmd = damon(&dir);
+    cmd.arg(workload()).arg("ignore-stop").arg(&dir.0);
+    let mut damon = spawn_in_own_group(cmd);
+    wait_for("pid files", Duration::from_secs(20), || read_pid(&dir.0.join("grandchild.pid")).is_some());
+    let (child, grandchild) =
+        (read_pid(&dir.0.join("child.pid")).unwrap(), read_pid(&dir.0.join("grandchild.pid")).unwrap());
+    // SAFETY: plain values; the handle is closed below.
+    let handle = unsafe { OpenProcess(PROCESS_TERMINATE, FALSE, damon.id()) };
+    assert!(!handle.is_null());
+    // SAFETY: the handle is open with PROCESS_TERMINATE; closed right after.
+    unsafe {
+        TerminateProcess(handle, 1);
+        CloseHandle(handle);
+    }
+    let _ = damon.wait();
+    wait_for("KILL_ON_JOB_CLOSE to end the tree", Duration::from_secs(10), || !alive(child) && !alive(grandchild));
+}
