@@ -4,6 +4,7 @@
 
 mod config;
 mod logging;
+mod metrics;
 mod platform;
 mod stats;
 mod supervisor;

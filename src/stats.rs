@@ -31,4 +31,17 @@ pub struct Sample {
     pub io_notifications: Option<u64>,
     /// Windows: allocations the job's hard memory limit refused.
     pub memory_limit_hits: Option<u64>,
+    /// cgroup v2: time tasks waited for (some) or all stalled on (full) each resource.
+    pub pressure: Option<Pressure>,
+}
+
+/// Pressure stall totals (PSI) of cgroup v2's cpu.pressure, memory.pressure, io.pressure.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Pressure {
+    pub cpu_waiting: Duration,
+    pub cpu_stalled: Duration,
+    pub memory_waiting: Duration,
+    pub memory_stalled: Duration,
+    pub io_waiting: Duration,
+    pub io_stalled: Duration,
 }

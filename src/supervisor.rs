@@ -7,6 +7,7 @@ use std::time::{Instant, SystemTime};
 
 use crate::config::{Config, VERSION};
 use crate::logging::{self, LogGuard};
+use crate::metrics::Metrics;
 use crate::platform::{self, Backend, Container, ContainerSpec, Event, ExitStatus, Signal, SpawnError};
 use crate::stats::Sample;
 
@@ -161,6 +162,13 @@ fn supervise(config: &Config) -> (Ending, Option<Sample>) {
         }
         Err(e) => return fail("cannot create the container", &e, EXIT_DAMON_FAILED),
     };
+    // Threads start only now: on Linux the container forks its guard while damon has one thread.
+    let metrics = config.metrics.as_ref().map(|metrics_config| {
+        let metrics = Metrics::new(config);
+        metrics.container_ready(container.sampler());
+        metrics.serve(metrics_config);
+        metrics
+    });
     let pid = match container.spawn(&config.command) {
         Ok(pid) => pid,
         Err(e) => {
@@ -175,6 +183,9 @@ fn supervise(config: &Config) -> (Ending, Option<Sample>) {
         }
     };
     tracing::info!(pid, container = %container.location().unwrap_or_else(|| "none".to_string()), "child started");
+    if let Some(metrics) = &metrics {
+        metrics.child_started();
+    }
 
     let mut oom = OomReporter { limit_mib: config.limits.enforced_memory().map_or(0, |m| m.max_mib), reported: 0 };
     let mut deadline = None;
@@ -208,6 +219,9 @@ fn supervise(config: &Config) -> (Ending, Option<Sample>) {
             }
         }
     };
+    if let Some(metrics) = &metrics {
+        metrics.child_exited();
+    }
     // Read before removal: the group's counters go with it.
     let totals = container.sample();
     let oom_kills = totals.oom_kills.unwrap_or(0);

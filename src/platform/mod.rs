@@ -5,6 +5,7 @@
 use std::ffi::OsString;
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::config::Limits;
@@ -13,11 +14,11 @@ use crate::stats::Sample;
 #[cfg(target_os = "linux")]
 mod linux;
 #[cfg(target_os = "linux")]
-pub use linux::{host_report, Backend};
+pub use linux::{host_cpu, host_report, own_process, Backend};
 #[cfg(windows)]
 mod windows;
 #[cfg(windows)]
-pub use windows::{host_report, Backend};
+pub use windows::{host_cpu, host_report, own_process, Backend};
 
 /// What the container is asked to be.
 #[derive(Debug, Clone)]
@@ -78,9 +79,45 @@ pub trait Container: Sized {
     fn signal_child(&mut self, signal: Signal);
     /// Kills every process in the container.
     fn kill_all(&mut self) -> Result<(), ContainerError>;
-    fn sample(&self) -> Sample;
+    fn sample(&self) -> Sample {
+        self.sampler().sample()
+    }
+    /// Reads samples of the container from any thread (the metrics server's).
+    fn sampler(&self) -> Arc<dyn Sampler>;
     /// Removes the container; every step is attempted, and each failure is reported.
     fn remove(self) -> Vec<ContainerError>;
+}
+
+/// Reads the container's resource use; shared with the metrics server.
+pub trait Sampler: Send + Sync {
+    fn sample(&self) -> Sample;
+}
+
+/// A sampler of nothing, for a child run uncontained.
+pub struct NoSampler;
+
+impl Sampler for NoSampler {
+    fn sample(&self) -> Sample {
+        Sample::default()
+    }
+}
+
+/// The host's CPUs, as the CPU limit sees them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostCpu {
+    pub cpus: u64,
+    pub mhz_per_core: u64,
+}
+
+/// damon's own process figures, for the process_* metrics.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OwnProcess {
+    pub cpu_seconds: f64,
+    pub resident_bytes: u64,
+    pub virtual_bytes: u64,
+    pub start_time_seconds: f64,
+    pub open_fds: Option<u64>,
+    pub max_fds: Option<u64>,
 }
 
 /// A failure of the container: its creation, a limit, its removal.

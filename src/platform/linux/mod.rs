@@ -6,6 +6,7 @@ mod guard;
 mod hierarchy;
 mod host;
 mod oom;
+mod own_process;
 mod signals;
 mod spawn;
 mod v1;
@@ -14,6 +15,7 @@ mod v2;
 use std::ffi::OsString;
 use std::path::Path;
 use std::process::Child;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal as NixSignal};
@@ -27,7 +29,10 @@ use self::oom::OomWatch;
 use self::signals::{SignalWaiter, Wake, PASS_ON_SIGNALS, STOP_SIGNALS};
 use self::v1::CgroupV1;
 use self::v2::CgroupV2;
-use super::{Container, ContainerError, ContainerSpec, Event, ExitStatus, HostReport, Signal, SpawnError};
+use super::{
+    Container, ContainerError, ContainerSpec, Event, ExitStatus, HostReport, NoSampler, OwnProcess, Sampler, Signal,
+    SpawnError,
+};
 use crate::config::Config;
 use crate::stats::Sample;
 
@@ -52,6 +57,15 @@ fn remove_with_retry(dir: &Path) -> Result<(), CgroupIoError> {
                 std::thread::sleep(Duration::from_millis(5));
             }
             other => return other,
+        }
+    }
+}
+
+impl Sampler for Cgroup {
+    fn sample(&self) -> Sample {
+        match self {
+            Cgroup::V1(g) => g.sample(),
+            Cgroup::V2(g) => g.sample(),
         }
     }
 }
@@ -176,13 +190,6 @@ impl Cgroup {
             errors.extend(g.leave_supervisor_leaf());
         }
         errors
-    }
-
-    fn sample(&self) -> Sample {
-        match self {
-            Cgroup::V1(g) => g.sample(),
-            Cgroup::V2(g) => g.sample(),
-        }
     }
 
     /// A watch on the memory limit, where the group has the memory controller.
@@ -320,8 +327,11 @@ impl Container for Backend {
         }
     }
 
-    fn sample(&self) -> Sample {
-        self.cgroup.as_ref().map(Cgroup::sample).unwrap_or_default()
+    fn sampler(&self) -> Arc<dyn Sampler> {
+        match &self.cgroup {
+            Some(cgroup) => Arc::new(cgroup.clone()),
+            None => Arc::new(NoSampler),
+        }
     }
 
     fn remove(mut self) -> Vec<ContainerError> {
@@ -340,6 +350,16 @@ impl Container for Backend {
         }
         errors
     }
+}
+
+/// The host's CPUs and MHz per core, as the CPU limit uses them.
+pub fn host_cpu() -> Option<super::HostCpu> {
+    HostCpu::read().ok().map(|cpu| super::HostCpu { cpus: cpu.online_cpus, mhz_per_core: cpu.mhz_per_core })
+}
+
+/// damon's own figures from /proc/self.
+pub fn own_process() -> OwnProcess {
+    own_process::read()
 }
 
 /// What `damon --check` reports: the cgroup set-up damon would use and a trial group.

@@ -14,7 +14,7 @@ use super::host::{HostCpu, CPU_PERIOD};
 use super::{kill_listed_processes, remove_with_retry};
 use crate::config::Limits;
 use crate::platform::ContainerError;
-use crate::stats::Sample;
+use crate::stats::{Pressure, Sample};
 
 /// Controllers damon enables; the ones a limit needs are required, the rest only feed stats.
 const CONTROLLERS: [&str; 4] = ["memory", "cpu", "pids", "io"];
@@ -187,8 +187,23 @@ impl CgroupV2 {
             oom_kills: self.oom_kills(),
             cpu_throttled_periods: file::keyed_value(&cpu_stat, "nr_throttled"),
             cpu_throttled: usec("throttled_usec"),
+            pressure: self.pressure(),
             ..Sample::default()
         }
+    }
+
+    /// The PSI totals, where the kernel has them (CONFIG_PSI, not disabled at boot).
+    fn pressure(&self) -> Option<Pressure> {
+        let read = |name: &str| file::read(&self.dir.join(name)).ok().map(|content| pressure_totals(&content));
+        let (cpu, memory, io) = (read("cpu.pressure")?, read("memory.pressure")?, read("io.pressure")?);
+        Some(Pressure {
+            cpu_waiting: cpu.0,
+            cpu_stalled: cpu.1,
+            memory_waiting: memory.0,
+            memory_stalled: memory.1,
+            io_waiting: io.0,
+            io_stalled: io.1,
+        })
     }
 
     pub fn oom_kills(&self) -> Option<u64> {
@@ -236,6 +251,20 @@ fn enable_controllers(dir: &Path, required: &[&str]) -> Result<Vec<&'static str>
     Ok(enabled)
 }
 
+/// The `total=` of the "some" and "full" lines of a *.pressure file, in microseconds.
+fn pressure_totals(content: &str) -> (Duration, Duration) {
+    let total = |kind: &str| {
+        content
+            .lines()
+            .filter(|l| l.starts_with(kind))
+            .flat_map(|l| l.split_whitespace())
+            .find_map(|w| w.strip_prefix("total="))
+            .and_then(|v| v.parse().ok())
+            .map_or(Duration::ZERO, Duration::from_micros)
+    };
+    (total("some "), total("full "))
+}
+
 /// Sums io.stat over devices: [rbytes, wbytes, rios, wios].
 fn io_stat_totals(content: &str) -> [u64; 4] {
     let mut totals = [0u64; 4];
@@ -259,6 +288,13 @@ fn io_stat_totals(content: &str) -> [u64; 4] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pressure_totals_are_some_and_full() {
+        let content =
+            "some avg10=0.00 avg60=0.00 avg300=0.00 total=1500\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=700\n";
+        assert_eq!(pressure_totals(content), (Duration::from_micros(1500), Duration::from_micros(700)));
+    }
 
     #[test]
     fn io_stat_is_summed_over_devices() {

@@ -37,11 +37,12 @@ use windows_sys::Win32::System::ProcessStatus::{
 use windows_sys::Win32::System::Registry::{RegGetValueW, HKEY_LOCAL_MACHINE, RRF_RT_REG_DWORD};
 use windows_sys::Win32::System::Threading::{
     CreateEventW, CreateProcessAsUserW, CreateProcessW, DeleteProcThreadAttributeList, GetActiveProcessorCount,
-    GetCurrentProcess, GetExitCodeProcess, InitializeProcThreadAttributeList, OpenProcess, OpenProcessToken,
-    ResumeThread, SetEvent, TerminateProcess, UpdateProcThreadAttribute, WaitForMultipleObjects, ALL_PROCESSOR_GROUPS,
-    CREATE_NEW_PROCESS_GROUP, CREATE_SUSPENDED, CREATE_UNICODE_ENVIRONMENT, EXTENDED_STARTUPINFO_PRESENT, INFINITE,
-    LPPROC_THREAD_ATTRIBUTE_LIST, PROCESS_INFORMATION, PROCESS_QUERY_LIMITED_INFORMATION, PROCESS_VM_READ,
-    PROC_THREAD_ATTRIBUTE_JOB_LIST, STARTF_USESTDHANDLES, STARTUPINFOEXW,
+    GetCurrentProcess, GetExitCodeProcess, GetProcessHandleCount, GetProcessTimes, InitializeProcThreadAttributeList,
+    OpenProcess, OpenProcessToken, ResumeThread, SetEvent, TerminateProcess, UpdateProcThreadAttribute,
+    WaitForMultipleObjects, ALL_PROCESSOR_GROUPS, CREATE_NEW_PROCESS_GROUP, CREATE_SUSPENDED,
+    CREATE_UNICODE_ENVIRONMENT, EXTENDED_STARTUPINFO_PRESENT, INFINITE, LPPROC_THREAD_ATTRIBUTE_LIST,
+    PROCESS_INFORMATION, PROCESS_QUERY_LIMITED_INFORMATION, PROCESS_VM_READ, PROC_THREAD_ATTRIBUTE_JOB_LIST,
+    STARTF_USESTDHANDLES, STARTUPINFOEXW,
 };
 use windows_sys::Win32::System::IO::{
     CreateIoCompletionPort, GetQueuedCompletionStatus, PostQueuedCompletionStatus, OVERLAPPED,
@@ -487,6 +488,41 @@ pub fn process_memory(process_id: u32) -> Option<(u64, u64, u64)> {
         return None;
     }
     Some((counters.WorkingSetSize as u64, counters.PrivateUsage as u64, u64::from(counters.PageFaultCount)))
+}
+
+/// damon's own CPU time, memory, start time and handle count.
+pub fn own_process() -> crate::platform::OwnProcess {
+    let mut figures = crate::platform::OwnProcess::default();
+    // SAFETY: plain data, filled by the calls; GetCurrentProcess is a pseudo-handle.
+    let (mut creation, mut exit, mut kernel, mut user): (FILETIME, FILETIME, FILETIME, FILETIME) = unsafe { zeroed() };
+    // SAFETY: the out-parameters are writable.
+    if unsafe { GetProcessTimes(GetCurrentProcess(), &mut creation, &mut exit, &mut kernel, &mut user) } != FALSE {
+        let ticks = |t: FILETIME| (u64::from(t.dwHighDateTime) << 32) | u64::from(t.dwLowDateTime);
+        figures.cpu_seconds = (ticks(kernel) + ticks(user)) as f64 / 1e7;
+        // FILETIME counts 100 ns since 1601; Unix time starts 11644473600 s later.
+        figures.start_time_seconds = ticks(creation) as f64 / 1e7 - 11_644_473_600.0;
+    }
+    // SAFETY: plain data, filled by the call.
+    let mut counters: PROCESS_MEMORY_COUNTERS_EX = unsafe { zeroed() };
+    counters.cb = size_u32::<PROCESS_MEMORY_COUNTERS_EX>();
+    // SAFETY: `counters` is writable and its size is passed.
+    let ok = unsafe {
+        K32GetProcessMemoryInfo(
+            GetCurrentProcess(),
+            &mut counters as *mut PROCESS_MEMORY_COUNTERS_EX as *mut PROCESS_MEMORY_COUNTERS,
+            counters.cb,
+        )
+    };
+    if ok != FALSE {
+        figures.resident_bytes = counters.WorkingSetSize as u64;
+        figures.virtual_bytes = counters.PrivateUsage as u64;
+    }
+    let mut handles = 0u32;
+    // SAFETY: `handles` is writable.
+    if unsafe { GetProcessHandleCount(GetCurrentProcess(), &mut handles) } != FALSE {
+        figures.open_fds = Some(u64::from(handles));
+    }
+    figures
 }
 
 // ---- Restricted token

@@ -22,8 +22,11 @@ use windows_sys::Win32::System::Console::{
 
 use self::host::HostCpu;
 use self::job::JobObject;
-use self::notifications::Notifications;
-use super::{Container, ContainerError, ContainerSpec, Event, ExitStatus, HostReport, Signal, SpawnError};
+use self::notifications::{Counters, Notifications};
+use super::{
+    Container, ContainerError, ContainerSpec, Event, ExitStatus, HostReport, NoSampler, OwnProcess, Sampler, Signal,
+    SpawnError,
+};
 use crate::config::Config;
 use crate::stats::Sample;
 
@@ -184,11 +187,43 @@ impl Container for Backend {
         }
     }
 
+    fn sampler(&self) -> Arc<dyn Sampler> {
+        match &self.job {
+            Some(job) => Arc::new(JobSampler {
+                job: Arc::clone(job),
+                counters: self.notifications.as_ref().map(|n| Arc::clone(&n.counters)),
+            }),
+            None => Arc::new(NoSampler),
+        }
+    }
+
+    fn remove(mut self) -> Vec<ContainerError> {
+        let mut errors = Vec::new();
+        // Whatever the child left running goes with the job.
+        if let Some(job) = &self.job {
+            if job.process_ids().map_or(true, |ids| !ids.is_empty()) {
+                if let Err(e) = job.terminate(TERMINATED_EXIT_CODE) {
+                    errors.push(ContainerError::new("cannot terminate the job", e));
+                }
+            }
+        }
+        self.notifications = None;
+        self.child = None;
+        // Closing the last handle closes the job (KILL_ON_JOB_CLOSE ends anything left).
+        self.job = None;
+        errors
+    }
+}
+
+/// Reads the job's accounting and its processes' memory, from any thread.
+struct JobSampler {
+    job: Arc<JobObject>,
+    counters: Option<Arc<Counters>>,
+}
+
+impl Sampler for JobSampler {
     fn sample(&self) -> Sample {
-        let job = match &self.job {
-            Some(job) => job,
-            None => return Sample::default(),
-        };
+        let job = &self.job;
         let mut sample = Sample::default();
         if let Ok(a) = job.accounting() {
             sample.cpu_user = a.user;
@@ -215,8 +250,7 @@ impl Container for Backend {
             sample.memory_bytes = Some(working_set);
             sample.memory_commit_bytes = Some(commit);
         }
-        if let Some(n) = &self.notifications {
-            let c = &n.counters;
+        if let Some(c) = &self.counters {
             sample.cpu_notifications = Some(c.cpu_notifications.load(Ordering::Relaxed));
             sample.memory_notifications = Some(c.memory_notifications.load(Ordering::Relaxed));
             sample.io_notifications = Some(c.io_notifications.load(Ordering::Relaxed));
@@ -224,23 +258,19 @@ impl Container for Backend {
         }
         sample
     }
+}
 
-    fn remove(mut self) -> Vec<ContainerError> {
-        let mut errors = Vec::new();
-        // Whatever the child left running goes with the job.
-        if let Some(job) = &self.job {
-            if job.process_ids().map_or(true, |ids| !ids.is_empty()) {
-                if let Err(e) = job.terminate(TERMINATED_EXIT_CODE) {
-                    errors.push(ContainerError::new("cannot terminate the job", e));
-                }
-            }
-        }
-        self.notifications = None;
-        self.child = None;
-        // Closing the last handle closes the job (KILL_ON_JOB_CLOSE ends anything left).
-        self.job = None;
-        errors
-    }
+/// The host's logical processors and MHz per core, as the CPU limit uses them.
+pub fn host_cpu() -> Option<super::HostCpu> {
+    HostCpu::read().ok().map(|cpu| super::HostCpu {
+        cpus: u64::from(cpu.logical_processors),
+        mhz_per_core: u64::from(cpu.mhz_per_core),
+    })
+}
+
+/// damon's own figures, for the process_* metrics.
+pub fn own_process() -> OwnProcess {
+    ffi::own_process()
 }
 
 /// What `damon --check` reports on Windows.

@@ -1,0 +1,387 @@
+//! The metrics endpoint, as Prometheus and an operator see it: promtool finds no problem
+//! outside the original Damon's names, a real Prometheus server scrapes damon and sees the
+//! child's CPU seconds rise, values agree with the group's own files, the Grafana dashboard
+//! asks only for families a scrape contains, and metrics survive a run without containment
+//! and a port that is taken.
+
+#![cfg(target_os = "linux")]
+
+mod common;
+
+use common::*;
+use nix::sys::signal::Signal;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The original Damon's families: promtool's naming lints may flag these, and only these.
+const ORIGINAL_NAMES: [&str; 23] = [
+    "damon_cpu_user_seconds",
+    "damon_cpu_kernel_seconds",
+    "damon_cpu_user_percent",
+    "damon_cpu_kernel_percent",
+    "damon_cpu_user_hz",
+    "damon_cpu_kernel_hz",
+    "damon_cpu_limit_hz",
+    "damon_cpu_limit_percent",
+    "damon_cpu_notifications_total",
+    "damon_memory_working_set_bytes",
+    "damon_memory_commit_charge_bytes",
+    "damon_memory_page_fault_total",
+    "damon_memory_limit_bytes",
+    "damon_memory_notifications_total",
+    "damon_io_read_bytes",
+    "damon_io_write_bytes",
+    "damon_io_other_bytes",
+    "damon_io_total_bytes",
+    "damon_io_read_operations_total",
+    "damon_io_write_operations_total",
+    "damon_io_other_operations_total",
+    "damon_io_operations_total",
+    "damon_io_notifications_total",
+];
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn http_get(port: u16, path: &str) -> Option<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(stream, "GET {} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n", path).ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    if head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200") {
+        Some(body.to_string())
+    } else {
+        None
+    }
+}
+
+fn scrape(port: u16) -> String {
+    let mut text = None;
+    wait_for("damon's metrics endpoint", Duration::from_secs(10), || {
+        text = http_get(port, "/metrics");
+        text.is_some()
+    });
+    text.unwrap()
+}
+
+/// The value of the first sample of `family` whose line contains `filter`.
+fn value(scrape: &str, family: &str, filter: &str) -> Option<f64> {
+    scrape
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .find(|l| {
+            (l.starts_with(&format!("{}{{", family)) || l.starts_with(&format!("{} ", family))) && l.contains(filter)
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+fn spawn_damon(dir: &TestDir, port: u16, args: &[&str]) -> Child {
+    let mut cmd = damon(dir);
+    cmd.env("DAMON_ADDR", format!("127.0.0.1:{}", port))
+        .env("NOMAD_JOB_NAME", "shop")
+        .env("NOMAD_TASK_NAME", "web")
+        .arg(workload())
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    cmd.spawn().expect("spawn damon")
+}
+
+fn stop(child: Child, dir: &TestDir) -> Run {
+    signal(child.id(), Signal::SIGTERM);
+    finish(child, dir, "damon with metrics", Duration::from_secs(20))
+}
+
+/// Lint problems promtool reports for names other than the original Damon's.
+fn promtool_problems(scrape: &str) -> Vec<String> {
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian's prometheus package; scripts/test installs it)");
+    promtool.stdin.take().unwrap().write_all(scrape.as_bytes()).unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    report
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .filter(|l| !ORIGINAL_NAMES.iter().any(|name| l.starts_with(&format!("{} ", name))))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn promtool_finds_no_problem_outside_the_original_names() {
+    let dir = TestDir::new("promtool");
+    let port = free_port();
+    let damon = spawn_damon(&dir, port, &["alloc", "16", "60"]);
+    let text = scrape(port);
+    stop(damon, &dir);
+    let problems = promtool_problems(&text);
+    assert!(problems.is_empty(), "promtool: {:?}\n{}", problems, text);
+    // Every family carries the task's labels, and the original's families are all there
+    // except those Linux cannot measure (other IO, IO notifications).
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        assert!(line.contains("nomad_job_name=\"shop\",nomad_task_name=\"web\""), "unlabelled: {}", line);
+    }
+    for name in ORIGINAL_NAMES.iter().filter(|n| !n.contains("other") && !n.contains("io_notifications")) {
+        assert!(text.contains(&format!("# TYPE {} gauge", name)), "missing {}\n{}", name, text);
+    }
+}
+
+#[test]
+fn values_agree_with_the_groups_own_files() {
+    let dir = TestDir::new("agree");
+    let port = free_port();
+    // Burn a second, then hold 32 MiB and stay idle: the figures then stand still.
+    let script = format!("{w} burn 1 >/dev/null; exec {w} alloc 32 60", w = workload().display());
+    let mut cmd = damon(&dir);
+    cmd.env("DAMON_ADDR", format!("127.0.0.1:{}", port))
+        .env("DAMON_MEMORY_LIMIT", "256")
+        .args(["sh", "-c", &script])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let damon = cmd.spawn().unwrap();
+    let dirs = container_dirs(&dir);
+    wait_for("the workload to hold its memory", Duration::from_secs(20), || {
+        value(&scrape(port), "damon_memory_usage_bytes", "").unwrap_or(0.0) > 32.0 * 1048576.0
+    });
+    std::thread::sleep(Duration::from_millis(1100));
+    let text = scrape(port);
+    let cpu = value(&text, "damon_cpu_seconds_total", "mode=\"user\"").unwrap()
+        + value(&text, "damon_cpu_seconds_total", "mode=\"system\"").unwrap();
+    let usage = value(&text, "damon_memory_usage_bytes", "").unwrap();
+    let (file_cpu, file_usage) = if cgroup_version() == "v2" {
+        let stat = read_trimmed(&group_file(&dirs, "cpu.stat"));
+        let usec: f64 = stat.lines().find_map(|l| l.strip_prefix("usage_usec ")).unwrap().parse().unwrap();
+        (usec / 1e6, read_trimmed(&group_file(&dirs, "memory.current")).parse::<f64>().unwrap())
+    } else {
+        let stat = read_trimmed(&group_file(&dirs, "cpuacct.stat"));
+        let ticks: f64 = stat.lines().map(|l| l.split_whitespace().nth(1).unwrap().parse::<f64>().unwrap()).sum();
+        (ticks / 100.0, read_trimmed(&group_file(&dirs, "memory.usage_in_bytes")).parse::<f64>().unwrap())
+    };
+    stop(damon, &dir);
+    // Tolerances: CPU within 20 ms (v1 counts 10 ms ticks); memory within 5% (the kernel
+    // charges a little as pages come and go between the two reads).
+    assert!((cpu - file_cpu).abs() <= 0.02, "scrape {} s, files {} s\n{}", cpu, file_cpu, text);
+    assert!((usage - file_usage).abs() <= file_usage * 0.05, "scrape {} B, files {} B", usage, file_usage);
+    assert!(cpu > 0.9, "the burn used {} s", cpu);
+}
+
+#[test]
+fn a_burst_of_scrapes_reads_the_group_at_most_once_a_second() {
+    let dir = TestDir::new("fresh");
+    let port = free_port();
+    let damon = spawn_damon(&dir, port, &["burn", "30"]);
+    let _ = scrape(port);
+    let started = Instant::now();
+    let (first, second) = (scrape(port), scrape(port));
+    let elapsed = started.elapsed();
+    stop(damon, &dir);
+    let cpu = |text: &str| value(text, "damon_cpu_seconds_total", "mode=\"user\"");
+    // A busy child's CPU time changes constantly: equal figures mean one sample served both.
+    if elapsed < Duration::from_secs(1) {
+        assert_eq!(cpu(&first), cpu(&second), "two scrapes within a second read the group twice");
+    }
+}
+
+#[test]
+fn metrics_work_when_the_child_runs_uncontained() {
+    let dir = TestDir::new("uncontained-metrics");
+    std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let port = free_port();
+    let mut cmd = damon(&dir);
+    cmd.uid(65534)
+        .gid(65534)
+        .env("DAMON_ADDR", format!("127.0.0.1:{}", port))
+        .env("DAMON_ENFORCE_MEMORY_LIMIT", "N")
+        .env("DAMON_ENFORCE_CPU_LIMIT", "N")
+        .arg(workload())
+        .args(["sleep", "60"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let damon = cmd.spawn().unwrap();
+    // The endpoint opens just before the child starts: wait for the child.
+    let mut text = String::new();
+    wait_for("damon_up 1", Duration::from_secs(10), || {
+        text = scrape(port);
+        value(&text, "damon_up", "") == Some(1.0)
+    });
+    let run = stop(damon, &dir);
+    run.assert_log_contains("running the command uncontained");
+    assert!(value(&text, "process_resident_memory_bytes", "").unwrap() > 0.0, "{}", text);
+    assert!(value(&text, "damon_start_time_seconds", "").is_some(), "{}", text);
+    assert!(promtool_problems(&text).is_empty(), "{}", text);
+}
+
+#[test]
+fn a_port_that_is_taken_loses_the_metrics_not_the_service() {
+    let dir = TestDir::new("taken");
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let mut cmd = damon(&dir);
+    cmd.env("DAMON_ADDR", format!("127.0.0.1:{}", port)).args(["sh", "-c", "echo served; exit 6"]);
+    let run = run(cmd, &dir);
+    run.assert_code(6).assert_log_contains("cannot serve metrics; the workload runs without them");
+    assert_eq!(run.stdout, "served\n");
+    let mut cmd = damon(&dir);
+    cmd.env("DAMON_ADDR", "not an address").args(["true"]);
+    common::run(cmd, &dir).assert_code(0).assert_log_contains("cannot serve metrics");
+}
+
+/// The metric names in a dashboard's queries.
+fn dashboard_families(dashboard: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    for rest in dashboard.split("\"expr\": \"").skip(1) {
+        // The query runs to the first quote that JSON does not escape.
+        let mut expr = String::new();
+        let mut escaped = false;
+        for c in rest.chars() {
+            match (c, escaped) {
+                ('"', false) => break,
+                ('\\', false) => escaped = true,
+                _ => {
+                    expr.push(c);
+                    escaped = false;
+                }
+            }
+        }
+        let mut word = String::new();
+        for c in expr.chars().chain(std::iter::once(' ')) {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                word.push(c);
+            } else {
+                if (word.starts_with("damon_") || word.starts_with("process_")) && !names.contains(&word) {
+                    names.push(word.clone());
+                }
+                word.clear();
+            }
+        }
+    }
+    names
+}
+
+#[test]
+fn the_dashboard_asks_only_for_families_a_scrape_contains() {
+    let dashboard =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("dashboards/damon.json")).unwrap();
+    let families = dashboard_families(&dashboard);
+    assert!(families.len() >= 10, "the dashboard's queries name only {:?}", families);
+    let dir = TestDir::new("dashboard");
+    let port = free_port();
+    let mut cmd = damon(&dir);
+    cmd.env("DAMON_ADDR", format!("127.0.0.1:{}", port))
+        .env("NOMAD_JOB_NAME", "shop")
+        .env("NOMAD_MEMORY_LIMIT", "64")
+        .env("NOMAD_MEMORY_MAX_LIMIT", "128")
+        .env("NOMAD_CPU_LIMIT", "500")
+        .arg(workload())
+        .args(["sleep", "60"])
+        .stdout(Stdio::null());
+    let damon = cmd.spawn().unwrap();
+    let text = scrape(port);
+    stop(damon, &dir);
+    for family in families {
+        assert!(
+            text.contains(&format!("\n{}{{", family)) || text.contains(&format!("\n{} ", family)),
+            "the dashboard asks for {}, which no scrape has\n{}",
+            family,
+            text
+        );
+    }
+}
+
+/// A real Prometheus server, scraping damon every second, with its HTTP API.
+struct Prometheus {
+    child: Child,
+    port: u16,
+}
+
+impl Prometheus {
+    fn start(dir: &TestDir, target_port: u16) -> Prometheus {
+        let port = free_port();
+        let config = dir.path("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: damon\n    static_configs:\n      - targets: ['127.0.0.1:{}']\n",
+                target_port
+            ),
+        )
+        .unwrap();
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.path("tsdb").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{}", port))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus (Debian's prometheus package; scripts/test installs it)");
+        Prometheus { child, port }
+    }
+
+    fn api(&self, path: &str) -> String {
+        http_get(self.port, path).unwrap_or_default()
+    }
+
+    /// The value of an instant query's first result.
+    fn query(&self, query: &str) -> Option<f64> {
+        let encoded: String =
+            query
+                .bytes()
+                .map(|b| {
+                    if b.is_ascii_alphanumeric() || b == b'_' {
+                        (b as char).to_string()
+                    } else {
+                        format!("%{:02X}", b)
+                    }
+                })
+                .collect();
+        let body = self.api(&format!("/api/v1/query?query={}", encoded));
+        body.split("\"value\":[").nth(1)?.split(",\"").nth(1)?.split('"').next()?.parse().ok()
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_real_prometheus_scrapes_damon_and_sees_the_cpu_seconds_rise() {
+    let dir = TestDir::new("prometheus");
+    let port = free_port();
+    let damon = spawn_damon(&dir, port, &["burn", "60"]);
+    let prometheus = Prometheus::start(&dir, port);
+    wait_for("Prometheus to report the target up", Duration::from_secs(60), || {
+        prometheus.api("/api/v1/targets").contains("\"health\":\"up\"")
+    });
+    let query = "damon_cpu_seconds_total{mode=\"user\",nomad_job_name=\"shop\"}";
+    let mut first = None;
+    wait_for("a first stored sample", Duration::from_secs(30), || {
+        first = prometheus.query(query);
+        first.is_some()
+    });
+    let mut later = None;
+    wait_for("the stored CPU seconds to rise", Duration::from_secs(30), || {
+        later = prometheus.query(query);
+        later.map_or(false, |v| v > first.unwrap())
+    });
+    assert_eq!(prometheus.query("damon_up{nomad_task_name=\"web\"}"), Some(1.0));
+    drop(prometheus);
+    stop(damon, &dir);
+    eprintln!("Prometheus saw {} then {} CPU seconds", first.unwrap(), later.unwrap());
+}
