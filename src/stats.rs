@@ -6,8 +6,8 @@ use std::time::Duration;
 /// A figure the platform cannot provide is `None`, never a made-up zero.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Sample {
-    pub cpu_user: Duration,
-    pub cpu_system: Duration,
+    pub cpu_user: Option<Duration>,
+    pub cpu_system: Option<Duration>,
     pub memory_bytes: Option<u64>,
     pub memory_peak_bytes: Option<u64>,
     pub page_faults: Option<u64>,

@@ -251,3 +251,33 @@ fn a_bad_value_names_itself_and_exits_125() {
     run.assert_code(125);
     assert!(run.stderr.contains("DAMON_MEMORY_LIMIT") && run.stderr.contains("lots"), "{}", run.explain());
 }
+
+#[test]
+#[ignore = "needs the Windows build and Wine: scripts/windows-test"]
+fn promtool_parses_a_scrape_of_damon_exe() {
+    let dir = TestDir::new("wine-metrics");
+    let port = common::free_port();
+    let mut cmd = damon(&dir);
+    cmd.env("DAMON_ADDR", format!("127.0.0.1:{}", port))
+        .env("NOMAD_JOB_NAME", "shop")
+        .env("NOMAD_MEMORY_LIMIT", "64")
+        .args([workload_exe(), "sleep".to_string(), "60".to_string()]);
+    let mut damon = spawn(cmd);
+    let mut text = None;
+    wait_for("damon.exe's metrics endpoint", Duration::from_secs(30), || {
+        text = common::http_get(port, "/metrics").filter(|t| t.contains("damon_up{nomad_job_name=\"shop\"} 1"));
+        text.is_some()
+    });
+    signal(damon.id(), Signal::SIGKILL);
+    let _ = damon.wait();
+    let text = text.unwrap();
+    let problems = common::promtool_problems(&text);
+    assert!(problems.is_empty(), "promtool: {:?}\n{}", problems, text);
+    // Wine refuses the job's accounting query: the CPU and IO families are absent, not zero.
+    assert!(!text.contains("\ndamon_cpu_seconds_total{"), "{}", text);
+    for family in
+        ["damon_memory_limit_bytes", "damon_memory_usage_bytes", "damon_limit_notifications_total", "process_open_fds"]
+    {
+        assert!(text.contains(&format!("\n{}{{", family)), "no {} in\n{}", family, text);
+    }
+}

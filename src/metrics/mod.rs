@@ -36,13 +36,25 @@ struct Cache {
     taken: Option<Instant>,
     text: String,
     /// The previous sample's time and CPU (user, system), for the original's percent and hz.
-    previous: Option<(Instant, Duration, Duration)>,
+    previous: Option<(Instant, Option<Duration>, Option<Duration>)>,
     /// The last computed (user, system) share of the machine, in percent.
-    percent: (f64, f64),
+    percent: (Option<f64>, Option<f64>),
 }
 
 fn unix_seconds(time: SystemTime) -> f64 {
     time.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// CPU time by mode, with the modes the platform could read.
+fn cpu_by_mode(s: &Sample) -> Family {
+    let mut family =
+        Family::new("damon_cpu_seconds_total", Kind::Counter, "CPU time of the whole workload by mode, in seconds.");
+    for (mode, time) in [("user", s.cpu_user), ("system", s.cpu_system)] {
+        if let Some(time) = time {
+            family = family.with(vec![("mode", mode.to_string())], time.as_secs_f64());
+        }
+    }
+    family
 }
 
 impl Metrics {
@@ -104,9 +116,15 @@ impl Metrics {
         if let (Some((then, user, system)), Some(host)) = (cache.previous, self.host) {
             let capacity = now.duration_since(then).as_secs_f64() * host.cpus as f64;
             if capacity > 0.0 {
-                let share = |now: Duration, then: Duration| now.saturating_sub(then).as_secs_f64() / capacity * 100.0;
+                let share = |now: Option<Duration>, then: Option<Duration>| {
+                    Some(now?.saturating_sub(then?).as_secs_f64() / capacity * 100.0)
+                };
                 cache.percent = (share(sample.cpu_user, user), share(sample.cpu_system, system));
             }
+        }
+        if cache.previous.is_none() {
+            // No interval yet: the original reported 0 until its second sample.
+            cache.percent = (sample.cpu_user.map(|_| 0.0), sample.cpu_system.map(|_| 0.0));
         }
         cache.previous = Some((now, sample.cpu_user, sample.cpu_system));
         let families = self.families(&sample, &platform::own_process(), cache.percent);
@@ -115,14 +133,14 @@ impl Metrics {
         cache.text.clone()
     }
 
-    fn families(&self, s: &Sample, own: &OwnProcess, percent: (f64, f64)) -> Vec<Family> {
+    fn families(&self, s: &Sample, own: &OwnProcess, percent: (Option<f64>, Option<f64>)) -> Vec<Family> {
         use Kind::{Counter, Gauge};
-        let secs = |d: Duration| Some(d.as_secs_f64());
+        let secs = |d: Option<Duration>| d.map(|d| d.as_secs_f64());
         let num = |v: Option<u64>| v.map(|v| v as f64);
         let mhz = self.host.map(|h| h.mhz_per_core as f64);
         let cpus = self.host.map(|h| h.cpus as f64);
         let limit_mhz = self.limits.enforced_cpu().map(|c| c.mhz as f64);
-        let hz = |percent: f64| Some(percent / 100.0 * cpus? * mhz? * 1e6);
+        let hz = |percent: Option<f64>| Some(percent? / 100.0 * cpus? * mhz? * 1e6);
         let memory = self.limits.enforced_memory();
         let sum = |values: &[Option<u64>]| {
             let known: Vec<u64> = values.iter().flatten().copied().collect();
@@ -144,8 +162,8 @@ impl Metrics {
             // The original Damon's families: same names, meanings and units (all gauges, as there).
             Family::single("damon_cpu_user_seconds", Gauge, "CPU time in user mode of the whole workload, in seconds (original Damon).", secs(s.cpu_user)),
             Family::single("damon_cpu_kernel_seconds", Gauge, "CPU time in kernel mode of the whole workload, in seconds (original Damon).", secs(s.cpu_system)),
-            Family::single("damon_cpu_user_percent", Gauge, "User CPU since the previous sample as a share of the whole machine, in percent (original Damon).", Some(percent.0)),
-            Family::single("damon_cpu_kernel_percent", Gauge, "Kernel CPU since the previous sample as a share of the whole machine, in percent (original Damon).", Some(percent.1)),
+            Family::single("damon_cpu_user_percent", Gauge, "User CPU since the previous sample as a share of the whole machine, in percent (original Damon).", percent.0),
+            Family::single("damon_cpu_kernel_percent", Gauge, "Kernel CPU since the previous sample as a share of the whole machine, in percent (original Damon).", percent.1),
             Family::single("damon_cpu_user_hz", Gauge, "User CPU since the previous sample, in hertz of the machine (original Damon).", hz(percent.0)),
             Family::single("damon_cpu_kernel_hz", Gauge, "Kernel CPU since the previous sample, in hertz of the machine (original Damon).", hz(percent.1)),
             Family::single("damon_cpu_limit_hz", Gauge, "The enforced CPU limit, in hertz; 0 without one (original Damon).", Some(limit_mhz.unwrap_or(0.0) * 1e6)),
@@ -166,9 +184,7 @@ impl Metrics {
             Family::single("damon_io_operations_total", Gauge, "All IO operations of the workload (original Damon).", sum(&[io_read_ops, io_write_ops, io_other_ops])),
             Family::single("damon_io_notifications_total", Gauge, "IO limit notifications, Windows only (original Damon).", num(s.io_notifications)),
             // Conventional families: base units, counters end in _total, cAdvisor's names where it has one.
-            Family::new("damon_cpu_seconds_total", Counter, "CPU time of the whole workload by mode, in seconds.")
-                .with(vec![("mode", "user".to_string())], s.cpu_user.as_secs_f64())
-                .with(vec![("mode", "system".to_string())], s.cpu_system.as_secs_f64()),
+            cpu_by_mode(s),
             Family::single("damon_spec_cpu_limit_cores", Gauge, "The enforced CPU limit, in cores.", limit_mhz.and_then(|m| Some(m / mhz?))),
             Family::single("damon_memory_usage_bytes", Gauge, "Memory in use by the workload now, in bytes.", num(s.memory_bytes)),
             Family::single("damon_memory_max_usage_bytes", Gauge, "The most memory the workload used, in bytes.", num(s.memory_peak_bytes)),

@@ -4,7 +4,8 @@
 #![allow(dead_code)]
 
 use std::fs;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -257,4 +258,71 @@ pub fn mhz_per_core() -> u64 {
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no MHz per core in damon --check:\n{}", stdout))
+}
+
+// ---- metrics
+
+/// The original Damon's families: promtool's naming lints may flag these, and only these.
+pub const ORIGINAL_NAMES: [&str; 23] = [
+    "damon_cpu_user_seconds",
+    "damon_cpu_kernel_seconds",
+    "damon_cpu_user_percent",
+    "damon_cpu_kernel_percent",
+    "damon_cpu_user_hz",
+    "damon_cpu_kernel_hz",
+    "damon_cpu_limit_hz",
+    "damon_cpu_limit_percent",
+    "damon_cpu_notifications_total",
+    "damon_memory_working_set_bytes",
+    "damon_memory_commit_charge_bytes",
+    "damon_memory_page_fault_total",
+    "damon_memory_limit_bytes",
+    "damon_memory_notifications_total",
+    "damon_io_read_bytes",
+    "damon_io_write_bytes",
+    "damon_io_other_bytes",
+    "damon_io_total_bytes",
+    "damon_io_read_operations_total",
+    "damon_io_write_operations_total",
+    "damon_io_other_operations_total",
+    "damon_io_operations_total",
+    "damon_io_notifications_total",
+];
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub fn http_get(port: u16, path: &str) -> Option<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(stream, "GET {} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n", path).ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    if head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200") {
+        Some(body.to_string())
+    } else {
+        None
+    }
+}
+
+/// Lint problems promtool reports for names other than the original Damon's.
+pub fn promtool_problems(scrape: &str) -> Vec<String> {
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian's prometheus package; scripts/test installs it)");
+    promtool.stdin.take().unwrap().write_all(scrape.as_bytes()).unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    report
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .filter(|l| !ORIGINAL_NAMES.iter().any(|name| l.starts_with(&format!("{} ", name))))
+        .map(str::to_string)
+        .collect()
 }

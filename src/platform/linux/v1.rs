@@ -148,8 +148,8 @@ impl CgroupV1 {
         let bytes = blkio("blkio.throttle.io_service_bytes");
         let ops = blkio("blkio.throttle.io_serviced");
         Sample {
-            cpu_user: ticks("user").unwrap_or_default(),
-            cpu_system: ticks("system").unwrap_or_default(),
+            cpu_user: ticks("user"),
+            cpu_system: ticks("system"),
             memory_bytes: number("memory", "memory.usage_in_bytes"),
             memory_peak_bytes: number("memory", "memory.max_usage_in_bytes"),
             page_faults: memory_stat_value("total_pgfault"),

@@ -173,8 +173,8 @@ impl CgroupV2 {
         let memory_stat = file::read(&d.join("memory.stat")).unwrap_or_default();
         let io = file::read(&d.join("io.stat")).ok().map(|content| io_stat_totals(&content));
         Sample {
-            cpu_user: usec("user_usec").unwrap_or_default(),
-            cpu_system: usec("system_usec").unwrap_or_default(),
+            cpu_user: usec("user_usec"),
+            cpu_system: usec("system_usec"),
             memory_bytes: file::read_u64(&d.join("memory.current")),
             memory_peak_bytes: file::read_u64(&d.join("memory.peak")),
             page_faults: file::keyed_value(&memory_stat, "pgfault"),

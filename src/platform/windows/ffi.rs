@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicIsize, AtomicU32, Ordering};
 use std::time::Duration;
 
 use windows_sys::Win32::Foundation::{
-    GetLastError, SetHandleInformation, BOOL, ERROR_INSUFFICIENT_BUFFER, ERROR_MORE_DATA, FALSE, HANDLE,
+    GetLastError, SetHandleInformation, BOOL, ERROR_INSUFFICIENT_BUFFER, ERROR_MORE_DATA, FALSE, FILETIME, HANDLE,
     HANDLE_FLAG_INHERIT, INVALID_HANDLE_VALUE, TRUE, WAIT_FAILED, WAIT_OBJECT_0, WAIT_TIMEOUT,
 };
 use windows_sys::Win32::Security::{

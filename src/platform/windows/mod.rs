@@ -226,8 +226,8 @@ impl Sampler for JobSampler {
         let job = &self.job;
         let mut sample = Sample::default();
         if let Ok(a) = job.accounting() {
-            sample.cpu_user = a.user;
-            sample.cpu_system = a.kernel;
+            sample.cpu_user = Some(a.user);
+            sample.cpu_system = Some(a.kernel);
             sample.page_faults = Some(a.page_faults);
             sample.processes = Some(a.active_processes);
             sample.io_read_operations = Some(a.read_operations);
