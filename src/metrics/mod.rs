@@ -90,10 +90,11 @@ impl Metrics {
     }
 
     pub fn child_started(&self) {
-        self.up.store(true, Ordering::SeqCst);
+        // The start time first: a scrape that sees the child up also sees when it started.
         if let Ok(mut start) = self.child_start_time.lock() {
             *start = Some(unix_seconds(SystemTime::now()));
         }
+        self.up.store(true, Ordering::SeqCst);
     }
 
     pub fn child_exited(&self) {
