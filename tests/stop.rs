@@ -93,7 +93,10 @@ fn when_damon_is_sigkilled_nothing_of_the_workload_is_left() {
         !alive(child_pid) && !alive(grandchild_pid)
     });
     wait_for("the guard to remove damon's cgroups", Duration::from_secs(10), || groups_of(damon_pid).is_empty());
-    assert!(dir.log().contains("its guard killed the workload and removed the cgroup"), "{}", dir.log());
+    // The guard logs once it has removed the groups.
+    wait_for("the guard's log line", Duration::from_secs(10), || {
+        dir.log().contains("its guard killed the workload and removed the cgroup")
+    });
 }
 
 #[test]
