@@ -109,7 +109,8 @@ fn values_agree_with_the_groups_own_files() {
     // charges a little as pages come and go between the two reads).
     assert!((cpu - file_cpu).abs() <= 0.02, "scrape {} s, files {} s\n{}", cpu, file_cpu, text);
     assert!((usage - file_usage).abs() <= file_usage * 0.05, "scrape {} B, files {} B", usage, file_usage);
-    assert!(cpu > 0.9, "the burn used {} s", cpu);
+    // Only that the comparison is not of two zeros: how much CPU the burn got depends on the load.
+    assert!(cpu > 0.2, "the burn used {} s", cpu);
 }
 
 #[test]
