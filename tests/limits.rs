@@ -109,7 +109,9 @@ fn a_busy_loop_capped_at_half_a_core_uses_about_half() {
     run.assert_code(0);
     let share = run.printed_figure("cpu_seconds=") / run.printed_figure("wall_seconds=");
     // A loose bound: this shows the cap is in force, not how precise it is (see benches).
-    assert!((0.25..=0.75).contains(&share), "CPU share {:.2} under a half-core cap\n{}", share, run.explain());
+    // Above the cap would mean no cap; far below, that the loop hardly ran (a loaded machine
+    // may give it less than its cap, so the lower bound is loose).
+    assert!((0.15..=0.7).contains(&share), "CPU share {:.2} under a half-core cap\n{}", share, run.explain());
 }
 
 #[test]
