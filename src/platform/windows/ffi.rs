@@ -465,6 +465,27 @@ pub fn exit_code_of(process_id: u32) -> Option<u32> {
     exit_code(&handle).ok()
 }
 
+/// A process's memory counters, the extended structure with PrivateUsage.
+fn memory_counters(process: HANDLE) -> Option<PROCESS_MEMORY_COUNTERS_EX> {
+    // SAFETY: plain data, filled by the call.
+    let mut counters: PROCESS_MEMORY_COUNTERS_EX = unsafe { zeroed() };
+    counters.cb = size_u32::<PROCESS_MEMORY_COUNTERS_EX>();
+    // SAFETY: `process` is open for the call; `counters` is writable and its size is passed;
+    // the EX structure extends the base one, as the size tells the function.
+    let ok = unsafe {
+        K32GetProcessMemoryInfo(
+            process,
+            &mut counters as *mut PROCESS_MEMORY_COUNTERS_EX as *mut PROCESS_MEMORY_COUNTERS,
+            counters.cb,
+        )
+    };
+    if ok == FALSE {
+        None
+    } else {
+        Some(counters)
+    }
+}
+
 /// Memory counters of a process by id: (working set, private commit, page faults).
 pub fn process_memory(process_id: u32) -> Option<(u64, u64, u64)> {
     // SAFETY: plain values; the returned handle is checked and owned.
@@ -473,20 +494,7 @@ pub fn process_memory(process_id: u32) -> Option<(u64, u64, u64)> {
         "OpenProcess",
     )
     .ok()?;
-    // SAFETY: plain data, filled by the call.
-    let mut counters: PROCESS_MEMORY_COUNTERS_EX = unsafe { zeroed() };
-    counters.cb = size_u32::<PROCESS_MEMORY_COUNTERS_EX>();
-    // SAFETY: `counters` is writable and its size is passed; the EX structure extends the base one.
-    let ok = unsafe {
-        K32GetProcessMemoryInfo(
-            raw(&handle),
-            &mut counters as *mut PROCESS_MEMORY_COUNTERS_EX as *mut PROCESS_MEMORY_COUNTERS,
-            counters.cb,
-        )
-    };
-    if ok == FALSE {
-        return None;
-    }
+    let counters = memory_counters(raw(&handle))?;
     Some((counters.WorkingSetSize as u64, counters.PrivateUsage as u64, u64::from(counters.PageFaultCount)))
 }
 
@@ -502,18 +510,8 @@ pub fn own_process() -> crate::platform::OwnProcess {
         // FILETIME counts 100 ns since 1601; Unix time starts 11644473600 s later.
         figures.start_time_seconds = ticks(creation) as f64 / 1e7 - 11_644_473_600.0;
     }
-    // SAFETY: plain data, filled by the call.
-    let mut counters: PROCESS_MEMORY_COUNTERS_EX = unsafe { zeroed() };
-    counters.cb = size_u32::<PROCESS_MEMORY_COUNTERS_EX>();
-    // SAFETY: `counters` is writable and its size is passed.
-    let ok = unsafe {
-        K32GetProcessMemoryInfo(
-            GetCurrentProcess(),
-            &mut counters as *mut PROCESS_MEMORY_COUNTERS_EX as *mut PROCESS_MEMORY_COUNTERS,
-            counters.cb,
-        )
-    };
-    if ok != FALSE {
+    // SAFETY: GetCurrentProcess returns a pseudo-handle that is always valid in this process.
+    if let Some(counters) = memory_counters(unsafe { GetCurrentProcess() }) {
         figures.resident_bytes = counters.WorkingSetSize as u64;
         figures.virtual_bytes = counters.PrivateUsage as u64;
     }
