@@ -8,7 +8,6 @@
 mod exposition;
 mod server;
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -26,9 +25,15 @@ pub struct Metrics {
     limits: Limits,
     host: Option<HostCpu>,
     labels: Vec<(&'static str, String)>,
-    up: AtomicBool,
-    child_start_time: Mutex<Option<f64>>,
+    child: Mutex<ChildState>,
     cache: Mutex<Cache>,
+}
+
+/// Whether the child runs and since when, changed together so that a scrape sees both or neither.
+#[derive(Default, Clone, Copy)]
+struct ChildState {
+    up: bool,
+    start_time: Option<f64>,
 }
 
 #[derive(Default)]
@@ -64,8 +69,7 @@ impl Metrics {
             limits: config.limits.clone(),
             host: platform::host_cpu(),
             labels: config.log.labels.clone(),
-            up: AtomicBool::new(false),
-            child_start_time: Mutex::new(None),
+            child: Mutex::new(ChildState::default()),
             cache: Mutex::new(Cache::default()),
         })
     }
@@ -90,15 +94,15 @@ impl Metrics {
     }
 
     pub fn child_started(&self) {
-        // The start time first: a scrape that sees the child up also sees when it started.
-        if let Ok(mut start) = self.child_start_time.lock() {
-            *start = Some(unix_seconds(SystemTime::now()));
+        if let Ok(mut child) = self.child.lock() {
+            *child = ChildState { up: true, start_time: Some(unix_seconds(SystemTime::now())) };
         }
-        self.up.store(true, Ordering::SeqCst);
     }
 
     pub fn child_exited(&self) {
-        self.up.store(false, Ordering::SeqCst);
+        if let Ok(mut child) = self.child.lock() {
+            child.up = false;
+        }
     }
 
     /// The exposition, from a sample no older than [`FRESHNESS`].
@@ -157,7 +161,7 @@ impl Metrics {
         // Linux has no limit notifications: the nearest events stand in (documented in the README).
         let cpu_notifications = s.cpu_notifications.or(s.cpu_throttled_periods);
         let memory_notifications = s.memory_notifications.or(s.oom_kills);
-        let start_time = self.child_start_time.lock().ok().and_then(|t| *t);
+        let child = self.child.lock().map(|c| *c).unwrap_or_default();
 
         let mut families = vec![
             // The original Damon's families: same names, meanings and units (all gauges, as there).
@@ -199,8 +203,8 @@ impl Metrics {
             Family::single("damon_fs_reads_total", Counter, "Read operations of the workload.", num(io_read_ops)),
             Family::single("damon_fs_writes_total", Counter, "Write operations of the workload.", num(io_write_ops)),
             Family::single("damon_processes", Gauge, "Processes (Windows) or tasks (Linux) in the workload now.", num(s.processes)),
-            Family::single("damon_start_time_seconds", Gauge, "When the child started, in seconds since the Unix epoch.", start_time),
-            Family::single("damon_up", Gauge, "1 while the child runs, 0 before and after.", Some(if self.up.load(Ordering::SeqCst) { 1.0 } else { 0.0 })),
+            Family::single("damon_start_time_seconds", Gauge, "When the child started, in seconds since the Unix epoch.", child.start_time),
+            Family::single("damon_up", Gauge, "1 while the child runs, 0 before and after.", Some(if child.up { 1.0 } else { 0.0 })),
             Family::new("damon_build_info", Gauge, "damon's version; always 1.").with(vec![("version", VERSION.to_string())], 1.0),
             Family::single("process_cpu_seconds_total", Counter, "CPU time of damon itself, in seconds.", Some(own.cpu_seconds)),
             Family::single("process_resident_memory_bytes", Gauge, "Resident memory of damon itself, in bytes.", Some(own.resident_bytes as f64)),
