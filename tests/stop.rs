@@ -54,7 +54,7 @@ fn a_stop_is_passed_on_and_a_child_that_exits_gives_its_code() {
 #[test]
 fn a_child_ignoring_the_stop_and_its_setsid_grandchild_are_killed_after_the_timeout() {
     let dir = TestDir::new("stubborn");
-    let (damon, child_pid, grandchild_pid) = start_stubborn_tree(&dir, &[("DAMON_KILL_TIMEOUT", "1s")]);
+    let (damon, child_pid, grandchild_pid) = start_stubborn_tree(&dir, &[("DAMON_KILL_TIMEOUT", "2s")]);
     let damon_pid = damon.id();
     signal(damon_pid, Signal::SIGTERM);
     // Still there within the timeout: the stop was passed on, not enforced at once.
