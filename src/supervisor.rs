@@ -123,7 +123,7 @@ pub fn run(config: Config) -> i32 {
         run_time_seconds = started_at.elapsed().as_secs_f64(),
         exit_status = code,
         ending = ending.describe(),
-        signal = match ending { Ending::Signaled(s) => s.name(), _ => "" },
+        signal = match ending { Ending::Signaled(s) => Some(s.name()), _ => None },
         cpu_user_seconds = totals.cpu_user.map(|d| d.as_secs_f64()),
         cpu_system_seconds = totals.cpu_system.map(|d| d.as_secs_f64()),
         memory_peak_bytes = totals.memory_peak_bytes,
