@@ -258,6 +258,7 @@ impl Container for Backend {
     }
 
     fn spawn(&mut self, command: &[OsString]) -> Result<u32, SpawnError> {
+        // The child inherits damon's environment, so its PATH is the one execvp would search.
         let path_var = std::env::var_os("PATH");
         let program = spawn::resolve(&command[0], path_var.as_deref())?;
         let procs_files = self.cgroup.as_ref().map(Cgroup::procs_files).unwrap_or_default();
