@@ -221,6 +221,8 @@ pub enum ConfigError {
         value: String,
         expected: String,
     },
+    /// An invalid value, with the log to report it in.
+    InvalidLogged(Box<ConfigError>, LogSettings),
 }
 
 impl fmt::Display for ConfigError {
@@ -230,6 +232,7 @@ impl fmt::Display for ConfigError {
             ConfigError::Invalid { source, value, expected } => {
                 write!(f, "invalid value {:?} for {}: {}", value, source, expected)
             }
+            ConfigError::InvalidLogged(error, _) => error.fmt(f),
         }
     }
 }
@@ -348,7 +351,8 @@ pub fn parse(args: Vec<OsString>, env: &dyn Environment) -> Result<Invocation, C
             cli().error(clap::error::ErrorKind::MissingRequiredArgument, "a COMMAND to run is required"),
         ));
     }
-    let config = build(command, &lookup, env)?;
+    let config = build(command, &lookup, env)
+        .map_err(|e| ConfigError::InvalidLogged(Box::new(e), log_settings_for_error(&lookup, env)))?;
     Ok(if check { Invocation::Check(config) } else { Invocation::Run(config) })
 }
 
@@ -411,6 +415,30 @@ fn build(
         }
     }
 
+    let log = log_settings(lookup, env)?;
+
+    Ok(Config {
+        command,
+        limits: Limits {
+            memory,
+            enforce_memory: bool_or(&ENFORCE_MEMORY_LIMIT, true)?,
+            cpu,
+            enforce_cpu,
+            process_limit,
+        },
+        kill_timeout,
+        cgroup_parent,
+        restricted_token: bool_or(&RESTRICTED_TOKEN, false)?,
+        metrics,
+        log,
+        alloc_id: env.var("NOMAD_ALLOC_ID").filter(|v| !v.is_empty()),
+        task_name: env.var("NOMAD_TASK_NAME").filter(|v| !v.is_empty()),
+    })
+}
+
+/// Where and how damon logs: the original's placement rules.
+fn log_settings(lookup: &dyn Fn(&Setting) -> Option<Raw>, env: &dyn Environment) -> Result<LogSettings, ConfigError> {
+    let nonempty = |s: &Setting| lookup(s).map(|r| r.value).filter(|v| !v.trim().is_empty());
     let task_name = env.var("NOMAD_TASK_NAME").filter(|v| !v.is_empty());
     let log_dir = nonempty(&LOG_DIR).map(PathBuf::from).unwrap_or_else(|| {
         env.var("NOMAD_ALLOC_DIR")
@@ -442,28 +470,23 @@ fn build(
         .iter()
         .filter_map(|(label, var)| env.var(var).filter(|v| !v.is_empty()).map(|v| (*label, v)))
         .collect();
+    Ok(LogSettings {
+        path: log_dir.join(log_name),
+        max_size_bytes: log_max_size_mib * BYTES_PER_MIB,
+        max_files: log_max_files,
+        labels,
+    })
+}
 
-    Ok(Config {
-        command,
-        limits: Limits {
-            memory,
-            enforce_memory: bool_or(&ENFORCE_MEMORY_LIMIT, true)?,
-            cpu,
-            enforce_cpu,
-            process_limit,
-        },
-        kill_timeout,
-        cgroup_parent,
-        restricted_token: bool_or(&RESTRICTED_TOKEN, false)?,
-        metrics,
-        log: LogSettings {
-            path: log_dir.join(log_name),
-            max_size_bytes: log_max_size_mib * BYTES_PER_MIB,
-            max_files: log_max_files,
-            labels,
-        },
-        alloc_id: env.var("NOMAD_ALLOC_ID").filter(|v| !v.is_empty()),
-        task_name,
+/// The log to report a configuration error in: the configured one where its own settings
+/// are valid, else the default placement.
+fn log_settings_for_error(lookup: &dyn Fn(&Setting) -> Option<Raw>, env: &dyn Environment) -> LogSettings {
+    log_settings(lookup, env).unwrap_or_else(|_| {
+        log_settings(
+            &|s: &Setting| if s.flag == LOG_MAX_SIZE.flag || s.flag == LOG_MAX_FILES.flag { None } else { lookup(s) },
+            env,
+        )
+        .expect("only the size settings can be invalid")
     })
 }
 

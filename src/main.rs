@@ -24,6 +24,7 @@ fn main() {
             let _ = e.print();
             0
         }
+        Err(ConfigError::InvalidLogged(e, log)) => supervisor::refuse(&log, &e),
         Err(e) => {
             eprintln!("damon: {}", e);
             supervisor::EXIT_DAMON_FAILED

@@ -6,7 +6,7 @@ use std::ffi::OsString;
 use std::time::{Instant, SystemTime};
 
 use crate::config::{Config, VERSION};
-use crate::logging::{self, LogGuard};
+use crate::logging::{self, LogGuard, LogSettings};
 use crate::metrics::Metrics;
 use crate::platform::{self, Backend, Container, ContainerSpec, Event, ExitStatus, Signal, SpawnError};
 use crate::stats::Sample;
@@ -93,6 +93,19 @@ pub fn check(config: &Config) -> i32 {
             EXIT_DAMON_FAILED
         }
     }
+}
+
+/// A configuration error: one line on stderr, the same in the log, nothing started, 125.
+pub fn refuse(log: &LogSettings, error: &dyn std::fmt::Display) -> i32 {
+    eprintln!("damon: {}", error);
+    let _log: LogGuard = logging::init(log);
+    tracing::error!(version = VERSION, error = %error, "invalid configuration: nothing started");
+    tracing::info!(
+        exit_status = EXIT_DAMON_FAILED,
+        ending = Ending::NotStarted(EXIT_DAMON_FAILED).describe(),
+        "damon exiting"
+    );
+    EXIT_DAMON_FAILED
 }
 
 /// Runs the configured command to its end and returns damon's exit status.

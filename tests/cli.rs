@@ -105,6 +105,13 @@ fn each_bad_value_names_itself_exits_125_and_starts_nothing() {
         );
         assert_eq!(run.stderr.lines().count(), 1, "one line on stderr\n{}", run.explain());
         assert!(!marker.exists(), "the command ran despite {}={}", var, value);
+        // The log says so too, in the place the run would have logged.
+        let refusal = run.log.lines().rev().nth(1).unwrap_or("");
+        assert!(
+            refusal.contains("invalid configuration: nothing started") && refusal.contains(var),
+            "{}",
+            run.explain()
+        );
     }
     // The same for a flag, which names the flag.
     let mut cmd = damon(&dir);
