@@ -213,8 +213,13 @@ pub struct Backend {
 }
 
 impl Backend {
-    fn with_cgroup(cgroup: Option<Cgroup>) -> Result<Self, ContainerError> {
-        let signals = SignalWaiter::install().map_err(|e| ContainerError::new("cannot set up signal handling", e))?;
+    /// Takes over the signals damon handles. First of all, so that a stop arriving while the
+    /// cgroup is being made queues instead of killing damon and leaving the group behind.
+    fn take_signals() -> Result<SignalWaiter, ContainerError> {
+        SignalWaiter::install().map_err(|e| ContainerError::new("cannot set up signal handling", e))
+    }
+
+    fn with_cgroup(signals: SignalWaiter, cgroup: Option<Cgroup>) -> Result<Self, ContainerError> {
         let guard = match &cgroup {
             Some(cgroup) => match Guard::start(cgroup) {
                 Ok(guard) => Some(guard),
@@ -246,11 +251,12 @@ impl Container for Backend {
         if spec.restricted_token {
             tracing::warn!("DAMON_RESTRICTED_TOKEN applies to Windows only; ignored");
         }
-        Self::with_cgroup(Some(Cgroup::create(spec)?))
+        let signals = Self::take_signals()?;
+        Self::with_cgroup(signals, Some(Cgroup::create(spec)?))
     }
 
     fn uncontained() -> Result<Self, ContainerError> {
-        Self::with_cgroup(None)
+        Self::with_cgroup(Self::take_signals()?, None)
     }
 
     fn location(&self) -> Option<String> {
