@@ -41,8 +41,8 @@ use windows_sys::Win32::System::Threading::{
     OpenProcess, OpenProcessToken, ResumeThread, SetEvent, TerminateProcess, UpdateProcThreadAttribute,
     WaitForMultipleObjects, ALL_PROCESSOR_GROUPS, CREATE_NEW_PROCESS_GROUP, CREATE_SUSPENDED,
     CREATE_UNICODE_ENVIRONMENT, EXTENDED_STARTUPINFO_PRESENT, INFINITE, LPPROC_THREAD_ATTRIBUTE_LIST,
-    PROCESS_INFORMATION, PROCESS_QUERY_LIMITED_INFORMATION, PROCESS_VM_READ, PROC_THREAD_ATTRIBUTE_JOB_LIST,
-    STARTF_USESTDHANDLES, STARTUPINFOEXW,
+    PROCESS_ACCESS_RIGHTS, PROCESS_INFORMATION, PROCESS_QUERY_LIMITED_INFORMATION, PROCESS_VM_READ,
+    PROC_THREAD_ATTRIBUTE_JOB_LIST, STARTF_USESTDHANDLES, STARTUPINFOEXW,
 };
 use windows_sys::Win32::System::IO::{
     CreateIoCompletionPort, GetQueuedCompletionStatus, PostQueuedCompletionStatus, OVERLAPPED,
@@ -457,12 +457,15 @@ pub fn exit_code(process: &OwnedHandle) -> io::Result<u32> {
     Ok(code)
 }
 
+/// Opens a process of the job by id, for reading.
+fn open_process(process_id: u32, access: PROCESS_ACCESS_RIGHTS) -> Option<OwnedHandle> {
+    // SAFETY: plain values; the returned handle is checked and owned.
+    owned(unsafe { OpenProcess(access, FALSE, process_id) }, "OpenProcess").ok()
+}
+
 /// The exit code of a process by id, while any handle keeps its record alive.
 pub fn exit_code_of(process_id: u32) -> Option<u32> {
-    // SAFETY: plain values; the returned handle is checked and owned.
-    let handle =
-        owned(unsafe { OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, FALSE, process_id) }, "OpenProcess").ok()?;
-    exit_code(&handle).ok()
+    exit_code(&open_process(process_id, PROCESS_QUERY_LIMITED_INFORMATION)?).ok()
 }
 
 /// A process's memory counters, the extended structure with PrivateUsage.
@@ -486,16 +489,11 @@ fn memory_counters(process: HANDLE) -> Option<PROCESS_MEMORY_COUNTERS_EX> {
     }
 }
 
-/// Memory counters of a process by id: (working set, private commit, page faults).
-pub fn process_memory(process_id: u32) -> Option<(u64, u64, u64)> {
-    // SAFETY: plain values; the returned handle is checked and owned.
-    let handle = owned(
-        unsafe { OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION | PROCESS_VM_READ, FALSE, process_id) },
-        "OpenProcess",
-    )
-    .ok()?;
+/// Memory of a process by id: (working set, private commit) in bytes.
+pub fn process_memory(process_id: u32) -> Option<(u64, u64)> {
+    let handle = open_process(process_id, PROCESS_QUERY_LIMITED_INFORMATION | PROCESS_VM_READ)?;
     let counters = memory_counters(raw(&handle))?;
-    Some((counters.WorkingSetSize as u64, counters.PrivateUsage as u64, u64::from(counters.PageFaultCount)))
+    Some((counters.WorkingSetSize as u64, counters.PrivateUsage as u64))
 }
 
 /// damon's own CPU time, memory, start time and handle count.

@@ -242,7 +242,7 @@ impl Sampler for JobSampler {
         if let Ok(ids) = job.process_ids() {
             let (mut working_set, mut commit) = (0, 0);
             for id in ids {
-                if let Some((ws, private, _)) = ffi::process_memory(id as u32) {
+                if let Some((ws, private)) = ffi::process_memory(id as u32) {
                     working_set += ws;
                     commit += private;
                 }
