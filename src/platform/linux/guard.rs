@@ -1,69 +1,368 @@
-//! The guard: a small process that removes the workload if damon is killed.
+//! The journal of damon's changes to the cgroup hierarchy, and the guard that undoes them if
+//! damon dies without doing it itself.
 //!
-//! A parent-death signal reaches only the direct child, and SIGKILL gives damon no chance to
-//! clean up, so damon forks this process before starting the child. It waits on one end of a
-//! socket pair; damon holds the other. If damon dies, the read returns end-of-file and the
-//! guard kills every process of the cgroup and removes it. On a normal exit damon has done
-//! that itself and dismisses the guard with one byte.
+//! A SIGKILL gives damon no chance to clean up, and a parent-death signal would reach only
+//! the direct child. So before damon creates the first directory or writes the first cgroup
+//! file, it forks the guard: a small process in its own session that blocks reading one end
+//! of a SOCK_SEQPACKET pair. Every change goes through [`Journal::apply`], which sends it to
+//! the guard *before* making it (write-ahead). A message sent is in the guard's receive queue
+//! even if damon is killed the next instant, so the guard always knows every change that may
+//! have been made, and when the socket reaches end-of-file without a "done" message it undoes
+//! them, newest first, exactly as damon would at its end: the same code, in [`undo`]. Every
+//! step of the undo is idempotent (a group already removed, a controller already off), so the
+//! guard may safely repeat what damon had undone before it was killed.
+//!
+//! If the guard itself dies, damon notices (the socket hangs up), says so, and still undoes
+//! everything at its own end.
 
-use std::io::{self, Read, Write};
-use std::os::unix::net::UnixStream;
+use std::ffi::OsStr;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::io::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
 
-use nix::sys::wait::waitpid;
-use nix::unistd::{fork, setsid, ForkResult, Pid};
+use nix::errno::Errno;
+use nix::libc;
+use nix::sys::socket::{recv, send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::{fork, getpid, setsid, ForkResult, Pid};
 
-use super::Cgroup;
+use super::cgroup_file::{self as file, CgroupIoError};
+use super::teardown;
 
-pub struct Guard {
+/// One change damon makes to the hierarchy, as the journal records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// A missing ancestor of the group (DAMON_CGROUP_PARENT) created: removed if unused.
+    Parent(PathBuf),
+    /// The workload's group (one per hierarchy on v1): its processes are killed, it is removed.
+    Group(PathBuf),
+    /// damon's own leaf beside the group (v2): stray processes are killed, it is removed.
+    Leaf(PathBuf),
+    /// damon and its guard moved from `parent` into the leaf `leaf`: they move back.
+    Joined { parent: PathBuf, leaf: PathBuf },
+    /// A controller turned on in `dir`'s cgroup.subtree_control: it is turned off.
+    Controller { dir: PathBuf, controller: String },
+}
+
+const PROCS_FILE: &str = "cgroup.procs";
+const SUBTREE_CONTROL_FILE: &str = "cgroup.subtree_control";
+
+/// Tags of the messages on the guard's socket.
+const TAG_PARENT: u8 = b'P';
+const TAG_GROUP: u8 = b'G';
+const TAG_LEAF: u8 = b'L';
+const TAG_JOINED: u8 = b'J';
+const TAG_CONTROLLER: u8 = b'C';
+/// damon → guard: the change last sent was not made.
+const TAG_CANCEL: u8 = b'x';
+/// damon → guard: everything is undone; exit without acting.
+const TAG_DONE: u8 = b'd';
+/// guard → damon: the guard runs in its own session and is listening.
+const TAG_READY: u8 = b'r';
+/// Paths are at most PATH_MAX (4096) bytes; a message holds two and a tag.
+const MAX_MESSAGE_BYTES: usize = 3 * 4096;
+
+impl Change {
+    fn encode(&self) -> Vec<u8> {
+        let (tag, first, second): (u8, &Path, &OsStr) = match self {
+            Change::Parent(dir) => (TAG_PARENT, dir, OsStr::new("")),
+            Change::Group(dir) => (TAG_GROUP, dir, OsStr::new("")),
+            Change::Leaf(dir) => (TAG_LEAF, dir, OsStr::new("")),
+            Change::Joined { parent, leaf } => (TAG_JOINED, parent, leaf.as_os_str()),
+            Change::Controller { dir, controller } => (TAG_CONTROLLER, dir, OsStr::new(controller.as_str())),
+        };
+        let mut message = Vec::with_capacity(2 + first.as_os_str().len() + second.len());
+        message.push(tag);
+        message.extend_from_slice(first.as_os_str().as_bytes());
+        // Paths never hold NUL, so it separates the two fields.
+        message.push(0);
+        message.extend_from_slice(second.as_bytes());
+        message
+    }
+
+    fn decode(message: &[u8]) -> Option<Change> {
+        let (&tag, rest) = message.split_first()?;
+        let mut fields = rest.splitn(2, |&b| b == 0);
+        let first = PathBuf::from(OsStr::from_bytes(fields.next()?));
+        let second = fields.next().unwrap_or_default();
+        Some(match tag {
+            TAG_PARENT => Change::Parent(first),
+            TAG_GROUP => Change::Group(first),
+            TAG_LEAF => Change::Leaf(first),
+            TAG_JOINED => Change::Joined { parent: first, leaf: PathBuf::from(OsStr::from_bytes(second)) },
+            TAG_CONTROLLER => {
+                Change::Controller { dir: first, controller: String::from_utf8_lossy(second).into_owned() }
+            }
+            _ => return None,
+        })
+    }
+
+    /// Makes the change. `Ok(false)`: nothing needed making (a parent that already exists).
+    fn make(&self, guard: Option<Pid>) -> Result<bool, CgroupIoError> {
+        match self {
+            Change::Parent(dir) => match file::create_dir(dir) {
+                Err(e) if e.source.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+                other => other.map(|()| true),
+            },
+            Change::Group(dir) | Change::Leaf(dir) => file::create_dir(dir).map(|()| true),
+            Change::Joined { leaf, .. } => {
+                let procs = leaf.join(PROCS_FILE);
+                // The guard first: it must not stay behind in a parent that is to pass controllers down.
+                if let Some(guard) = guard {
+                    file::write(&procs, &guard.to_string())?;
+                }
+                // "0" is the writing process, with all its threads.
+                file::write(&procs, "0").map(|()| true)
+            }
+            Change::Controller { dir, controller } => {
+                file::write(&dir.join(SUBTREE_CONTROL_FILE), &format!("+{}", controller)).map(|()| true)
+            }
+        }
+    }
+
+    /// Whether a failed [`make`](Self::make) left nothing to undo: one system call that failed.
+    fn failure_changes_nothing(&self) -> bool {
+        !matches!(self, Change::Joined { .. })
+    }
+}
+
+/// Undoes `changes`, newest first, after stopping the workload: what damon does at its end
+/// and what the guard does when damon died. `partner` is the other process in damon's leaf
+/// that must move back too (the guard, when damon undoes); the guard never moves damon, whose
+/// pid may have been reused once damon is dead.
+pub fn undo(changes: &[Change], partner: Option<Pid>) -> Vec<CgroupIoError> {
+    let mut errors = Vec::new();
+    // On v1, stop the tree first where the freezer can hold it, so nothing forks past the kill.
+    for change in changes.iter().rev() {
+        if let Change::Group(dir) = change {
+            if dir.join("freezer.state").exists() {
+                errors.extend(teardown::kill_group(dir).err());
+            }
+        }
+    }
+    let own = getpid();
+    let spared: Vec<i32> = Some(own).into_iter().chain(partner).map(Pid::as_raw).collect();
+    for change in changes.iter().rev() {
+        let result = match change {
+            Change::Group(dir) => teardown::remove_group(dir),
+            Change::Leaf(dir) => teardown::remove_leaf(dir, &spared),
+            Change::Parent(dir) => teardown::remove_unused_parent(dir),
+            Change::Controller { dir, controller } => {
+                match file::write(&dir.join(SUBTREE_CONTROL_FILE), &format!("-{}", controller)) {
+                    Err(e) if teardown::is_gone(&e.source) => Ok(()),
+                    other => other,
+                }
+            }
+            Change::Joined { parent, .. } => {
+                let procs = parent.join(PROCS_FILE);
+                let mut result = file::write(&procs, "0");
+                if let Some(partner) = partner {
+                    match file::write(&procs, &partner.to_string()) {
+                        Err(e) if teardown::is_gone(&e.source) => {}
+                        other => result = result.and(other),
+                    }
+                }
+                result
+            }
+        };
+        errors.extend(result.err());
+    }
+    errors
+}
+
+/// The changes made so far, each known to the guard before it was made.
+pub struct Journal {
+    changes: Vec<Change>,
+    guard: Option<Guard>,
+}
+
+impl Journal {
+    /// Forks the guard and waits until it listens in its own session. Must be called while
+    /// damon has a single thread, before any change is made.
+    pub fn start() -> io::Result<Journal> {
+        Ok(Journal { changes: Vec::new(), guard: Some(Guard::start()?) })
+    }
+
+    /// Records `change` with the guard, then makes it.
+    pub fn apply(&mut self, change: Change) -> Result<(), CgroupIoError> {
+        self.send(&change.encode());
+        let guard = self.guard.as_ref().map(|g| g.pid);
+        match change.make(guard) {
+            Ok(true) => {
+                self.changes.push(change);
+                Ok(())
+            }
+            Ok(false) => {
+                self.send(&[TAG_CANCEL]);
+                Ok(())
+            }
+            Err(e) => {
+                if change.failure_changes_nothing() {
+                    self.send(&[TAG_CANCEL]);
+                } else {
+                    self.changes.push(change);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn send(&mut self, message: &[u8]) {
+        if let Some(guard) = &self.guard {
+            // MSG_NOSIGNAL: a dead guard must not take damon with it through SIGPIPE.
+            if send(guard.socket.as_raw_fd(), message, MsgFlags::MSG_NOSIGNAL).is_err() {
+                self.guard_lost();
+            }
+        }
+    }
+
+    /// The descriptor that becomes readable (end-of-file) if the guard dies.
+    pub fn guard_socket(&self) -> Option<RawFd> {
+        self.guard.as_ref().map(|g| g.socket.as_raw_fd())
+    }
+
+    /// The guard died: reaps it and says so. damon still undoes everything at its end.
+    pub fn guard_lost(&mut self) {
+        if let Some(guard) = self.guard.take() {
+            let status = match waitpid(guard.pid, None) {
+                Ok(WaitStatus::Signaled(_, signal, _)) => format!("killed by {}", signal.as_str()),
+                Ok(WaitStatus::Exited(_, code)) => format!("exited with {}", code),
+                Ok(other) => format!("{:?}", other),
+                Err(e) => e.to_string(),
+            };
+            tracing::error!(
+                guard_pid = guard.pid.as_raw(),
+                status = %status,
+                "damon's guard process ended: damon still cleans up at its end, but if damon is killed now the workload and its cgroup are left behind"
+            );
+        }
+    }
+
+    /// Undoes every change, newest first, then dismisses the guard. Best effort: each failure
+    /// is returned, the rest still attempted.
+    pub fn undo(mut self) -> Vec<CgroupIoError> {
+        let guard = self.guard.as_ref().map(|g| g.pid);
+        let errors = undo(&self.changes, guard);
+        self.changes.clear();
+        if let Some(guard) = self.guard.take() {
+            guard.dismiss();
+        }
+        errors
+    }
+}
+
+/// damon's end of the guard.
+struct Guard {
     pid: Pid,
-    damon_end: UnixStream,
+    socket: OwnedFd,
 }
 
 impl Guard {
-    /// Forks the guard. Must be called while damon has a single thread.
-    pub(super) fn start(cgroup: &Cgroup) -> io::Result<Guard> {
-        let (damon_end, guard_end) = UnixStream::pair()?;
-        // SAFETY: damon has one thread here (the metrics server starts after the guard), so
-        // the child's copy of the heap and of every lock is consistent and it may run any code.
-        match unsafe { fork() }.map_err(|e| io::Error::from_raw_os_error(e as i32))? {
-            ForkResult::Parent { child } => Ok(Guard { pid: child, damon_end }),
+    fn start() -> io::Result<Guard> {
+        let flags = SockFlag::SOCK_CLOEXEC;
+        let (damon_end, guard_end) =
+            socketpair(AddressFamily::Unix, SockType::SeqPacket, None, flags).map_err(io::Error::from)?;
+        // SAFETY: socketpair(2) just returned these two descriptors; nothing else owns them.
+        let (damon_end, guard_end) = unsafe { (OwnedFd::from_raw_fd(damon_end), OwnedFd::from_raw_fd(guard_end)) };
+        // SAFETY: damon has one thread here (threads start after the container exists), so the
+        // child's copy of the heap and of every lock is consistent and it may run any code.
+        match unsafe { fork() }.map_err(io::Error::from)? {
+            ForkResult::Parent { child } => {
+                drop(guard_end);
+                let guard = Guard { pid: child, socket: damon_end };
+                // Wait until the guard left damon's session: a kill of damon's process group
+                // from now on cannot take the guard with it.
+                let mut reply = [0u8; 1];
+                loop {
+                    match recv(guard.socket.as_raw_fd(), &mut reply, MsgFlags::empty()) {
+                        Ok(1) if reply[0] == TAG_READY => return Ok(guard),
+                        Err(Errno::EINTR) => continue,
+                        Ok(_) => {
+                            let _ = waitpid(guard.pid, None);
+                            return Err(io::Error::new(io::ErrorKind::Other, "the guard process ended at once"));
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            }
             ForkResult::Child => {
                 drop(damon_end);
-                guard_main(guard_end, cgroup);
+                guard_main(guard_end);
                 // SAFETY: _exit ends the process without running damon's atexit handlers or
                 // flushing stdio buffers copied from damon, which would write their content twice.
-                unsafe { nix::libc::_exit(0) }
+                unsafe { libc::_exit(0) }
             }
         }
     }
 
     /// Tells the guard that damon cleaned up, and reaps it.
-    pub fn dismiss(mut self) {
-        let _ = self.damon_end.write_all(b"x");
+    fn dismiss(self) {
+        let _ = send(self.socket.as_raw_fd(), &[TAG_DONE], MsgFlags::MSG_NOSIGNAL);
         let _ = waitpid(self.pid, None);
     }
 }
 
-fn guard_main(mut guard_end: UnixStream, cgroup: &Cgroup) {
+fn guard_main(socket: OwnedFd) {
     // Out of damon's session and process group: a kill aimed at those must not take the guard.
+    // The signals damon handles stay blocked (the mask is inherited), so a stop sent to the
+    // guard does nothing.
     let _ = setsid();
-    let mut byte = [0u8; 1];
-    let dismissed = loop {
-        match guard_end.read(&mut byte) {
-            Ok(n) => break n == 1,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => break false,
-        }
-    };
-    if dismissed {
+    if send(socket.as_raw_fd(), &[TAG_READY], MsgFlags::MSG_NOSIGNAL).is_err() {
         return;
     }
-    let errors = cgroup.destroy_all();
-    let location = cgroup.location();
+    let mut changes: Vec<Change> = Vec::new();
+    let mut message = vec![0u8; MAX_MESSAGE_BYTES];
+    loop {
+        match recv(socket.as_raw_fd(), &mut message, MsgFlags::empty()) {
+            // End-of-file: damon is gone without saying it was done.
+            Ok(0) => break,
+            Ok(_) if message[0] == TAG_DONE => return,
+            Ok(_) if message[0] == TAG_CANCEL => {
+                changes.pop();
+            }
+            Ok(n) => changes.extend(Change::decode(&message[..n])),
+            Err(Errno::EINTR) => continue,
+            Err(_) => break,
+        }
+    }
+    if changes.is_empty() {
+        return;
+    }
+    let errors = undo(&changes, None);
+    let groups: Vec<String> = changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::Group(dir) => Some(dir.display().to_string()),
+            _ => None,
+        })
+        .collect();
+    let cgroup = groups.join(" ");
     if errors.is_empty() {
-        tracing::warn!(cgroup = %location, "damon ended without cleaning up: its guard killed the workload and removed the cgroup");
+        tracing::warn!(cgroup = %cgroup, "damon ended without cleaning up: its guard killed the workload and removed the cgroup");
     } else {
         let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
-        tracing::error!(cgroup = %location, errors = %errors.join("; "), "damon ended without cleaning up: its guard could not remove everything");
+        tracing::error!(cgroup = %cgroup, errors = %errors.join("; "), "damon ended without cleaning up: its guard could not remove everything");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changes_survive_the_wire() {
+        let changes = [
+            Change::Parent(PathBuf::from("/sys/fs/cgroup/a b")),
+            Change::Group(PathBuf::from("/sys/fs/cgroup/memory/damon-web-1")),
+            Change::Leaf(PathBuf::from("/x/damon-1.supervisor")),
+            Change::Joined { parent: PathBuf::from("/x"), leaf: PathBuf::from("/x/damon-1.supervisor") },
+            Change::Controller { dir: PathBuf::from("/x"), controller: "memory".to_string() },
+        ];
+        for change in changes {
+            assert_eq!(Change::decode(&change.encode()), Some(change));
+        }
+        assert_eq!(Change::decode(b""), None);
+        assert_eq!(Change::decode(b"?abc"), None);
     }
 }

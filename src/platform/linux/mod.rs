@@ -9,6 +9,7 @@ mod oom;
 mod own_process;
 mod signals;
 mod spawn;
+mod teardown;
 mod v1;
 mod v2;
 
@@ -16,13 +17,14 @@ use std::ffi::OsString;
 use std::path::Path;
 use std::process::Child;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use nix::poll::PollFlags;
 use nix::sys::signal::{kill, Signal as NixSignal};
 use nix::unistd::Pid;
 
 use self::cgroup_file::CgroupIoError;
-use self::guard::Guard;
+use self::guard::{Change, Journal};
 use self::hierarchy::Hierarchies;
 use self::host::HostCpu;
 use self::oom::OomWatch;
@@ -48,17 +50,16 @@ impl Signal {
     }
 }
 
-/// rmdir fails with EBUSY until the last killed task has exited; give it a moment.
-fn remove_with_retry(dir: &Path) -> Result<(), CgroupIoError> {
-    let deadline = Instant::now() + Duration::from_secs(2);
-    loop {
-        match cgroup_file::remove_dir(dir) {
-            Err(e) if e.source.raw_os_error() == Some(nix::libc::EBUSY) && Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            other => return other,
-        }
+/// Creates the missing directories between `mount_point` and `dir` (a DAMON_CGROUP_PARENT
+/// that does not exist yet), top down, each through the journal.
+fn create_parents(mount_point: &Path, dir: &Path, journal: &mut Journal) -> Result<(), CgroupIoError> {
+    let mut missing: Vec<&Path> =
+        dir.ancestors().take_while(|d| d.starts_with(mount_point) && *d != mount_point && !d.is_dir()).collect();
+    missing.reverse();
+    for parent in missing {
+        journal.apply(Change::Parent(parent.to_path_buf()))?;
     }
+    Ok(())
 }
 
 impl Sampler for Cgroup {
@@ -92,26 +93,6 @@ impl std::fmt::Display for CgroupVersion {
     }
 }
 
-/// Kills every process listed in `dir`'s cgroup.procs, round after round until none is left
-/// (a fork racing the kill is caught in the next round); `after_round` runs between rounds.
-fn kill_listed_processes(
-    dir: &Path,
-    mut after_round: impl FnMut() -> Result<(), CgroupIoError>,
-) -> Result<(), CgroupIoError> {
-    for _ in 0..100 {
-        let pids = cgroup_file::pids(dir)?;
-        if pids.is_empty() {
-            break;
-        }
-        for pid in pids {
-            let _ = kill(Pid::from_raw(pid), NixSignal::SIGKILL);
-        }
-        after_round()?;
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    Ok(())
-}
-
 /// The version damon would use here, and why not if none.
 fn choose(hierarchies: &Hierarchies) -> Result<CgroupVersion, String> {
     let v2_has_controllers = hierarchies.v2.as_ref().map_or(false, |v2| {
@@ -128,7 +109,9 @@ fn choose(hierarchies: &Hierarchies) -> Result<CgroupVersion, String> {
 }
 
 impl Cgroup {
-    fn create(spec: &ContainerSpec) -> Result<Cgroup, ContainerError> {
+    /// Creates the group with its limits, every change through `journal`; on an error the
+    /// caller undoes the journal.
+    fn create(spec: &ContainerSpec, journal: &mut Journal) -> Result<Cgroup, ContainerError> {
         let hierarchies = Hierarchies::read()?;
         let cpu = match spec.limits.enforced_cpu() {
             Some(_) => Some(HostCpu::read().map_err(ContainerError::message)?),
@@ -138,10 +121,10 @@ impl Cgroup {
         match choose(&hierarchies).map_err(ContainerError::message)? {
             CgroupVersion::V2 => {
                 let v2 = hierarchies.v2.as_ref().expect("chosen because it exists");
-                CgroupV2::create(v2, parent, &spec.name, &spec.limits, cpu.as_ref()).map(Cgroup::V2)
+                CgroupV2::create(v2, parent, &spec.name, &spec.limits, cpu.as_ref(), journal).map(Cgroup::V2)
             }
             CgroupVersion::V1 => {
-                CgroupV1::create(&hierarchies, parent, &spec.name, &spec.limits, cpu.as_ref()).map(Cgroup::V1)
+                CgroupV1::create(&hierarchies, parent, &spec.name, &spec.limits, cpu.as_ref(), journal).map(Cgroup::V1)
             }
         }
     }
@@ -173,25 +156,6 @@ impl Cgroup {
         }
     }
 
-    /// Kills the workload and removes its group; the supervisor leaf stays (damon is in it).
-    fn destroy_workload(&self) -> Vec<CgroupIoError> {
-        let mut errors: Vec<CgroupIoError> = self.kill_all().err().into_iter().collect();
-        errors.extend(match self {
-            Cgroup::V1(g) => g.remove(),
-            Cgroup::V2(g) => g.remove(),
-        });
-        errors
-    }
-
-    /// Everything, for the last process standing (damon or its guard).
-    fn destroy_all(&self) -> Vec<CgroupIoError> {
-        let mut errors = self.destroy_workload();
-        if let Cgroup::V2(g) = self {
-            errors.extend(g.leave_supervisor_leaf());
-        }
-        errors
-    }
-
     /// A watch on the memory limit, where the group has the memory controller.
     fn oom_watch(&self) -> Result<Option<OomWatch>, CgroupIoError> {
         match self {
@@ -205,8 +169,9 @@ impl Cgroup {
 pub struct Backend {
     signals: SignalWaiter,
     cgroup: Option<Cgroup>,
+    /// What damon changed in the hierarchy, known to the guard; `None` when uncontained.
+    journal: Option<Journal>,
     oom_watch: Option<OomWatch>,
-    guard: Option<Guard>,
     child: Option<Child>,
     /// Set once kill_all ran: a SIGKILLed child was then killed by damon.
     killed_all: bool,
@@ -217,28 +182,6 @@ impl Backend {
     /// cgroup is being made queues instead of killing damon and leaving the group behind.
     fn take_signals() -> Result<SignalWaiter, ContainerError> {
         SignalWaiter::install().map_err(|e| ContainerError::new("cannot set up signal handling", e))
-    }
-
-    fn with_cgroup(signals: SignalWaiter, cgroup: Option<Cgroup>) -> Result<Self, ContainerError> {
-        let guard = match &cgroup {
-            Some(cgroup) => match Guard::start(cgroup) {
-                Ok(guard) => Some(guard),
-                Err(e) => {
-                    let _ = cgroup.destroy_all();
-                    return Err(ContainerError::new("cannot start the guard process", e));
-                }
-            },
-            None => None,
-        };
-        let oom_watch = match cgroup.as_ref().map(Cgroup::oom_watch).transpose() {
-            Ok(watch) => watch.flatten(),
-            Err(e) => {
-                // Only the live report is lost: the exit still tells an OOM kill apart.
-                tracing::warn!(error = %e, "cannot watch the memory limit; OOM kills are reported when the run ends");
-                None
-            }
-        };
-        Ok(Backend { signals, cgroup, oom_watch, guard, child: None, killed_all: false })
     }
 
     fn child_pid(&self) -> Option<Pid> {
@@ -252,11 +195,37 @@ impl Container for Backend {
             tracing::warn!("DAMON_RESTRICTED_TOKEN applies to Windows only; ignored");
         }
         let signals = Self::take_signals()?;
-        Self::with_cgroup(signals, Some(Cgroup::create(spec)?))
+        // The guard exists before the first change to the hierarchy, and hears of each one first.
+        let mut journal = Journal::start().map_err(|e| ContainerError::new("cannot start the guard process", e))?;
+        let cgroup = match Cgroup::create(spec, &mut journal) {
+            Ok(cgroup) => cgroup,
+            Err(e) => {
+                for undo_error in journal.undo() {
+                    tracing::error!(error = %undo_error, "cannot undo the cgroup set-up");
+                }
+                return Err(e);
+            }
+        };
+        let oom_watch = match cgroup.oom_watch() {
+            Ok(watch) => watch,
+            Err(e) => {
+                // Only the live report is lost: the exit still tells an OOM kill apart.
+                tracing::warn!(error = %e, "cannot watch the memory limit; OOM kills are reported when the run ends");
+                None
+            }
+        };
+        Ok(Backend { signals, cgroup: Some(cgroup), journal: Some(journal), oom_watch, child: None, killed_all: false })
     }
 
     fn uncontained() -> Result<Self, ContainerError> {
-        Self::with_cgroup(Self::take_signals()?, None)
+        Ok(Backend {
+            signals: Self::take_signals()?,
+            cgroup: None,
+            journal: None,
+            oom_watch: None,
+            child: None,
+            killed_all: false,
+        })
     }
 
     fn location(&self) -> Option<String> {
@@ -277,15 +246,25 @@ impl Container for Backend {
     fn next_event(&mut self, deadline: Option<Instant>) -> Result<Event, ContainerError> {
         loop {
             let oom_target = self.oom_watch.as_ref().map(OomWatch::poll_target);
-            let wake =
-                self.signals.next(deadline, oom_target).map_err(|e| ContainerError::new("cannot read signals", e))?;
+            // The guard never writes: its socket becomes readable only when the guard is gone.
+            let guard_target = self.journal.as_ref().and_then(Journal::guard_socket).map(|fd| (fd, PollFlags::POLLIN));
+            let wake = self
+                .signals
+                .next(deadline, &[oom_target, guard_target])
+                .map_err(|e| ContainerError::new("cannot read signals", e))?;
             let signal = match wake {
                 Wake::Deadline => return Ok(Event::DeadlinePassed),
-                Wake::Extra => {
+                Wake::Extra(0) => {
                     if let Some(watch) = self.oom_watch.as_mut() {
                         watch.acknowledge();
                     }
                     return Ok(Event::MemoryLimitHit);
+                }
+                Wake::Extra(_) => {
+                    if let Some(journal) = self.journal.as_mut() {
+                        journal.guard_lost();
+                    }
+                    continue;
                 }
                 Wake::Signal(signal) => signal,
             };
@@ -344,13 +323,11 @@ impl Container for Backend {
     fn remove(mut self) -> Vec<ContainerError> {
         let mut errors = Vec::new();
         if let Some(cgroup) = self.cgroup.take() {
-            errors.extend(cgroup.destroy_workload().into_iter().map(ContainerError::from));
-            if let Some(guard) = self.guard.take() {
-                guard.dismiss();
-            }
-            if let Cgroup::V2(g) = &cgroup {
-                errors.extend(g.leave_supervisor_leaf().into_iter().map(ContainerError::from));
-            }
+            // The workload first, through the freezer on v1; the journal's undo repeats nothing needed.
+            errors.extend(cgroup.kill_all().err().map(ContainerError::from));
+        }
+        if let Some(journal) = self.journal.take() {
+            errors.extend(journal.undo().into_iter().map(ContainerError::from));
         }
         if let Some(mut child) = self.child.take() {
             let _ = child.wait();
@@ -405,18 +382,22 @@ pub fn host_report(config: &Config) -> HostReport {
                 parent: config.cgroup_parent.clone(),
                 restricted_token: false,
             };
-            match Cgroup::create(&spec) {
-                Ok(cgroup) => {
-                    facts.push(("group would be created at", cgroup.location()));
-                    let errors = cgroup.destroy_all();
-                    if let Some(e) = errors.first() {
-                        problem = problem.or(Some(format!("cannot remove the trial group: {}", e)));
-                    }
+            let mut journal = match Journal::start() {
+                Ok(journal) => journal,
+                Err(e) => {
+                    problem = problem.or(Some(format!("cannot start the guard process: {}", e)));
+                    return HostReport { facts, problem };
                 }
+            };
+            match Cgroup::create(&spec, &mut journal) {
+                Ok(cgroup) => facts.push(("group would be created at", cgroup.location())),
                 Err(e) if config.limits.container_optional() => {
                     facts.push(("containment", format!("unavailable, the command would run uncontained: {}", e)));
                 }
                 Err(e) => problem = problem.or(Some(e.to_string())),
+            }
+            if let Some(e) = journal.undo().first() {
+                problem = problem.or(Some(format!("cannot remove the trial group: {}", e)));
             }
         }
     }

@@ -47,8 +47,8 @@ impl SignalWaiter {
         Ok(SignalWaiter { fd })
     }
 
-    /// Waits for the next signal, for `extra` to become ready, or for `deadline`.
-    pub fn next(&mut self, deadline: Option<Instant>, extra: Option<(RawFd, PollFlags)>) -> nix::Result<Wake> {
+    /// Waits for the next signal, for one of `extras` to become ready, or for `deadline`.
+    pub fn next(&mut self, deadline: Option<Instant>, extras: &[Option<(RawFd, PollFlags)>]) -> nix::Result<Wake> {
         loop {
             if let Some(info) = self.fd.read_signal()? {
                 if let Ok(signal) = Signal::try_from(info.ssi_signo as i32) {
@@ -69,15 +69,20 @@ impl SignalWaiter {
                 }
             };
             let mut fds = vec![PollFd::new(self.fd.as_raw_fd(), PollFlags::POLLIN)];
-            if let Some((fd, flags)) = extra {
+            // (index in `extras`, position in `fds`)
+            let mut positions = Vec::with_capacity(extras.len());
+            for (index, (fd, flags)) in extras.iter().enumerate().filter_map(|(i, e)| e.map(|e| (i, e))) {
+                positions.push(index);
                 fds.push(PollFd::new(fd, flags));
             }
             match poll(&mut fds, timeout_ms) {
                 Ok(_) | Err(nix::errno::Errno::EINTR) => {}
                 Err(e) => return Err(e),
             }
-            if fds.get(1).and_then(|fd| fd.revents()).map_or(false, |r| !r.is_empty()) {
-                return Ok(Wake::Extra);
+            for (index, fd) in positions.iter().zip(&fds[1..]) {
+                if fd.revents().map_or(false, |r| !r.is_empty()) {
+                    return Ok(Wake::Extra(*index));
+                }
             }
         }
     }
@@ -86,6 +91,7 @@ impl SignalWaiter {
 /// Why [`SignalWaiter::next`] returned.
 pub enum Wake {
     Signal(Signal),
-    Extra,
+    /// The extra descriptor at this index in the list given is ready.
+    Extra(usize),
     Deadline,
 }

@@ -5,20 +5,20 @@
 //! The freezer stops the tree while it is killed, so nothing forks past the kill.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::cgroup_file::{self as file, CgroupIoError};
+use super::create_parents;
+use super::guard::{Change, Journal};
 use super::hierarchy::Hierarchies;
 use super::host::{HostCpu, CPU_PERIOD};
-use super::{kill_listed_processes, remove_with_retry};
+use super::teardown;
 use crate::config::Limits;
 use crate::platform::ContainerError;
 use crate::stats::Sample;
 
 /// Controllers damon uses; any other hierarchy is left alone.
 const CONTROLLERS: [&str; 6] = ["memory", "cpu", "cpuacct", "pids", "freezer", "blkio"];
-/// How long the freezer may take to stop every task before damon kills them anyway.
-const FREEZE_TIMEOUT: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone)]
 pub struct CgroupV1 {
@@ -27,12 +27,15 @@ pub struct CgroupV1 {
 }
 
 impl CgroupV1 {
+    /// Creates the group in each hierarchy with its limits, every change made through
+    /// `journal`: on an error, the caller undoes what was made.
     pub fn create(
         hierarchies: &Hierarchies,
         parent_path: Option<&Path>,
         name: &str,
         limits: &Limits,
         cpu: Option<&HostCpu>,
+        journal: &mut Journal,
     ) -> Result<Self, ContainerError> {
         let mut group = CgroupV1 { dirs: Vec::new() };
         for (controller, needed) in [
@@ -49,14 +52,9 @@ impl CgroupV1 {
                 continue;
             }
             let parent = parent_path.map_or_else(|| hierarchy.own_dir.clone(), |p| hierarchy.dir_of(p));
+            create_parents(&hierarchy.mount_point, &parent, journal)?;
             let dir = parent.join(name);
-            let created = std::fs::create_dir_all(&parent)
-                .map_err(|e| ContainerError::new(format!("cannot create cgroup parent {}", parent.display()), e))
-                .and_then(|()| file::create_dir(&dir).map_err(ContainerError::from));
-            if let Err(e) = created {
-                group.remove();
-                return Err(e);
-            }
+            journal.apply(Change::Group(dir.clone()))?;
             group.dirs.push((hierarchy.controllers.clone(), dir));
         }
         if group.dirs.is_empty() {
@@ -64,10 +62,7 @@ impl CgroupV1 {
                 "no cgroup v1 hierarchy with memory, cpu or pids is mounted".to_string(),
             ));
         }
-        if let Err(e) = group.set_limits(limits, cpu) {
-            group.remove();
-            return Err(e);
-        }
+        group.set_limits(limits, cpu)?;
         Ok(group)
     }
 
@@ -111,24 +106,9 @@ impl CgroupV1 {
         self.dir("freezer").or_else(|| self.dir("memory")).unwrap_or(&self.dirs[0].1)
     }
 
+    /// Kills every process of the workload, through the freezer where it is mounted.
     pub fn kill_all(&self) -> Result<(), CgroupIoError> {
-        let freezer = self.dir("freezer").map(|d| d.join("freezer.state"));
-        if let Some(state) = &freezer {
-            file::write(state, "FROZEN")?;
-            let deadline = Instant::now() + FREEZE_TIMEOUT;
-            while file::read(state)?.trim() != "FROZEN" && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-        }
-        // Frozen tasks die only once thawed; a task that was forking is caught next round.
-        kill_listed_processes(self.any_dir(), || match &freezer {
-            Some(state) => file::write(state, "THAWED"),
-            None => Ok(()),
-        })
-    }
-
-    pub fn remove(&self) -> Vec<CgroupIoError> {
-        self.dirs.iter().filter(|(_, d)| d.exists()).filter_map(|(_, d)| remove_with_retry(d).err()).collect()
+        teardown::kill_group(self.any_dir())
     }
 
     pub fn sample(&self) -> Sample {

@@ -3,15 +3,18 @@
 //! The "no internal processes" rule forbids enabling controllers for the children of a
 //! cgroup that holds processes (except the root). By default damon creates its group under
 //! its own cgroup, so it first moves itself into a leaf `<name>.supervisor` beside the
-//! workload's, enables the controllers in the parent, and undoes both when it is done.
+//! workload's, enables the controllers in the parent, and undoes both when it is done (the
+//! undo is the journal's: see guard.rs).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::cgroup_file::{self as file, CgroupIoError};
+use super::create_parents;
+use super::guard::{Change, Journal};
 use super::hierarchy::Hierarchy;
 use super::host::{HostCpu, CPU_PERIOD};
-use super::{kill_listed_processes, remove_with_retry};
+use super::teardown;
 use crate::config::Limits;
 use crate::platform::ContainerError;
 use crate::stats::{Pressure, Sample};
@@ -23,53 +26,27 @@ const CONTROLLERS: [&str; 4] = ["memory", "cpu", "pids", "io"];
 pub struct CgroupV2 {
     /// The workload's group.
     pub dir: PathBuf,
-    parent: PathBuf,
-    /// Where damon moved itself, when it had to leave the parent.
-    supervisor_leaf: Option<PathBuf>,
-    /// Controllers damon turned on in the parent's subtree_control, to turn off again.
-    enabled_in_parent: Vec<&'static str>,
 }
 
 impl CgroupV2 {
+    /// Creates the group with its limits, every change made through `journal`: on an error,
+    /// the caller undoes what was made.
     pub fn create(
         hierarchy: &Hierarchy,
         parent_path: Option<&Path>,
         name: &str,
         limits: &Limits,
         cpu: Option<&HostCpu>,
+        journal: &mut Journal,
     ) -> Result<Self, ContainerError> {
         let parent = parent_path.map_or_else(|| hierarchy.own_dir.clone(), |p| hierarchy.dir_of(p));
-        if !parent.is_dir() {
-            std::fs::create_dir_all(&parent)
-                .map_err(|e| ContainerError::new(format!("cannot create cgroup parent {}", parent.display()), e))?;
-        }
-        let mut group = CgroupV2 {
-            dir: parent.join(name),
-            parent: parent.clone(),
-            supervisor_leaf: None,
-            enabled_in_parent: Vec::new(),
-        };
-        if let Err(e) = group.set_up(hierarchy, name, limits, cpu) {
-            group.remove();
-            group.leave_supervisor_leaf();
-            return Err(e);
-        }
-        Ok(group)
-    }
-
-    fn set_up(
-        &mut self,
-        hierarchy: &Hierarchy,
-        name: &str,
-        limits: &Limits,
-        cpu: Option<&HostCpu>,
-    ) -> Result<(), ContainerError> {
-        // Leave the parent if damon lives there (the root is exempt from the rule).
-        if self.parent == hierarchy.own_dir && self.parent != hierarchy.mount_point {
-            let leaf = self.parent.join(format!("{}.supervisor", name));
-            file::create_dir(&leaf)?;
-            self.supervisor_leaf = Some(leaf.clone());
-            file::write(&leaf.join("cgroup.procs"), "0")?;
+        create_parents(&hierarchy.mount_point, &parent, journal)?;
+        // Leave the parent if damon lives there (the root is exempt from the rule); the guard,
+        // forked in the parent, goes too.
+        if parent == hierarchy.own_dir && parent != hierarchy.mount_point {
+            let leaf = parent.join(format!("{}.supervisor", name));
+            journal.apply(Change::Leaf(leaf.clone()))?;
+            journal.apply(Change::Joined { parent: parent.clone(), leaf })?;
         }
         let required: Vec<&str> = [
             ("memory", limits.enforced_memory().is_some()),
@@ -81,17 +58,15 @@ impl CgroupV2 {
         .map(|(c, _)| *c)
         .collect();
         // Each ancestor must pass a controller down for the group to have it.
-        let mut dirs: Vec<&Path> =
-            self.parent.ancestors().take_while(|d| d.starts_with(&hierarchy.mount_point)).collect();
+        let mut dirs: Vec<&Path> = parent.ancestors().take_while(|d| d.starts_with(&hierarchy.mount_point)).collect();
         dirs.reverse();
         for dir in dirs {
-            let enabled = enable_controllers(dir, &required)?;
-            if dir == self.parent {
-                self.enabled_in_parent = enabled;
-            }
+            enable_controllers(dir, &required, journal)?;
         }
-        file::create_dir(&self.dir)?;
-        self.set_limits(limits, cpu)
+        let group = CgroupV2 { dir: parent.join(name) };
+        journal.apply(Change::Group(group.dir.clone()))?;
+        group.set_limits(limits, cpu)?;
+        Ok(group)
     }
 
     fn set_limits(&self, limits: &Limits, cpu: Option<&HostCpu>) -> Result<(), ContainerError> {
@@ -123,47 +98,7 @@ impl CgroupV2 {
 
     /// Kills every process in the group, including those that left damon's session.
     pub fn kill_all(&self) -> Result<(), CgroupIoError> {
-        let kill_file = self.dir.join("cgroup.kill");
-        if kill_file.exists() {
-            return file::write(&kill_file, "1");
-        }
-        // Before Linux 5.14 there is no cgroup.kill.
-        kill_listed_processes(&self.dir, || Ok(()))
-    }
-
-    /// Removes the workload's group (after [`kill_all`](Self::kill_all)). Best effort: each
-    /// failure is returned, the rest still attempted.
-    pub fn remove(&self) -> Vec<CgroupIoError> {
-        let mut errors = Vec::new();
-        if self.dir.exists() {
-            if let Err(e) = remove_with_retry(&self.dir) {
-                errors.push(e);
-            }
-        }
-        errors
-    }
-
-    /// Gives the parent back as damon found it: controllers off, damon back in, leaf removed.
-    /// Called by the last process in the leaf (damon, or the guard after damon died).
-    pub fn leave_supervisor_leaf(&self) -> Vec<CgroupIoError> {
-        let mut errors = Vec::new();
-        let leaf = match &self.supervisor_leaf {
-            Some(leaf) => leaf,
-            None => return errors,
-        };
-        if !self.enabled_in_parent.is_empty() {
-            let value: Vec<String> = self.enabled_in_parent.iter().map(|c| format!("-{}", c)).collect();
-            if let Err(e) = file::write(&self.parent.join("cgroup.subtree_control"), &value.join(" ")) {
-                errors.push(e);
-            }
-        }
-        if let Err(e) = file::write(&self.parent.join("cgroup.procs"), "0") {
-            errors.push(e);
-        }
-        if let Err(e) = remove_with_retry(leaf) {
-            errors.push(e);
-        }
-        errors
+        teardown::kill_group(&self.dir)
     }
 
     pub fn sample(&self) -> Sample {
@@ -212,14 +147,13 @@ impl CgroupV2 {
 }
 
 /// Turns on, in `dir`'s subtree_control, the controllers it offers and does not yet pass
-/// down. Returns the ones it turned on. A required controller that cannot be enabled is an
+/// down, each through the journal. A required controller that cannot be enabled is an
 /// error; the others are only for statistics.
-fn enable_controllers(dir: &Path, required: &[&str]) -> Result<Vec<&'static str>, ContainerError> {
+fn enable_controllers(dir: &Path, required: &[&str], journal: &mut Journal) -> Result<(), ContainerError> {
     let available = file::read(&dir.join("cgroup.controllers"))?;
     let subtree_control = dir.join("cgroup.subtree_control");
     let active = file::read(&subtree_control)?;
     let has = |list: &str, c: &str| list.split_whitespace().any(|w| w == c);
-    let mut enabled = Vec::new();
     for controller in CONTROLLERS {
         if has(&active, controller) {
             continue;
@@ -235,8 +169,8 @@ fn enable_controllers(dir: &Path, required: &[&str]) -> Result<Vec<&'static str>
             }
             continue;
         }
-        match file::write(&subtree_control, &format!("+{}", controller)) {
-            Ok(()) => enabled.push(controller),
+        match journal.apply(Change::Controller { dir: dir.to_path_buf(), controller: controller.to_string() }) {
+            Ok(()) => {}
             Err(e) if required.contains(&controller) => {
                 let hint = if e.source.raw_os_error() == Some(nix::libc::EBUSY) {
                     " (other processes live in that cgroup: set DAMON_CGROUP_PARENT to a cgroup of its own)"
@@ -248,7 +182,7 @@ fn enable_controllers(dir: &Path, required: &[&str]) -> Result<Vec<&'static str>
             Err(_) => {}
         }
     }
-    Ok(enabled)
+    Ok(())
 }
 
 /// The `total=` of the "some" and "full" lines of a *.pressure file, in microseconds.

@@ -1,0 +1,208 @@
+//! Emptying and removing cgroups: killing every process in a group, waiting until the kernel
+//! says it is empty, and removing it. Used when the kill timeout passes and by the undo of
+//! damon's changes (at its end, or by its guard after damon died).
+//!
+//! A process can join a group while it is being emptied: a child that damon forked and that
+//! writes itself into the group between fork and exec. So removal kills, waits and removes in
+//! rounds until the directory is gone, rather than killing once.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::unix::io::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::libc;
+use nix::poll::{poll, PollFd, PollFlags};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use super::cgroup_file::{self as file, CgroupIoError};
+
+/// How long emptying and removing one group may take before damon reports it as left behind.
+const REMOVE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the v1 freezer may take to stop every task before damon kills them anyway.
+const FREEZE_TIMEOUT: Duration = Duration::from_secs(1);
+/// v1 gives no notification when a group empties or its last task is released: the short
+/// pause between checks there. (v2 waits on cgroup.events instead.)
+const V1_RECHECK: Duration = Duration::from_millis(2);
+/// Rounds of listing and killing before giving up on a group whose tasks keep appearing.
+const MAX_KILL_ROUNDS: usize = 200;
+
+const KILL_FILE: &str = "cgroup.kill";
+const EVENTS_FILE: &str = "cgroup.events";
+const FREEZER_STATE_FILE: &str = "freezer.state";
+
+fn is_errno(e: &CgroupIoError, errno: i32) -> bool {
+    e.source.raw_os_error() == Some(errno)
+}
+
+/// Kills every process in the group `dir` (not in its descendants, which damon never makes).
+/// The group being gone already is no error.
+pub fn kill_group(dir: &Path) -> Result<(), CgroupIoError> {
+    let result = kill_group_once(dir);
+    match result {
+        Err(e) if is_errno(&e, libc::ENOENT) || is_errno(&e, libc::ENODEV) => Ok(()),
+        other => other,
+    }
+}
+
+fn kill_group_once(dir: &Path) -> Result<(), CgroupIoError> {
+    let kill_file = dir.join(KILL_FILE);
+    // cgroup v2 since Linux 5.14: one write kills everything, forks included.
+    if kill_file.exists() {
+        return file::write(&kill_file, "1");
+    }
+    let state = dir.join(FREEZER_STATE_FILE);
+    if !state.exists() {
+        return kill_listed_processes(dir, &[], || Ok(()));
+    }
+    // v1 freezer: stop the tree so nothing forks past the kill; frozen tasks die once thawed.
+    file::write(&state, "FROZEN")?;
+    let deadline = Instant::now() + FREEZE_TIMEOUT;
+    while file::read(&state)?.trim() != "FROZEN" && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    kill_listed_processes(dir, &[], || file::write(&state, "THAWED"))
+}
+
+/// Kills every process listed in `dir`'s cgroup.procs but those in `spared`, round after
+/// round until none is left (a fork racing the kill is caught in the next round);
+/// `after_round` runs between rounds.
+///
+/// A pid read from cgroup.procs may belong to a process that exits and whose pid is reused
+/// before the signal is sent. Where the kernel has pidfds (5.3), each listed process is
+/// pinned by a pidfd first and signalled only if it is still listed once pinned, so no signal
+/// ever reaches a process outside the group.
+pub fn kill_listed_processes(
+    dir: &Path,
+    spared: &[i32],
+    mut after_round: impl FnMut() -> Result<(), CgroupIoError>,
+) -> Result<(), CgroupIoError> {
+    for _ in 0..MAX_KILL_ROUNDS {
+        let pids: Vec<i32> = file::pids(dir)?.into_iter().filter(|p| !spared.contains(p)).collect();
+        if pids.is_empty() {
+            break;
+        }
+        let pinned: Vec<Option<OwnedFd>> = pids.iter().map(|&pid| pidfd_open(pid)).collect();
+        let mut still_listed = if pinned.iter().any(Option::is_some) { file::pids(dir)? } else { Vec::new() };
+        still_listed.sort_unstable();
+        for (pid, pidfd) in pids.iter().zip(pinned) {
+            match pidfd {
+                Some(pidfd) if still_listed.binary_search(pid).is_ok() => pidfd_kill(&pidfd),
+                Some(_) => {}
+                None => {
+                    let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
+                }
+            }
+        }
+        after_round()?;
+        std::thread::sleep(V1_RECHECK);
+    }
+    Ok(())
+}
+
+/// A pidfd for `pid`, or `None` where the kernel has none (before 5.3) or the process is gone.
+fn pidfd_open(pid: i32) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open(2) takes a pid and flags and returns a new descriptor or -1; it
+    // touches no memory of ours.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: the kernel just returned this descriptor; nothing else owns it.
+    Some(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+fn pidfd_kill(pidfd: &OwnedFd) {
+    // SAFETY: pidfd_send_signal(2) with a valid pidfd, SIGKILL, no siginfo (NULL) and no
+    // flags; the descriptor is borrowed for the call only.
+    let _ = unsafe {
+        libc::syscall(libc::SYS_pidfd_send_signal, pidfd.as_raw_fd(), libc::SIGKILL, std::ptr::null::<u8>(), 0)
+    };
+}
+
+/// Waits until the group holds no process, or `deadline`. On v2 this blocks on the kernel's
+/// notification of `cgroup.events` ("populated 0"); v1 has none, so it re-reads the list.
+fn wait_until_empty(dir: &Path, deadline: Instant) {
+    let events_path = dir.join(EVENTS_FILE);
+    let mut events = match File::open(&events_path) {
+        Ok(events) => events,
+        Err(_) => {
+            while file::pids(dir).map_or(false, |pids| !pids.is_empty()) && Instant::now() < deadline {
+                std::thread::sleep(V1_RECHECK);
+            }
+            return;
+        }
+    };
+    let mut content = String::new();
+    loop {
+        content.clear();
+        if events.seek(SeekFrom::Start(0)).and_then(|_| events.read_to_string(&mut content)).is_err() {
+            return;
+        }
+        if file::keyed_value(&content, "populated") != Some(1) {
+            return;
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return;
+        }
+        let timeout_ms = ((deadline - now).as_millis() as u64 + 1).min(i32::MAX as u64) as i32;
+        let mut fds = [PollFd::new(events.as_raw_fd(), PollFlags::POLLPRI)];
+        match poll(&mut fds, timeout_ms) {
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(_) => return,
+        }
+    }
+}
+
+/// Kills what is in the group, waits until it is empty and removes it. A group already gone
+/// is no error.
+pub fn remove_group(dir: &Path) -> Result<(), CgroupIoError> {
+    let deadline = Instant::now() + REMOVE_TIMEOUT;
+    loop {
+        kill_group(dir)?;
+        wait_until_empty(dir, deadline);
+        match file::remove_dir(dir) {
+            Err(e) if is_errno(&e, libc::ENOENT) => return Ok(()),
+            // A task still exiting, or one that joined since the kill: another round.
+            Err(e) if is_errno(&e, libc::EBUSY) && Instant::now() < deadline => std::thread::sleep(V1_RECHECK),
+            other => return other,
+        }
+    }
+}
+
+/// Removes damon's own leaf (cgroup v2): the only processes that may be left in it besides
+/// damon and its guard (`spared`, which leave it first) are children caught between fork and
+/// joining the workload's group; they are killed.
+pub fn remove_leaf(dir: &Path, spared: &[i32]) -> Result<(), CgroupIoError> {
+    let deadline = Instant::now() + REMOVE_TIMEOUT;
+    loop {
+        match kill_listed_processes(dir, spared, || Ok(())) {
+            Err(e) if is_errno(&e, libc::ENOENT) => return Ok(()),
+            Err(e) => return Err(e),
+            Ok(()) => {}
+        }
+        match file::remove_dir(dir) {
+            Err(e) if is_errno(&e, libc::ENOENT) => return Ok(()),
+            Err(e) if is_errno(&e, libc::EBUSY) && Instant::now() < deadline => std::thread::sleep(V1_RECHECK),
+            other => return other,
+        }
+    }
+}
+
+/// Removes a parent directory damon created for DAMON_CGROUP_PARENT, unless another group or
+/// process uses it by now (other damons may share the parent): then it stays, silently.
+pub fn remove_unused_parent(dir: &Path) -> Result<(), CgroupIoError> {
+    match file::remove_dir(dir) {
+        Err(e) if [libc::ENOENT, libc::EBUSY, libc::ENOTEMPTY].iter().any(|&n| is_errno(&e, n)) => Ok(()),
+        other => other,
+    }
+}
+
+/// Whether an I/O error says the object is gone.
+pub fn is_gone(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ESRCH) | Some(libc::ENODEV))
+}
