@@ -326,3 +326,200 @@ pub fn promtool_problems(scrape: &str) -> Vec<String> {
         .map(str::to_string)
         .collect()
 }
+
+// ---- a task cgroup, as Nomad gives each raw_exec task one
+
+/// A cgroup made for one test, in which damon is started, as Nomad starts a task in its
+/// scope: on v2 one directory beside the test's own cgroup, on v1 one in each hierarchy damon
+/// uses. It can tell whether everything in it is as it was made (no subdirectory, no
+/// process, the same controllers passed down), and on drop kills what is left and removes it.
+pub struct TaskCgroup {
+    pub dirs: Vec<PathBuf>,
+    /// The subtree_control of the directory and its ancestors when made (v2).
+    found: String,
+}
+
+/// The v1 hierarchies damon uses.
+const V1_HIERARCHIES: [&str; 6] = ["memory", "cpu", "cpuacct", "pids", "freezer", "blkio"];
+
+impl TaskCgroup {
+    pub fn new(name: &str) -> TaskCgroup {
+        let own = fs::read_to_string("/proc/self/cgroup").expect("/proc/self/cgroup");
+        let leaf = format!("damon-task-{}-{}", name, std::process::id());
+        let mut dirs = Vec::new();
+        for line in own.lines() {
+            let mut parts = line.splitn(3, ':');
+            let (_, controllers, path) = (parts.next(), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+            let path = path.trim_start_matches('/');
+            let mount = if cgroup_version() == "v2" {
+                if !controllers.is_empty() {
+                    continue;
+                }
+                PathBuf::from("/sys/fs/cgroup")
+            } else if V1_HIERARCHIES.contains(&controllers) {
+                Path::new("/sys/fs/cgroup").join(controllers)
+            } else {
+                continue;
+            };
+            let dir = mount.join(path).join(&leaf);
+            fs::create_dir(&dir).unwrap_or_else(|e| panic!("create {}: {}", dir.display(), e));
+            dirs.push(dir);
+        }
+        assert!(!dirs.is_empty(), "no cgroup hierarchy found in /proc/self/cgroup:\n{}", own);
+        let mut cgroup = TaskCgroup { dirs, found: String::new() };
+        cgroup.found = cgroup.controllers_passed_down();
+        cgroup
+    }
+
+    /// damon started inside the task cgroup, through a shell that moves itself there and
+    /// execs damon, with a clean environment logging into `dir`.
+    pub fn damon(&self, dir: &TestDir) -> Command {
+        let mut cmd = Command::new("sh");
+        in_clean_environment(&mut cmd, dir);
+        let moves: Vec<String> = self.dirs.iter().map(|d| format!("echo $$ > {}/cgroup.procs", d.display())).collect();
+        let script = format!("{} && exec \"$0\" \"$@\"", moves.join(" && "));
+        cmd.args(["-c", &script, DAMON]);
+        cmd
+    }
+
+    /// subtree_control of each directory and its ancestors (v2; empty on v1).
+    fn controllers_passed_down(&self) -> String {
+        let mut out = String::new();
+        for dir in &self.dirs {
+            for d in dir.ancestors().take_while(|d| d.starts_with("/sys/fs/cgroup") && *d != Path::new("/sys/fs")) {
+                if let Ok(content) = fs::read_to_string(d.join("cgroup.subtree_control")) {
+                    out.push_str(&format!("{}: {}\n", d.display(), content.trim()));
+                }
+            }
+        }
+        out
+    }
+
+    /// Every directory below the task cgroup.
+    pub fn subgroups(&self) -> Vec<PathBuf> {
+        fn walk(dir: &Path, found: &mut Vec<PathBuf>) {
+            for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+                if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                    found.push(entry.path());
+                    walk(&entry.path(), found);
+                }
+            }
+        }
+        let mut found = Vec::new();
+        for dir in &self.dirs {
+            walk(dir, &mut found);
+        }
+        found
+    }
+
+    /// Every process in the task cgroup or below it, in any hierarchy (each pid once).
+    pub fn processes(&self) -> Vec<u32> {
+        let mut pids: Vec<u32> = self
+            .dirs
+            .iter()
+            .cloned()
+            .chain(self.subgroups())
+            .flat_map(|d| {
+                fs::read_to_string(d.join("cgroup.procs"))
+                    .unwrap_or_default()
+                    .lines()
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+            })
+            .filter_map(|l| l.trim().parse().ok())
+            .filter(|&pid| alive(pid))
+            .collect();
+        pids.sort_unstable();
+        pids.dedup();
+        pids
+    }
+
+    /// What differs from the task cgroup as it was made: subgroups, processes, controllers.
+    pub fn differences(&self) -> Vec<String> {
+        let mut differences: Vec<String> =
+            self.subgroups().iter().map(|d| format!("group left: {}", d.display())).collect();
+        differences.extend(self.processes().iter().map(|pid| format!("process left: {} ({})", pid, command_of(*pid))));
+        let now = self.controllers_passed_down();
+        if now != self.found {
+            differences.push(format!("controllers changed:\nwas:\n{}now:\n{}", self.found, now));
+        }
+        differences
+    }
+
+    /// Waits until the task cgroup is as made, or `timeout`; returns what still differs.
+    pub fn settle(&self, timeout: Duration) -> Vec<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let differences = self.differences();
+            if differences.is_empty() || Instant::now() > deadline {
+                return differences;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// Kills everything below the task cgroup and removes the subgroups (deepest first).
+    pub fn clear(&self) {
+        for _ in 0..100 {
+            let pids = self.processes();
+            if pids.is_empty() {
+                break;
+            }
+            for pid in pids {
+                let _ =
+                    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        for dir in &self.dirs {
+            let freezer = dir.join("freezer.state");
+            if freezer.exists() {
+                let _ = fs::write(freezer, "THAWED");
+            }
+        }
+        let mut groups = self.subgroups();
+        groups.sort_by_key(|g| std::cmp::Reverse(g.components().count()));
+        for group in groups {
+            for _ in 0..100 {
+                if fs::remove_dir(&group).is_ok() || !group.exists() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+}
+
+impl Drop for TaskCgroup {
+    fn drop(&mut self) {
+        self.clear();
+        for dir in &self.dirs {
+            let _ = fs::remove_dir(dir);
+        }
+    }
+}
+
+/// The command line of a process, for reports.
+pub fn command_of(pid: u32) -> String {
+    fs::read(format!("/proc/{}/cmdline", pid))
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " ").trim().to_string())
+        .unwrap_or_default()
+}
+
+/// The pids of the processes whose parent is `parent`.
+pub fn children_of(parent: u32) -> Vec<u32> {
+    let mut children = Vec::new();
+    for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let pid: u32 = match entry.file_name().to_string_lossy().parse() {
+            Ok(pid) => pid,
+            Err(_) => continue,
+        };
+        let stat = fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        // "pid (comm) state ppid ...": comm may hold spaces, so split after its ')'.
+        let ppid = stat.rsplit(')').next().and_then(|rest| rest.split_whitespace().nth(1)).and_then(|p| p.parse().ok());
+        if ppid == Some(parent) {
+            children.push(pid);
+        }
+    }
+    children
+}
