@@ -11,9 +11,20 @@
 //! On Unix (Linux):
 //!   wait-signals        print "ready", then the name of every SIGINT, SIGTERM, SIGHUP, SIGUSR1,
 //!                       SIGUSR2 received; exit 0 after SIGINT or SIGTERM
-//!   ignore-stop DIR     ignore stop signals, start a grandchild that calls setsid(); write
+//!   ignore-stop DIR     ignore stop signals and SIGUSR1/2, start a grandchild that calls setsid(); write
 //!                       DIR/child.pid and DIR/grandchild.pid, then sleep forever
 //!   daemon FILE         (the grandchild) setsid(), ignore stop signals, write FILE, sleep forever
+//!   swarm DIR [MS]      ignore stop signals and start everything a careless service might: a
+//!                       setsid() daemon, a double-forked orphan, and a spawner that keeps starting
+//!                       processes; write DIR/child.pid once all are started; then exit 3 after MS
+//!                       milliseconds, or sleep forever without MS
+//!   orphan FILE         start `hold FILE` and exit at once (the second fork of a double fork)
+//!   hold FILE           ignore stop signals, write FILE, sleep forever
+//!   spawner FILE        ignore stop signals, write FILE, then start a sleeping process every
+//!                       millisecond, forever, whether or not the start succeeds
+//!   fork-bomb           start copies of itself, forever: every copy does the same
+//!   ride-out MS         block SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 first thing,
+//!                       sleep MS milliseconds, exit 7
 //!
 //! On Windows:
 //!   wait-signals        print "ready", then the name of every console control event received
@@ -57,6 +68,18 @@ fn main() {
         "ignore-stop" => unix::ignore_stop(Path::new(arg(1))),
         #[cfg(unix)]
         "daemon" => unix::daemon(Path::new(arg(1))),
+        #[cfg(unix)]
+        "swarm" => unix::swarm(Path::new(arg(1)), args.get(2).and_then(|s| s.parse().ok())),
+        #[cfg(unix)]
+        "orphan" => unix::orphan(Path::new(arg(1))),
+        #[cfg(unix)]
+        "hold" => unix::hold(Path::new(arg(1))),
+        #[cfg(unix)]
+        "spawner" => unix::spawner(Path::new(arg(1))),
+        #[cfg(unix)]
+        "fork-bomb" => unix::fork_bomb(),
+        #[cfg(unix)]
+        "ride-out" => unix::ride_out(number(1)),
         #[cfg(windows)]
         "wait-signals" => windows::wait_signals(),
         #[cfg(windows)]
@@ -173,7 +196,7 @@ mod unix {
     }
 
     pub fn ignore_stop(dir: &Path) {
-        block(&STOP);
+        block(&[STOP[0], STOP[1], STOP[2], STOP[3], Signal::SIGUSR1, Signal::SIGUSR2]);
         let me = std::env::current_exe().expect("current_exe");
         // Never waited for: it is meant to outlive this process, as a daemon would.
         #[allow(clippy::zombie_processes)]
@@ -188,6 +211,69 @@ mod unix {
         block(&STOP);
         write_pid(file);
         super::sleep_forever()
+    }
+
+    /// Starts `workload ARGS` and leaves it running: it is never waited for.
+    fn start(args: &[&std::ffi::OsStr]) -> std::io::Result<()> {
+        #[allow(clippy::zombie_processes)]
+        let _never_waited_for = Command::new(std::env::current_exe()?).args(args).spawn()?;
+        Ok(())
+    }
+
+    /// Waits until `file` exists, which the process started to write it has done.
+    fn wait_for_file(file: &Path) {
+        while !file.exists() {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+
+    pub fn swarm(dir: &Path, exit_after_ms: Option<u64>) {
+        block(&STOP);
+        for (kind, file) in [("daemon", "daemon.pid"), ("orphan", "orphan.pid"), ("spawner", "spawner.pid")] {
+            let file = dir.join(file);
+            start(&[kind.as_ref(), file.as_os_str()]).expect("start a process of the swarm");
+            wait_for_file(&file);
+        }
+        write_pid(&dir.join("child.pid"));
+        match exit_after_ms {
+            Some(ms) => {
+                std::thread::sleep(std::time::Duration::from_millis(ms));
+                std::process::exit(3)
+            }
+            None => super::sleep_forever(),
+        }
+    }
+
+    pub fn orphan(file: &Path) {
+        start(&["hold".as_ref(), file.as_os_str()]).expect("start hold");
+    }
+
+    pub fn hold(file: &Path) {
+        block(&STOP);
+        write_pid(file);
+        super::sleep_forever()
+    }
+
+    pub fn spawner(file: &Path) {
+        block(&STOP);
+        write_pid(file);
+        loop {
+            // Refused starts (a process limit) are tried again: this process does not give up.
+            let _ = start(&["sleep".as_ref(), "600".as_ref()]);
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+
+    pub fn ride_out(ms: u64) {
+        block(&[STOP[0], STOP[1], STOP[2], STOP[3], Signal::SIGUSR1, Signal::SIGUSR2]);
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+        std::process::exit(7)
+    }
+
+    pub fn fork_bomb() {
+        loop {
+            let _ = start(&["fork-bomb".as_ref()]);
+        }
     }
 }
 

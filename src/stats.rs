@@ -31,6 +31,9 @@ pub struct Sample {
     pub io_notifications: Option<u64>,
     /// Windows: allocations the job's hard memory limit refused.
     pub memory_limit_hits: Option<u64>,
+    /// Forks refused because the workload held as many processes as its limit allows
+    /// (pids.events `max` on Linux; active-process-limit notifications of the job on Windows).
+    pub process_limit_refusals: Option<u64>,
     /// cgroup v2: time tasks waited for (some) or all stalled on (full) each resource.
     pub pressure: Option<Pressure>,
 }

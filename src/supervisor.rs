@@ -141,6 +141,7 @@ pub fn run(config: Config) -> i32 {
         cpu_system_seconds = totals.cpu_system.map(|d| d.as_secs_f64()),
         memory_peak_bytes = totals.memory_peak_bytes,
         oom_kills = totals.oom_kills,
+        process_limit_refusals = totals.process_limit_refusals,
         cpu_throttled_periods = totals.cpu_throttled_periods,
         io_read_bytes = totals.io_read_bytes,
         io_write_bytes = totals.io_write_bytes,
@@ -201,6 +202,7 @@ fn supervise(config: &Config) -> (Ending, Option<Sample>) {
     }
 
     let mut oom = OomReporter { limit_mib: config.limits.enforced_memory().map_or(0, |m| m.max_mib), reported: 0 };
+    let mut process_limit = ProcessLimitReporter { limit: config.limits.process_limit.unwrap_or(0), reported: false };
     let mut deadline = None;
     let mut stopping = false;
     let status = loop {
@@ -215,6 +217,7 @@ fn supervise(config: &Config) -> (Ending, Option<Sample>) {
                 }
             }
             Ok(Event::MemoryLimitHit) => oom.report_new(container.sample().oom_kills),
+            Ok(Event::ProcessLimitHit) => process_limit.report(container.sample().process_limit_refusals),
             Ok(Event::PassOn(signal)) => {
                 tracing::info!(signal = signal.name(), "signal passed on to the child");
                 container.signal_child(signal);
@@ -258,12 +261,49 @@ fn supervise(config: &Config) -> (Ending, Option<Sample>) {
             oom.report_new(totals.oom_kills);
         }
     }
+    process_limit.summarize(totals.process_limit_refusals);
     match ending {
         Ending::Exited(code) => tracing::info!(pid, exit_code = code, "child exited"),
         Ending::Signaled(signal) => tracing::warn!(pid, signal = signal.name(), "child killed by a signal"),
         _ => {}
     }
     (ending, Some(totals))
+}
+
+/// Logs the first time the process limit refuses a fork, as it happens (cgroup v2; Windows'
+/// backend logs its own), and the total when the run ends (the only report on v1, which has
+/// no notification). A fork bomb refused thousands of times is two lines; the count is a metric.
+struct ProcessLimitReporter {
+    limit: u64,
+    reported: bool,
+}
+
+impl ProcessLimitReporter {
+    fn report(&mut self, refusals: Option<u64>) {
+        let refusals = match refusals {
+            Some(n) if n > 0 && !self.reported => n,
+            _ => return,
+        };
+        self.reported = true;
+        tracing::error!(
+            process_limit = self.limit,
+            process_limit_refusals = refusals,
+            "process limit of {} reached: the kernel refuses forks of the workload",
+            self.limit
+        );
+    }
+
+    fn summarize(&self, refusals: Option<u64>) {
+        if let Some(refusals) = refusals.filter(|&n| n > 0) {
+            tracing::error!(
+                process_limit = self.limit,
+                process_limit_refusals = refusals,
+                "process limit of {} reached during the run: {} forks of the workload refused",
+                self.limit,
+                refusals
+            );
+        }
+    }
 }
 
 /// Logs each OOM kill of a process of the workload once, as it happens or at the end.

@@ -128,3 +128,72 @@ fn a_process_limit_stops_a_fork_bomb_at_the_limit() {
     assert!(!run.stdout.contains("started"), "20 processes started under a limit of 10\n{}", run.explain());
     assert!(run.stderr.to_lowercase().contains("fork"), "the shell says a fork failed\n{}", run.explain());
 }
+
+/// The value of an unlabelled metric family in a scrape.
+fn scraped(scrape: &str, family: &str) -> Option<f64> {
+    scrape
+        .lines()
+        .find(|l| l.starts_with(&format!("{} ", family)) || l.starts_with(&format!("{}{{", family)))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[test]
+fn a_fork_bomb_is_held_at_the_process_limit_reported_counted_and_cleaned_up() {
+    let dir = TestDir::new("fork-bomb");
+    let port = free_port();
+    let mut cmd = damon(&dir);
+    cmd.env("DAMON_PROCESS_LIMIT", "64")
+        .env("DAMON_CPU_LIMIT", (mhz_per_core() / 2).to_string())
+        .env("DAMON_KILL_TIMEOUT", "1s")
+        .env("DAMON_ADDR", format!("127.0.0.1:{}", port))
+        .args([workload().to_str().unwrap(), "fork-bomb"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let damon = cmd.spawn().expect("spawn damon");
+    let mut most_processes = 0.0f64;
+    wait_for("the metrics to count refused forks", Duration::from_secs(30), || {
+        let scrape = http_get(port, "/metrics").unwrap_or_default();
+        most_processes = most_processes.max(scraped(&scrape, "damon_processes").unwrap_or(0.0));
+        scraped(&scrape, "damon_process_limit_refusals_total").map_or(false, |n| n > 0.0)
+    });
+    // The host is unaffected: a process outside the workload still starts.
+    let outside = std::process::Command::new("true").status().expect("start a process beside the fork bomb");
+    assert!(outside.success());
+    if cgroup_version() == "v2" {
+        // v2 notifies the limit as it is hit; v1 has no notification, and reports at the end.
+        wait_for("the live report of the process limit", Duration::from_secs(10), || {
+            dir.log().contains("process limit of 64 reached: the kernel refuses forks of the workload")
+        });
+    }
+    let pid = damon.id();
+    signal(pid, Signal::SIGTERM);
+    let run = finish(damon, &dir, "damon workload fork-bomb", Duration::from_secs(30));
+    // The bomb's first process dies of the SIGTERM passed on; the rest is killed with the group.
+    run.assert_code(143).assert_log_contains("process limit of 64 reached during the run");
+    assert!(most_processes <= 64.0, "{} processes under a limit of 64\n{}", most_processes, run.explain());
+    let refusals = run
+        .log
+        .lines()
+        .find(|l| l.contains("\"msg\":\"damon exiting\""))
+        .and_then(|l| l.split("\"process_limit_refusals\":").nth(1))
+        .and_then(|v| v.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|v| v.parse::<u64>().ok());
+    assert!(refusals.map_or(false, |n| n > 0), "no refusal count in the exiting line\n{}", run.explain());
+    assert_no_groups_left(pid);
+}
+
+#[test]
+fn twenty_memory_hogs_in_a_row_are_each_oom_killed_with_137() {
+    let runs = 20;
+    for i in 0..runs {
+        let dir = TestDir::new(&format!("oom-row-{}", i));
+        let mut cmd = damon(&dir);
+        cmd.env("DAMON_MEMORY_LIMIT", "32").args([workload().to_str().unwrap(), "alloc", "256"]);
+        let run = run(cmd, &dir);
+        run.assert_code(137)
+            .assert_log_contains("memory limit of 32 MiB exceeded")
+            .assert_log_contains("\"ending\":\"killed by the OOM killer\"");
+    }
+    println!("limits: {} memory hogs in a row, {} OOM kills caught with exit 137", runs, runs);
+}

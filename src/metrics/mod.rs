@@ -196,6 +196,7 @@ impl Metrics {
             Family::single("damon_spec_memory_limit_bytes", Gauge, "The enforced hard memory limit, in bytes.", memory.map(|m| m.max_bytes() as f64)),
             Family::single("damon_spec_memory_reservation_limit_bytes", Gauge, "The soft memory limit (memory.high, soft limit, notification limit), in bytes.", memory.and_then(|m| m.soft_bytes()).map(|b| b as f64)),
             Family::single("damon_oom_events_total", Counter, "Processes of the workload killed by the OOM killer (Linux); allocations refused by the memory limit (Windows).", num(s.oom_kills.or(s.memory_limit_hits))),
+            Family::single("damon_process_limit_refusals_total", Counter, "Forks refused because the workload held as many processes as its process limit allows (Linux pids.events max; Windows active process limit).", num(s.process_limit_refusals)),
             Family::single("damon_cpu_cfs_throttled_periods_total", Counter, "Scheduler periods in which the CPU cap throttled the workload (Linux).", num(s.cpu_throttled_periods)),
             Family::single("damon_cpu_cfs_throttled_seconds_total", Counter, "Time the CPU cap held the workload back, in seconds (Linux).", s.cpu_throttled.map(|d| d.as_secs_f64())),
             Family::single("damon_fs_reads_bytes_total", Counter, "Bytes read by the workload.", num(io_read_bytes)),

@@ -60,6 +60,10 @@ pub enum Event {
     /// (Linux; on Windows an allocation fails instead, and the backend logs it).
     #[cfg_attr(windows, allow(dead_code))]
     MemoryLimitHit,
+    /// The kernel refused a fork because the workload holds its process limit (cgroup v2;
+    /// v1 gives no notification, and Windows' backend logs it itself).
+    #[cfg_attr(windows, allow(dead_code))]
+    ProcessLimitHit,
     DeadlinePassed,
 }
 

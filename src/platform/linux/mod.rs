@@ -5,7 +5,7 @@ mod cgroup_file;
 mod guard;
 mod hierarchy;
 mod host;
-mod oom;
+mod limit_watch;
 mod own_process;
 mod signals;
 mod spawn;
@@ -27,7 +27,7 @@ use self::cgroup_file::CgroupIoError;
 use self::guard::{Change, Journal};
 use self::hierarchy::Hierarchies;
 use self::host::HostCpu;
-use self::oom::OomWatch;
+use self::limit_watch::{OomWatch, ProcessLimitWatch};
 use self::signals::{SignalWaiter, Wake, PASS_ON_SIGNALS, STOP_SIGNALS};
 use self::v1::CgroupV1;
 use self::v2::CgroupV2;
@@ -156,6 +156,14 @@ impl Cgroup {
         }
     }
 
+    /// A watch on the process limit, where the kernel notifies it (v2) and one is set.
+    fn process_limit_watch(&self, limits: &crate::config::Limits) -> Result<Option<ProcessLimitWatch>, CgroupIoError> {
+        match self {
+            Cgroup::V2(g) if limits.process_limit.is_some() => ProcessLimitWatch::v2(&g.dir).map(Some),
+            _ => Ok(None),
+        }
+    }
+
     /// A watch on the memory limit, where the group has the memory controller.
     fn oom_watch(&self) -> Result<Option<OomWatch>, CgroupIoError> {
         match self {
@@ -172,6 +180,7 @@ pub struct Backend {
     /// What damon changed in the hierarchy, known to the guard; `None` when uncontained.
     journal: Option<Journal>,
     oom_watch: Option<OomWatch>,
+    process_limit_watch: Option<ProcessLimitWatch>,
     child: Option<Child>,
     /// Set once kill_all ran: a SIGKILLed child was then killed by damon.
     killed_all: bool,
@@ -214,7 +223,19 @@ impl Container for Backend {
                 None
             }
         };
-        Ok(Backend { signals, cgroup: Some(cgroup), journal: Some(journal), oom_watch, child: None, killed_all: false })
+        let process_limit_watch = cgroup.process_limit_watch(&spec.limits).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot watch the process limit; refused forks are reported when the run ends");
+            None
+        });
+        Ok(Backend {
+            signals,
+            cgroup: Some(cgroup),
+            journal: Some(journal),
+            oom_watch,
+            process_limit_watch,
+            child: None,
+            killed_all: false,
+        })
     }
 
     fn uncontained() -> Result<Self, ContainerError> {
@@ -223,6 +244,7 @@ impl Container for Backend {
             cgroup: None,
             journal: None,
             oom_watch: None,
+            process_limit_watch: None,
             child: None,
             killed_all: false,
         })
@@ -246,11 +268,12 @@ impl Container for Backend {
     fn next_event(&mut self, deadline: Option<Instant>) -> Result<Event, ContainerError> {
         loop {
             let oom_target = self.oom_watch.as_ref().map(OomWatch::poll_target);
+            let process_limit_target = self.process_limit_watch.as_ref().map(ProcessLimitWatch::poll_target);
             // The guard never writes: its socket becomes readable only when the guard is gone.
             let guard_target = self.journal.as_ref().and_then(Journal::guard_socket).map(|fd| (fd, PollFlags::POLLIN));
             let wake = self
                 .signals
-                .next(deadline, &[oom_target, guard_target])
+                .next(deadline, &[oom_target, process_limit_target, guard_target])
                 .map_err(|e| ContainerError::new("cannot read signals", e))?;
             let signal = match wake {
                 Wake::Deadline => return Ok(Event::DeadlinePassed),
@@ -259,6 +282,10 @@ impl Container for Backend {
                         watch.acknowledge();
                     }
                     return Ok(Event::MemoryLimitHit);
+                }
+                Wake::Extra(1) => {
+                    self.process_limit_watch = None;
+                    return Ok(Event::ProcessLimitHit);
                 }
                 Wake::Extra(_) => {
                     if let Some(journal) = self.journal.as_mut() {

@@ -140,6 +140,7 @@ impl CgroupV1 {
             io_write_operations: ops.map(|t| t.1),
             processes: number("pids", "pids.current"),
             oom_kills: self.oom_kills(),
+            process_limit_refusals: read("pids", "pids.events").and_then(|c| file::keyed_value(&c, "max")),
             cpu_throttled_periods: cpu_stat_value("nr_throttled"),
             cpu_throttled: cpu_stat_value("throttled_time").map(Duration::from_nanos),
             ..Sample::default()

@@ -120,6 +120,7 @@ impl CgroupV2 {
             io_write_operations: io.map(|t| t[3]),
             processes: file::read_u64(&d.join("pids.current")),
             oom_kills: self.oom_kills(),
+            process_limit_refusals: file::read_keyed(&d.join("pids.events"), "max"),
             cpu_throttled_periods: file::keyed_value(&cpu_stat, "nr_throttled"),
             cpu_throttled: usec("throttled_usec"),
             pressure: self.pressure(),

@@ -22,7 +22,7 @@ use windows_sys::Win32::System::Console::{
 
 use self::host::HostCpu;
 use self::job::JobObject;
-use self::notifications::{Counters, Notifications};
+use self::notifications::{Counters, Notifications, ReportedLimits};
 use super::{
     Container, ContainerError, ContainerSpec, Event, ExitStatus, HostReport, NoSampler, OwnProcess, Sampler, Signal,
     SpawnError,
@@ -69,11 +69,15 @@ fn console_events() -> Result<OwnedHandle, ContainerError> {
 }
 
 impl Backend {
-    fn with_job(job: Option<JobObject>, spec_memory_mib: u64, restricted_token: bool) -> Result<Self, ContainerError> {
+    fn with_job(
+        job: Option<JobObject>,
+        limits: ReportedLimits,
+        restricted_token: bool,
+    ) -> Result<Self, ContainerError> {
         let ctrl_event = console_events()?;
         let job = job.map(Arc::new);
         let notifications = match &job {
-            Some(job) => match Notifications::start(Arc::clone(job), spec_memory_mib) {
+            Some(job) => match Notifications::start(Arc::clone(job), limits) {
                 Ok(n) => Some(n),
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot watch the job's notifications; limit events will not be counted");
@@ -94,12 +98,15 @@ impl Container for Backend {
         };
         let job = JobObject::create(&spec.name)?;
         job.set_limits(&spec.limits, cpu.as_ref())?;
-        let memory_mib = spec.limits.enforced_memory().map_or(0, |m| m.max_mib);
-        Self::with_job(Some(job), memory_mib, spec.restricted_token)
+        let limits = ReportedLimits {
+            memory_limit_mib: spec.limits.enforced_memory().map_or(0, |m| m.max_mib),
+            process_limit: spec.limits.process_limit.unwrap_or(0),
+        };
+        Self::with_job(Some(job), limits, spec.restricted_token)
     }
 
     fn uncontained() -> Result<Self, ContainerError> {
-        Self::with_job(None, 0, false)
+        Self::with_job(None, ReportedLimits { memory_limit_mib: 0, process_limit: 0 }, false)
     }
 
     fn location(&self) -> Option<String> {
@@ -255,6 +262,7 @@ impl Sampler for JobSampler {
             sample.memory_notifications = Some(c.memory_notifications.load(Ordering::Relaxed));
             sample.io_notifications = Some(c.io_notifications.load(Ordering::Relaxed));
             sample.memory_limit_hits = Some(c.memory_limit_hits.load(Ordering::Relaxed));
+            sample.process_limit_refusals = Some(c.process_limit_hits.load(Ordering::Relaxed));
         }
         sample
     }

@@ -13,9 +13,9 @@ use windows_sys::Win32::System::JobObjects::{
     JOB_OBJECT_LIMIT_JOB_READ_BYTES, JOB_OBJECT_LIMIT_JOB_WRITE_BYTES,
 };
 use windows_sys::Win32::System::SystemServices::{
-    JOB_OBJECT_MSG_ABNORMAL_EXIT_PROCESS, JOB_OBJECT_MSG_ACTIVE_PROCESS_ZERO, JOB_OBJECT_MSG_EXIT_PROCESS,
-    JOB_OBJECT_MSG_JOB_MEMORY_LIMIT, JOB_OBJECT_MSG_NEW_PROCESS, JOB_OBJECT_MSG_NOTIFICATION_LIMIT,
-    JOB_OBJECT_MSG_PROCESS_MEMORY_LIMIT,
+    JOB_OBJECT_MSG_ABNORMAL_EXIT_PROCESS, JOB_OBJECT_MSG_ACTIVE_PROCESS_LIMIT, JOB_OBJECT_MSG_ACTIVE_PROCESS_ZERO,
+    JOB_OBJECT_MSG_EXIT_PROCESS, JOB_OBJECT_MSG_JOB_MEMORY_LIMIT, JOB_OBJECT_MSG_NEW_PROCESS,
+    JOB_OBJECT_MSG_NOTIFICATION_LIMIT, JOB_OBJECT_MSG_PROCESS_MEMORY_LIMIT,
 };
 
 use super::ffi;
@@ -33,6 +33,8 @@ pub struct Counters {
     pub io_notifications: AtomicU64,
     /// The job's hard memory limit refused an allocation.
     pub memory_limit_hits: AtomicU64,
+    /// The job's active process limit refused a new process.
+    pub process_limit_hits: AtomicU64,
     pub processes_started: AtomicU64,
     pub processes_ended: AtomicU64,
 }
@@ -45,14 +47,14 @@ pub struct Notifications {
 
 impl Notifications {
     /// Binds a new port to the job and starts the thread that reads it.
-    pub fn start(job: Arc<JobObject>, memory_limit_mib: u64) -> io::Result<Notifications> {
+    pub fn start(job: Arc<JobObject>, limits: ReportedLimits) -> io::Result<Notifications> {
         let port = Arc::new(ffi::create_completion_port()?);
         job.notify_port(&port, JOB_KEY)?;
         let counters = Arc::new(Counters::default());
         let (thread_port, thread_counters) = (Arc::clone(&port), Arc::clone(&counters));
         let thread = std::thread::Builder::new()
             .name("job-notifications".to_string())
-            .spawn(move || read_port(&thread_port, &job, &thread_counters, memory_limit_mib))?;
+            .spawn(move || read_port(&thread_port, &job, &thread_counters, limits))?;
         Ok(Notifications { port, thread: Some(thread), counters })
     }
 }
@@ -67,7 +69,14 @@ impl Drop for Notifications {
     }
 }
 
-fn read_port(port: &OwnedHandle, job: &JobObject, counters: &Counters, memory_limit_mib: u64) {
+/// The limits the log lines name.
+#[derive(Debug, Clone, Copy)]
+pub struct ReportedLimits {
+    pub memory_limit_mib: u64,
+    pub process_limit: u64,
+}
+
+fn read_port(port: &OwnedHandle, job: &JobObject, counters: &Counters, limits: ReportedLimits) {
     loop {
         let packet = match ffi::next_completion(port) {
             Ok(packet) => packet,
@@ -97,9 +106,19 @@ fn read_port(port: &OwnedHandle, job: &JobObject, counters: &Counters, memory_li
                 tracing::error!(
                     pid,
                     "memory limit of {} MiB exceeded: process {} was refused memory by the job",
-                    memory_limit_mib,
+                    limits.memory_limit_mib,
                     pid
                 );
+            }
+            JOB_OBJECT_MSG_ACTIVE_PROCESS_LIMIT => {
+                // A fork bomb sends one per refusal: the first is logged, the rest counted.
+                if counters.process_limit_hits.fetch_add(1, Ordering::Relaxed) == 0 {
+                    tracing::error!(
+                        process_limit = limits.process_limit,
+                        "process limit of {} reached: the job refuses new processes",
+                        limits.process_limit
+                    );
+                }
             }
             JOB_OBJECT_MSG_NOTIFICATION_LIMIT => {
                 let violated = job.violated_limits().unwrap_or(0);

@@ -1,8 +1,11 @@
-//! Noticing the OOM killer as it acts, not only when the run ends: a descriptor that becomes
-//! ready when the group hits its memory limit, polled beside the signalfd.
+//! Noticing limits hit as they happen, not only when the run ends: descriptors that become
+//! ready when the group hits its memory limit (the OOM killer may act) or its process limit
+//! (the kernel refuses a fork), polled beside the signalfd.
 //!
-//! cgroup v2 signals a change of `memory.events` as POLLPRI on an open descriptor of it;
-//! cgroup v1 needs an eventfd registered for `memory.oom_control` in `cgroup.event_control`.
+//! cgroup v2 signals a change of `memory.events` and `pids.events` as POLLPRI on an open
+//! descriptor of them; cgroup v1 needs an eventfd registered for `memory.oom_control` in
+//! `cgroup.event_control`, and has no notification for `pids.events` at all (its refusals are
+//! reported when the run ends, and counted in the metrics whenever they are scraped).
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
@@ -65,5 +68,25 @@ impl OomWatch {
                 let _ = eventfd.read(&mut [0u8; 8]);
             }
         }
+    }
+}
+
+/// A watch on the process limit (cgroup v2 `pids.events`). It fires once: a fork bomb would
+/// otherwise wake damon for every refused fork; the total is read when the run ends.
+pub struct ProcessLimitWatch {
+    events: File,
+}
+
+impl ProcessLimitWatch {
+    pub fn v2(group: &Path) -> Result<ProcessLimitWatch, CgroupIoError> {
+        let path = group.join("pids.events");
+        let mut events = File::open(&path).map_err(|e| open_error(&path, e))?;
+        // The first read arms the notification.
+        let _ = events.read_to_string(&mut String::new());
+        Ok(ProcessLimitWatch { events })
+    }
+
+    pub fn poll_target(&self) -> (RawFd, PollFlags) {
+        (self.events.as_raw_fd(), PollFlags::POLLPRI)
     }
 }
