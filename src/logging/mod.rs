@@ -210,7 +210,7 @@ impl JsonLayer {
         let msg = match note {
             Note::Restarted => {
                 push_field_str(&mut fields, "path", path);
-                "the log file had vanished (removed, or its directory): a new one was started"
+                "the log file had vanished from its path (removed, moved, or its directory hidden): opened again there"
             }
             Note::CannotRotate(error) => {
                 push_field_str(&mut fields, "error", &error.to_string());
@@ -618,12 +618,7 @@ mod tests {
         let content = fs::read_to_string(&path).unwrap();
         let lines: Vec<&str> = content.lines().collect();
         assert_eq!(lines.len(), 2, "{}", content);
-        assert!(
-            lines[0]
-                .contains("\"msg\":\"the log file had vanished (removed, or its directory): a new one was started\""),
-            "{}",
-            content
-        );
+        assert!(lines[0].contains("\"msg\":\"the log file had vanished from its path"), "{}", content);
         assert!(lines[1].contains("\"msg\":\"after\""), "{}", content);
         assert_eq!((lost.load(Ordering::SeqCst), notices.text()), (0, String::new()));
         let _ = fs::remove_dir_all(&dir);
