@@ -203,6 +203,16 @@ impl Running {
     }
 }
 
+/// A failed test must not leave damon and its workload running (damon's guard ends the workload).
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.damon.try_wait() {
+            let _ = self.damon.kill();
+            let _ = self.damon.wait();
+        }
+    }
+}
+
 /// Ticks numbered 1, 2, 3, ... without a gap, and `usr1 1` to `usr1 signals`.
 fn assert_complete(lines: &[String], signals: u32, explain: &str) {
     let numbers = |prefix: &str| -> Vec<u32> {
