@@ -199,6 +199,7 @@ impl Running {
         assert_complete(&stdout, self.signals, &explain);
         let workload_stderr: Vec<String> = stderr.iter().filter(|l| !l.starts_with("damon: ")).cloned().collect();
         assert_complete(&workload_stderr, self.signals, &explain);
+        println!("workload: {} lines on stdout, {} on stderr, none lost", stdout.len(), workload_stderr.len());
         stderr.into_iter().filter(|l| l.starts_with("damon: ")).collect()
     }
 }
@@ -293,7 +294,7 @@ fn a_full_disk_loses_log_lines_counted_and_said_once_then_logging_recovers() {
     assert!(content.contains("\"msg\":\"stopping: signal passed on to the child\""), "{}", content);
     assert!(content.lines().last().unwrap().contains("\"msg\":\"damon exiting\""), "{}", content);
     println!(
-        "full disk: {} lines damon logged on SIGUSR1 ({} while full), {} in the file, {} lost and counted, 1 outage said once, 1 recovery",
+        "full disk: {} lines damon tried to log on SIGUSR1 ({} while full), {} in the file, {} lost and counted, 1 outage said once, 1 recovery",
         count(&content, SIGNAL_LINE) as u64 + lost,
         tried_while_full,
         count(&content, SIGNAL_LINE),
