@@ -231,7 +231,6 @@ impl JsonLayer {
             Ok(notes) => notes,
             Err(error) => return self.lose(output, error, now),
         };
-        let path = output.sink.name();
         if let Some(outage) = &output.outage {
             let mut fields = String::new();
             push_field_u64(&mut fields, "lines_lost", outage.lines);
@@ -240,7 +239,7 @@ impl JsonLayer {
             let recovered = self.render(now, "warn", "log lines were lost: the log could not be written", &fields);
             let said = format!(
                 "damon: its log is written to {} again; {} lines were lost since {}\n",
-                path,
+                output.sink.name(),
                 outage.lines,
                 time::rfc3339_millis(outage.since)
             );
@@ -251,7 +250,8 @@ impl JsonLayer {
             let _ = output.notices.write_all(said.as_bytes());
         }
         for note in &notes {
-            if let Err(error) = output.sink.append(self.note_line(note, &path, now).as_bytes()) {
+            let line = self.note_line(note, &output.sink.name(), now);
+            if let Err(error) = output.sink.append(line.as_bytes()) {
                 self.lose(output, error, now);
             }
         }

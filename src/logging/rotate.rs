@@ -296,10 +296,10 @@ impl RotatingFile {
             .filter_map(|name| parse_rotated(name.strip_prefix(&self.rotated_prefix)?))
             .chain(self.last_rotated.clone())
             .filter(|(s, _)| *s == suffix)
-            .map(|(_, number)| number + 1)
+            .map(|(_, number)| number.saturating_add(1))
             .max()
             .unwrap_or(0);
-        for number in used_here..used_here + MAX_NUMBER_IN_SECOND {
+        for number in used_here..used_here.saturating_add(MAX_NUMBER_IN_SECOND) {
             let candidate = self.dir.join(rotated_name(&self.rotated_prefix, &suffix, number));
             match fs::symlink_metadata(&candidate) {
                 Ok(_) => continue,
