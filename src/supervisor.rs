@@ -97,7 +97,7 @@ pub fn check(config: &Config) -> i32 {
 
 /// A configuration error: one line on stderr, the same in the log, nothing started, 125.
 pub fn refuse(log: &LogSettings, error: &dyn std::fmt::Display) -> i32 {
-    eprintln!("damon: {}", error);
+    logging::stderr_line(&error.to_string());
     let _log: LogGuard = logging::init(log);
     tracing::error!(version = VERSION, error = %error, "invalid configuration: nothing started");
     tracing::info!(
@@ -131,8 +131,9 @@ pub fn run(config: Config) -> i32 {
     let code = ending.exit_code();
     let totals = totals.unwrap_or_default();
     tracing::info!(
-        start = %humantime::format_rfc3339_millis(started),
-        end = %humantime::format_rfc3339_millis(ended),
+        // logging's own formatter: humantime's panics on a clock before 1970.
+        start = %logging::rfc3339_millis(started),
+        end = %logging::rfc3339_millis(ended),
         run_time_seconds = started_at.elapsed().as_secs_f64(),
         exit_status = code,
         ending = ending.describe(),
@@ -153,7 +154,7 @@ pub fn run(config: Config) -> i32 {
 /// Reports a failure of damon itself on stderr (Nomad shows it with the task's output) and in the log.
 fn fail(message: &str, error: &dyn std::fmt::Display, code: i32) -> (Ending, Option<Sample>) {
     tracing::error!(error = %error, "{}", message);
-    eprintln!("damon: {}: {}", message, error);
+    logging::stderr_line(&format!("{}: {}", message, error));
     (Ending::NotStarted(code), None)
 }
 
@@ -332,7 +333,7 @@ impl OomReporter {
 fn remove(container: Backend) {
     for e in container.remove() {
         tracing::error!(error = %e, "cannot remove the container");
-        eprintln!("damon: cannot remove the container: {}", e);
+        logging::stderr_line(&format!("cannot remove the container: {}", e));
     }
 }
 

@@ -281,3 +281,76 @@ fn promtool_parses_a_scrape_of_damon_exe() {
         assert!(text.contains(&format!("\n{}{{", family)), "no {} in\n{}", family, text);
     }
 }
+
+/// Mounts a tmpfs of 64 KiB on `at` (Wine sees it under Z:), or remounts it with `options`.
+fn mount_tmpfs(at: &Path, options: &str) {
+    let status = if options.starts_with("remount") {
+        Command::new("mount").args(["-o", options]).arg(at).status()
+    } else {
+        Command::new("mount").args(["-t", "tmpfs", "-o", options, "tmpfs"]).arg(at).status()
+    };
+    assert!(status.map_or(false, |s| s.success()), "mount -o {} {}", options, at.display());
+}
+
+/// Unmounts the tmpfs mounted on a path when dropped.
+struct Unmount<'a>(&'a Path);
+
+impl Drop for Unmount<'_> {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(self.0).status();
+    }
+}
+
+#[test]
+#[ignore = "needs the Windows build and Wine: scripts/windows-test"]
+fn a_broken_log_never_touches_the_workload() {
+    let dir = TestDir::new("wine-logfaults");
+    let damon_in = |log_dir: &Path, log_name: &str, code: i32| {
+        let mut cmd = damon(&dir);
+        cmd.env("DAMON_LOG_DIR", win(log_dir)).env("DAMON_LOG_NAME", log_name).args([
+            workload_exe(),
+            "exit".to_string(),
+            code.to_string(),
+        ]);
+        let run = run(cmd, &dir);
+        run.assert_code(code);
+        run
+    };
+    // A missing directory is made.
+    let missing = dir.path("missing").join("deeper");
+    let made = damon_in(&missing, "damon.log", 4);
+    let log = std::fs::read_to_string(missing.join("damon.log")).unwrap_or_default();
+    assert!(log.contains("\"msg\":\"damon exiting\""), "{}\n{}", log, made.explain());
+
+    // The log's path is a directory; the log is a file on a read-only file system (Wine runs
+    // as root here, so a read-only attribute alone would not stop it): lines go to stderr.
+    std::fs::create_dir(dir.path("a-directory.log")).unwrap();
+    let read_only = dir.path("read-only");
+    std::fs::create_dir(&read_only).unwrap();
+    mount_tmpfs(&read_only, "size=64k");
+    let _unmount_read_only = Unmount(&read_only);
+    std::fs::write(read_only.join("damon.log"), "{\"msg\":\"an earlier line\"}\n").unwrap();
+    mount_tmpfs(&read_only, "remount,ro");
+    for (log_dir, name, code) in [(&dir.0, "a-directory.log", 5), (&read_only, "damon.log", 6)] {
+        let run = damon_in(log_dir, name, code);
+        assert!(run.stderr.contains("cannot open log file, logging to stderr"), "{}: {}", name, run.explain());
+        assert!(run.stderr.contains("\"msg\":\"damon exiting\""), "{}: {}", name, run.explain());
+    }
+
+    // A full disk: the lines are lost, said once on stderr.
+    let full = dir.path("full");
+    std::fs::create_dir(&full).unwrap();
+    mount_tmpfs(&full, "size=64k");
+    let _unmount_full = Unmount(&full);
+    let filled = (|| -> std::io::Result<()> {
+        let mut filler = std::fs::File::create(full.join("filler"))?;
+        loop {
+            std::io::Write::write_all(&mut filler, &[0u8; 4096])?;
+        }
+    })();
+    assert!(filled.is_err());
+    let run = damon_in(&full, "damon.log", 7);
+    let said: Vec<&str> = run.stderr.lines().filter(|l| l.starts_with("damon: ")).collect();
+    assert_eq!(said.len(), 1, "{}", run.explain());
+    assert!(said[0].contains("its log lines are lost until it can write again"), "{}", run.explain());
+}

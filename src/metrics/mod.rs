@@ -206,6 +206,7 @@ impl Metrics {
             Family::single("damon_processes", Gauge, "Processes (Windows) or tasks (Linux) in the workload now.", num(s.processes)),
             Family::single("damon_start_time_seconds", Gauge, "When the child started, in seconds since the Unix epoch.", child.start_time),
             Family::single("damon_up", Gauge, "1 while the child runs, 0 before and after.", Some(if child.up { 1.0 } else { 0.0 })),
+            Family::single("damon_log_lines_lost_total", Counter, "Lines of damon's own log that could not be written (full disk, read-only or vanished directory, stderr gone).", Some(crate::logging::lines_lost() as f64)),
             Family::new("damon_build_info", Gauge, "damon's version; always 1.").with(vec![("version", VERSION.to_string())], 1.0),
             Family::single("process_cpu_seconds_total", Counter, "CPU time of damon itself, in seconds.", Some(own.cpu_seconds)),
             Family::single("process_resident_memory_bytes", Gauge, "Resident memory of damon itself, in bytes.", Some(own.resident_bytes as f64)),
