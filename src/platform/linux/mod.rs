@@ -5,6 +5,7 @@ mod cgroup_file;
 mod guard;
 mod hierarchy;
 mod host;
+mod identity;
 mod oom;
 mod own_process;
 mod signals;
@@ -35,6 +36,8 @@ use super::{
 };
 use crate::config::Config;
 use crate::stats::Sample;
+
+pub use self::identity::Identity;
 
 impl From<CgroupIoError> for ContainerError {
     fn from(e: CgroupIoError) -> Self {
@@ -208,6 +211,7 @@ pub struct Backend {
     oom_watch: Option<OomWatch>,
     guard: Option<Guard>,
     child: Option<Child>,
+    identity: Identity,
     /// Set once kill_all ran: a SIGKILLed child was then killed by damon.
     killed_all: bool,
 }
@@ -219,7 +223,7 @@ impl Backend {
         SignalWaiter::install().map_err(|e| ContainerError::new("cannot set up signal handling", e))
     }
 
-    fn with_cgroup(signals: SignalWaiter, cgroup: Option<Cgroup>) -> Result<Self, ContainerError> {
+    fn with_cgroup(signals: SignalWaiter, cgroup: Option<Cgroup>, identity: Identity) -> Result<Self, ContainerError> {
         let guard = match &cgroup {
             Some(cgroup) => match Guard::start(cgroup) {
                 Ok(guard) => Some(guard),
@@ -238,7 +242,7 @@ impl Backend {
                 None
             }
         };
-        Ok(Backend { signals, cgroup, oom_watch, guard, child: None, killed_all: false })
+        Ok(Backend { signals, cgroup, oom_watch, guard, child: None, identity, killed_all: false })
     }
 
     fn child_pid(&self) -> Option<Pid> {
@@ -248,15 +252,13 @@ impl Backend {
 
 impl Container for Backend {
     fn create(spec: &ContainerSpec) -> Result<Self, ContainerError> {
-        if spec.restricted_token {
-            tracing::warn!("DAMON_RESTRICTED_TOKEN applies to Windows only; ignored");
-        }
+        // DAMON_RESTRICTED_TOKEN and DAMON_USER are in spec.identity, applied at spawn.
         let signals = Self::take_signals()?;
-        Self::with_cgroup(signals, Some(Cgroup::create(spec)?))
+        Self::with_cgroup(signals, Some(Cgroup::create(spec)?), spec.identity.clone())
     }
 
-    fn uncontained() -> Result<Self, ContainerError> {
-        Self::with_cgroup(Self::take_signals()?, None)
+    fn uncontained(spec: &ContainerSpec) -> Result<Self, ContainerError> {
+        Self::with_cgroup(Self::take_signals()?, None, spec.identity.clone())
     }
 
     fn location(&self) -> Option<String> {
@@ -268,7 +270,7 @@ impl Container for Backend {
         let path_var = std::env::var_os("PATH");
         let program = spawn::resolve(&command[0], path_var.as_deref())?;
         let procs_files = self.cgroup.as_ref().map(Cgroup::procs_files).unwrap_or_default();
-        let child = spawn::spawn_in(&program, command, &procs_files)?;
+        let child = spawn::spawn_in(&program, command, &procs_files, &self.identity)?;
         let pid = child.id();
         self.child = Some(child);
         Ok(pid)
@@ -404,6 +406,7 @@ pub fn host_report(config: &Config) -> HostReport {
                 limits: config.limits.clone(),
                 parent: config.cgroup_parent.clone(),
                 restricted_token: false,
+                identity: Identity::unchanged(),
             };
             match Cgroup::create(&spec) {
                 Ok(cgroup) => {

@@ -4,6 +4,7 @@
 mod command_line;
 mod ffi;
 mod host;
+mod identity;
 mod job;
 mod notifications;
 
@@ -29,6 +30,8 @@ use super::{
 };
 use crate::config::Config;
 use crate::stats::Sample;
+
+pub use self::identity::Identity;
 
 /// The exit code the job's processes get when damon terminates the job; the supervisor
 /// reports the run as killed (137, as a SIGKILL on Linux).
@@ -98,8 +101,8 @@ impl Container for Backend {
         Self::with_job(Some(job), memory_mib, spec.restricted_token)
     }
 
-    fn uncontained() -> Result<Self, ContainerError> {
-        Self::with_job(None, 0, false)
+    fn uncontained(spec: &ContainerSpec) -> Result<Self, ContainerError> {
+        Self::with_job(None, 0, spec.restricted_token)
     }
 
     fn location(&self) -> Option<String> {
@@ -291,6 +294,7 @@ pub fn host_report(config: &Config) -> HostReport {
         limits: config.limits.clone(),
         parent: None,
         restricted_token: config.restricted_token,
+        identity: Identity::unchanged(),
     };
     match JobObject::create(&spec.name).and_then(|job| {
         let cpu = HostCpu::read().ok();
