@@ -6,6 +6,10 @@
 //! the bounding set) is read from /proc. Between fork and exec, [`Identity::apply`] makes only
 //! system calls on that data: no allocation, no lock.
 //!
+//! The user database is read in a short-lived process of its own (see [`look_up_apart`]): the
+//! NSS modules a lookup loads would otherwise stay mapped in damon for as long as the workload
+//! runs.
+//!
 //! - DAMON_USER alone: the child is an ordinary process of that user. Going from root to
 //!   another uid, the kernel clears its permitted, effective and ambient capabilities; setuid
 //!   programs work for it as they would for a login of that user.
@@ -16,10 +20,12 @@
 //!   could move itself out of its group and rewrite its own limits.
 
 use std::ffi::CString;
-use std::io;
+use std::io::{self, Read, Write};
+use std::os::unix::net::UnixStream;
 
 use nix::libc;
-use nix::unistd::{getegid, geteuid, Gid, Uid, User};
+use nix::sys::wait::waitpid;
+use nix::unistd::{fork, getegid, geteuid, ForkResult, Gid, Uid, User};
 
 use crate::config::{UserSetting, UserSpec};
 use crate::platform::IdentityError;
@@ -75,16 +81,18 @@ impl Identity {
     pub fn resolve(user: Option<&UserSetting>, restricted: bool) -> Result<Identity, IdentityError> {
         let (euid, egid) = (geteuid(), getegid());
         let wanted = match user {
-            Some(setting) => Some(look_up(&setting.spec).map_err(|reason| IdentityError {
+            Some(setting) => Some(look_up_apart(&setting.spec).map_err(|reason| IdentityError {
                 source: setting.source.clone(),
                 value: setting.spec.to_string(),
                 reason,
             })?),
             None if restricted && euid.is_root() => {
-                Some(look_up(&UserSpec::Name(DEFAULT_RESTRICTED_USER.to_string())).map_err(|reason| IdentityError {
-                    source: format!("{} (unset: its default with DAMON_RESTRICTED_TOKEN=Y)", USER_VAR),
-                    value: DEFAULT_RESTRICTED_USER.to_string(),
-                    reason: format!("{}; set {} to the user the child should run as", reason, USER_VAR),
+                Some(look_up_apart(&UserSpec::Name(DEFAULT_RESTRICTED_USER.to_string())).map_err(|reason| {
+                    IdentityError {
+                        source: format!("{} (unset: its default with DAMON_RESTRICTED_TOKEN=Y)", USER_VAR),
+                        value: DEFAULT_RESTRICTED_USER.to_string(),
+                        reason: format!("{}; set {} to the user the child should run as", reason, USER_VAR),
+                    }
                 })?)
             }
             None => None,
@@ -249,6 +257,87 @@ fn look_up(spec: &UserSpec) -> Result<Ids, String> {
     }
 }
 
+/// [`look_up`] in a child process, when damon has a single thread (as when it starts; else in
+/// damon itself). The NSS modules a lookup loads stay mapped for the life of the process that
+/// loaded them: here `group: files systemd` maps libnss_systemd with libcap and libm, 0.7 MiB
+/// of damon's 4 MiB; an LDAP module would bring several MiB more.
+fn look_up_apart(spec: &UserSpec) -> Result<Ids, String> {
+    if !single_threaded() {
+        return look_up(spec);
+    }
+    let (mut ours, theirs) = match UnixStream::pair() {
+        Ok(pair) => pair,
+        Err(_) => return look_up(spec),
+    };
+    // SAFETY: damon has one thread (checked above), so no lock can be held by a thread that
+    // does not exist in the child: the child may allocate and read the user database like the
+    // parent. It never returns from this function: it ends in _exit, whatever happens.
+    match unsafe { fork() } {
+        Ok(ForkResult::Child) => {
+            drop(ours);
+            let answer = std::panic::catch_unwind(|| encode(&look_up(spec))).unwrap_or_default();
+            let _ = (&theirs).write_all(answer.as_bytes());
+            // SAFETY: _exit ends the child at once, without running the parent's exit handlers
+            // or flushing its buffers a second time.
+            unsafe { libc::_exit(0) }
+        }
+        Ok(ForkResult::Parent { child }) => {
+            drop(theirs);
+            let mut answer = String::new();
+            let read = ours.read_to_string(&mut answer);
+            let _ = waitpid(child, None);
+            match read {
+                Ok(_) => decode(&answer),
+                Err(e) => Err(format!("cannot read the user database: the lookup's answer was lost: {}", e)),
+            }
+        }
+        Err(_) => look_up(spec),
+    }
+}
+
+/// Whether this process has one thread (/proc/self/status).
+fn single_threaded() -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status.lines().any(|line| line.strip_prefix("Threads:").map_or(false, |n| n.trim() == "1"))
+}
+
+/// A lookup's answer as text: "ok", uid, gid, the groups separated by commas, then the name
+/// ("-" for none; last, as it is the only free-form field); or "error" and the reason.
+fn encode(result: &Result<Ids, String>) -> String {
+    match result {
+        Ok(ids) => {
+            let groups = ids.groups.iter().flatten().map(|g| g.to_string()).collect::<Vec<_>>().join(",");
+            format!("ok\n{}\n{}\n{}\n{}", ids.uid, ids.gid, groups, ids.name.as_deref().unwrap_or("-"))
+        }
+        Err(reason) => format!("error\n{}", reason),
+    }
+}
+
+fn decode(answer: &str) -> Result<Ids, String> {
+    let lost = || "cannot read the user database: the lookup ended without an answer".to_string();
+    let mut lines = answer.splitn(5, '\n');
+    match lines.next() {
+        Some("ok") => {
+            let mut id = || lines.next().and_then(|v| v.parse::<u32>().ok()).ok_or_else(lost);
+            let (uid, gid) = (Uid::from_raw(id()?), Gid::from_raw(id()?));
+            let groups = lines
+                .next()
+                .ok_or_else(lost)?
+                .split(',')
+                .filter(|g| !g.is_empty())
+                .map(|g| g.parse().map(Gid::from_raw).map_err(|_| lost()))
+                .collect::<Result<Vec<_>, _>>()?;
+            let name = match lines.next().ok_or_else(lost)? {
+                "-" => None,
+                name => Some(name.to_string()),
+            };
+            Ok(Ids { name, uid, gid, groups: Some(groups) })
+        }
+        Some("error") => Err(answer["error\n".len()..].to_string()),
+        _ => Err(lost()),
+    }
+}
+
 /// The highest capability number of this kernel.
 fn last_cap() -> u32 {
     std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
@@ -302,6 +391,22 @@ mod tests {
 
     fn setting(spec: UserSpec) -> UserSetting {
         UserSetting { spec, source: "DAMON_USER".to_string() }
+    }
+
+    #[test]
+    fn a_lookup_answer_survives_its_trip_between_processes() {
+        let ids = Ids {
+            name: Some("a-b.c".to_string()),
+            uid: Uid::from_raw(7),
+            gid: Gid::from_raw(8),
+            groups: Some(vec![Gid::from_raw(8), Gid::from_raw(9)]),
+        };
+        assert_eq!(decode(&encode(&Ok(ids.clone()))), Ok(ids));
+        let nameless = Ids { name: None, uid: Uid::from_raw(1), gid: Gid::from_raw(2), groups: Some(vec![]) };
+        assert_eq!(decode(&encode(&Ok(nameless.clone()))), Ok(nameless));
+        assert_eq!(decode(&encode(&Err("no such user".to_string()))), Err("no such user".to_string()));
+        assert!(decode("").unwrap_err().contains("without an answer"));
+        assert!(decode("ok\n1\n").unwrap_err().contains("without an answer"));
     }
 
     #[test]
