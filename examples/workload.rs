@@ -25,6 +25,10 @@
 //!   fork-bomb           start copies of itself, forever: every copy does the same
 //!   ride-out MS         block SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 first thing,
 //!                       sleep MS milliseconds, exit 7
+//!   whoami              print the Uid, Gid, Groups, Cap* and NoNewPrivs lines of /proc/self/status
+//!   try-write           read "PATH VALUE" lines from stdin until it ends, try to write each VALUE
+//!                       to its PATH, print "PATH: written" or "PATH: refused: ERROR" for each, then
+//!                       "cgroup: LINE" for each line of /proc/self/cgroup
 //!
 //! On Windows:
 //!   wait-signals        print "ready", then the name of every console control event received
@@ -80,6 +84,10 @@ fn main() {
         "fork-bomb" => unix::fork_bomb(),
         #[cfg(unix)]
         "ride-out" => unix::ride_out(number(1)),
+        #[cfg(unix)]
+        "whoami" => privilege::whoami(),
+        #[cfg(unix)]
+        "try-write" => privilege::try_write(),
         #[cfg(windows)]
         "wait-signals" => windows::wait_signals(),
         #[cfg(windows)]
@@ -273,6 +281,43 @@ mod unix {
     pub fn fork_bomb() {
         loop {
             let _ = start(&["fork-bomb".as_ref()]);
+        }
+    }
+}
+
+/// What a workload holds and what it can do to its own containment (tests/privilege.rs).
+#[cfg(unix)]
+mod privilege {
+    use std::io::BufRead;
+
+    pub fn whoami() {
+        let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
+        for line in status.lines() {
+            if ["Uid:", "Gid:", "Groups:", "Cap", "NoNewPrivs:"].iter().any(|p| line.starts_with(p)) {
+                println!("{}", line);
+            }
+        }
+    }
+
+    pub fn try_write() {
+        for line in std::io::stdin().lock().lines() {
+            let line = line.expect("read stdin");
+            let (path, value) = match line.split_once(' ') {
+                Some(pair) => pair,
+                None => continue,
+            };
+            // One write(2) of the whole value, as a cgroup file expects.
+            match std::fs::OpenOptions::new().write(true).open(path).and_then(|mut f| {
+                use std::io::Write;
+                f.write_all(value.as_bytes())
+            }) {
+                Ok(()) => println!("{}: written", path),
+                Err(e) => println!("{}: refused: {}", path, e),
+            }
+        }
+        let cgroups = std::fs::read_to_string("/proc/self/cgroup").expect("read /proc/self/cgroup");
+        for line in cgroups.lines() {
+            println!("cgroup: {}", line);
         }
     }
 }

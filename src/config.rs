@@ -57,7 +57,9 @@ settings! {
     CGROUP_PARENT: "cgroup-parent", "DAMON_CGROUP_PARENT", None, "PATH",
         "cgroup under which damon creates its group [default: damon's own cgroup]";
     RESTRICTED_TOKEN: "restricted-token", "DAMON_RESTRICTED_TOKEN", None, "Y|N",
-        "Windows: run the child with a restricted token [default: N]";
+        "Run the child with its privileges dropped: Windows: a restricted token; Linux: no_new_privs, no capabilities, and as DAMON_USER when damon is root [default: N]";
+    USER: "user", "DAMON_USER", None, "NAME|UID[:GID]",
+        "Linux: run the child as this user, with its groups (needs root) [default: damon's own; nobody with --restricted-token as root]";
     ADDR: "addr", "DAMON_ADDR", Some("NOMAD_ADDR_damon"), "HOST:PORT",
         "Serve Prometheus metrics on this address [default: no metrics server]";
     METRICS_ENDPOINT: "metrics-endpoint", "DAMON_METRICS_ENDPOINT", None, "PATH",
@@ -167,6 +169,8 @@ pub struct Config {
     /// Path inside the cgroup hierarchy (`/` is its root), when the user chose one.
     pub cgroup_parent: Option<PathBuf>,
     pub restricted_token: bool,
+    /// The user the child runs as (DAMON_USER), as written; the platform resolves it.
+    pub user: Option<UserSetting>,
     pub metrics: Option<MetricsConfig>,
     pub log: LogSettings,
     /// NOMAD_ALLOC_ID and NOMAD_TASK_NAME, used to name the container.
@@ -194,6 +198,7 @@ impl Config {
                     .map_or_else(|| "(damon's own cgroup)".to_string(), |p| p.display().to_string()),
             ),
             (RESTRICTED_TOKEN.var, yes_no(self.restricted_token)),
+            (USER.var, self.user.as_ref().map_or_else(|| "(unset)".to_string(), |u| u.spec.to_string())),
             (ADDR.var, self.metrics.as_ref().map_or_else(|| "none".to_string(), |m| m.addr.clone())),
             (
                 METRICS_ENDPOINT.var,
@@ -429,6 +434,7 @@ fn build(
         kill_timeout,
         cgroup_parent,
         restricted_token: bool_or(&RESTRICTED_TOKEN, false)?,
+        user: lookup(&USER).map(|raw| user_setting(&raw)).transpose()?,
         metrics,
         log,
         alloc_id: env.var("NOMAD_ALLOC_ID").filter(|v| !v.is_empty()),
@@ -488,6 +494,66 @@ fn log_settings_for_error(lookup: &dyn Fn(&Setting) -> Option<Raw>, env: &dyn En
         )
         .expect("only the size settings can be invalid")
     })
+}
+
+/// A user as DAMON_USER names it: a name, or numeric ids (which need no entry in the user
+/// database when the group is given too).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserSpec {
+    Name(String),
+    Id { uid: u32, gid: Option<u32> },
+}
+
+impl fmt::Display for UserSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UserSpec::Name(name) => f.write_str(name),
+            UserSpec::Id { uid, gid: None } => write!(f, "{}", uid),
+            UserSpec::Id { uid, gid: Some(gid) } => write!(f, "{}:{}", uid, gid),
+        }
+    }
+}
+
+/// DAMON_USER and where it came from: the user database is read only when damon starts the
+/// child, and an error found then names the flag or variable, as a syntax error does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserSetting {
+    pub spec: UserSpec,
+    /// `--user` or `DAMON_USER`.
+    pub source: String,
+}
+
+fn user_setting(raw: &Raw) -> Result<UserSetting, ConfigError> {
+    let expected = "a user name, or a uid with an optional gid (uid[:gid]), such as nobody or 1000:1000";
+    let value = raw.value.trim();
+    let id = |digits: &str| -> Result<u32, ConfigError> {
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(raw.invalid(expected));
+        }
+        // (uid_t)-1 means "leave unchanged" to setresuid(2): it is no one's id.
+        match digits.parse::<u32>() {
+            Ok(id) if id != u32::MAX => Ok(id),
+            _ => Err(raw.invalid(format!("{} (an id is at most {})", expected, u32::MAX - 1))),
+        }
+    };
+    let spec = match value.split_once(':') {
+        Some((uid, gid)) => UserSpec::Id { uid: id(uid)?, gid: Some(id(gid)?) },
+        None if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) => {
+            UserSpec::Id { uid: id(value)?, gid: None }
+        }
+        None if is_user_name(value) => UserSpec::Name(value.to_string()),
+        None => return Err(raw.invalid(expected)),
+    };
+    Ok(UserSetting { spec, source: raw.source.clone() })
+}
+
+/// The portable user name characters (POSIX), `@` (directory users) and a trailing `$`
+/// (Samba machine accounts); a leading `-` would read as an option to other tools.
+fn is_user_name(name: &str) -> bool {
+    let body = name.strip_suffix('$').unwrap_or(name);
+    !body.is_empty()
+        && !body.starts_with('-')
+        && body.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-' | b'@'))
 }
 
 /// A cgroup path relative to the hierarchy's root; `..` could escape the hierarchy.
@@ -639,6 +705,48 @@ mod tests {
             config(&["x"], &[("DAMON_CGROUP_PARENT", "nomad.slice/x")]).cgroup_parent.unwrap(),
             Path::new("/nomad.slice/x")
         );
+    }
+
+    #[test]
+    fn user_is_a_name_or_ids() {
+        let user = |value: &str| config(&["x"], &[("DAMON_USER", value)]).user.unwrap().spec;
+        assert_eq!(user("nobody"), UserSpec::Name("nobody".to_string()));
+        assert_eq!(user(" app-1.x@corp "), UserSpec::Name("app-1.x@corp".to_string()));
+        assert_eq!(user("host$"), UserSpec::Name("host$".to_string()));
+        assert_eq!(user("1000"), UserSpec::Id { uid: 1000, gid: None });
+        assert_eq!(user("0:0"), UserSpec::Id { uid: 0, gid: Some(0) });
+        assert_eq!(user("4294967294:7"), UserSpec::Id { uid: 4_294_967_294, gid: Some(7) });
+        let from_flag = config(&["--user", "65534:65534", "x"], &[("DAMON_USER", "root")]).user.unwrap();
+        assert_eq!((from_flag.spec.to_string(), from_flag.source), ("65534:65534".to_string(), "--user".to_string()));
+        assert_eq!(config(&["x"], &[]).user, None);
+    }
+
+    #[test]
+    fn malformed_users_are_refused() {
+        for bad in [
+            "",
+            " ",
+            "a b",
+            "-x",
+            "x:",
+            ":5",
+            "1000:",
+            "1000:abc",
+            "abc:1000",
+            "1:2:3",
+            "+5",
+            "-1",
+            "4294967295",
+            "1:4294967295",
+            "99999999999",
+            "caf\u{e9}",
+            "\u{661}",
+            "a/b",
+            "$",
+        ] {
+            let message = error(&["x"], &[("DAMON_USER", bad)]);
+            assert!(message.contains(&format!("{:?} for DAMON_USER", bad)), "{:?}: {}", bad, message);
+        }
     }
 
     #[test]

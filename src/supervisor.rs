@@ -8,7 +8,7 @@ use std::time::{Instant, SystemTime};
 use crate::config::{Config, VERSION};
 use crate::logging::{self, LogGuard, LogSettings};
 use crate::metrics::Metrics;
-use crate::platform::{self, Backend, Container, ContainerSpec, Event, ExitStatus, Signal, SpawnError};
+use crate::platform::{self, Backend, Container, ContainerSpec, Event, ExitStatus, Identity, Signal, SpawnError};
 use crate::stats::Sample;
 
 /// Exit status when damon itself failed (configuration, container), as `docker run` and `env`.
@@ -78,7 +78,14 @@ fn container_name(config: &Config) -> String {
 /// `damon --check`: prints the host's facts and the effective configuration; 0 if a
 /// contained child could run here, 125 with the reason if not.
 pub fn check(config: &Config) -> i32 {
-    let report = platform::host_report(config);
+    let mut report = platform::host_report(config);
+    match Identity::resolve(config.user.as_ref(), config.restricted_token) {
+        Ok(identity) => {
+            report.facts.push(("child runs as", identity.describe_user()));
+            report.facts.push(("child privileges", identity.describe_privileges().to_string()));
+        }
+        Err(e) => report.problem = report.problem.or_else(|| Some(e.to_string())),
+    }
     println!("damon {}", VERSION);
     for (name, value) in report.facts.iter().chain(config.describe().iter()) {
         println!("{:<28} {}", format!("{}:", name), value);
@@ -110,6 +117,12 @@ pub fn refuse(log: &LogSettings, error: &dyn std::fmt::Display) -> i32 {
 
 /// Runs the configured command to its end and returns damon's exit status.
 pub fn run(config: Config) -> i32 {
+    // The user database is read before anything is created: a user damon cannot start the
+    // child as is a configuration error.
+    let identity = match Identity::resolve(config.user.as_ref(), config.restricted_token) {
+        Ok(identity) => identity,
+        Err(e) => return refuse(&config.log, &e),
+    };
     let _log: LogGuard = logging::init(&config.log);
     let started = SystemTime::now();
     let started_at = Instant::now();
@@ -124,9 +137,11 @@ pub fn run(config: Config) -> i32 {
         enforce_cpu_limit = limits.enforce_cpu,
         process_limit = limits.process_limit.unwrap_or(0),
         kill_timeout = %humantime::format_duration(config.kill_timeout),
+        user = %identity.describe_user(),
+        privileges = identity.describe_privileges(),
         "damon starting"
     );
-    let (ending, totals) = supervise(&config);
+    let (ending, totals) = supervise(&config, identity);
     let ended = SystemTime::now();
     let code = ending.exit_code();
     let totals = totals.unwrap_or_default();
@@ -159,18 +174,19 @@ fn fail(message: &str, error: &dyn std::fmt::Display, code: i32) -> (Ending, Opt
 }
 
 /// Runs the child to its end; returns how it ended and the workload's totals.
-fn supervise(config: &Config) -> (Ending, Option<Sample>) {
+fn supervise(config: &Config, identity: Identity) -> (Ending, Option<Sample>) {
     let spec = ContainerSpec {
         name: container_name(config),
         limits: config.limits.clone(),
         parent: config.cgroup_parent.clone(),
         restricted_token: config.restricted_token,
+        identity,
     };
     let mut container = match Backend::create(&spec) {
         Ok(container) => container,
         Err(e) if config.limits.container_optional() => {
             tracing::warn!(error = %e, "cannot create a container; running the command uncontained, as no limit is enforced");
-            match Backend::uncontained() {
+            match Backend::uncontained(&spec) {
                 Ok(container) => container,
                 Err(e) => return fail("cannot prepare to run the command", &e, EXIT_DAMON_FAILED),
             }

@@ -14,11 +14,11 @@ use crate::stats::Sample;
 #[cfg(target_os = "linux")]
 mod linux;
 #[cfg(target_os = "linux")]
-pub use linux::{host_cpu, host_report, own_process, Backend};
+pub use linux::{host_cpu, host_report, own_process, Backend, Identity};
 #[cfg(windows)]
 mod windows;
 #[cfg(windows)]
-pub use windows::{host_cpu, host_report, own_process, Backend};
+pub use windows::{host_cpu, host_report, own_process, Backend, Identity};
 
 /// What the container is asked to be.
 #[derive(Debug, Clone)]
@@ -28,9 +28,31 @@ pub struct ContainerSpec {
     pub limits: Limits,
     /// Where to create it (cgroup path from the hierarchy's root); `None`: under damon's own.
     pub parent: Option<PathBuf>,
-    /// Windows: run the child with a restricted token.
+    /// Windows: run the child with a restricted token (Linux reads it from `identity`).
+    #[cfg_attr(not(windows), allow(dead_code))]
     pub restricted_token: bool,
+    /// Who the child runs as and what it may gain, resolved before anything started
+    /// (Linux: DAMON_USER and DAMON_RESTRICTED_TOKEN).
+    pub identity: Identity,
 }
+
+/// DAMON_USER names no user damon can start the child as: a configuration error (125),
+/// found when damon starts, before anything is created.
+#[derive(Debug)]
+pub struct IdentityError {
+    /// `--user` or `DAMON_USER`.
+    pub source: String,
+    pub value: String,
+    pub reason: String,
+}
+
+impl fmt::Display for IdentityError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid value {:?} for {}: {}", self.value, self.source, self.reason)
+    }
+}
+
+impl std::error::Error for IdentityError {}
 
 /// A signal damon received or passes on, by the platform's number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,8 +93,9 @@ pub enum Event {
 pub trait Container: Sized {
     /// Creates the container with its limits in force. Nothing has started yet.
     fn create(spec: &ContainerSpec) -> Result<Self, ContainerError>;
-    /// A container that contains nothing: the child runs as a plain child process.
-    fn uncontained() -> Result<Self, ContainerError>;
+    /// A container that contains nothing: the child runs as a plain child process, still
+    /// with the spec's identity.
+    fn uncontained(spec: &ContainerSpec) -> Result<Self, ContainerError>;
     /// Where the workload is held, for the log (`/sys/fs/cgroup/...`); `None` if uncontained.
     fn location(&self) -> Option<String>;
     /// Starts the command inside the container and returns its process id.

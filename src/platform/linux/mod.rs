@@ -5,6 +5,7 @@ mod cgroup_file;
 mod guard;
 mod hierarchy;
 mod host;
+mod identity;
 mod limit_watch;
 mod own_process;
 mod signals;
@@ -37,6 +38,8 @@ use super::{
 };
 use crate::config::Config;
 use crate::stats::Sample;
+
+pub use self::identity::Identity;
 
 impl From<CgroupIoError> for ContainerError {
     fn from(e: CgroupIoError) -> Self {
@@ -182,6 +185,7 @@ pub struct Backend {
     oom_watch: Option<OomWatch>,
     process_limit_watch: Option<ProcessLimitWatch>,
     child: Option<Child>,
+    identity: Identity,
     /// Set once kill_all ran: a SIGKILLed child was then killed by damon.
     killed_all: bool,
 }
@@ -200,9 +204,7 @@ impl Backend {
 
 impl Container for Backend {
     fn create(spec: &ContainerSpec) -> Result<Self, ContainerError> {
-        if spec.restricted_token {
-            tracing::warn!("DAMON_RESTRICTED_TOKEN applies to Windows only; ignored");
-        }
+        // DAMON_RESTRICTED_TOKEN and DAMON_USER are in spec.identity, applied at spawn.
         let signals = Self::take_signals()?;
         // The guard exists before the first change to the hierarchy, and hears of each one first.
         let mut journal = Journal::start().map_err(|e| ContainerError::new("cannot start the guard process", e))?;
@@ -234,11 +236,12 @@ impl Container for Backend {
             oom_watch,
             process_limit_watch,
             child: None,
+            identity: spec.identity.clone(),
             killed_all: false,
         })
     }
 
-    fn uncontained() -> Result<Self, ContainerError> {
+    fn uncontained(spec: &ContainerSpec) -> Result<Self, ContainerError> {
         Ok(Backend {
             signals: Self::take_signals()?,
             cgroup: None,
@@ -246,6 +249,7 @@ impl Container for Backend {
             oom_watch: None,
             process_limit_watch: None,
             child: None,
+            identity: spec.identity.clone(),
             killed_all: false,
         })
     }
@@ -259,7 +263,7 @@ impl Container for Backend {
         let path_var = std::env::var_os("PATH");
         let program = spawn::resolve(&command[0], path_var.as_deref())?;
         let procs_files = self.cgroup.as_ref().map(Cgroup::procs_files).unwrap_or_default();
-        let child = spawn::spawn_in(&program, command, &procs_files)?;
+        let child = spawn::spawn_in(&program, command, &procs_files, &self.identity)?;
         let pid = child.id();
         self.child = Some(child);
         Ok(pid)
@@ -408,6 +412,7 @@ pub fn host_report(config: &Config) -> HostReport {
                 limits: config.limits.clone(),
                 parent: config.cgroup_parent.clone(),
                 restricted_token: false,
+                identity: Identity::unchanged(),
             };
             let mut journal = match Journal::start() {
                 Ok(journal) => journal,

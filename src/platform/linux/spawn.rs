@@ -2,6 +2,8 @@
 //!
 //! The child writes itself into each `cgroup.procs` between fork and exec, so it runs no
 //! instruction of the command outside the group and everything it starts is inside too.
+//! Only then does it take on its [`Identity`] (another user, no privileges): a child that
+//! is no longer root could not write itself into a group that root owns.
 
 use std::ffi::{OsStr, OsString};
 use std::fs::{File, OpenOptions};
@@ -14,6 +16,7 @@ use std::process::{Child, Command};
 
 use nix::sys::signal::{sigprocmask, SigHandler, SigSet, SigmaskHow};
 
+use super::identity::Identity;
 use super::signals::HANDLED_SIGNALS;
 use crate::platform::SpawnError;
 
@@ -55,8 +58,14 @@ pub fn resolve(program: &OsStr, path_var: Option<&OsStr>) -> Result<PathBuf, Spa
     }
 }
 
-/// Starts `program` with `args`, joined to the cgroups whose `cgroup.procs` files are given.
-pub fn spawn_in(program: &Path, argv: &[OsString], procs_files: &[PathBuf]) -> Result<Child, SpawnError> {
+/// Starts `program` with `args`, joined to the cgroups whose `cgroup.procs` files are given,
+/// as `identity`.
+pub fn spawn_in(
+    program: &Path,
+    argv: &[OsString],
+    procs_files: &[PathBuf],
+    identity: &Identity,
+) -> Result<Child, SpawnError> {
     // Opened before fork: after fork only async-signal-safe calls are allowed.
     let procs: Vec<File> = procs_files
         .iter()
@@ -68,11 +77,15 @@ pub fn spawn_in(program: &Path, argv: &[OsString], procs_files: &[PathBuf]) -> R
         })
         .collect::<Result<_, _>>()?;
     let fds: Vec<i32> = procs.iter().map(|f| f.as_raw_fd()).collect();
+    // Moved into the closure whole: its ids and groups are buffers made before fork.
+    let child_identity = identity.clone();
     let mut command = Command::new(program);
     command.arg0(&argv[0]).args(&argv[1..]);
     // SAFETY: the closure runs between fork and exec; it only calls sigaction(2),
     // sigprocmask(2) and write(2), which are async-signal-safe, the last on descriptors
-    // opened above and kept alive by `procs` until spawn returns; it neither allocates nor locks.
+    // opened above and kept alive by `procs` until spawn returns, then Identity::apply, which
+    // makes only setgroups/setres[ug]id/prctl/capset calls on data prepared before fork; it
+    // neither allocates nor locks.
     unsafe {
         command.pre_exec(move || {
             let to_io = |e: nix::errno::Errno| io::Error::from_raw_os_error(e as i32);
@@ -88,11 +101,23 @@ pub fn spawn_in(program: &Path, argv: &[OsString], procs_files: &[PathBuf]) -> R
                 // "0" is the writing process itself.
                 nix::unistd::write(*fd, b"0").map_err(to_io)?;
             }
-            Ok(())
+            child_identity.apply()
         });
     }
     let child = command.spawn().map_err(|e| match e.raw_os_error() {
         Some(nix::libc::ENOENT) => SpawnError::NotFound(argv[0].clone()),
+        // damon (root) found the program executable; the user the child became may not.
+        Some(nix::libc::EACCES) if identity.switched_user().is_some() => SpawnError::NotExecutable(
+            argv[0].clone(),
+            io::Error::new(
+                e.kind(),
+                format!(
+                    "{} may not execute it, or search a directory on its path or the working directory ({})",
+                    identity.switched_user().unwrap_or_default(),
+                    e
+                ),
+            ),
+        ),
         Some(
             nix::libc::EACCES
             | nix::libc::ENOEXEC
@@ -101,6 +126,15 @@ pub fn spawn_in(program: &Path, argv: &[OsString], procs_files: &[PathBuf]) -> R
             | nix::libc::ENOTDIR
             | nix::libc::ELOOP,
         ) => SpawnError::NotExecutable(argv[0].clone(), e),
+        _ if identity.switched_user().is_some() => SpawnError::Other(
+            format!(
+                "cannot start {:?} in its cgroup as {} ({})",
+                argv[0],
+                identity.switched_user().unwrap_or_default(),
+                identity.describe_privileges()
+            ),
+            e,
+        ),
         _ => SpawnError::Other(format!("cannot start {:?} in its cgroup", argv[0]), e),
     })?;
     drop(procs);

@@ -4,6 +4,7 @@
 mod command_line;
 mod ffi;
 mod host;
+mod identity;
 mod job;
 mod notifications;
 
@@ -29,6 +30,8 @@ use super::{
 };
 use crate::config::Config;
 use crate::stats::Sample;
+
+pub use self::identity::Identity;
 
 /// The exit code the job's processes get when damon terminates the job; the supervisor
 /// reports the run as killed (137, as a SIGKILL on Linux).
@@ -105,8 +108,8 @@ impl Container for Backend {
         Self::with_job(Some(job), limits, spec.restricted_token)
     }
 
-    fn uncontained() -> Result<Self, ContainerError> {
-        Self::with_job(None, ReportedLimits { memory_limit_mib: 0, process_limit: 0 }, false)
+    fn uncontained(spec: &ContainerSpec) -> Result<Self, ContainerError> {
+        Self::with_job(None, ReportedLimits { memory_limit_mib: 0, process_limit: 0 }, spec.restricted_token)
     }
 
     fn location(&self) -> Option<String> {
@@ -299,6 +302,7 @@ pub fn host_report(config: &Config) -> HostReport {
         limits: config.limits.clone(),
         parent: None,
         restricted_token: config.restricted_token,
+        identity: Identity::unchanged(),
     };
     match JobObject::create(&spec.name).and_then(|job| {
         let cpu = HostCpu::read().ok();
