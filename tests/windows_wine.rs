@@ -170,6 +170,33 @@ fn a_child_ignoring_ctrl_break_is_terminated_with_its_tree_after_the_timeout() {
 
 #[test]
 #[ignore = "needs the Windows build and Wine: scripts/windows-test"]
+fn a_storm_of_console_events_stops_once_and_kills_once_after_the_timeout() {
+    let dir = TestDir::new("wine-storm");
+    let (damon, child, grandchild) = start_stubborn_tree(&dir, &[("DAMON_KILL_TIMEOUT", "1s")]);
+    let pid = damon.id();
+    // Wine turns each SIGINT into a console Ctrl+C for damon.exe.
+    let stormer = std::thread::spawn(move || {
+        let mut sent = 0;
+        for _ in 0..300 {
+            if nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), Signal::SIGINT).is_err() {
+                break;
+            }
+            sent += 1;
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        sent
+    });
+    let run = common::finish(damon, &dir, "damon.exe workload ignore-stop", Duration::from_secs(60));
+    let sent = stormer.join().unwrap();
+    run.assert_code(137).assert_log_contains("\"ending\":\"killed after the kill timeout\"");
+    assert_eq!(run.log.matches("stopping: signal passed on").count(), 1, "one stop\n{}", run.explain());
+    assert_eq!(run.log.matches("did not stop in time").count(), 1, "one kill\n{}", run.explain());
+    wait_for("the tree to be gone", Duration::from_secs(10), || !alive(child) && !alive(grandchild));
+    println!("wine storm: {} console events sent", sent);
+}
+
+#[test]
+#[ignore = "needs the Windows build and Wine: scripts/windows-test"]
 fn a_memory_limit_is_accepted_and_reported() {
     let dir = TestDir::new("wine-memory");
     let mut cmd = damon(&dir);
