@@ -98,27 +98,17 @@ fn damon_sigkilled_at_random_moments_leaves_the_task_cgroup_as_it_found_it() {
         if read_pid(&dir.path("child.pid")).is_some() {
             with_child += 1;
         }
-        let left = task.settle(Duration::from_secs(10));
-        let workload_left: Vec<u32> = ["child.pid", "grandchild.pid"]
-            .iter()
-            .filter_map(|f| read_pid(&dir.path(f)))
-            .filter(|&pid| alive(pid) && !task.processes().contains(&pid))
-            .collect();
-        if !left.is_empty() || !workload_left.is_empty() {
-            groups_left += left.iter().filter(|l| l.starts_with("group left")).count();
-            processes_left += left.iter().filter(|l| l.starts_with("process left")).count() + workload_left.len();
+        let left = task.left_behind(&dir, &["child.pid", "grandchild.pid"]);
+        groups_left += left.groups;
+        processes_left += left.processes;
+        if !left.details.is_empty() {
             reports.push(format!(
-                "trial {} (killed {} µs after damon's exec): {:?}, workload outside: {:?}\n--- log\n{}",
+                "trial {} (killed {} µs after damon's exec): {:#?}\n--- log\n{}",
                 trial,
                 delay_us,
-                left,
-                workload_left,
+                left.details,
                 dir.log()
             ));
-            for pid in workload_left {
-                signal(pid, Signal::SIGKILL);
-            }
-            task.clear();
         }
     }
     println!(

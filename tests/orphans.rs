@@ -64,31 +64,21 @@ fn a_swarm_that_forks_setsids_and_keeps_spawning_leaves_nothing_whatever_ends_it
             Ending::ChildExit => Some(3),
             Ending::Kill => None,
         };
-        let left = task.settle(Duration::from_secs(10));
-        let outside: Vec<u32> = PID_FILES
-            .iter()
-            .filter_map(|f| read_pid(&dir.path(f)))
-            .filter(|&pid| alive(pid) && !task.processes().contains(&pid))
-            .collect();
+        let left = task.left_behind(&dir, &PID_FILES);
         let entry = &mut tally[run % ENDINGS.len()];
         entry.0 += 1;
-        entry.1 += left.iter().filter(|l| l.starts_with("process left")).count() + outside.len();
-        entry.2 += left.iter().filter(|l| l.starts_with("group left")).count();
-        if status.code() != expected || !left.is_empty() || !outside.is_empty() {
+        entry.1 += left.processes;
+        entry.2 += left.groups;
+        if status.code() != expected || !left.details.is_empty() {
             reports.push(format!(
-                "run {} ({:?}): status {}, expected {:?}; left {:?}; outside the task cgroup {:?}\n--- log\n{}",
+                "run {} ({:?}): status {}, expected {:?}; left {:#?}\n--- log\n{}",
                 run,
                 ending,
                 status,
                 expected,
-                left,
-                outside,
+                left.details,
                 dir.log()
             ));
-            for pid in outside {
-                signal(pid, Signal::SIGKILL);
-            }
-            task.clear();
         }
         let _ = fs::remove_file(dir.path("damon.log"));
     }

@@ -458,6 +458,39 @@ impl TaskCgroup {
         }
     }
 
+    /// What a run left behind: waits up to 10 s for the task cgroup to be as made, and checks
+    /// that the processes named in `pid_files` (in `dir`) are gone, wherever they are. Whatever
+    /// is left is then killed and removed, so that the next run starts clean.
+    pub fn left_behind(&self, dir: &TestDir, pid_files: &[&str]) -> Leftovers {
+        let differences = self.settle(Duration::from_secs(10));
+        let inside = self.processes();
+        let outside: Vec<u32> = pid_files
+            .iter()
+            .filter_map(|f| read_pid(&dir.path(f)))
+            .filter(|&pid| alive(pid) && !inside.contains(&pid))
+            .collect();
+        let left = Leftovers {
+            groups: differences.iter().filter(|d| d.starts_with("group left")).count(),
+            processes: differences.iter().filter(|d| d.starts_with("process left")).count() + outside.len(),
+            details: differences
+                .into_iter()
+                .chain(
+                    outside
+                        .iter()
+                        .map(|pid| format!("process left outside the task cgroup: {} ({})", pid, command_of(*pid))),
+                )
+                .collect(),
+        };
+        if !left.details.is_empty() {
+            for pid in outside {
+                let _ =
+                    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
+            }
+            self.clear();
+        }
+        left
+    }
+
     /// Kills everything below the task cgroup and removes the subgroups (deepest first).
     pub fn clear(&self) {
         for _ in 0..100 {
@@ -497,6 +530,15 @@ impl Drop for TaskCgroup {
             let _ = fs::remove_dir(dir);
         }
     }
+}
+
+/// What a run left behind in and around a task cgroup.
+#[derive(Debug, Default)]
+pub struct Leftovers {
+    pub groups: usize,
+    pub processes: usize,
+    /// One line per thing left, for the report of a failure.
+    pub details: Vec<String>,
 }
 
 /// The command line of a process, for reports.
