@@ -62,13 +62,13 @@ settings! {
     PROCESS_LIMIT: "process-limit", "DAMON_PROCESS_LIMIT", None, "N",
         "Most processes and threads the workload may hold [default: no limit]";
     KILL_TIMEOUT: "kill-timeout", "DAMON_KILL_TIMEOUT", None, "DURATION",
-        "Time between passing a stop signal on and killing the whole tree, e.g. 500ms, 30s, 2m or plain seconds [default: 30s]";
+        "Time between passing a stop signal on and killing the whole tree, e.g. 500ms, 30s, 2m or plain seconds, at most 24h [default: 30s]";
     CGROUP_PARENT: "cgroup-parent", "DAMON_CGROUP_PARENT", None, "PATH",
         "cgroup under which damon creates its group [default: damon's own cgroup]";
     RESTRICTED_TOKEN: "restricted-token", "DAMON_RESTRICTED_TOKEN", None, "Y|N",
         "Windows: run the child with a restricted token [default: N]";
     ADDR: "addr", "DAMON_ADDR", Some("NOMAD_ADDR_damon"), "HOST:PORT",
-        "Serve Prometheus metrics on this address [default: no metrics server]";
+        "Serve Prometheus metrics on this address: HOST:PORT, [IPv6]:PORT or :PORT [default: no metrics server]";
     METRICS_ENDPOINT: "metrics-endpoint", "DAMON_METRICS_ENDPOINT", None, "PATH",
         "Path of the metrics endpoint [default: /metrics]";
     LOG_DIR: "log-dir", "DAMON_LOG_DIR", None, "DIR",

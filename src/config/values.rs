@@ -205,14 +205,16 @@ pub fn cgroup_path(text: &str) -> Result<PathBuf, String> {
     if text.chars().any(char::is_control) {
         return Err(expected.to_string());
     }
-    let mut clean = PathBuf::from("/");
+    let mut clean = String::new();
     for part in text.split('/').filter(|p| !p.is_empty() && *p != ".") {
         if part == ".." || part.len() > MAX_NAME_BYTES {
             return Err(expected.to_string());
         }
-        clean.push(part);
+        clean.push('/');
+        clean.push_str(part);
     }
-    Ok(clean)
+    // Joined with '/' here, not by PathBuf::push, whose separator is '\\' on Windows.
+    Ok(PathBuf::from(if clean.is_empty() { "/".to_string() } else { clean }))
 }
 
 /// A directory for the log. It need not exist (damon creates it, or falls back to stderr).
