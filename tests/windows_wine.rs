@@ -1,5 +1,6 @@
 //! The real Windows damon.exe, run under Wine on this Linux host: exit codes, the tree in the
-//! Job Object, stopping, killing damon.exe, limits Windows accepts or refuses, the log.
+//! Job Object, stopping, killing damon.exe, limits Windows accepts or refuses, the log, and
+//! bad values of every setting (the matrix of tests/common/bad_values.rs).
 //!
 //! These tests need the Windows build and Wine, so plain `cargo test` skips them (ignored);
 //! `scripts/windows-test` builds damon.exe and workload.exe and runs them with
