@@ -6,15 +6,24 @@
 //!
 //! A malformed value is an error naming where it came from (`--memory-limit` or
 //! `DAMON_MEMORY_LIMIT`) and the value; the original Damon silently ignored some of them.
+//! Every value is trimmed of surrounding ASCII white space. An empty variable is unset, as
+//! in the original (Go's os.Getenv cannot tell them apart): the next source applies. An
+//! empty flag (`--memory-limit ""`) is an error. The syntax of each value is in [`values`].
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fmt;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::{Arg, ArgAction, Command};
+use clap::{Arg, ArgAction, ArgMatches, Command};
 
 use crate::logging::LogSettings;
+
+#[cfg(test)]
+mod fuzz;
+mod values;
+
+pub use values::{ListenAddr, UserSpec};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -53,7 +62,7 @@ settings! {
     PROCESS_LIMIT: "process-limit", "DAMON_PROCESS_LIMIT", None, "N",
         "Most processes and threads the workload may hold [default: no limit]";
     KILL_TIMEOUT: "kill-timeout", "DAMON_KILL_TIMEOUT", None, "DURATION",
-        "Time between passing a stop signal on and killing the whole tree, e.g. 500ms, 30s, 2m or plain seconds [default: 30s]";
+        "Time between passing a stop signal on and killing the whole tree, e.g. 500ms, 30s, 2m or plain seconds, at most 24h [default: 30s]";
     CGROUP_PARENT: "cgroup-parent", "DAMON_CGROUP_PARENT", None, "PATH",
         "cgroup under which damon creates its group [default: damon's own cgroup]";
     RESTRICTED_TOKEN: "restricted-token", "DAMON_RESTRICTED_TOKEN", None, "Y|N",
@@ -61,7 +70,7 @@ settings! {
     USER: "user", "DAMON_USER", None, "NAME|UID[:GID]",
         "Linux: run the child as this user, with its groups (needs root) [default: damon's own; nobody with --restricted-token as root]";
     ADDR: "addr", "DAMON_ADDR", Some("NOMAD_ADDR_damon"), "HOST:PORT",
-        "Serve Prometheus metrics on this address [default: no metrics server]";
+        "Serve Prometheus metrics on this address: HOST:PORT, [IPv6]:PORT or :PORT [default: no metrics server]";
     METRICS_ENDPOINT: "metrics-endpoint", "DAMON_METRICS_ENDPOINT", None, "PATH",
         "Path of the metrics endpoint [default: /metrics]";
     LOG_DIR: "log-dir", "DAMON_LOG_DIR", None, "DIR",
@@ -117,12 +126,13 @@ pub struct MemoryLimit {
     pub soft_mib: Option<u64>,
 }
 
+/// The parser keeps MiB x 2^20 within 64 bits; saturating keeps any other limit from wrapping.
 impl MemoryLimit {
     pub fn max_bytes(&self) -> u64 {
-        self.max_mib * BYTES_PER_MIB
+        self.max_mib.saturating_mul(BYTES_PER_MIB)
     }
     pub fn soft_bytes(&self) -> Option<u64> {
-        self.soft_mib.map(|mib| mib * BYTES_PER_MIB)
+        self.soft_mib.map(|mib| mib.saturating_mul(BYTES_PER_MIB))
     }
 }
 
@@ -156,7 +166,7 @@ impl Limits {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MetricsConfig {
-    pub addr: String,
+    pub addr: ListenAddr,
     pub endpoint: String,
 }
 
@@ -199,7 +209,7 @@ impl Config {
             ),
             (RESTRICTED_TOKEN.var, yes_no(self.restricted_token)),
             (USER.var, self.user.as_ref().map_or_else(|| "(unset)".to_string(), |u| u.spec.to_string())),
-            (ADDR.var, self.metrics.as_ref().map_or_else(|| "none".to_string(), |m| m.addr.clone())),
+            (ADDR.var, self.metrics.as_ref().map_or_else(|| "none".to_string(), |m| m.addr.to_string())),
             (
                 METRICS_ENDPOINT.var,
                 self.metrics.as_ref().map_or_else(|| DEFAULT_METRICS_ENDPOINT.to_string(), |m| m.endpoint.clone()),
@@ -213,6 +223,15 @@ impl Config {
 
 fn yes_no(b: bool) -> String {
     if b { "Y" } else { "N" }.to_string()
+}
+
+/// DAMON_USER and where it came from: the user database is read only when damon starts the
+/// child, and an error found then names the flag or variable, as a syntax error does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserSetting {
+    pub spec: UserSpec,
+    /// `--user` or `DAMON_USER`.
+    pub source: String,
 }
 
 /// A configuration error: exit 125, nothing started.
@@ -235,7 +254,7 @@ impl fmt::Display for ConfigError {
         match self {
             ConfigError::Usage(e) => write!(f, "{}", e.to_string().trim_end()),
             ConfigError::Invalid { source, value, expected } => {
-                write!(f, "invalid value {:?} for {}: {}", value, source, expected)
+                write!(f, "invalid value {} for {}: {}", quoted(value), source, expected)
             }
             ConfigError::InvalidLogged(error, _) => error.fmt(f),
         }
@@ -244,9 +263,21 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// A value as the error shows it: quoted, control characters escaped (the message stays one
+/// line), and a very long value cut short.
+fn quoted(value: &str) -> String {
+    const SHOWN_CHARS: usize = 100;
+    match value.char_indices().nth(SHOWN_CHARS) {
+        None => format!("{:?}", value),
+        Some((cut, _)) => format!("{:?}... ({} bytes in all)", &value[..cut], value.len()),
+    }
+}
+
 /// A raw value and where it came from.
 struct Raw {
+    /// Trimmed of surrounding white space; never empty.
     value: String,
+    /// The flag (`--memory-limit`) or variable (`DAMON_MEMORY_LIMIT`).
     source: String,
 }
 
@@ -255,52 +286,71 @@ impl Raw {
         ConfigError::Invalid { source: self.source.clone(), value: self.value.clone(), expected: expected.into() }
     }
 
-    fn parse_u64(&self, expected: &str) -> Result<u64, ConfigError> {
-        let trimmed = self.value.trim();
-        // u64's parser accepts a leading '+'; a limit written "+5" is more likely a typo.
-        if trimmed.is_empty() || !trimmed.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(self.invalid(expected));
-        }
-        trimmed.parse().map_err(|_| self.invalid(format!("{} (too large)", expected)))
+    /// Reads the value with one of the [`values`] parsers.
+    fn parse<T>(&self, parser: fn(&str) -> Result<T, String>) -> Result<T, ConfigError> {
+        parser(&self.value).map_err(|expected| self.invalid(expected))
     }
+}
 
-    fn parse_mib(&self) -> Result<u64, ConfigError> {
-        let expected = "a whole number of MiB";
-        let mib = self.parse_u64(expected)?;
-        // Limits are handed to the kernel in bytes: refuse what does not fit.
-        mib.checked_mul(BYTES_PER_MIB).ok_or_else(|| self.invalid(format!("{} (too large)", expected)))?;
-        Ok(mib)
-    }
-
-    fn parse_bool(&self) -> Result<bool, ConfigError> {
-        match self.value.trim().to_ascii_lowercase().as_str() {
-            "y" | "yes" | "true" | "1" => Ok(true),
-            "n" | "no" | "false" | "0" => Ok(false),
-            _ => Err(self.invalid("Y or N (also yes/no, true/false, 1/0)")),
-        }
-    }
-
-    fn parse_duration(&self) -> Result<Duration, ConfigError> {
-        let trimmed = self.value.trim();
-        let expected = "a duration such as 500ms, 30s or 2m, or plain seconds";
-        if !trimmed.is_empty() && trimmed.bytes().all(|b| b.is_ascii_digit()) {
-            return trimmed.parse().map(Duration::from_secs).map_err(|_| self.invalid(expected));
-        }
-        humantime::parse_duration(trimmed).map_err(|_| self.invalid(expected))
-    }
+/// Surrounding white space is a slip of quoting (or a template's newline); inside a value it
+/// is refused by each parser.
+fn trimmed(value: &str) -> &str {
+    value.trim_matches(|c: char| c.is_ascii_whitespace())
 }
 
 /// The environment, injectable for tests.
 pub trait Environment {
-    fn var(&self, name: &str) -> Option<String>;
+    fn var_os(&self, name: &str) -> Option<OsString>;
+
+    /// A variable that is set and not empty, lossily as text (for names and labels).
+    fn var(&self, name: &str) -> Option<String> {
+        self.var_os(name).map(|v| v.to_string_lossy().into_owned()).filter(|v| !v.is_empty())
+    }
 }
 
-/// The process environment. A value that is not UTF-8 is kept lossily and then fails to parse.
+/// The process environment.
 pub struct ProcessEnvironment;
 
 impl Environment for ProcessEnvironment {
-    fn var(&self, name: &str) -> Option<String> {
-        std::env::var_os(name).map(|v| v.to_string_lossy().into_owned())
+    fn var_os(&self, name: &str) -> Option<OsString> {
+        std::env::var_os(name)
+    }
+}
+
+/// Where settings come from: the parsed flags, then the environment.
+struct Sources<'a> {
+    matches: &'a ArgMatches,
+    env: &'a dyn Environment,
+}
+
+impl Sources<'_> {
+    /// The value of a setting and its source: the flag, else the first of its variables that
+    /// is set and not empty. Refuses a value that is not text, and an empty flag.
+    fn find(&self, s: &Setting) -> Result<Option<Raw>, ConfigError> {
+        let text = |value: &OsStr, source: String| match value.to_str() {
+            Some(text) => Ok(Raw { value: trimmed(text).to_string(), source }),
+            None => Err(ConfigError::Invalid {
+                source,
+                value: value.to_string_lossy().into_owned(),
+                expected: "text (the value is not valid UTF-8)".to_string(),
+            }),
+        };
+        if let Some(value) = self.matches.get_one::<OsString>(s.flag) {
+            let raw = text(value, format!("--{}", s.flag))?;
+            if raw.value.is_empty() {
+                return Err(raw.invalid(format!("a value (leave --{} out for the default)", s.flag)));
+            }
+            return Ok(Some(raw));
+        }
+        for var in [Some(s.var), s.nomad_var].iter().flatten() {
+            if let Some(value) = self.env.var_os(var) {
+                let raw = text(&value, var.to_string())?;
+                if !raw.value.is_empty() {
+                    return Ok(Some(raw));
+                }
+            }
+        }
+        Ok(None)
     }
 }
 
@@ -322,7 +372,16 @@ fn cli() -> Command {
             help.push_str(&format!(", then {}", nomad));
         }
         help.push(']');
-        cmd = cmd.arg(Arg::new(s.flag).long(s.flag).value_name(s.value_name).help(help).action(ArgAction::Set));
+        cmd = cmd.arg(
+            Arg::new(s.flag)
+                .long(s.flag)
+                .value_name(s.value_name)
+                .help(help)
+                .action(ArgAction::Set)
+                // "--memory-limit -1" is a bad value to name, not a flag "-1".
+                .allow_hyphen_values(true)
+                .value_parser(clap::value_parser!(OsString)),
+        );
     }
     cmd.arg(
         Arg::new(COMMAND_ARG)
@@ -339,15 +398,16 @@ pub fn parse(args: Vec<OsString>, env: &dyn Environment) -> Result<Invocation, C
         return Ok(Invocation::Version);
     }
     let matches = cli().try_get_matches_from(args).map_err(ConfigError::Usage)?;
-    let lookup = |s: &Setting| -> Option<Raw> {
-        if let Some(v) = matches.get_one::<String>(s.flag) {
-            return Some(Raw { value: v.clone(), source: format!("--{}", s.flag) });
+    let sources = Sources { matches: &matches, env };
+    // What holds for every setting (text, a flag not empty) is checked for all of them first,
+    // so that below a value is only read.
+    let mut invalid = None;
+    for s in SETTINGS {
+        if let Err(e) = sources.find(s) {
+            invalid = invalid.or(Some(e));
         }
-        [Some(s.var), s.nomad_var]
-            .iter()
-            .flatten()
-            .find_map(|var| env.var(var).map(|value| Raw { value, source: var.to_string() }))
-    };
+    }
+    let lookup = |s: &Setting| -> Option<Raw> { sources.find(s).ok().flatten() };
     let command: Vec<OsString> =
         matches.get_many::<OsString>(COMMAND_ARG).map(|v| v.cloned().collect()).unwrap_or_default();
     let check = matches.get_flag(CHECK_FLAG);
@@ -356,8 +416,11 @@ pub fn parse(args: Vec<OsString>, env: &dyn Environment) -> Result<Invocation, C
             cli().error(clap::error::ErrorKind::MissingRequiredArgument, "a COMMAND to run is required"),
         ));
     }
-    let config = build(command, &lookup, env)
-        .map_err(|e| ConfigError::InvalidLogged(Box::new(e), log_settings_for_error(&lookup, env)))?;
+    let config = match invalid {
+        Some(e) => Err(e),
+        None => build(command, &lookup, env),
+    }
+    .map_err(|e| ConfigError::InvalidLogged(Box::new(e), LogValues::read(&lookup).or_defaults(env)))?;
     Ok(if check { Invocation::Check(config) } else { Invocation::Run(config) })
 }
 
@@ -366,14 +429,12 @@ fn build(
     lookup: &dyn Fn(&Setting) -> Option<Raw>,
     env: &dyn Environment,
 ) -> Result<Config, ConfigError> {
-    let bool_or = |s: &Setting, default: bool| lookup(s).map_or(Ok(default), |r| r.parse_bool());
-    let mib = |s: &Setting| lookup(s).map(|r| r.parse_mib()).transpose();
-    let nonempty = |s: &Setting| lookup(s).map(|r| r.value).filter(|v| !v.trim().is_empty());
+    let bool_or = |s: &Setting, default: bool| read(lookup, s, values::boolean).map(|b| b.unwrap_or(default));
 
     let enforce_cpu = bool_or(&ENFORCE_CPU_LIMIT, true)?;
     let cpu = match lookup(&CPU_LIMIT) {
         None => None,
-        Some(raw) => match raw.parse_u64("a whole number of MHz")? {
+        Some(raw) => match raw.parse(values::cpu_mhz)? {
             0 => None,
             mhz if enforce_cpu && mhz < MIN_ENFORCED_CPU_MHZ => {
                 return Err(raw.invalid(format!(
@@ -385,8 +446,8 @@ fn build(
         },
     };
 
-    let limit_mib = mib(&MEMORY_LIMIT)?.filter(|&m| m > 0);
-    let max_limit_mib = mib(&MEMORY_MAX_LIMIT)?.filter(|&m| m > 0);
+    let limit_mib = read(lookup, &MEMORY_LIMIT, values::memory_mib)?.filter(|&m| m > 0);
+    let max_limit_mib = read(lookup, &MEMORY_MAX_LIMIT, values::memory_mib)?.filter(|&m| m > 0);
     let memory = match (limit_mib, max_limit_mib) {
         (Some(limit), Some(max)) if max > limit => Some(MemoryLimit { max_mib: max, soft_mib: Some(limit) }),
         (Some(limit), _) => Some(MemoryLimit { max_mib: limit, soft_mib: None }),
@@ -394,33 +455,16 @@ fn build(
         (None, None) => None,
     };
 
-    let process_limit = match lookup(&PROCESS_LIMIT) {
-        None => None,
-        Some(raw) => match raw.parse_u64("a whole number of processes, at least 1")? {
-            0 => return Err(raw.invalid("a whole number of processes, at least 1")),
-            n => Some(n),
-        },
-    };
+    let process_limit = read(lookup, &PROCESS_LIMIT, values::process_limit)?;
+    let kill_timeout = read(lookup, &KILL_TIMEOUT, values::kill_timeout)?.unwrap_or(DEFAULT_KILL_TIMEOUT);
+    let cgroup_parent = read(lookup, &CGROUP_PARENT, values::cgroup_path)?;
 
-    let kill_timeout = lookup(&KILL_TIMEOUT).map_or(Ok(DEFAULT_KILL_TIMEOUT), |r| r.parse_duration())?;
+    // The endpoint is checked even without an address: a bad value never passes silently.
+    let endpoint = read(lookup, &METRICS_ENDPOINT, values::endpoint)?;
+    let metrics = read(lookup, &ADDR, values::listen_addr)?
+        .map(|addr| MetricsConfig { addr, endpoint: endpoint.unwrap_or_else(|| DEFAULT_METRICS_ENDPOINT.to_string()) });
 
-    let cgroup_parent = match lookup(&CGROUP_PARENT) {
-        None => None,
-        Some(raw) => Some(cgroup_path(&raw)?),
-    };
-
-    let metrics = nonempty(&ADDR).map(|addr| MetricsConfig {
-        addr: addr.trim().to_string(),
-        endpoint: nonempty(&METRICS_ENDPOINT).unwrap_or_else(|| DEFAULT_METRICS_ENDPOINT.to_string()),
-    });
-    if let Some(m) = &metrics {
-        if !m.endpoint.starts_with('/') {
-            let raw = lookup(&METRICS_ENDPOINT).expect("endpoint came from a setting");
-            return Err(raw.invalid("a path starting with /"));
-        }
-    }
-
-    let log = log_settings(lookup, env)?;
+    let log = LogValues::read(lookup).settings(env)?;
 
     Ok(Config {
         command,
@@ -434,145 +478,89 @@ fn build(
         kill_timeout,
         cgroup_parent,
         restricted_token: bool_or(&RESTRICTED_TOKEN, false)?,
-        user: lookup(&USER).map(|raw| user_setting(&raw)).transpose()?,
+        user: lookup(&USER)
+            .map(|raw| raw.parse(values::user).map(|spec| UserSetting { spec, source: raw.source.clone() }))
+            .transpose()?,
         metrics,
         log,
-        alloc_id: env.var("NOMAD_ALLOC_ID").filter(|v| !v.is_empty()),
-        task_name: env.var("NOMAD_TASK_NAME").filter(|v| !v.is_empty()),
+        alloc_id: env.var("NOMAD_ALLOC_ID"),
+        task_name: env.var("NOMAD_TASK_NAME"),
     })
+}
+
+/// A setting's value read with one of the [`values`] parsers, if it is set.
+fn read<T>(
+    lookup: &dyn Fn(&Setting) -> Option<Raw>,
+    s: &Setting,
+    parser: fn(&str) -> Result<T, String>,
+) -> Result<Option<T>, ConfigError> {
+    lookup(s).map(|r| r.parse(parser)).transpose()
+}
+
+/// The log's settings, each read on its own: a configuration error is reported in the log
+/// its valid settings describe.
+struct LogValues {
+    dir: Result<Option<PathBuf>, ConfigError>,
+    name: Result<Option<String>, ConfigError>,
+    suffix: Result<Option<String>, ConfigError>,
+    max_size_mib: Result<Option<u64>, ConfigError>,
+    max_files: Result<Option<usize>, ConfigError>,
+}
+
+impl LogValues {
+    fn read(lookup: &dyn Fn(&Setting) -> Option<Raw>) -> LogValues {
+        LogValues {
+            dir: read(lookup, &LOG_DIR, values::log_dir),
+            name: read(lookup, &LOG_NAME, values::log_name),
+            suffix: read(lookup, &NOMAD_LOG_SUFFIX, values::log_suffix),
+            max_size_mib: read(lookup, &LOG_MAX_SIZE, values::log_size_mib),
+            max_files: read(lookup, &LOG_MAX_FILES, values::log_files),
+        }
+    }
+
+    /// The settings, or the first invalid value.
+    fn settings(self, env: &dyn Environment) -> Result<LogSettings, ConfigError> {
+        Ok(log_settings(self.dir?, self.name?, self.suffix?, self.max_size_mib?, self.max_files?, env))
+    }
+
+    /// The settings, with the default in place of each invalid value.
+    fn or_defaults(self, env: &dyn Environment) -> LogSettings {
+        log_settings(
+            self.dir.unwrap_or(None),
+            self.name.unwrap_or(None),
+            self.suffix.unwrap_or(None),
+            self.max_size_mib.unwrap_or(None),
+            self.max_files.unwrap_or(None),
+            env,
+        )
+    }
 }
 
 /// Where and how damon logs: the original's placement rules.
-fn log_settings(lookup: &dyn Fn(&Setting) -> Option<Raw>, env: &dyn Environment) -> Result<LogSettings, ConfigError> {
-    let nonempty = |s: &Setting| lookup(s).map(|r| r.value).filter(|v| !v.trim().is_empty());
-    let task_name = env.var("NOMAD_TASK_NAME").filter(|v| !v.is_empty());
-    let log_dir = nonempty(&LOG_DIR).map(PathBuf::from).unwrap_or_else(|| {
-        env.var("NOMAD_ALLOC_DIR")
-            .filter(|v| !v.is_empty())
-            .map(|alloc| Path::new(&alloc).join("logs"))
-            .unwrap_or_else(|| std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")))
+fn log_settings(
+    dir: Option<PathBuf>,
+    name: Option<String>,
+    suffix: Option<String>,
+    max_size_mib: Option<u64>,
+    max_files: Option<usize>,
+    env: &dyn Environment,
+) -> LogSettings {
+    let dir = dir.unwrap_or_else(|| match env.var("NOMAD_ALLOC_DIR") {
+        Some(alloc) => Path::new(&alloc).join("logs"),
+        None => std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
     });
-    let log_name = nonempty(&LOG_NAME).unwrap_or_else(|| match &task_name {
-        Some(task) => {
-            format!("{}{}", task, lookup(&NOMAD_LOG_SUFFIX).map_or_else(|| DEFAULT_LOG_SUFFIX.to_string(), |r| r.value))
-        }
+    let name = name.unwrap_or_else(|| match env.var("NOMAD_TASK_NAME") {
+        Some(task) => format!("{}{}", task, suffix.as_deref().unwrap_or(DEFAULT_LOG_SUFFIX)),
         None => "damon.log".to_string(),
     });
-    let log_max_size_mib = match lookup(&LOG_MAX_SIZE) {
-        None => DEFAULT_LOG_MAX_SIZE_MIB,
-        Some(raw) => match raw.parse_mib()? {
-            0 => return Err(raw.invalid("a whole number of MiB, at least 1")),
-            n => n,
-        },
-    };
-    let log_max_files = match lookup(&LOG_MAX_FILES) {
-        None => DEFAULT_LOG_MAX_FILES,
-        Some(raw) => {
-            let n = raw.parse_u64("a whole number of files")?;
-            usize::try_from(n).map_err(|_| raw.invalid("a whole number of files (too large)"))?
-        }
-    };
-    let labels = NOMAD_LABELS
-        .iter()
-        .filter_map(|(label, var)| env.var(var).filter(|v| !v.is_empty()).map(|v| (*label, v)))
-        .collect();
-    Ok(LogSettings {
-        path: log_dir.join(log_name),
-        max_size_bytes: log_max_size_mib * BYTES_PER_MIB,
-        max_files: log_max_files,
+    let labels = NOMAD_LABELS.iter().filter_map(|(label, var)| env.var(var).map(|v| (*label, v))).collect();
+    LogSettings {
+        path: dir.join(name),
+        // The parser keeps the size within 64 bits in bytes.
+        max_size_bytes: max_size_mib.unwrap_or(DEFAULT_LOG_MAX_SIZE_MIB).saturating_mul(BYTES_PER_MIB),
+        max_files: max_files.unwrap_or(DEFAULT_LOG_MAX_FILES),
         labels,
-    })
-}
-
-/// The log to report a configuration error in: the configured one where its own settings
-/// are valid, else the default placement.
-fn log_settings_for_error(lookup: &dyn Fn(&Setting) -> Option<Raw>, env: &dyn Environment) -> LogSettings {
-    log_settings(lookup, env).unwrap_or_else(|_| {
-        log_settings(
-            &|s: &Setting| if s.flag == LOG_MAX_SIZE.flag || s.flag == LOG_MAX_FILES.flag { None } else { lookup(s) },
-            env,
-        )
-        .expect("only the size settings can be invalid")
-    })
-}
-
-/// A user as DAMON_USER names it: a name, or numeric ids (which need no entry in the user
-/// database when the group is given too).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum UserSpec {
-    Name(String),
-    Id { uid: u32, gid: Option<u32> },
-}
-
-impl fmt::Display for UserSpec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            UserSpec::Name(name) => f.write_str(name),
-            UserSpec::Id { uid, gid: None } => write!(f, "{}", uid),
-            UserSpec::Id { uid, gid: Some(gid) } => write!(f, "{}:{}", uid, gid),
-        }
     }
-}
-
-/// DAMON_USER and where it came from: the user database is read only when damon starts the
-/// child, and an error found then names the flag or variable, as a syntax error does.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UserSetting {
-    pub spec: UserSpec,
-    /// `--user` or `DAMON_USER`.
-    pub source: String,
-}
-
-fn user_setting(raw: &Raw) -> Result<UserSetting, ConfigError> {
-    let expected = "a user name, or a uid with an optional gid (uid[:gid]), such as nobody or 1000:1000";
-    let value = raw.value.trim();
-    let id = |digits: &str| -> Result<u32, ConfigError> {
-        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(raw.invalid(expected));
-        }
-        // (uid_t)-1 means "leave unchanged" to setresuid(2): it is no one's id.
-        match digits.parse::<u32>() {
-            Ok(id) if id != u32::MAX => Ok(id),
-            _ => Err(raw.invalid(format!("{} (an id is at most {})", expected, u32::MAX - 1))),
-        }
-    };
-    let spec = match value.split_once(':') {
-        Some((uid, gid)) => UserSpec::Id { uid: id(uid)?, gid: Some(id(gid)?) },
-        None if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) => {
-            UserSpec::Id { uid: id(value)?, gid: None }
-        }
-        None if is_user_name(value) => UserSpec::Name(value.to_string()),
-        None => return Err(raw.invalid(expected)),
-    };
-    Ok(UserSetting { spec, source: raw.source.clone() })
-}
-
-/// The portable user name characters (POSIX), `@` (directory users) and a trailing `$`
-/// (Samba machine accounts); a leading `-` would read as an option to other tools.
-fn is_user_name(name: &str) -> bool {
-    let body = name.strip_suffix('$').unwrap_or(name);
-    !body.is_empty()
-        && !body.starts_with('-')
-        && body.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-' | b'@'))
-}
-
-/// A cgroup path relative to the hierarchy's root; `..` could escape the hierarchy.
-fn cgroup_path(raw: &Raw) -> Result<PathBuf, ConfigError> {
-    let path = Path::new(raw.value.trim());
-    let mut clean = PathBuf::from("/");
-    for component in path.components() {
-        match component {
-            Component::RootDir | Component::CurDir => {}
-            Component::Normal(part) => clean.push(part),
-            Component::ParentDir | Component::Prefix(_) => {
-                return Err(raw.invalid("a cgroup path such as /nomad.slice/damon, without .."))
-            }
-        }
-    }
-    if raw.value.trim().is_empty() {
-        return Err(raw.invalid("a cgroup path such as /nomad.slice/damon"));
-    }
-    Ok(clean)
 }
 
 #[cfg(test)]
@@ -580,16 +568,17 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    struct FakeEnv(HashMap<String, String>);
+    /// An environment for a test: the variables given, nothing else.
+    pub(super) struct FakeEnv(pub(super) HashMap<String, OsString>);
     impl Environment for FakeEnv {
-        fn var(&self, name: &str) -> Option<String> {
+        fn var_os(&self, name: &str) -> Option<OsString> {
             self.0.get(name).cloned()
         }
     }
 
     fn parse_with(args: &[&str], env: &[(&str, &str)]) -> Result<Invocation, ConfigError> {
         let args = std::iter::once("damon").chain(args.iter().copied()).map(OsString::from).collect();
-        parse(args, &FakeEnv(env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()))
+        parse(args, &FakeEnv(env.iter().map(|(k, v)| (k.to_string(), OsString::from(v))).collect()))
     }
 
     fn config(args: &[&str], env: &[(&str, &str)]) -> Config {
@@ -646,8 +635,8 @@ mod tests {
         let cases: &[Case] = &[
             (&["x"], &[("DAMON_MEMORY_LIMIT", "lots")], "\"lots\" for DAMON_MEMORY_LIMIT"),
             (&["x"], &[("NOMAD_MEMORY_LIMIT", "-1")], "\"-1\" for NOMAD_MEMORY_LIMIT"),
-            (&["x"], &[("DAMON_MEMORY_LIMIT", "99999999999999999999")], "too large"),
-            (&["x"], &[("DAMON_MEMORY_LIMIT", "18446744073709551")], "too large"),
+            (&["x"], &[("DAMON_MEMORY_LIMIT", "99999999999999999999")], "from 0 to 17592186044415"),
+            (&["x"], &[("DAMON_MEMORY_LIMIT", "18446744073709551")], "from 0 to 17592186044415"),
             (
                 &["--cpu-limit", "50", "x"],
                 &[],
@@ -724,8 +713,6 @@ mod tests {
     #[test]
     fn malformed_users_are_refused() {
         for bad in [
-            "",
-            " ",
             "a b",
             "-x",
             "x:",
@@ -753,5 +740,284 @@ mod tests {
     fn check_needs_no_command() {
         assert!(matches!(parse_with(&["--check"], &[]), Ok(Invocation::Check(_))));
         assert!(parse_with(&["--memory-limit", "5"], &[]).is_err());
+    }
+
+    /// Bad values by class for a setting. Classes that do not apply to a setting are absent
+    /// (a log directory named "-1" or "NaN" is a directory); `accepted` lists some of those.
+    pub(super) fn bad_values(s: &Setting) -> Vec<(&'static str, String)> {
+        let mut bad: Vec<(&str, &str)> = vec![("empty", ""), ("empty", "  ")];
+        let number = [
+            ("garbage", "lots"),
+            ("garbage", "12abc"),
+            ("garbage", "0x10"),
+            ("garbage", "1e3"),
+            ("garbage", "1.5"),
+            ("garbage", "+5"),
+            ("negative", "-1"),
+            ("overflow", "18446744073709551616"),
+            ("overflow", "99999999999999999999999"),
+            ("NaN", "NaN"),
+            ("NaN", "inf"),
+            ("non-ASCII digits", "٣"),
+            ("non-ASCII digits", "５１２"),
+            ("non-ASCII digits", "৫"),
+            ("white space", "1 0"),
+            ("white space", "5\t0"),
+            ("white space", "1\n0"),
+        ];
+        let boolean = [
+            ("garbage", "maybe"),
+            ("garbage", "yess"),
+            ("negative", "-1"),
+            ("overflow", "99999999999999999999"),
+            ("overflow", "2"),
+            ("NaN", "NaN"),
+            ("non-ASCII digits", "١"),
+            ("non-ASCII digits", "１"),
+            ("white space", "y es"),
+            ("white space", "1\t0"),
+        ];
+        match s.flag {
+            "cpu-limit" => {
+                bad.extend(number);
+                // x 10^6 Hz no longer fits in 64 bits; below the enforced minimum.
+                bad.extend([("product overflow", "18446744073710"), ("range", "50")]);
+            }
+            "memory-limit" | "memory-max-limit" | "log-max-size" => {
+                bad.extend(number);
+                bad.push(("product overflow", "17592186044416")); // x 2^20 bytes
+            }
+            "process-limit" => {
+                bad.extend(number);
+                bad.extend([("range", "0"), ("overflow", "4194305")]);
+            }
+            "log-max-files" => bad.extend(number),
+            "enforce-cpu-limit" | "enforce-memory-limit" | "restricted-token" => bad.extend(boolean),
+            "kill-timeout" => bad.extend([
+                ("garbage", "soon"),
+                ("garbage", "30 parsecs"),
+                ("garbage", "1e3s"),
+                ("negative", "-3s"),
+                ("negative", "-1"),
+                ("overflow", "99999999999999999999"),
+                ("overflow", "18446744073709551616s"),
+                ("product overflow", "25h"),
+                ("product overflow", "1y"),
+                ("product overflow", "86401"),
+                ("NaN", "NaN"),
+                ("NaN", "NaNs"),
+                ("NaN", "inf"),
+                ("non-ASCII digits", "٣s"),
+                ("non-ASCII digits", "３０"),
+                ("white space", "3 0"),
+                ("white space", "5\t0s"),
+                ("white space", "5 s"),
+            ]),
+            "addr" => bad.extend([
+                ("garbage", "localhost"),
+                ("garbage", "not an address"),
+                ("garbage", "1.2.3.4:"),
+                ("garbage", ":notaport"),
+                ("garbage", "[::1"),
+                ("garbage", "[::1]"),
+                ("garbage", "::1:80"),
+                ("garbage", "*:80"),
+                ("garbage", "1.2.3:80"),
+                ("negative", "127.0.0.1:-1"),
+                ("overflow", "host:99999"),
+                ("overflow", "127.0.0.1:65536"),
+                ("overflow", "256.0.0.1:80"),
+                ("overflow", "127.0.0.1:18446744073709551616"),
+                ("NaN", "NaN"),
+                ("NaN", "127.0.0.1:NaN"),
+                ("non-ASCII digits", "127.0.0.1:٨٠"),
+                ("non-ASCII digits", "127.0.0.1:８０"),
+                ("white space", "127.0.0.1: 80"),
+                ("white space", "local host:80"),
+                ("white space", "127.0.0.1:9\t0"),
+            ]),
+            "metrics-endpoint" => bad.extend([
+                ("garbage", "metrics"),
+                ("garbage", "/m?x=1"),
+                ("garbage", "/m#x"),
+                ("garbage", "/m\u{1}"),
+                ("negative", "-1"),
+                ("NaN", "NaN"),
+                ("non-ASCII digits", "/٣"),
+                ("non-ASCII", "/métriques"),
+                ("white space", "/met rics"),
+                ("white space", "/a\tb"),
+            ]),
+            "cgroup-parent" => {
+                bad.extend([("garbage", "/a/../b"), ("garbage", ".."), ("garbage", "a\u{1}b"), ("garbage", "a\nb")])
+            }
+            "log-dir" => bad.extend([("garbage", "/tmp/a\u{1}b"), ("garbage", "a\nb")]),
+            "log-name" => bad.extend([
+                ("garbage", "."),
+                ("garbage", ".."),
+                ("garbage", "a/b"),
+                ("garbage", "/"),
+                ("garbage", "a\\b"),
+                ("garbage", "a\nb"),
+            ]),
+            "nomad-log-suffix" => bad.extend([("garbage", "/x"), ("garbage", "\\x"), ("garbage", "a\nb")]),
+            "user" => bad.extend([
+                ("garbage", "-x"),
+                ("garbage", "x:"),
+                ("garbage", "1:2:3"),
+                ("garbage", "a/b"),
+                ("negative", "-1"),
+                ("overflow", "4294967295"),
+                ("overflow", "99999999999"),
+                ("non-ASCII digits", "\u{661}"),
+                ("non-ASCII", "caf\u{e9}"),
+                ("white space", "a b"),
+            ]),
+            other => panic!("no bad values for --{}: add them here and in tests/bad_input.rs", other),
+        }
+        let mut bad: Vec<(&str, String)> = bad.into_iter().map(|(class, value)| (class, value.to_string())).collect();
+        if ["cgroup-parent", "log-name", "nomad-log-suffix"].contains(&s.flag) {
+            // One byte more than a file or cgroup name may have.
+            bad.push(("overflow", "x".repeat(256)));
+        }
+        bad
+    }
+
+    /// Values that look odd but mean something for a setting, and what they become.
+    pub(super) fn accepted(s: &Setting) -> Vec<&'static str> {
+        match s.flag {
+            "cpu-limit" => vec!["0", " 500 ", "0100", "18446744073709"],
+            "memory-limit" | "memory-max-limit" => vec!["0", "\t512\n", "17592186044415"],
+            "log-max-size" => vec!["1", "17592186044415"],
+            "process-limit" => vec!["1", "4194304"],
+            "log-max-files" => vec!["0", "18446744073709551615"],
+            "enforce-cpu-limit" | "enforce-memory-limit" | "restricted-token" => vec![" YES ", "n", "True", "0"],
+            "kill-timeout" => vec!["0", "24h", "1m 30s", "1.5s", "86400"],
+            "addr" => vec![":9000", "[::1]:0", "localhost:9000", "my-host.example.:80", "10.0.0.1:65535"],
+            "metrics-endpoint" => vec!["/", "/a/b%20c", "/-1"],
+            "cgroup-parent" => vec!["/", "-1", "NaN", "٣", "a b", "nomad.slice/./x//"],
+            "log-dir" => vec!["-1", "NaN", "/tmp/a b", "٣"],
+            "log-name" => vec!["-1", "NaN", "a b.log", "٣.log", "..log"],
+            "nomad-log-suffix" => vec![".log", "-1", ".٣"],
+            "user" => vec!["nobody", " 1000:1000 ", "host$", "NaN"],
+            other => panic!("no accepted values for --{}", other),
+        }
+    }
+
+    /// Every source of a setting: its flag, its variable and its Nomad variable.
+    fn sources(s: &Setting) -> Vec<String> {
+        let mut sources = vec![format!("--{}", s.flag), s.var.to_string()];
+        sources.extend(s.nomad_var.map(str::to_string));
+        sources
+    }
+
+    /// The outcome of a setting given `value` through `source`, with a command.
+    fn parse_one(source: &str, value: &str) -> Result<Invocation, ConfigError> {
+        if source.starts_with("--") {
+            parse_with(&[source, value, "--", "x"], &[])
+        } else {
+            parse_with(&["x"], &[(source, value)])
+        }
+    }
+
+    #[test]
+    fn every_setting_refuses_every_class_of_bad_value_naming_source_and_value() {
+        let mut cases = 0;
+        for s in SETTINGS {
+            for source in sources(s) {
+                for (class, value) in bad_values(s) {
+                    if class == "empty" && !source.starts_with("--") {
+                        continue; // an empty variable is unset: see the test below
+                    }
+                    cases += 1;
+                    let what = format!("{} {:?} ({})", source, value, class);
+                    match parse_one(&source, &value) {
+                        Err(ConfigError::InvalidLogged(e, _)) => {
+                            let message = e.to_string();
+                            let shown = quoted(trimmed(&value));
+                            assert!(
+                                message.starts_with(&format!("invalid value {} for {}: ", shown, source)),
+                                "{}: {}",
+                                what,
+                                message
+                            );
+                            assert!(!message.contains('\n'), "{}: not one line: {}", what, message);
+                        }
+                        other => panic!("{}: expected a refusal, got {:?}", what, other),
+                    }
+                }
+            }
+        }
+        eprintln!("bad input (unit): {} cases", cases);
+        assert!(cases > 400, "{}", cases);
+    }
+
+    #[test]
+    fn odd_but_meaningful_values_are_accepted() {
+        for s in SETTINGS {
+            for source in sources(s) {
+                for value in accepted(s) {
+                    let result = parse_one(&source, value);
+                    assert!(
+                        matches!(result, Ok(Invocation::Run(_))),
+                        "{} {:?}: expected it accepted, got {:?}",
+                        source,
+                        value,
+                        result
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn an_empty_variable_is_unset_and_the_next_source_applies() {
+        for s in SETTINGS {
+            for empty in ["", " ", "\t\n"] {
+                let unset = format!("{:?}", config(&["x"], &[]));
+                assert_eq!(format!("{:?}", config(&["x"], &[(s.var, empty)])), unset, "{}={:?}", s.var, empty);
+            }
+        }
+        let env = [("DAMON_MEMORY_LIMIT", ""), ("NOMAD_MEMORY_LIMIT", "128")];
+        assert_eq!(config(&["x"], &env).limits.memory.unwrap().max_mib, 128);
+        let env = [("DAMON_ADDR", " "), ("NOMAD_ADDR_damon", "127.0.0.1:9000")];
+        assert_eq!(config(&["x"], &env).metrics.unwrap().addr.to_string(), "127.0.0.1:9000");
+        assert!(config(&["x"], &[("DAMON_NOMAD_LOG_SUFFIX", ""), ("NOMAD_TASK_NAME", "web")])
+            .log
+            .path
+            .ends_with("web.damon.log"));
+    }
+
+    #[test]
+    fn the_first_bad_value_is_reported_in_the_log_its_valid_settings_describe() {
+        let env = [("DAMON_LOG_DIR", "/var/log/d"), ("DAMON_LOG_NAME", "a/b"), ("DAMON_MEMORY_LIMIT", "lots")];
+        match parse_with(&["x"], &env) {
+            Err(ConfigError::InvalidLogged(e, log)) => {
+                assert!(e.to_string().contains("DAMON_MEMORY_LIMIT"), "{}", e);
+                assert_eq!(log.path, Path::new("/var/log/d/damon.log"));
+            }
+            other => panic!("{:?}", other),
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_value_that_is_not_utf8_is_refused() {
+        use std::os::unix::ffi::OsStringExt;
+        let not_utf8 = OsString::from_vec(vec![b'5', 0xff]);
+        let env = FakeEnv([("DAMON_LOG_DIR".to_string(), not_utf8.clone())].into_iter().collect());
+        let message = parse(vec!["damon".into(), "x".into()], &env).unwrap_err().to_string();
+        assert!(message.contains("DAMON_LOG_DIR") && message.contains("not valid UTF-8"), "{}", message);
+        let args = vec!["damon".into(), "--memory-limit".into(), not_utf8, "x".into()];
+        let message = parse(args, &FakeEnv(HashMap::new())).unwrap_err().to_string();
+        assert!(message.contains("--memory-limit") && message.contains("not valid UTF-8"), "{}", message);
+    }
+
+    #[test]
+    fn a_very_long_value_is_shown_cut_short_on_one_line() {
+        let long = "٣".repeat(100_000);
+        let message = error(&["x"], &[("DAMON_MEMORY_LIMIT", &long)]);
+        assert!(message.contains("... (200000 bytes in all) for DAMON_MEMORY_LIMIT"), "{}", message);
+        assert!(message.len() < 600, "{}", message.len());
     }
 }

@@ -1,5 +1,6 @@
 //! The real Windows damon.exe, run under Wine on this Linux host: exit codes, the tree in the
-//! Job Object, stopping, killing damon.exe, limits Windows accepts or refuses, the log.
+//! Job Object, stopping, killing damon.exe, limits Windows accepts or refuses, the log, and
+//! bad values of every setting (the matrix of tests/common/bad_values.rs).
 //!
 //! These tests need the Windows build and Wine, so plain `cargo test` skips them (ignored);
 //! `scripts/windows-test` builds damon.exe and workload.exe and runs them with
@@ -12,6 +13,8 @@
 
 #![cfg(target_os = "linux")]
 
+#[path = "common/bad_values.rs"]
+mod bad_values;
 mod common;
 
 use common::{alive, read_pid, signal, wait_for, Run, TestDir};
@@ -268,15 +271,46 @@ fn the_restricted_token_path_runs_the_child() {
     run(cmd, &dir).assert_code(5);
 }
 
+/// One bad value of each class for every setting (the same configuration module as on
+/// Linux): through the variable and the Nomad variable, and an empty and a bad flag. Each one
+/// exits 125 with the source and the value on stderr, and the command never runs (it would
+/// print the environment).
 #[test]
 #[ignore = "needs the Windows build and Wine: scripts/windows-test"]
-fn a_bad_value_names_itself_and_exits_125() {
+fn a_bad_value_of_any_setting_names_itself_exits_125_and_starts_nothing() {
     let dir = TestDir::new("wine-bad");
-    let mut cmd = damon(&dir);
-    cmd.env("DAMON_MEMORY_LIMIT", "lots").args([workload_exe(), "exit".to_string(), "0".to_string()]);
-    let run = run(cmd, &dir);
-    run.assert_code(125);
-    assert!(run.stderr.contains("DAMON_MEMORY_LIMIT") && run.stderr.contains("lots"), "{}", run.explain());
+    let mut cases = 0;
+    for (flag, var, nomad, kind) in bad_values::SETTINGS {
+        let bad = bad_values::bad_values(*kind);
+        // An empty flag, and the first other bad value as a flag (an empty variable is unset).
+        let mut attempts: Vec<(&str, String)> = vec![(flag, String::new())];
+        attempts.extend(bad.iter().find(|(class, _)| *class != "empty").map(|(_, value)| (*flag, value.clone())));
+        // The first value of each class through the variables.
+        let mut classes = vec!["empty"];
+        for (class, value) in &bad {
+            if !classes.contains(class) {
+                classes.push(class);
+                attempts.extend([Some(*var), *nomad].iter().flatten().map(|v| (*v, value.clone())));
+            }
+        }
+        for (source, value) in attempts {
+            let mut cmd = damon(&dir);
+            if source.starts_with("--") {
+                cmd.arg(source).arg(&value).arg("--");
+            } else {
+                cmd.env(source, &value);
+            }
+            cmd.args([workload_exe(), "env".to_string()]);
+            let run = run(cmd, &dir);
+            let what = format!("{} {:?}", source, value);
+            assert_eq!(run.code(), 125, "{}\n{}", what, run.explain());
+            assert!(run.stdout.is_empty(), "{}: the command ran\n{}", what, run.explain());
+            let needle = format!("damon: invalid value {} for {}: ", bad_values::shown(&value), source);
+            assert!(run.stderr.lines().any(|l| l.starts_with(&needle)), "{}: {:?}\n{}", what, needle, run.explain());
+            cases += 1;
+        }
+    }
+    eprintln!("bad input under Wine: {} cases", cases);
 }
 
 #[test]

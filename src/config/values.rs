@@ -1,0 +1,393 @@
+//! The syntax of one setting's value: numbers, booleans, durations, addresses and paths.
+//!
+//! Each parser takes the value as written (already trimmed of surrounding white space and
+//! known not to be empty) and returns what it means, or what would have been accepted; the
+//! caller adds the variable or flag and the value. Every rule here is the same on Linux and
+//! Windows, so a job spec is accepted or refused alike on both.
+//!
+//! The bounds keep every product downstream within 64 bits: CPU MHz x 10^6 (the CPU limit in
+//! hertz of the metrics), MiB x 2^20 (limits and the log size in bytes), and the kill timeout
+//! added to a clock reading.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+const BYTES_PER_MIB: u64 = 1 << 20;
+const HZ_PER_MHZ: u64 = 1_000_000;
+/// The largest CPU limit whose value in hertz fits in 64 bits.
+pub const MAX_CPU_MHZ: u64 = u64::MAX / HZ_PER_MHZ;
+/// The largest size in MiB whose value in bytes fits in 64 bits.
+pub const MAX_MIB: u64 = u64::MAX / BYTES_PER_MIB;
+/// Linux's PID_MAX_LIMIT: no system holds more processes, and pids.max refuses more.
+pub const MAX_PROCESSES: u64 = 1 << 22;
+/// A kill timeout longer than a day is a slip (30d for 30s), and keeps deadlines far from
+/// the clock's range.
+pub const MAX_KILL_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
+/// The longest file or cgroup name Linux accepts (NAME_MAX).
+const MAX_NAME_BYTES: usize = 255;
+
+/// A whole decimal number of `unit` from `min` to `max`. Only the ASCII digits 0-9: a sign,
+/// a fraction, an exponent, a hexadecimal prefix, other scripts' digits ("٣", "５") and
+/// white space inside the number are refused rather than guessed at.
+pub fn whole_number(text: &str, unit: &str, min: u64, max: u64) -> Result<u64, String> {
+    let expected = || {
+        if max == u64::MAX {
+            format!("a whole number of {}, at least {}", unit, min)
+        } else {
+            format!("a whole number of {} from {} to {}", unit, min, max)
+        }
+    };
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("{} (digits 0-9 only)", expected()));
+    }
+    match text.parse::<u64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(expected()),
+    }
+}
+
+/// A CPU limit in MHz; 0 means none.
+pub fn cpu_mhz(text: &str) -> Result<u64, String> {
+    whole_number(text, "MHz", 0, MAX_CPU_MHZ)
+}
+
+/// A memory limit in MiB; 0 means none.
+pub fn memory_mib(text: &str) -> Result<u64, String> {
+    whole_number(text, "MiB", 0, MAX_MIB)
+}
+
+pub fn process_limit(text: &str) -> Result<u64, String> {
+    whole_number(text, "processes", 1, MAX_PROCESSES)
+}
+
+pub fn log_size_mib(text: &str) -> Result<u64, String> {
+    whole_number(text, "MiB", 1, MAX_MIB)
+}
+
+pub fn log_files(text: &str) -> Result<usize, String> {
+    let max = u64::try_from(usize::MAX).unwrap_or(u64::MAX);
+    whole_number(text, "files", 0, max).map(|n| usize::try_from(n).unwrap_or(usize::MAX))
+}
+
+/// The original's booleans: y, yes, true, 1 and n, no, false, 0, in any case.
+pub fn boolean(text: &str) -> Result<bool, String> {
+    match text.to_ascii_lowercase().as_str() {
+        "y" | "yes" | "true" | "1" => Ok(true),
+        "n" | "no" | "false" | "0" => Ok(false),
+        _ => Err("Y or N (also yes/no, true/false, 1/0)".to_string()),
+    }
+}
+
+/// Plain seconds ("30") or a duration such as "500ms", "2m" or "1m 30s" (humantime's syntax),
+/// at most [`MAX_KILL_TIMEOUT`].
+pub fn kill_timeout(text: &str) -> Result<Duration, String> {
+    let expected = format!(
+        "a duration such as 500ms, 30s, 2m or 1m 30s, or plain seconds, at most {}",
+        humantime::format_duration(MAX_KILL_TIMEOUT)
+    );
+    // humantime reads "5 0s" as 50s: white space may only part a unit from the next number.
+    let chars: Vec<char> = text.chars().collect();
+    for (i, c) in chars.iter().enumerate() {
+        if c.is_whitespace() {
+            let before = chars[..i].iter().rev().find(|c| !c.is_whitespace());
+            let after = chars[i..].iter().find(|c| !c.is_whitespace());
+            if !(before.map_or(false, |c| c.is_ascii_alphabetic()) && after.map_or(false, |c| c.is_ascii_digit())) {
+                return Err(expected);
+            }
+        }
+    }
+    let duration = if text.bytes().all(|b| b.is_ascii_digit()) {
+        text.parse().ok().map(Duration::from_secs)
+    } else {
+        humantime::parse_duration(text).ok()
+    };
+    duration.filter(|d| *d <= MAX_KILL_TIMEOUT).ok_or(expected)
+}
+
+/// Where the metrics server listens: an IP literal, or a host name resolved when it binds
+/// (a name that does not resolve is then a warning, as is an address that cannot be bound).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenAddr {
+    Ip(SocketAddr),
+    Name { host: String, port: u16 },
+}
+
+impl fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ListenAddr::Ip(addr) => write!(f, "{}", addr),
+            ListenAddr::Name { host, port } => write!(f, "{}:{}", host, port),
+        }
+    }
+}
+
+/// `HOST:PORT` where HOST is an IPv4 address, a host name or `localhost`; `[IPv6]:PORT`;
+/// or `:PORT` for every IPv4 interface (as the original's Go listener read it).
+pub fn listen_addr(text: &str) -> Result<ListenAddr, String> {
+    let refuse = |why: &str| {
+        Err(format!("HOST:PORT, [IPv6]:PORT or :PORT with a port from 0 to 65535, e.g. 127.0.0.1:9000 ({})", why))
+    };
+    if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return refuse("no white space");
+    }
+    if text.starts_with('[') {
+        return match text.parse::<SocketAddr>() {
+            Ok(addr) => Ok(ListenAddr::Ip(addr)),
+            Err(_) => refuse("not a bracketed IPv6 address and port"),
+        };
+    }
+    let (host, port) = match text.rsplit_once(':') {
+        Some(parts) => parts,
+        None => return refuse("the port is missing"),
+    };
+    if host.contains(':') {
+        return refuse("an IPv6 address needs brackets, as in [::1]:9000");
+    }
+    if port.is_empty() || port.len() > 5 || !port.bytes().all(|b| b.is_ascii_digit()) {
+        return refuse("the port is not a number");
+    }
+    let port = match port.parse::<u16>() {
+        Ok(port) => port,
+        Err(_) => return refuse("the port is out of range"),
+    };
+    if host.is_empty() {
+        return Ok(ListenAddr::Ip(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port)));
+    }
+    if let Ok(ip) = host.parse::<Ipv4Addr>() {
+        return Ok(ListenAddr::Ip(SocketAddr::new(IpAddr::V4(ip), port)));
+    }
+    // A name whose last label is a number would be read by some resolvers as an IPv4
+    // address in an old form ("1.2.3" is 1.2.0.3): only the dotted quad is an address.
+    let last_label = host.trim_end_matches('.').rsplit('.').next().unwrap_or("");
+    if !last_label.is_empty() && last_label.bytes().all(|b| b.is_ascii_digit()) {
+        return refuse("not an IPv4 address");
+    }
+    if !is_host_name(host) {
+        return refuse("not a host name");
+    }
+    Ok(ListenAddr::Name { host: host.to_string(), port })
+}
+
+/// A DNS host name: dot-separated labels of letters, digits, '-' and '_' (not starting or
+/// ending with '-'), 1 to 63 characters each, 253 in all, with an optional final dot.
+fn is_host_name(host: &str) -> bool {
+    let name = host.strip_suffix('.').unwrap_or(host);
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
+/// The path of the metrics endpoint, as it appears in a request: '/' and printable ASCII,
+/// without white space, '?' (a query, which the server ignores) or '#'.
+pub fn endpoint(text: &str) -> Result<String, String> {
+    let valid = text.starts_with('/') && text.bytes().all(|b| b.is_ascii_graphic() && b != b'?' && b != b'#');
+    if valid {
+        Ok(text.to_string())
+    } else {
+        Err("a path starting with / such as /metrics (printable ASCII, no white space, ? or #)".to_string())
+    }
+}
+
+/// A cgroup path from the hierarchy's root ("nomad.slice/damon" is "/nomad.slice/damon").
+/// '/' parts it on every platform; ".." could escape the hierarchy; a control character or
+/// a name longer than 255 bytes the kernel would refuse.
+pub fn cgroup_path(text: &str) -> Result<PathBuf, String> {
+    let expected =
+        "a cgroup path such as /nomad.slice/damon: names of at most 255 bytes, without .. or control characters";
+    if text.chars().any(char::is_control) {
+        return Err(expected.to_string());
+    }
+    let mut clean = String::new();
+    for part in text.split('/').filter(|p| !p.is_empty() && *p != ".") {
+        if part == ".." || part.len() > MAX_NAME_BYTES {
+            return Err(expected.to_string());
+        }
+        clean.push('/');
+        clean.push_str(part);
+    }
+    // Joined with '/' here, not by PathBuf::push, whose separator is '\\' on Windows.
+    Ok(PathBuf::from(if clean.is_empty() { "/".to_string() } else { clean }))
+}
+
+/// A directory for the log. It need not exist (damon creates it, or falls back to stderr).
+pub fn log_dir(text: &str) -> Result<PathBuf, String> {
+    if text.chars().any(char::is_control) {
+        return Err("a directory path without control characters".to_string());
+    }
+    Ok(PathBuf::from(text))
+}
+
+/// A file name for the log: one name, not a path.
+pub fn log_name(text: &str) -> Result<String, String> {
+    let valid = text != "."
+        && text != ".."
+        && text.len() <= MAX_NAME_BYTES
+        && !text.chars().any(|c| c == '/' || c == '\\' || c.is_control());
+    if valid {
+        Ok(text.to_string())
+    } else {
+        Err("a file name such as damon.log: at most 255 bytes, not . or .., without / \\ or control characters"
+            .to_string())
+    }
+}
+
+/// What follows the task's name in the log's file name.
+pub fn log_suffix(text: &str) -> Result<String, String> {
+    if text.len() <= MAX_NAME_BYTES && !text.chars().any(|c| c == '/' || c == '\\' || c.is_control()) {
+        Ok(text.to_string())
+    } else {
+        Err("a file name suffix such as .damon.log: at most 255 bytes, without / \\ or control characters".to_string())
+    }
+}
+
+/// A user as DAMON_USER names it: a name, or numeric ids (which need no entry in the user
+/// database when the group is given too).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserSpec {
+    Name(String),
+    Id { uid: u32, gid: Option<u32> },
+}
+
+impl fmt::Display for UserSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UserSpec::Name(name) => f.write_str(name),
+            UserSpec::Id { uid, gid: None } => write!(f, "{}", uid),
+            UserSpec::Id { uid, gid: Some(gid) } => write!(f, "{}:{}", uid, gid),
+        }
+    }
+}
+
+/// DAMON_USER: a user name, or `uid[:gid]`.
+pub fn user(text: &str) -> Result<UserSpec, String> {
+    let expected = "a user name, or a uid with an optional gid (uid[:gid]), such as nobody or 1000:1000";
+    let id = |digits: &str| -> Result<u32, String> {
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(expected.to_string());
+        }
+        // (uid_t)-1 means "leave unchanged" to setresuid(2): it is no one's id.
+        match digits.parse::<u32>() {
+            Ok(id) if id != u32::MAX => Ok(id),
+            _ => Err(format!("{} (an id is at most {})", expected, u32::MAX - 1)),
+        }
+    };
+    match text.split_once(':') {
+        Some((uid, gid)) => Ok(UserSpec::Id { uid: id(uid)?, gid: Some(id(gid)?) }),
+        None if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) => {
+            Ok(UserSpec::Id { uid: id(text)?, gid: None })
+        }
+        None if is_user_name(text) => Ok(UserSpec::Name(text.to_string())),
+        None => Err(expected.to_string()),
+    }
+}
+
+/// The portable user name characters (POSIX), `@` (directory users) and a trailing `$`
+/// (Samba machine accounts); a leading `-` would read as an option to other tools.
+fn is_user_name(name: &str) -> bool {
+    let body = name.strip_suffix('$').unwrap_or(name);
+    !body.is_empty()
+        && body.len() <= MAX_NAME_BYTES
+        && !body.starts_with('-')
+        && body.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-' | b'@'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_ascii_digits_within_bounds() {
+        assert_eq!(memory_mib("0512"), Ok(512));
+        assert_eq!(memory_mib(&MAX_MIB.to_string()), Ok(MAX_MIB));
+        assert_eq!(cpu_mhz(&MAX_CPU_MHZ.to_string()), Ok(MAX_CPU_MHZ));
+        for bad in ["+5", "-1", "1e3", "0x10", "1.5", "1_000", "1,000", "٣", "５", "1 0", "5\t0", "NaN", "inf"] {
+            assert!(memory_mib(bad).unwrap_err().contains("digits 0-9 only"), "{:?}", bad);
+        }
+        let too_large = (MAX_MIB + 1).to_string();
+        assert_eq!(memory_mib(&too_large), Err(format!("a whole number of MiB from 0 to {}", MAX_MIB)));
+        assert!(cpu_mhz(&(MAX_CPU_MHZ + 1).to_string()).is_err());
+        assert!(cpu_mhz("99999999999999999999999").is_err());
+        assert!(process_limit("0").is_err() && process_limit("4194305").is_err());
+        assert_eq!(process_limit("4194304"), Ok(MAX_PROCESSES));
+        assert!(log_size_mib("0").is_err());
+    }
+
+    #[test]
+    fn the_bounds_keep_products_in_64_bits() {
+        assert!(MAX_CPU_MHZ.checked_mul(HZ_PER_MHZ).is_some());
+        assert!((MAX_CPU_MHZ + 1).checked_mul(HZ_PER_MHZ).is_none());
+        assert!(MAX_MIB.checked_mul(BYTES_PER_MIB).is_some());
+        assert!((MAX_MIB + 1).checked_mul(BYTES_PER_MIB).is_none());
+        // The Linux CFS quota (x 100000 us) and the Windows CPU rate (x 10000) fit too.
+        assert!(MAX_CPU_MHZ.checked_mul(100_000).is_some());
+    }
+
+    #[test]
+    fn durations_refuse_white_space_inside_a_number() {
+        assert_eq!(kill_timeout("1m 30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(kill_timeout("45"), Ok(Duration::from_secs(45)));
+        assert_eq!(kill_timeout("24h"), Ok(MAX_KILL_TIMEOUT));
+        for bad in ["5 0s", "5\t0s", "3 0", "5 s", "25h", "1y", "-3s", "NaN", "٣s", "３s", "99999999999999999999"] {
+            assert!(kill_timeout(bad).is_err(), "{:?}", bad);
+        }
+    }
+
+    #[test]
+    fn addresses_are_checked_before_any_bind() {
+        let ip = |s: &str| Ok(ListenAddr::Ip(s.parse().unwrap()));
+        assert_eq!(listen_addr("127.0.0.1:9000"), ip("127.0.0.1:9000"));
+        assert_eq!(listen_addr(":9000"), ip("0.0.0.0:9000"));
+        assert_eq!(listen_addr("[::1]:9000"), ip("[::1]:9000"));
+        assert_eq!(listen_addr("localhost:80"), Ok(ListenAddr::Name { host: "localhost".to_string(), port: 80 }));
+        assert_eq!(
+            listen_addr("node-1.dc1.consul.:80").map(|a| a.to_string()),
+            Ok("node-1.dc1.consul.:80".to_string())
+        );
+        for bad in [
+            "localhost",
+            "1.2.3.4:",
+            ":notaport",
+            "[::1",
+            "[::1]",
+            "host:99999",
+            "host:-1",
+            "::1:80",
+            "1.2.3:80",
+            "256.1.1.1:80",
+            "a b:80",
+            "127.0.0.1: 80",
+            "-host:80",
+            "*:80",
+            "höst:80",
+            "127.0.0.1:٨٠",
+        ] {
+            assert!(listen_addr(bad).is_err(), "{:?}", bad);
+        }
+    }
+
+    #[test]
+    fn paths_and_names() {
+        assert_eq!(endpoint("/metrics"), Ok("/metrics".to_string()));
+        for bad in ["metrics", "/a b", "/m?x", "/m#x", "/m\u{1}", "/métriques"] {
+            assert!(endpoint(bad).is_err(), "{:?}", bad);
+        }
+        assert_eq!(cgroup_path("nomad.slice//./x/"), Ok(PathBuf::from("/nomad.slice/x")));
+        assert_eq!(cgroup_path("/"), Ok(PathBuf::from("/")));
+        for bad in ["/a/../b", "..", "a\nb", "a\u{7f}"] {
+            assert!(cgroup_path(bad).is_err(), "{:?}", bad);
+        }
+        assert!(cgroup_path(&"x".repeat(256)).is_err());
+        for bad in [".", "..", "a/b", "a\\b", "a\nb", "/"] {
+            assert!(log_name(bad).is_err(), "{:?}", bad);
+        }
+        assert!(log_suffix("/x").is_err() && log_dir("/tmp/\u{1b}[31m").is_err());
+    }
+}
