@@ -14,6 +14,7 @@
 //!   ignore-stop DIR     ignore stop signals and SIGUSR1/2, start a grandchild that calls setsid(); write
 //!                       DIR/child.pid and DIR/grandchild.pid, then sleep forever
 //!   daemon FILE         (the grandchild) setsid(), ignore stop signals, write FILE, sleep forever
+//!   obedient-swarm DIR  as swarm, but this process itself dies of the first stop signal
 //!   swarm DIR [MS]      ignore stop signals and start everything a careless service might: a
 //!                       setsid() daemon, a double-forked orphan, and a spawner that keeps starting
 //!                       processes; write DIR/child.pid once all are started; then exit 3 after MS
@@ -73,7 +74,9 @@ fn main() {
         #[cfg(unix)]
         "daemon" => unix::daemon(Path::new(arg(1))),
         #[cfg(unix)]
-        "swarm" => unix::swarm(Path::new(arg(1)), args.get(2).and_then(|s| s.parse().ok())),
+        "swarm" => unix::swarm(Path::new(arg(1)), args.get(2).and_then(|s| s.parse().ok()), false),
+        #[cfg(unix)]
+        "obedient-swarm" => unix::swarm(Path::new(arg(1)), None, true),
         #[cfg(unix)]
         "orphan" => unix::orphan(Path::new(arg(1))),
         #[cfg(unix)]
@@ -235,8 +238,10 @@ mod unix {
         }
     }
 
-    pub fn swarm(dir: &Path, exit_after_ms: Option<u64>) {
-        block(&STOP);
+    pub fn swarm(dir: &Path, exit_after_ms: Option<u64>, obedient: bool) {
+        if !obedient {
+            block(&STOP);
+        }
         for (kind, file) in [("daemon", "daemon.pid"), ("orphan", "orphan.pid"), ("spawner", "spawner.pid")] {
             let file = dir.join(file);
             start(&[kind.as_ref(), file.as_os_str()]).expect("start a process of the swarm");

@@ -62,7 +62,7 @@ settings! {
     PROCESS_LIMIT: "process-limit", "DAMON_PROCESS_LIMIT", None, "N",
         "Most processes and threads the workload may hold [default: no limit]";
     KILL_TIMEOUT: "kill-timeout", "DAMON_KILL_TIMEOUT", None, "DURATION",
-        "Time between passing a stop signal on and killing the whole tree, e.g. 500ms, 30s, 2m or plain seconds, at most 24h [default: 30s]";
+        "Time between passing a stop signal on and killing the whole tree, e.g. 500ms, 30s, 2m or plain seconds, at most 24h [default: 4s, below Nomad's default kill_timeout of 5s]";
     CGROUP_PARENT: "cgroup-parent", "DAMON_CGROUP_PARENT", None, "PATH",
         "cgroup under which damon creates its group [default: damon's own cgroup]";
     RESTRICTED_TOKEN: "restricted-token", "DAMON_RESTRICTED_TOKEN", None, "Y|N",
@@ -88,7 +88,10 @@ settings! {
 const CHECK_FLAG: &str = "check";
 const COMMAND_ARG: &str = "command";
 
-const DEFAULT_KILL_TIMEOUT: Duration = Duration::from_secs(30);
+/// A second below Nomad's default kill_timeout (5 s): with Nomad's defaults damon kills the
+/// tree itself, logs it and reports 137, with time to clean up before Nomad's SIGKILL.
+/// (The original Damon waited 30 s, so Nomad's SIGKILL always came first.)
+const DEFAULT_KILL_TIMEOUT: Duration = Duration::from_secs(4);
 const DEFAULT_LOG_MAX_SIZE_MIB: u64 = 10;
 const DEFAULT_LOG_MAX_FILES: usize = 5;
 const DEFAULT_LOG_SUFFIX: &str = ".damon.log";
@@ -663,7 +666,7 @@ mod tests {
 
     #[test]
     fn kill_timeout_takes_durations_and_seconds() {
-        assert_eq!(config(&["x"], &[]).kill_timeout, Duration::from_secs(30));
+        assert_eq!(config(&["x"], &[]).kill_timeout, Duration::from_secs(4));
         assert_eq!(config(&["x"], &[("DAMON_KILL_TIMEOUT", "500ms")]).kill_timeout, Duration::from_millis(500));
         assert_eq!(config(&["x"], &[("DAMON_KILL_TIMEOUT", "2m")]).kill_timeout, Duration::from_secs(120));
         assert_eq!(config(&["x"], &[("DAMON_KILL_TIMEOUT", "7")]).kill_timeout, Duration::from_secs(7));

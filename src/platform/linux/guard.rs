@@ -178,10 +178,11 @@ pub struct Journal {
 }
 
 impl Journal {
-    /// Forks the guard and waits until it listens in its own session. Must be called while
-    /// damon has a single thread, before any change is made.
-    pub fn start() -> io::Result<Journal> {
-        Ok(Journal { changes: Vec::new(), guard: Some(Guard::start()?) })
+    /// Forks the guard and waits until it listens in its own session (and, given `home`, a
+    /// `cgroup.procs` file, in that cgroup: best effort). Must be called while damon has a
+    /// single thread, before any change is made.
+    pub fn start(home: Option<&Path>) -> io::Result<Journal> {
+        Ok(Journal { changes: Vec::new(), guard: Some(Guard::start(home)?) })
     }
 
     /// Records `change` with the guard, then makes it.
@@ -259,7 +260,7 @@ struct Guard {
 }
 
 impl Guard {
-    fn start() -> io::Result<Guard> {
+    fn start(home: Option<&Path>) -> io::Result<Guard> {
         let flags = SockFlag::SOCK_CLOEXEC;
         let (damon_end, guard_end) =
             socketpair(AddressFamily::Unix, SockType::SeqPacket, None, flags).map_err(io::Error::from)?;
@@ -288,7 +289,7 @@ impl Guard {
             }
             ForkResult::Child => {
                 drop(damon_end);
-                guard_main(guard_end);
+                guard_main(guard_end, home);
                 // SAFETY: _exit ends the process without running damon's atexit handlers or
                 // flushing stdio buffers copied from damon, which would write their content twice.
                 unsafe { libc::_exit(0) }
@@ -303,11 +304,15 @@ impl Guard {
     }
 }
 
-fn guard_main(socket: OwnedFd) {
+fn guard_main(socket: OwnedFd, home: Option<&Path>) {
     // Out of damon's session and process group: a kill aimed at those must not take the guard.
     // The signals damon handles stay blocked (the mask is inherited), so a stop sent to the
     // guard does nothing.
     let _ = setsid();
+    if let Some(home) = home {
+        // Where it cannot (no right to), it stays in damon's cgroups, as before.
+        let _ = file::write(home, "0");
+    }
     if send(socket.as_raw_fd(), &[TAG_READY], MsgFlags::MSG_NOSIGNAL).is_err() {
         return;
     }

@@ -96,6 +96,22 @@ impl std::fmt::Display for CgroupVersion {
     }
 }
 
+/// Where the guard waits, when not in damon's own cgroups: on v1, the freezer hierarchy's
+/// root. Nomad's final kill of a task on v1 freezes the task's freezer group and SIGKILLs the
+/// processes listed in that group alone, not in its descendants: a guard there would be killed
+/// in the middle of its clean-up, leaving the workload (in damon's nested group) alive, or
+/// frozen for good if the guard had just frozen it. At the root it is neither frozen nor listed.
+/// (On v2 the guard stays in damon's leaf: Nomad's cgroup.kill ends the whole subtree anyway.)
+fn guard_home(hierarchies: &Hierarchies) -> Option<std::path::PathBuf> {
+    if choose(hierarchies) != Ok(CgroupVersion::V1) {
+        return None;
+    }
+    hierarchies
+        .v1_with("freezer")
+        .filter(|freezer| freezer.own_dir != freezer.mount_point)
+        .map(|freezer| freezer.mount_point.join("cgroup.procs"))
+}
+
 /// The version damon would use here, and why not if none.
 fn choose(hierarchies: &Hierarchies) -> Result<CgroupVersion, String> {
     let v2_has_controllers = hierarchies.v2.as_ref().map_or(false, |v2| {
@@ -114,20 +130,23 @@ fn choose(hierarchies: &Hierarchies) -> Result<CgroupVersion, String> {
 impl Cgroup {
     /// Creates the group with its limits, every change through `journal`; on an error the
     /// caller undoes the journal.
-    fn create(spec: &ContainerSpec, journal: &mut Journal) -> Result<Cgroup, ContainerError> {
-        let hierarchies = Hierarchies::read()?;
+    fn create(
+        spec: &ContainerSpec,
+        hierarchies: &Hierarchies,
+        journal: &mut Journal,
+    ) -> Result<Cgroup, ContainerError> {
         let cpu = match spec.limits.enforced_cpu() {
             Some(_) => Some(HostCpu::read().map_err(ContainerError::message)?),
             None => None,
         };
         let parent = spec.parent.as_deref();
-        match choose(&hierarchies).map_err(ContainerError::message)? {
+        match choose(hierarchies).map_err(ContainerError::message)? {
             CgroupVersion::V2 => {
                 let v2 = hierarchies.v2.as_ref().expect("chosen because it exists");
                 CgroupV2::create(v2, parent, &spec.name, &spec.limits, cpu.as_ref(), journal).map(Cgroup::V2)
             }
             CgroupVersion::V1 => {
-                CgroupV1::create(&hierarchies, parent, &spec.name, &spec.limits, cpu.as_ref(), journal).map(Cgroup::V1)
+                CgroupV1::create(hierarchies, parent, &spec.name, &spec.limits, cpu.as_ref(), journal).map(Cgroup::V1)
             }
         }
     }
@@ -207,8 +226,10 @@ impl Container for Backend {
         // DAMON_RESTRICTED_TOKEN and DAMON_USER are in spec.identity, applied at spawn.
         let signals = Self::take_signals()?;
         // The guard exists before the first change to the hierarchy, and hears of each one first.
-        let mut journal = Journal::start().map_err(|e| ContainerError::new("cannot start the guard process", e))?;
-        let cgroup = match Cgroup::create(spec, &mut journal) {
+        let hierarchies = Hierarchies::read()?;
+        let mut journal = Journal::start(guard_home(&hierarchies).as_deref())
+            .map_err(|e| ContainerError::new("cannot start the guard process", e))?;
+        let cgroup = match Cgroup::create(spec, &hierarchies, &mut journal) {
             Ok(cgroup) => cgroup,
             Err(e) => {
                 for undo_error in journal.undo() {
@@ -414,14 +435,14 @@ pub fn host_report(config: &Config) -> HostReport {
                 restricted_token: false,
                 identity: Identity::unchanged(),
             };
-            let mut journal = match Journal::start() {
+            let mut journal = match Journal::start(guard_home(&hierarchies).as_deref()) {
                 Ok(journal) => journal,
                 Err(e) => {
                     problem = problem.or(Some(format!("cannot start the guard process: {}", e)));
                     return HostReport { facts, problem };
                 }
             };
-            match Cgroup::create(&spec, &mut journal) {
+            match Cgroup::create(&spec, &hierarchies, &mut journal) {
                 Ok(cgroup) => facts.push(("group would be created at", cgroup.location())),
                 Err(e) if config.limits.container_optional() => {
                     facts.push(("containment", format!("unavailable, the command would run uncontained: {}", e)));

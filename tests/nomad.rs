@@ -1,0 +1,332 @@
+//! damon run exactly as Nomad's raw_exec runs it, Nomad's part played step for step as its
+//! source does it (hashicorp/nomad 1.7 to 2.0: client/lib/cgroupslib, client/lib/proclib,
+//! drivers/shared/executor; the steps are in the comments of [`NomadTask`]):
+//!
+//! - the task cgroup Nomad makes, with the limits the executor writes, damon started alone in
+//!   it in a new process group;
+//! - every order of Nomad's stop: the child obeys the kill signal; it ignores it and damon's
+//!   timeout is shorter than Nomad's; it ignores it and Nomad's SIGKILL comes first (with
+//!   Nomad's defaults); and Nomad's final kill of the cgroup at once after that SIGKILL,
+//!   before damon's guard has finished;
+//! - after each: no process of the workload left (a setsid() daemon, a double-forked orphan and
+//!   a process that keeps spawning included), no group of damon's anywhere, and Nomad's own
+//!   removal of the task cgroup succeeds as Nomad does it (v2: once, no retry; v1: retried
+//!   at 0, 1, 3, 7 and 15 s).
+//!
+//! DAMON_NOMAD_RUNS sets the repetitions of each sequence (default 50).
+
+#![cfg(target_os = "linux")]
+
+mod common;
+
+use common::*;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+const MOUNT: &str = "/sys/fs/cgroup";
+/// What the workload's processes write, to be found again wherever they are.
+const PID_FILES: [&str; 4] = ["child.pid", "daemon.pid", "orphan.pid", "spawner.pid"];
+
+/// One task of one allocation, as the Nomad client lays it out before the task starts.
+struct NomadTask {
+    /// v2: the scope. v1: the freezer, cpu and memory groups (freezer first), then the cpuset one.
+    dirs: Vec<PathBuf>,
+    v2: bool,
+}
+
+/// Writes an interface file as Nomad does: errors are ignored (the executor only logs them).
+fn nomad_write(path: &Path, value: &str) {
+    let _ = fs::write(path, value);
+}
+
+impl NomadTask {
+    /// cgroupslib.Init (agent start) and the procisolation hook (task start), then the values
+    /// the executor writes for resources { cpu = 500, memory = 256, memory_max = 512 }.
+    fn new(name: &str) -> NomadTask {
+        let alloc = format!("5b3c1a2e-{:04x}-4e7a-9f00-{:012x}", std::process::id() % 0xffff, name.len());
+        let scope_name = format!("{}.{}", alloc, name);
+        if cgroup_version() == "v2" {
+            let controllers = "+cpuset +cpu +io +memory +pids";
+            let root = Path::new(MOUNT);
+            let share = root.join("nomad.slice/share.slice");
+            fs::create_dir_all(&share).expect("mkdir nomad.slice/share.slice");
+            for dir in [root.to_path_buf(), root.join("nomad.slice"), share.clone()] {
+                nomad_write(&dir.join("cgroup.subtree_control"), controllers);
+            }
+            let scope = share.join(format!("{}.scope", scope_name));
+            fs::create_dir_all(&scope).expect("mkdir the task's scope");
+            nomad_write(&scope.join("memory.max"), &(512u64 << 20).to_string());
+            nomad_write(&scope.join("memory.low"), &(256u64 << 20).to_string());
+            nomad_write(&scope.join("cpu.weight"), "58");
+            nomad_write(&scope.join("cpuset.cpus"), "");
+            NomadTask { dirs: vec![scope], v2: true }
+        } else {
+            let mut dirs = Vec::new();
+            for controller in ["freezer", "cpu", "memory"] {
+                let dir = Path::new(MOUNT).join(controller).join("nomad").join(&scope_name);
+                fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("mkdir {}: {}", dir.display(), e));
+                dirs.push(dir);
+            }
+            nomad_write(&dirs[1].join("cpu.shares"), "500");
+            nomad_write(&dirs[2].join("memory.limit_in_bytes"), &(512u64 << 20).to_string());
+            nomad_write(&dirs[2].join("memory.soft_limit_in_bytes"), &(256u64 << 20).to_string());
+            // Without reserved cores every task shares cpuset/nomad/share.
+            let cpuset = Path::new(MOUNT).join("cpuset");
+            let share = cpuset.join("nomad/share");
+            fs::create_dir_all(&share).expect("mkdir cpuset/nomad/share");
+            for dir in [cpuset.join("nomad"), share.clone()] {
+                for file in ["cpuset.mems", "cpuset.cpus"] {
+                    if fs::read_to_string(dir.join(file)).map_or(true, |v| v.trim().is_empty()) {
+                        let parent = fs::read_to_string(dir.parent().unwrap().join(file)).unwrap_or_default();
+                        nomad_write(&dir.join(file), parent.trim());
+                    }
+                }
+            }
+            dirs.push(share);
+            NomadTask { dirs, v2: false }
+        }
+    }
+
+    /// The executor's launch: on v2 the task is born in its scope (clone3 with
+    /// CLONE_INTO_CGROUP) and the executor never joins it; on v1 the executor writes its own
+    /// pid into the freezer, cpu, memory and cpuset groups, forks the task and moves back. The
+    /// task is the leader of a new process group. A shell that moves itself and then execs
+    /// damon through setsid (a new process group, pgid = its pid) does the same for damon.
+    fn start(&self, dir: &TestDir, env: &[(&str, &str)], args: &[&str]) -> Child {
+        let mut cmd = Command::new("sh");
+        in_clean_environment(&mut cmd, dir);
+        let moves: Vec<String> = self.dirs.iter().map(|d| format!("echo $$ > {}/cgroup.procs", d.display())).collect();
+        let script = format!("{} && exec setsid \"$0\" \"$@\"", moves.join(" && "));
+        cmd.args(["-c", &script, DAMON])
+            .args(args)
+            .env("NOMAD_ALLOC_ID", "5b3c1a2e")
+            .env("NOMAD_TASK_NAME", "web")
+            .env("NOMAD_CPU_LIMIT", "500")
+            .env("NOMAD_MEMORY_LIMIT", "256")
+            .env("NOMAD_MEMORY_MAX_LIMIT", "512")
+            .env("NOMAD_CPU_CORES", " ")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        cmd.spawn().expect("start damon as Nomad's executor does")
+    }
+
+    /// The executor's Shutdown(kill_signal, kill_timeout): the signal (SIGINT by default) to
+    /// the task's pid only; if it has not exited within the timeout, SIGKILL to the pid; then,
+    /// whatever happened, SIGKILL to the task's process group.
+    fn shutdown(&self, task: &mut Child, kill_timeout: Duration) -> ExitStatus {
+        let pid = Pid::from_raw(task.id() as i32);
+        let _ = kill(pid, Signal::SIGINT);
+        let deadline = Instant::now() + kill_timeout;
+        let mut status = None;
+        while status.is_none() && Instant::now() < deadline {
+            status = task.try_wait().expect("wait for the task");
+            if status.is_none() {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        if status.is_none() {
+            let _ = kill(pid, Signal::SIGKILL);
+        }
+        let _ = kill(Pid::from_raw(-pid.as_raw()), Signal::SIGKILL);
+        match status {
+            Some(status) => status,
+            None => task.wait().expect("wait for the task"),
+        }
+    }
+
+    /// The wrangler's Kill once the task is dead for good: v2 writes cgroup.kill on the scope;
+    /// v1 freezes the scope's freezer group, SIGKILLs the processes listed in that group's own
+    /// cgroup.procs (not its descendants'), and thaws it.
+    fn final_kill(&self) {
+        let dir = &self.dirs[0];
+        if self.v2 {
+            nomad_write(&dir.join("cgroup.kill"), "1");
+            return;
+        }
+        if fs::write(dir.join("freezer.state"), "FROZEN").is_err() {
+            return;
+        }
+        for pid in fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default().lines() {
+            if let Ok(pid) = pid.trim().parse::<i32>() {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+        }
+        nomad_write(&dir.join("freezer.state"), "THAWED");
+    }
+
+    /// The wrangler's Cleanup: v2 removes the scope once (os.RemoveAll), no retry; v1 removes
+    /// the freezer, cpu and memory groups (never the shared cpuset one) with os.RemoveAll,
+    /// stopping at the first error, retried at about 0, 1, 3, 7 and 15 s. Returns whether the
+    /// task's groups are gone, and after which attempt.
+    fn cleanup(&self) -> Result<usize, String> {
+        if self.v2 {
+            return remove_all(&self.dirs[0]).map(|()| 1).map_err(|e| e.to_string());
+        }
+        let mut last = String::new();
+        let start = Instant::now();
+        for (attempt, at_s) in [0u64, 1, 3, 7, 15].iter().enumerate() {
+            let at = start + Duration::from_secs(*at_s);
+            std::thread::sleep(at.saturating_duration_since(Instant::now()));
+            match self.dirs[..3].iter().try_for_each(|d| remove_all(d)) {
+                Ok(()) => return Ok(attempt + 1),
+                Err(e) => last = e.to_string(),
+            }
+        }
+        Err(last)
+    }
+}
+
+impl Drop for NomadTask {
+    fn drop(&mut self) {
+        // Whatever a failed test left, so that the next starts clean (not Nomad's doing).
+        let dirs: Vec<PathBuf> = if self.v2 { self.dirs.clone() } else { self.dirs[..3].to_vec() };
+        for dir in dirs {
+            let _ = remove_all(&dir);
+        }
+    }
+}
+
+/// Go's os.RemoveAll on a cgroup directory: rmdir; failing that, unlink every entry (which
+/// cgroupfs refuses for interface files), remove every subdirectory the same way, depth
+/// first, and rmdir again. Success when the directory is gone.
+fn remove_all(dir: &Path) -> io::Result<()> {
+    match fs::remove_dir(dir) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(_) => {}
+    }
+    for entry in fs::read_dir(dir)?.flatten() {
+        let path = entry.path();
+        if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            let _ = remove_all(&path);
+        } else {
+            let _ = fs::remove_file(&path);
+        }
+    }
+    match fs::remove_dir(dir) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sequence {
+    /// The child exits on the kill signal.
+    ChildObeys,
+    /// The child ignores it; damon's kill timeout (200 ms) ends it before Nomad's (2 s).
+    DamonTimeoutFirst,
+    /// The child ignores it; Nomad's SIGKILL (after 200 ms) comes before damon's timeout
+    /// (10 s), and Nomad's final kill follows 100 ms later.
+    NomadKillFirst,
+    /// As above, with Nomad's final kill at once after the SIGKILL.
+    FinalKillAtOnce,
+}
+
+/// Runs `runs` tasks through `sequence`; returns a report of each run that left anything.
+fn run_sequence(sequence: Sequence, runs: usize) -> Vec<String> {
+    let mut reports = Vec::new();
+    let (mut left_processes, mut left_groups, mut cleanup_attempts) = (0, 0, Vec::new());
+    for run in 0..runs {
+        let task = NomadTask::new(&format!("{:?}-{}", sequence, run).to_lowercase());
+        let dir = TestDir::new(&format!("nomad-{:?}", sequence).to_lowercase());
+        let (damon_timeout, nomad_timeout, behaviour) = match sequence {
+            Sequence::ChildObeys => ("4s", Duration::from_secs(5), "obedient-swarm"),
+            Sequence::DamonTimeoutFirst => ("200ms", Duration::from_secs(2), "swarm"),
+            Sequence::NomadKillFirst | Sequence::FinalKillAtOnce => ("10s", Duration::from_millis(200), "swarm"),
+        };
+        let mut damon = task.start(
+            &dir,
+            &[("DAMON_KILL_TIMEOUT", damon_timeout), ("DAMON_PROCESS_LIMIT", "500")],
+            &[workload().to_str().unwrap(), behaviour, dir.0.to_str().unwrap()],
+        );
+        let damon_pid = damon.id();
+        wait_for("the workload to start", Duration::from_secs(30), || read_pid(&dir.path("child.pid")).is_some());
+        let status = task.shutdown(&mut damon, nomad_timeout);
+        match sequence {
+            Sequence::NomadKillFirst => std::thread::sleep(Duration::from_millis(100)),
+            Sequence::FinalKillAtOnce => {}
+            // The task ended by itself: Nomad's DestroyTask SIGKILLs its process group again.
+            Sequence::ChildObeys | Sequence::DamonTimeoutFirst => {}
+        }
+        task.final_kill();
+        let cleanup = task.cleanup();
+        let expected = match sequence {
+            Sequence::ChildObeys => Some(130),
+            Sequence::DamonTimeoutFirst => Some(137),
+            Sequence::NomadKillFirst | Sequence::FinalKillAtOnce => None,
+        };
+        // Nothing of the workload may outlive the removal of its groups.
+        let survivors: Vec<String> = PID_FILES
+            .iter()
+            .filter_map(|f| read_pid(&dir.path(f)))
+            .filter(|&pid| alive(pid))
+            .map(|pid| format!("{} ({})", pid, command_of(pid)))
+            .collect();
+        let groups = groups_of(damon_pid);
+        left_processes += survivors.len();
+        left_groups += groups.len() + usize::from(cleanup.is_err());
+        if let Ok(attempt) = cleanup {
+            cleanup_attempts.push(attempt);
+        }
+        if status.code() != expected || cleanup.is_err() || !survivors.is_empty() || !groups.is_empty() {
+            reports.push(format!(
+                "{:?} run {}: damon {} (expected {:?}); Nomad's removal: {:?}; processes left: {:?}; damon's groups left: {:?}\n--- log\n{}",
+                sequence, run, status, expected, cleanup, survivors, groups, dir.log()
+            ));
+            for pid in PID_FILES.iter().filter_map(|f| read_pid(&dir.path(f))).filter(|&pid| alive(pid)) {
+                signal(pid, Signal::SIGKILL);
+            }
+        }
+    }
+    println!(
+        "nomad ({}): {:?}: {} runs, {} processes left, {} groups left, removal succeeded at attempt {:?}",
+        cgroup_version(),
+        sequence,
+        runs,
+        left_processes,
+        left_groups,
+        {
+            let mut counts = std::collections::BTreeMap::new();
+            for a in &cleanup_attempts {
+                *counts.entry(*a).or_insert(0) += 1;
+            }
+            counts
+        }
+    );
+    reports
+}
+
+fn runs() -> usize {
+    std::env::var("DAMON_NOMAD_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(50)
+}
+
+#[test]
+fn nomad_stop_with_a_child_that_obeys_leaves_nothing() {
+    let reports = run_sequence(Sequence::ChildObeys, runs());
+    assert!(reports.is_empty(), "{}", reports.join("\n"));
+}
+
+#[test]
+fn nomad_stop_with_damon_timeout_first_leaves_nothing() {
+    let reports = run_sequence(Sequence::DamonTimeoutFirst, runs());
+    assert!(reports.is_empty(), "{}", reports.join("\n"));
+}
+
+#[test]
+fn nomad_stop_with_nomad_sigkill_first_leaves_nothing() {
+    let reports = run_sequence(Sequence::NomadKillFirst, runs());
+    assert!(reports.is_empty(), "{}", reports.join("\n"));
+}
+
+#[test]
+fn nomad_stop_with_the_final_kill_at_once_leaves_nothing() {
+    let reports = run_sequence(Sequence::FinalKillAtOnce, runs());
+    assert!(reports.is_empty(), "{}", reports.join("\n"));
+}
