@@ -450,12 +450,16 @@ fn build(
     };
 
     let limit_mib = read(lookup, &MEMORY_LIMIT, values::memory_mib)?.filter(|&m| m > 0);
-    let max_limit_mib = read(lookup, &MEMORY_MAX_LIMIT, values::memory_mib)?.filter(|&m| m > 0);
-    let memory = match (limit_mib, max_limit_mib) {
-        (Some(limit), Some(max)) if max > limit => Some(MemoryLimit { max_mib: max, soft_mib: Some(limit) }),
+    let max_limit = read(lookup, &MEMORY_MAX_LIMIT, values::memory_max_mib)?;
+    let memory = match (limit_mib, max_limit) {
+        // Nomad 2.0's memory_max = -1: no hard limit at all (Nomad writes memory.max "max").
+        (_, Some(values::MemoryMax::Unlimited)) => None,
+        (Some(limit), Some(values::MemoryMax::Mib(max))) if max > limit => {
+            Some(MemoryLimit { max_mib: max, soft_mib: Some(limit) })
+        }
         (Some(limit), _) => Some(MemoryLimit { max_mib: limit, soft_mib: None }),
-        (None, Some(max)) => Some(MemoryLimit { max_mib: max, soft_mib: None }),
-        (None, None) => None,
+        (None, Some(values::MemoryMax::Mib(max))) if max > 0 => Some(MemoryLimit { max_mib: max, soft_mib: None }),
+        (None, _) => None,
     };
 
     let process_limit = read(lookup, &PROCESS_LIMIT, values::process_limit)?;
@@ -627,6 +631,13 @@ mod tests {
     }
 
     #[test]
+    fn nomad_memory_max_of_minus_one_means_no_memory_limit() {
+        let env = [("NOMAD_MEMORY_LIMIT", "256"), ("NOMAD_MEMORY_MAX_LIMIT", "-1")];
+        assert_eq!(config(&["x"], &env).limits.memory, None);
+        assert!(error(&["x"], &[("NOMAD_MEMORY_MAX_LIMIT", "-2")]).contains("or -1 for no hard limit"));
+    }
+
+    #[test]
     fn zero_limits_mean_none() {
         let c = config(&["x"], &[("NOMAD_CPU_LIMIT", "0"), ("NOMAD_MEMORY_LIMIT", "0")]);
         assert_eq!((c.limits.cpu, c.limits.memory), (None, None));
@@ -787,8 +798,10 @@ mod tests {
                 bad.extend([("product overflow", "18446744073710"), ("range", "50")]);
             }
             "memory-limit" | "memory-max-limit" | "log-max-size" => {
-                bad.extend(number);
-                bad.push(("product overflow", "17592186044416")); // x 2^20 bytes
+                // -1 is no hard limit for the max (Nomad 2.0); any other negative is refused.
+                bad.extend(number.iter().filter(|(_, v)| s.flag != "memory-max-limit" || *v != "-1"));
+                bad.extend([("product overflow", "17592186044416"), ("negative", "-2")]);
+                // x 2^20 bytes
             }
             "process-limit" => {
                 bad.extend(number);
@@ -890,7 +903,8 @@ mod tests {
     pub(super) fn accepted(s: &Setting) -> Vec<&'static str> {
         match s.flag {
             "cpu-limit" => vec!["0", " 500 ", "0100", "18446744073709"],
-            "memory-limit" | "memory-max-limit" => vec!["0", "\t512\n", "17592186044415"],
+            "memory-limit" => vec!["0", "\t512\n", "17592186044415"],
+            "memory-max-limit" => vec!["0", "\t512\n", "17592186044415", "-1"],
             "log-max-size" => vec!["1", "17592186044415"],
             "process-limit" => vec!["1", "4194304"],
             "log-max-files" => vec!["0", "18446744073709551615"],

@@ -12,6 +12,8 @@ mod supervisor;
 use config::{ConfigError, Invocation, ProcessEnvironment, VERSION};
 
 fn main() {
+    // First of all: a stop that arrives while damon starts must wait for the supervisor.
+    platform::defer_signals();
     let code = match config::parse(std::env::args_os().collect(), &ProcessEnvironment) {
         Ok(Invocation::Version) => {
             println!("damon {}", VERSION);

@@ -169,8 +169,10 @@ fn a_fork_bomb_is_held_at_the_process_limit_reported_counted_and_cleaned_up() {
     let pid = damon.id();
     signal(pid, Signal::SIGTERM);
     let run = finish(damon, &dir, "damon workload fork-bomb", Duration::from_secs(30));
-    // The bomb's first process dies of the SIGTERM passed on; the rest is killed with the group.
-    run.assert_code(143).assert_log_contains("process limit of 64 reached during the run");
+    // The bomb's first process dies of the SIGTERM passed on (143), or, starved of CPU under its
+    // cap as on a slow VM, does not run before the kill timeout and is killed with the rest (137).
+    assert!(matches!(run.code(), 137 | 143), "unexpected exit code\n{}", run.explain());
+    run.assert_log_contains("process limit of 64 reached during the run");
     assert!(most_processes <= 64.0, "{} processes under a limit of 64\n{}", most_processes, run.explain());
     let refusals = run
         .log

@@ -58,6 +58,20 @@ pub fn memory_mib(text: &str) -> Result<u64, String> {
     whole_number(text, "MiB", 0, MAX_MIB)
 }
 
+/// The hard memory limit: MiB, or -1 for none (what Nomad 2.0 sets for `memory_max = -1`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemoryMax {
+    Mib(u64),
+    Unlimited,
+}
+
+pub fn memory_max_mib(text: &str) -> Result<MemoryMax, String> {
+    if text == "-1" {
+        return Ok(MemoryMax::Unlimited);
+    }
+    memory_mib(text).map(MemoryMax::Mib).map_err(|e| format!("{}, or -1 for no hard limit", e))
+}
+
 pub fn process_limit(text: &str) -> Result<u64, String> {
     whole_number(text, "processes", 1, MAX_PROCESSES)
 }

@@ -14,11 +14,11 @@ use crate::stats::Sample;
 #[cfg(target_os = "linux")]
 mod linux;
 #[cfg(target_os = "linux")]
-pub use linux::{host_cpu, host_report, own_process, Backend, Identity};
+pub use linux::{defer_signals, host_cpu, host_report, own_process, Backend, Identity};
 #[cfg(windows)]
 mod windows;
 #[cfg(windows)]
-pub use windows::{host_cpu, host_report, own_process, Backend, Identity};
+pub use windows::{defer_signals, host_cpu, host_report, own_process, Backend, Identity};
 
 /// What the container is asked to be.
 #[derive(Debug, Clone)]

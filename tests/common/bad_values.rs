@@ -7,6 +7,8 @@
 pub enum Kind {
     Mhz,
     Mib,
+    /// MiB, or -1 for no hard limit.
+    MaxMib,
     LogMib,
     Processes,
     Files,
@@ -27,7 +29,7 @@ pub const SETTINGS: &[(&str, &str, Option<&str>, Kind)] = &[
     ("--cpu-limit", "DAMON_CPU_LIMIT", Some("NOMAD_CPU_LIMIT"), Kind::Mhz),
     ("--enforce-cpu-limit", "DAMON_ENFORCE_CPU_LIMIT", None, Kind::Boolean),
     ("--memory-limit", "DAMON_MEMORY_LIMIT", Some("NOMAD_MEMORY_LIMIT"), Kind::Mib),
-    ("--memory-max-limit", "DAMON_MEMORY_MAX_LIMIT", Some("NOMAD_MEMORY_MAX_LIMIT"), Kind::Mib),
+    ("--memory-max-limit", "DAMON_MEMORY_MAX_LIMIT", Some("NOMAD_MEMORY_MAX_LIMIT"), Kind::MaxMib),
     ("--enforce-memory-limit", "DAMON_ENFORCE_MEMORY_LIMIT", None, Kind::Boolean),
     ("--process-limit", "DAMON_PROCESS_LIMIT", None, Kind::Processes),
     ("--kill-timeout", "DAMON_KILL_TIMEOUT", None, Kind::Duration),
@@ -84,6 +86,10 @@ pub fn bad_values(kind: Kind) -> Vec<(&'static str, String)> {
         Kind::Mib | Kind::LogMib => {
             bad.extend(NUMBER);
             bad.push(("product overflow", "17592186044416")); // x 2^20 bytes
+        }
+        Kind::MaxMib => {
+            bad.extend(NUMBER.iter().filter(|(_, v)| *v != "-1"));
+            bad.extend([("product overflow", "17592186044416"), ("negative", "-2")]);
         }
         Kind::Processes => {
             bad.extend(NUMBER);

@@ -388,6 +388,15 @@ impl Container for Backend {
     }
 }
 
+/// Makes the signals damon handles wait (blocked) from damon's first instruction on, so that a
+/// stop sent while damon starts (Nomad may stop a task at any moment) is read by the
+/// supervisor and passed on, instead of ending damon by the signal's default action before it
+/// has a container or a child. The child gets an empty mask back before its exec.
+pub fn defer_signals() {
+    // Best effort: should it fail, the signal waiter's own sigprocmask reports the error.
+    let _ = signals::block_handled();
+}
+
 /// The host's CPUs and MHz per core, as the CPU limit uses them.
 pub fn host_cpu() -> Option<super::HostCpu> {
     HostCpu::read().ok().map(|cpu| super::HostCpu { cpus: cpu.online_cpus, mhz_per_core: cpu.mhz_per_core })

@@ -36,13 +36,18 @@ fn handled() -> SigSet {
     set
 }
 
+/// Blocks the handled signals: they stay pending until the signalfd reads them.
+pub fn block_handled() -> nix::Result<()> {
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&handled()), None)
+}
+
 impl SignalWaiter {
     /// Blocks the handled signals (so they queue for the signalfd) and opens the signalfd.
     /// Call before any thread or child starts: both inherit the mask (std resets it in the
     /// child before exec).
     pub fn install() -> nix::Result<Self> {
+        block_handled()?;
         let set = handled();
-        nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None)?;
         let fd = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)?;
         Ok(SignalWaiter { fd })
     }

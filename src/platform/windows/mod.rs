@@ -271,6 +271,10 @@ impl Sampler for JobSampler {
     }
 }
 
+/// Nothing to defer on Windows: console events reach damon's handler once it is installed,
+/// and the job does not exist before then.
+pub fn defer_signals() {}
+
 /// The host's logical processors and MHz per core, as the CPU limit uses them.
 pub fn host_cpu() -> Option<super::HostCpu> {
     HostCpu::read().ok().map(|cpu| super::HostCpu {
