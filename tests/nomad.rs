@@ -330,3 +330,65 @@ fn nomad_stop_with_the_final_kill_at_once_leaves_nothing() {
     let reports = run_sequence(Sequence::FinalKillAtOnce, runs());
     assert!(reports.is_empty(), "{}", reports.join("\n"));
 }
+
+/// raw_exec's `cgroup_v2_override` / `cgroup_v1_override` put the task in an operator's cgroup,
+/// which other tasks may share. On v1 damon nests its groups there and leaves the neighbours
+/// alone; on v2 a cgroup shared with other processes cannot pass controllers down (no internal
+/// processes), so damon refuses it clearly (125, naming DAMON_CGROUP_PARENT) and leaves it as
+/// it found it.
+#[test]
+fn nomad_cgroup_override_shared_with_another_task() {
+    let name = format!("ops-shared-{}", std::process::id());
+    let dirs: Vec<PathBuf> = if cgroup_version() == "v2" {
+        vec![Path::new(MOUNT).join(&name)]
+    } else {
+        ["freezer", "cpu", "memory"].iter().map(|c| Path::new(MOUNT).join(c).join(&name)).collect()
+    };
+    for dir in &dirs {
+        fs::create_dir_all(dir).unwrap();
+    }
+    let task = NomadTask { dirs: dirs.clone(), v2: cgroup_version() == "v2" };
+    // Another task's process, already in the shared cgroup.
+    let mut neighbour = Command::new("sh")
+        .args([
+            "-c",
+            &format!(
+                "{} && exec sleep 600",
+                dirs.iter().map(|d| format!("echo $$ > {}/cgroup.procs", d.display())).collect::<Vec<_>>().join(" && ")
+            ),
+        ])
+        .spawn()
+        .unwrap();
+    wait_for("the neighbour to join the shared cgroup", Duration::from_secs(10), || {
+        fs::read_to_string(dirs[0].join("cgroup.procs")).unwrap_or_default().contains(&neighbour.id().to_string())
+    });
+    let dir = TestDir::new("nomad-override");
+    let mut damon = task.start(
+        &dir,
+        &[("DAMON_MEMORY_LIMIT", "64")],
+        &[workload().to_str().unwrap(), "obedient-swarm", dir.0.to_str().unwrap()],
+    );
+    let damon_pid = damon.id();
+    if task.v2 {
+        let status = damon.wait().unwrap();
+        assert_eq!(status.code(), Some(125), "{}", dir.log());
+        assert!(dir.log().contains("set DAMON_CGROUP_PARENT to a cgroup of its own"), "{}", dir.log());
+        assert!(read_pid(&dir.path("child.pid")).is_none(), "the command ran");
+    } else {
+        wait_for("the workload to start", Duration::from_secs(30), || read_pid(&dir.path("child.pid")).is_some());
+        let status = task.shutdown(&mut damon, Duration::from_secs(5));
+        assert_eq!(status.code(), Some(130), "{}", dir.log());
+    }
+    assert!(alive(neighbour.id()), "the other task's process was killed");
+    let subdirs: Vec<PathBuf> = dirs
+        .iter()
+        .flat_map(|d| fs::read_dir(d).unwrap().flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect::<Vec<_>>())
+        .collect();
+    assert!(subdirs.is_empty(), "left in the shared cgroup: {:?}", subdirs);
+    if task.v2 {
+        assert_eq!(fs::read_to_string(dirs[0].join("cgroup.subtree_control")).unwrap().trim(), "");
+    }
+    assert!(groups_of(damon_pid).is_empty(), "damon's groups left: {:?}", groups_of(damon_pid));
+    let _ = neighbour.kill();
+    let _ = neighbour.wait();
+}
