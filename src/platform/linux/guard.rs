@@ -58,8 +58,12 @@ const TAG_CONTROLLER: u8 = b'C';
 const TAG_CANCEL: u8 = b'x';
 /// damon → guard: everything is undone; exit without acting.
 const TAG_DONE: u8 = b'd';
-/// guard → damon: the guard runs in its own session and is listening.
+/// guard → damon: the guard runs in its own session and is listening; then one of:
 const TAG_READY: u8 = b'r';
+/// it moved to its home, out of damon's cgroups;
+const AWAY: u8 = b'a';
+/// it stays in damon's cgroups.
+const STAYED: u8 = b's';
 /// Paths are at most PATH_MAX (4096) bytes; a message holds two and a tag.
 const MAX_MESSAGE_BYTES: usize = 3 * 4096;
 
@@ -99,6 +103,7 @@ impl Change {
     }
 
     /// Makes the change. `Ok(false)`: nothing needed making (a parent that already exists).
+    /// `guard`: the guard, when it shares damon's cgroup and must move with damon.
     fn make(&self, guard: Option<Pid>) -> Result<bool, CgroupIoError> {
         match self {
             Change::Parent(dir) => match file::create_dir(dir) {
@@ -128,10 +133,11 @@ impl Change {
 }
 
 /// Undoes `changes`, newest first, after stopping the workload: what damon does at its end
-/// and what the guard does when damon died. `partner` is the other process in damon's leaf
-/// that must move back too (the guard, when damon undoes); the guard never moves damon, whose
-/// pid may have been reused once damon is dead.
-pub fn undo(changes: &[Change], partner: Option<Pid>) -> Vec<CgroupIoError> {
+/// and what the guard does when damon died. `in_leaf` are the processes that moved into damon's
+/// leaf and move back: damon (and the guard, if it shares damon's cgroup) when damon undoes;
+/// the guard alone (if it moved) when the guard does: it never moves damon, whose pid may have
+/// been reused once damon is dead.
+pub fn undo(changes: &[Change], in_leaf: &[Pid]) -> Vec<CgroupIoError> {
     let mut errors = Vec::new();
     // On v1, stop the tree first where the freezer can hold it, so nothing forks past the kill.
     for change in changes.iter().rev() {
@@ -141,8 +147,7 @@ pub fn undo(changes: &[Change], partner: Option<Pid>) -> Vec<CgroupIoError> {
             }
         }
     }
-    let own = getpid();
-    let spared: Vec<i32> = Some(own).into_iter().chain(partner).map(Pid::as_raw).collect();
+    let spared: Vec<i32> = Some(getpid()).iter().chain(in_leaf).map(|p| p.as_raw()).collect();
     for change in changes.iter().rev() {
         let result = match change {
             Change::Group(dir) => teardown::remove_group(dir),
@@ -156,9 +161,9 @@ pub fn undo(changes: &[Change], partner: Option<Pid>) -> Vec<CgroupIoError> {
             }
             Change::Joined { parent, .. } => {
                 let procs = parent.join(PROCS_FILE);
-                let mut result = file::write(&procs, "0");
-                if let Some(partner) = partner {
-                    match file::write(&procs, &partner.to_string()) {
+                let mut result = Ok(());
+                for pid in in_leaf {
+                    match file::write(&procs, &pid.to_string()) {
                         Err(e) if teardown::is_gone(&e.source) => {}
                         other => result = result.and(other),
                     }
@@ -188,7 +193,7 @@ impl Journal {
     /// Records `change` with the guard, then makes it.
     pub fn apply(&mut self, change: Change) -> Result<(), CgroupIoError> {
         self.send(&change.encode());
-        let guard = self.guard.as_ref().map(|g| g.pid);
+        let guard = self.guard.as_ref().filter(|g| !g.away).map(|g| g.pid);
         match change.make(guard) {
             Ok(true) => {
                 self.changes.push(change);
@@ -243,8 +248,9 @@ impl Journal {
     /// Undoes every change, newest first, then dismisses the guard. Best effort: each failure
     /// is returned, the rest still attempted.
     pub fn undo(mut self) -> Vec<CgroupIoError> {
-        let guard = self.guard.as_ref().map(|g| g.pid);
-        let errors = undo(&self.changes, guard);
+        let guard = self.guard.as_ref().filter(|g| !g.away).map(|g| g.pid);
+        let in_leaf: Vec<Pid> = Some(getpid()).into_iter().chain(guard).collect();
+        let errors = undo(&self.changes, &in_leaf);
         self.changes.clear();
         if let Some(guard) = self.guard.take() {
             guard.dismiss();
@@ -257,6 +263,8 @@ impl Journal {
 struct Guard {
     pid: Pid,
     socket: OwnedFd,
+    /// The guard moved to its home, out of damon's cgroups: it does not follow damon into its leaf.
+    away: bool,
 }
 
 impl Guard {
@@ -271,13 +279,16 @@ impl Guard {
         match unsafe { fork() }.map_err(io::Error::from)? {
             ForkResult::Parent { child } => {
                 drop(guard_end);
-                let guard = Guard { pid: child, socket: damon_end };
+                let mut guard = Guard { pid: child, socket: damon_end, away: false };
                 // Wait until the guard left damon's session: a kill of damon's process group
                 // from now on cannot take the guard with it.
-                let mut reply = [0u8; 1];
+                let mut reply = [0u8; 2];
                 loop {
                     match recv(guard.socket.as_raw_fd(), &mut reply, MsgFlags::empty()) {
-                        Ok(1) if reply[0] == TAG_READY => return Ok(guard),
+                        Ok(2) if reply[0] == TAG_READY => {
+                            guard.away = reply[1] == AWAY;
+                            return Ok(guard);
+                        }
                         Err(Errno::EINTR) => continue,
                         Ok(_) => {
                             let _ = waitpid(guard.pid, None);
@@ -309,11 +320,10 @@ fn guard_main(socket: OwnedFd, home: Option<&Path>) {
     // The signals damon handles stay blocked (the mask is inherited), so a stop sent to the
     // guard does nothing.
     let _ = setsid();
-    if let Some(home) = home {
-        // Where it cannot (no right to), it stays in damon's cgroups, as before.
-        let _ = file::write(home, "0");
-    }
-    if send(socket.as_raw_fd(), &[TAG_READY], MsgFlags::MSG_NOSIGNAL).is_err() {
+    // Where it cannot move (no right to), it stays in damon's cgroups and follows damon.
+    let away = home.map_or(false, |home| file::write(home, "0").is_ok());
+    let ready = [TAG_READY, if away { AWAY } else { STAYED }];
+    if send(socket.as_raw_fd(), &ready, MsgFlags::MSG_NOSIGNAL).is_err() {
         return;
     }
     let mut changes: Vec<Change> = Vec::new();
@@ -334,7 +344,8 @@ fn guard_main(socket: OwnedFd, home: Option<&Path>) {
     if changes.is_empty() {
         return;
     }
-    let errors = undo(&changes, None);
+    let in_leaf: Vec<Pid> = if away { Vec::new() } else { vec![getpid()] };
+    let errors = undo(&changes, &in_leaf);
     let groups: Vec<String> = changes
         .iter()
         .filter_map(|c| match c {

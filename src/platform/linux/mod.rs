@@ -96,20 +96,21 @@ impl std::fmt::Display for CgroupVersion {
     }
 }
 
-/// Where the guard waits, when not in damon's own cgroups: on v1, the freezer hierarchy's
-/// root. Nomad's final kill of a task on v1 freezes the task's freezer group and SIGKILLs the
-/// processes listed in that group alone, not in its descendants: a guard there would be killed
-/// in the middle of its clean-up, leaving the workload (in damon's nested group) alive, or
-/// frozen for good if the guard had just frozen it. At the root it is neither frozen nor listed.
-/// (On v2 the guard stays in damon's leaf: Nomad's cgroup.kill ends the whole subtree anyway.)
+/// Where the guard waits, out of the task's cgroup: the root of the hierarchy that Nomad's
+/// final kill acts on (v2: the hierarchy; v1: the freezer's), when damon is not there already.
+/// Nomad kills a task's cgroup once the task (damon) is dead, possibly while the guard is
+/// still cleaning up: on v2 with cgroup.kill of the whole subtree, which would end the guard
+/// before it has waited for the workload and removed damon's groups; on v1 by freezing the
+/// task's freezer group and SIGKILLing the processes listed in that group alone, which would
+/// end the guard and leave the workload in damon's nested group alive, or frozen for good if
+/// the guard had just frozen it. At the root it is neither frozen, listed nor killed.
 fn guard_home(hierarchies: &Hierarchies) -> Option<std::path::PathBuf> {
-    if choose(hierarchies) != Ok(CgroupVersion::V1) {
-        return None;
-    }
-    hierarchies
-        .v1_with("freezer")
-        .filter(|freezer| freezer.own_dir != freezer.mount_point)
-        .map(|freezer| freezer.mount_point.join("cgroup.procs"))
+    let hierarchy = match choose(hierarchies) {
+        Ok(CgroupVersion::V2) => hierarchies.v2.as_ref(),
+        Ok(CgroupVersion::V1) => hierarchies.v1_with("freezer"),
+        Err(_) => None,
+    }?;
+    Some(hierarchy).filter(|h| h.own_dir != h.mount_point).map(|h| h.mount_point.join("cgroup.procs"))
 }
 
 /// The version damon would use here, and why not if none.

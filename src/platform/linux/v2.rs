@@ -41,8 +41,8 @@ impl CgroupV2 {
     ) -> Result<Self, ContainerError> {
         let parent = parent_path.map_or_else(|| hierarchy.own_dir.clone(), |p| hierarchy.dir_of(p));
         create_parents(&hierarchy.mount_point, &parent, journal)?;
-        // Leave the parent if damon lives there (the root is exempt from the rule); the guard,
-        // forked in the parent, goes too.
+        // Leave the parent if damon lives there (the root is exempt from the rule). The guard
+        // waits at the root; where it could not move there, it goes into the leaf too.
         if parent == hierarchy.own_dir && parent != hierarchy.mount_point {
             let leaf = parent.join(format!("{}.supervisor", name));
             journal.apply(Change::Leaf(leaf.clone()))?;
