@@ -117,6 +117,20 @@ impl NomadTask {
         cmd.spawn().expect("start damon as Nomad's executor does")
     }
 
+    /// The task without damon, as a plain raw_exec task: the workload itself in the scope.
+    fn start_plain(&self, dir: &TestDir, args: &[&str]) -> Child {
+        let mut cmd = Command::new("sh");
+        in_clean_environment(&mut cmd, dir);
+        let moves: Vec<String> = self.dirs.iter().map(|d| format!("echo $$ > {}/cgroup.procs", d.display())).collect();
+        let script = format!("{} && exec setsid \"$0\" \"$@\"", moves.join(" && "));
+        cmd.args(["-c", &script, args[0]])
+            .args(&args[1..])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        cmd.spawn().expect("start the plain task")
+    }
+
     /// The executor's Shutdown(kill_signal, kill_timeout): the signal (SIGINT by default) to
     /// the task's pid only; if it has not exited within the timeout, SIGKILL to the pid; then,
     /// whatever happened, SIGKILL to the task's process group.
@@ -229,54 +243,88 @@ enum Sequence {
     FinalKillAtOnce,
 }
 
-/// Runs `runs` tasks through `sequence`; returns a report of each run that left anything.
-fn run_sequence(sequence: Sequence, runs: usize) -> Vec<String> {
-    let mut reports = Vec::new();
-    let (mut left_processes, mut left_groups, mut cleanup_attempts) = (0, 0, Vec::new());
+/// What one pass of a sequence left.
+#[derive(Default)]
+struct Tally {
+    runs: usize,
+    processes_left: usize,
+    groups_left: usize,
+    /// Nomad's removal succeeded at this attempt (v1 retries), by attempt.
+    removed_at: std::collections::BTreeMap<usize, usize>,
+    /// v2: Nomad's single removal failed while processes its own cgroup.kill had just killed
+    /// were still exiting; the scope then holds nothing but is left (Nomad's race, not damon's).
+    raced_own_kill: usize,
+    reports: Vec<String>,
+}
+
+/// Waits up to 10 s for the SIGKILLed processes to finish exiting (on a slow VM hundreds of
+/// them take a while), then returns those still alive: left behind for good.
+fn survivors(dir: &TestDir) -> Vec<String> {
+    let pids: Vec<u32> = PID_FILES.iter().filter_map(|f| read_pid(&dir.path(f))).collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pids.iter().any(|&pid| alive(pid)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    pids.into_iter().filter(|&pid| alive(pid)).map(|pid| format!("{} ({})", pid, command_of(pid))).collect()
+}
+
+/// Whether the task's cgroups hold nothing at all: no subgroup, no process.
+fn empty(task: &NomadTask) -> bool {
+    task.dirs.iter().take(if task.v2 { 1 } else { 3 }).all(|d| {
+        !d.exists()
+            || (fs::read_dir(d).map_or(true, |es| es.flatten().all(|e| !e.path().is_dir()))
+                && fs::read_to_string(d.join("cgroup.procs")).map_or(true, |p| p.trim().is_empty()))
+    })
+}
+
+/// Runs `runs` tasks through `sequence`, under damon or (`with_damon` false, the control) as
+/// the plain workload, as Nomad would run it without damon.
+fn run_sequence(sequence: Sequence, runs: usize, with_damon: bool) -> Tally {
+    let mut tally = Tally::default();
     for run in 0..runs {
-        let task = NomadTask::new(&format!("{:?}-{}", sequence, run).to_lowercase());
+        let task = NomadTask::new(&format!("{:?}-{}-{}", sequence, with_damon, run).to_lowercase());
         let dir = TestDir::new(&format!("nomad-{:?}", sequence).to_lowercase());
         let (damon_timeout, nomad_timeout, behaviour) = match sequence {
             Sequence::ChildObeys => ("4s", Duration::from_secs(5), "obedient-swarm"),
             Sequence::DamonTimeoutFirst => ("200ms", Duration::from_secs(2), "swarm"),
             Sequence::NomadKillFirst | Sequence::FinalKillAtOnce => ("10s", Duration::from_millis(200), "swarm"),
         };
-        let mut damon = task.start(
-            &dir,
-            &[("DAMON_KILL_TIMEOUT", damon_timeout), ("DAMON_PROCESS_LIMIT", "500")],
-            &[workload().to_str().unwrap(), behaviour, dir.0.to_str().unwrap()],
-        );
+        let env = [("DAMON_KILL_TIMEOUT", damon_timeout), ("DAMON_PROCESS_LIMIT", "500")];
+        let program = workload();
+        let args = [program.to_str().unwrap(), behaviour, dir.0.to_str().unwrap()];
+        let mut damon = if with_damon { task.start(&dir, &env, &args) } else { task.start_plain(&dir, &args) };
         let damon_pid = damon.id();
         wait_for("the workload to start", Duration::from_secs(30), || read_pid(&dir.path("child.pid")).is_some());
         let status = task.shutdown(&mut damon, nomad_timeout);
-        match sequence {
-            Sequence::NomadKillFirst => std::thread::sleep(Duration::from_millis(100)),
-            Sequence::FinalKillAtOnce => {}
-            // The task ended by itself: Nomad's DestroyTask SIGKILLs its process group again.
-            Sequence::ChildObeys | Sequence::DamonTimeoutFirst => {}
+        if sequence == Sequence::NomadKillFirst {
+            // Nomad's executor plugin is killed and the task runner's stop hooks run: a moment.
+            std::thread::sleep(Duration::from_millis(500));
         }
         task.final_kill();
         let cleanup = task.cleanup();
-        let expected = match sequence {
-            Sequence::ChildObeys => Some(130),
-            Sequence::DamonTimeoutFirst => Some(137),
-            Sequence::NomadKillFirst | Sequence::FinalKillAtOnce => None,
+        let expected = match (sequence, with_damon) {
+            (Sequence::ChildObeys, _) => Some(130),
+            (Sequence::DamonTimeoutFirst, true) => Some(137),
+            _ => None,
         };
-        // Nothing of the workload may outlive the removal of its groups.
-        let survivors: Vec<String> = PID_FILES
-            .iter()
-            .filter_map(|f| read_pid(&dir.path(f)))
-            .filter(|&pid| alive(pid))
-            .map(|pid| format!("{} ({})", pid, command_of(pid)))
-            .collect();
-        let groups = groups_of(damon_pid);
-        left_processes += survivors.len();
-        left_groups += groups.len() + usize::from(cleanup.is_err());
-        if let Ok(attempt) = cleanup {
-            cleanup_attempts.push(attempt);
+        let survivors = survivors(&dir);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !groups_of(damon_pid).is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
         }
-        if status.code() != expected || cleanup.is_err() || !survivors.is_empty() || !groups.is_empty() {
-            reports.push(format!(
+        let groups = groups_of(damon_pid);
+        // v2's single removal cannot wait for the processes its cgroup.kill has just killed.
+        let raced = task.v2 && sequence == Sequence::FinalKillAtOnce && cleanup.is_err() && empty(&task);
+        tally.runs += 1;
+        tally.processes_left += survivors.len();
+        tally.groups_left += groups.len() + usize::from(cleanup.is_err() && !raced);
+        tally.raced_own_kill += usize::from(raced);
+        if let Ok(attempt) = cleanup {
+            *tally.removed_at.entry(attempt).or_insert(0) += 1;
+        }
+        let status_wrong = with_damon && status.code() != expected;
+        if status_wrong || (cleanup.is_err() && !raced) || !survivors.is_empty() || !groups.is_empty() {
+            tally.reports.push(format!(
                 "{:?} run {}: damon {} (expected {:?}); Nomad's removal: {:?}; processes left: {:?}; damon's groups left: {:?}\n--- log\n{}",
                 sequence, run, status, expected, cleanup, survivors, groups, dir.log()
             ));
@@ -286,21 +334,28 @@ fn run_sequence(sequence: Sequence, runs: usize) -> Vec<String> {
         }
     }
     println!(
-        "nomad ({}): {:?}: {} runs, {} processes left, {} groups left, removal succeeded at attempt {:?}",
+        "nomad ({}): {:?}{}: {} runs, {} processes left, {} groups left, removal succeeded at attempt {:?}{}",
         cgroup_version(),
         sequence,
-        runs,
-        left_processes,
-        left_groups,
-        {
-            let mut counts = std::collections::BTreeMap::new();
-            for a in &cleanup_attempts {
-                *counts.entry(*a).or_insert(0) += 1;
-            }
-            counts
+        if with_damon { "" } else { " without damon (control)" },
+        tally.runs,
+        tally.processes_left,
+        tally.groups_left,
+        tally.removed_at,
+        if tally.raced_own_kill > 0 {
+            format!(
+                ", Nomad's single removal raced its own cgroup.kill {} times (empty scope left)",
+                tally.raced_own_kill
+            )
+        } else {
+            String::new()
         }
     );
-    reports
+    tally
+}
+
+fn assert_clean(tally: Tally) {
+    assert!(tally.reports.is_empty(), "{} runs left something:\n{}", tally.reports.len(), tally.reports.join("\n"));
 }
 
 fn runs() -> usize {
@@ -309,26 +364,30 @@ fn runs() -> usize {
 
 #[test]
 fn nomad_stop_with_a_child_that_obeys_leaves_nothing() {
-    let reports = run_sequence(Sequence::ChildObeys, runs());
-    assert!(reports.is_empty(), "{}", reports.join("\n"));
+    assert_clean(run_sequence(Sequence::ChildObeys, runs(), true));
 }
 
 #[test]
 fn nomad_stop_with_damon_timeout_first_leaves_nothing() {
-    let reports = run_sequence(Sequence::DamonTimeoutFirst, runs());
-    assert!(reports.is_empty(), "{}", reports.join("\n"));
+    assert_clean(run_sequence(Sequence::DamonTimeoutFirst, runs(), true));
 }
 
 #[test]
 fn nomad_stop_with_nomad_sigkill_first_leaves_nothing() {
-    let reports = run_sequence(Sequence::NomadKillFirst, runs());
-    assert!(reports.is_empty(), "{}", reports.join("\n"));
+    assert_clean(run_sequence(Sequence::NomadKillFirst, runs(), true));
 }
 
+/// On v2 Nomad removes the scope once, at once after its asynchronous cgroup.kill: when the
+/// processes it killed are still exiting, the removal fails and Nomad leaves the (empty)
+/// scope, with or without damon. The control run, the same workload as a plain raw_exec task,
+/// shows how often Nomad's own race happens here; damon must leave nothing else.
 #[test]
 fn nomad_stop_with_the_final_kill_at_once_leaves_nothing() {
-    let reports = run_sequence(Sequence::FinalKillAtOnce, runs());
-    assert!(reports.is_empty(), "{}", reports.join("\n"));
+    let with_damon = run_sequence(Sequence::FinalKillAtOnce, runs(), true);
+    if cgroup_version() == "v2" {
+        run_sequence(Sequence::FinalKillAtOnce, (runs() / 5).max(1), false);
+    }
+    assert_clean(with_damon);
 }
 
 /// raw_exec's `cgroup_v2_override` / `cgroup_v1_override` put the task in an operator's cgroup,

@@ -33,8 +33,18 @@ fn storm(pid: u32, calm: Arc<AtomicBool>, sent: Arc<AtomicUsize>) -> std::thread
     })
 }
 
-/// A process beside the workload that prints every signal it receives.
-fn decoy() -> (Child, BufReader<std::process::ChildStdout>) {
+/// A process beside the workload that prints every signal it receives; killed when dropped,
+/// so that a failed test leaves it behind neither.
+struct Decoy(Child);
+
+impl Drop for Decoy {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn decoy() -> (Decoy, BufReader<std::process::ChildStdout>) {
     let mut decoy = std::process::Command::new(workload())
         .arg("wait-signals")
         .stdout(Stdio::piped())
@@ -42,18 +52,18 @@ fn decoy() -> (Child, BufReader<std::process::ChildStdout>) {
         .expect("spawn the decoy");
     let mut out = BufReader::new(decoy.stdout.take().unwrap());
     read_until(&mut out, "ready");
-    (decoy, out)
+    (Decoy(decoy), out)
 }
 
-fn assert_decoy_untouched(mut decoy: Child, mut out: BufReader<std::process::ChildStdout>) {
-    signal(decoy.id(), Signal::SIGTERM);
+fn assert_decoy_untouched(decoy: Decoy, mut out: BufReader<std::process::ChildStdout>) {
+    signal(decoy.0.id(), Signal::SIGTERM);
     let mut lines = String::new();
     let mut line = String::new();
     while out.read_line(&mut line).unwrap_or(0) > 0 {
         lines.push_str(&line);
         line.clear();
     }
-    let _ = decoy.wait();
+    drop(decoy);
     assert_eq!(lines.trim(), "SIGTERM", "the decoy outside the workload received signals it was not sent");
 }
 
