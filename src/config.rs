@@ -26,6 +26,10 @@ mod values;
 pub use values::{ListenAddr, UserSpec};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// What `damon` and `damon --version` print after the name: the version, the target and the
+/// commit (set by build.rs).
+pub const LONG_VERSION: &str =
+    concat!(env!("CARGO_PKG_VERSION"), " (", env!("DAMON_BUILD_TARGET"), ", commit ", env!("DAMON_BUILD_COMMIT"), ")");
 
 /// One setting: spelled here and nowhere else.
 pub struct Setting {
@@ -359,7 +363,7 @@ impl Sources<'_> {
 
 fn cli() -> Command {
     let mut cmd = Command::new("damon")
-        .version(VERSION)
+        .version(LONG_VERSION)
         .about("Runs a program contained in a cgroup (Linux) or Job Object (Windows), enforces its CPU and memory limits, and stops its whole tree.")
         .override_usage("damon [OPTIONS] [--] COMMAND [ARGS]...")
         .after_help("Every option can also be set with the environment variable shown; the option wins.\nExit status: the command's own, 128+N if it died of signal N, 125 if damon failed,\n126 if the command cannot be run, 127 if it was not found.")

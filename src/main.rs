@@ -9,14 +9,14 @@ mod platform;
 mod stats;
 mod supervisor;
 
-use config::{ConfigError, Invocation, ProcessEnvironment, VERSION};
+use config::{ConfigError, Invocation, ProcessEnvironment, LONG_VERSION};
 
 fn main() {
     // First of all: a stop that arrives while damon starts must wait for the supervisor.
     platform::defer_signals();
     let code = match config::parse(std::env::args_os().collect(), &ProcessEnvironment) {
         Ok(Invocation::Version) => {
-            println!("damon {}", VERSION);
+            println!("damon {}", LONG_VERSION);
             0
         }
         Ok(Invocation::Check(config)) => supervisor::check(&config),

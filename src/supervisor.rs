@@ -5,7 +5,7 @@
 use std::ffi::OsString;
 use std::time::{Instant, SystemTime};
 
-use crate::config::{Config, VERSION};
+use crate::config::{Config, LONG_VERSION, VERSION};
 use crate::logging::{self, LogGuard, LogSettings};
 use crate::metrics::Metrics;
 use crate::platform::{self, Backend, Container, ContainerSpec, Event, ExitStatus, Identity, Signal, SpawnError};
@@ -86,7 +86,7 @@ pub fn check(config: &Config) -> i32 {
         }
         Err(e) => report.problem = report.problem.or_else(|| Some(e.to_string())),
     }
-    println!("damon {}", VERSION);
+    println!("damon {}", LONG_VERSION);
     for (name, value) in report.facts.iter().chain(config.describe().iter()) {
         println!("{:<28} {}", format!("{}:", name), value);
     }
