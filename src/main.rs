@@ -9,6 +9,8 @@ mod platform;
 mod stats;
 mod supervisor;
 
+use std::io::Write;
+
 use config::{ConfigError, Invocation, ProcessEnvironment, LONG_VERSION};
 
 fn main() {
@@ -16,7 +18,8 @@ fn main() {
     platform::defer_signals();
     let code = match config::parse(std::env::args_os().collect(), &ProcessEnvironment) {
         Ok(Invocation::Version) => {
-            println!("damon {}", LONG_VERSION);
+            // Not println!: it panics when stdout is closed or a pipe whose reader is gone.
+            let _ = writeln!(std::io::stdout(), "damon {}", LONG_VERSION);
             0
         }
         Ok(Invocation::Check(config)) => supervisor::check(&config),
@@ -28,7 +31,7 @@ fn main() {
         }
         Err(ConfigError::InvalidLogged(e, log)) => supervisor::refuse(&log, &e),
         Err(e) => {
-            eprintln!("damon: {}", e);
+            logging::stderr_line(&e.to_string());
             supervisor::EXIT_DAMON_FAILED
         }
     };

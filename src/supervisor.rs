@@ -86,20 +86,24 @@ pub fn check(config: &Config) -> i32 {
         }
         Err(e) => report.problem = report.problem.or_else(|| Some(e.to_string())),
     }
-    println!("damon {}", LONG_VERSION);
+    // Written whole, once, and not with println!, which panics when stdout is closed or a
+    // pipe whose reader is gone (`damon --check | head -1`).
+    let mut out = format!("damon {}\n", LONG_VERSION);
     for (name, value) in report.facts.iter().chain(config.describe().iter()) {
-        println!("{:<28} {}", format!("{}:", name), value);
+        out.push_str(&format!("{:<28} {}\n", format!("{}:", name), value));
     }
-    match report.problem {
+    let code = match &report.problem {
         None => {
-            println!("ok: damon can run a contained child here");
+            out.push_str("ok: damon can run a contained child here\n");
             0
         }
         Some(problem) => {
-            println!("not ok: {}", problem);
+            out.push_str(&format!("not ok: {}\n", problem));
             EXIT_DAMON_FAILED
         }
-    }
+    };
+    let _ = std::io::Write::write_all(&mut std::io::stdout(), out.as_bytes());
+    code
 }
 
 /// A configuration error: one line on stderr, the same in the log, nothing started, 125.

@@ -153,3 +153,18 @@ fn check_reports_the_host_and_the_configuration() {
     }
     assert!(!dir.path("damon.log").exists(), "--check must not start a run");
 }
+
+#[test]
+fn a_closed_stdout_never_makes_damon_panic() {
+    // `damon --check | head -1` and `damon --version >&-`: the reader is gone or there is none.
+    for args in [&["--check"][..], &["--version"][..], &[][..]] {
+        let mut cmd = std::process::Command::new(DAMON);
+        cmd.args(args).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn damon");
+        drop(child.stdout.take());
+        let out = child.wait_with_output().expect("wait for damon");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "damon {:?} panicked: {}", args, stderr);
+        assert!(out.status.code().is_some(), "damon {:?} died of a signal: {}", args, out.status);
+    }
+}
