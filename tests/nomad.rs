@@ -110,6 +110,8 @@ impl NomadTask {
             .env("NOMAD_MEMORY_LIMIT", "256")
             .env("NOMAD_MEMORY_MAX_LIMIT", "512")
             .env("NOMAD_CPU_CORES", " ")
+            // Where TestDir reads it (by default it would be web.damon.log, after the task).
+            .env("DAMON_LOG_NAME", "damon.log")
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -450,4 +452,47 @@ fn nomad_cgroup_override_shared_with_another_task() {
     assert!(groups_of(damon_pid).is_empty(), "damon's groups left: {:?}", groups_of(damon_pid));
     let _ = neighbour.kill();
     let _ = neighbour.wait();
+}
+
+/// In Nomad's layout, with no DAMON_CGROUP_PARENT: damon's group is nested in the task's
+/// cgroup with the limits Nomad's variables ask for, Nomad's own limits are untouched, the
+/// metrics carry the task's labels and the log says where the workload ran.
+#[test]
+fn nomad_layout_nests_damon_limits_and_reports_them() {
+    let task = NomadTask::new("layout");
+    let dir = TestDir::new("nomad-layout");
+    let port = free_port();
+    let addr = format!("127.0.0.1:{}", port);
+    let mut damon = task.start(
+        &dir,
+        &[("NOMAD_ADDR_damon", addr.as_str()), ("NOMAD_JOB_NAME", "shop")],
+        &[workload().to_str().unwrap(), "wait-signals"],
+    );
+    let dirs = container_dirs(&dir);
+    let scope_memory = if task.v2 { &task.dirs[0] } else { &task.dirs[2] };
+    let memory_dir = dirs.iter().find(|d| d.starts_with(scope_memory)).unwrap_or_else(|| {
+        panic!("no group of damon's inside the task's memory cgroup {}: {:?}", scope_memory.display(), dirs)
+    });
+    let (hard, soft) =
+        if task.v2 { ("memory.max", "memory.high") } else { ("memory.limit_in_bytes", "memory.soft_limit_in_bytes") };
+    assert_eq!(read_trimmed(&memory_dir.join(hard)), (512u64 << 20).to_string());
+    assert_eq!(read_trimmed(&memory_dir.join(soft)), (256u64 << 20).to_string());
+    // Nomad's own limit on the task's cgroup, as the executor wrote it.
+    assert_eq!(read_trimmed(&scope_memory.join(hard)), (512u64 << 20).to_string());
+    let mut scrape = String::new();
+    wait_for("a scrape with the child up", Duration::from_secs(30), || {
+        scrape = http_get(port, "/metrics").unwrap_or_default();
+        scrape.lines().any(|l| l.starts_with("damon_up{") && l.ends_with(" 1"))
+    });
+    assert!(
+        scrape.contains("nomad_job_name=\"shop\"") && scrape.contains("nomad_task_name=\"web\""),
+        "the metrics lack the task's labels:\n{}",
+        scrape
+    );
+    let status = task.shutdown(&mut damon, Duration::from_secs(5));
+    assert_eq!(status.code(), Some(0), "{}", dir.log());
+    task.final_kill();
+    assert_eq!(task.cleanup(), Ok(1), "Nomad's removal\n{}", dir.log());
+    let log = dir.log();
+    assert!(log.contains("\"msg\":\"damon exiting\"") && log.contains("\"nomad_task_name\":\"web\""), "{}", log);
 }
