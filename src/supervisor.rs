@@ -217,7 +217,12 @@ fn supervise(config: &Config, identity: Identity) -> (Ending, Option<Sample>) {
             return ending;
         }
     };
-    tracing::info!(pid, container = %container.location().unwrap_or_else(|| "none".to_string()), "child started");
+    tracing::info!(
+        pid,
+        container = %container.location().unwrap_or_else(|| "none".to_string()),
+        start = container.start_method().as_deref(),
+        "child started"
+    );
     if let Some(metrics) = &metrics {
         metrics.child_started();
     }
