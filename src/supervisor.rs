@@ -242,8 +242,8 @@ fn supervise(config: &Config, identity: Identity) -> (Ending, Option<Sample>) {
                     tracing::info!(signal = signal.name(), kill_timeout = %humantime::format_duration(config.kill_timeout), "stopping: signal passed on to the child");
                 }
             }
-            Ok(Event::MemoryLimitHit) => oom.report_new(container.sample().oom_kills),
-            Ok(Event::ProcessLimitHit) => process_limit.report(container.sample().process_limit_refusals),
+            Ok(Event::MemoryLimitHit) => oom.report_new(container.totals().oom_kills),
+            Ok(Event::ProcessLimitHit) => process_limit.report(container.totals().process_limit_refusals),
             Ok(Event::PassOn(signal)) => {
                 tracing::info!(signal = signal.name(), "signal passed on to the child");
                 container.signal_child(signal);
@@ -265,7 +265,7 @@ fn supervise(config: &Config, identity: Identity) -> (Ending, Option<Sample>) {
         metrics.child_exited();
     }
     // Read before removal: the group's counters go with it.
-    let totals = container.sample();
+    let totals = container.totals();
     let oom_kills = totals.oom_kills.unwrap_or(0);
     remove(container);
     let status = match status {

@@ -114,6 +114,11 @@ pub trait Container: Sized {
     fn sample(&self) -> Sample {
         self.sampler().sample()
     }
+    /// The figures the "damon exiting" line and the limit reports use (CPU, peak memory, OOM
+    /// kills, refused forks, throttling, IO bytes): a platform may read fewer files for them.
+    fn totals(&self) -> Sample {
+        self.sample()
+    }
     /// Reads samples of the container from any thread (the metrics server's).
     fn sampler(&self) -> Arc<dyn Sampler>;
     /// Removes the container; every step is attempted, and each failure is reported.

@@ -4,8 +4,8 @@
 //! a cgroup directory (which the kernel refuses anyway, with a less helpful error).
 
 use std::fmt;
-use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 /// A failed operation on a cgroup file or directory.
@@ -47,8 +47,29 @@ pub fn write(path: &Path, value: &str) -> Result<(), CgroupIoError> {
         .map_err(|e| error("write", path, Some(value), e))
 }
 
+/// What one read asks for: the kernel formats these files a page at a time.
+const READ_CHUNK_BYTES: usize = 4096;
+
+/// Reads a whole interface file (or a /proc file): one open, then reads of a page until the
+/// end, usually two. Not `fs::read_to_string`: these files report a size of 0, so it would
+/// ask for their size first and then read them 32 bytes at a time, growing its buffer.
 pub fn read(path: &Path) -> Result<String, CgroupIoError> {
-    fs::read_to_string(path).map_err(|e| error("read", path, None, e))
+    read_whole(path).map_err(|e| error("read", path, None, e))
+}
+
+fn read_whole(path: &Path) -> io::Result<String> {
+    let mut file = File::open(path)?;
+    let mut content = Vec::new();
+    let mut chunk = [0u8; READ_CHUNK_BYTES];
+    loop {
+        match file.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => content.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    String::from_utf8(content).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
 pub fn create_dir(path: &Path) -> Result<(), CgroupIoError> {
@@ -96,6 +117,18 @@ mod tests {
         assert_eq!(keyed_value(content, "user_usec"), Some(7));
         assert_eq!(keyed_value(content, "usage"), None);
         assert_eq!(keyed_value(content, "nr_throttled"), Some(3));
+    }
+
+    #[test]
+    fn a_file_longer_than_a_read_is_read_whole() {
+        let path = std::env::temp_dir().join(format!("damon-cgroup-read-{}", std::process::id()));
+        let content: String = (0..3 * READ_CHUNK_BYTES).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+        fs::write(&path, &content).unwrap();
+        let read_back = read(&path);
+        fs::remove_file(&path).unwrap();
+        assert_eq!(read_back.unwrap(), content);
+        let missing = read(Path::new("/no/such/cgroup/file")).unwrap_err();
+        assert!(missing.to_string().contains("/no/such/cgroup/file"), "{}", missing);
     }
 
     #[test]

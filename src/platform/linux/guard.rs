@@ -139,17 +139,27 @@ impl Change {
 /// been reused once damon is dead.
 pub fn undo(changes: &[Change], in_leaf: &[Pid]) -> Vec<CgroupIoError> {
     let mut errors = Vec::new();
+    // The usual end first: the workload has exited, so its groups are empty and go at once.
+    // Only a group that still holds processes needs the kill below. (An error here is met
+    // again, and reported, when the group's removal is tried below.)
+    let busy: Vec<&Path> = changes
+        .iter()
+        .rev()
+        .filter_map(|change| match change {
+            Change::Group(dir) if !teardown::remove_if_empty(dir).unwrap_or(false) => Some(dir.as_path()),
+            _ => None,
+        })
+        .collect();
     // On v1, stop the tree first where the freezer can hold it, so nothing forks past the kill.
-    for change in changes.iter().rev() {
-        if let Change::Group(dir) = change {
-            if dir.join("freezer.state").exists() {
-                errors.extend(teardown::kill_group(dir).err());
-            }
+    for dir in &busy {
+        if dir.join("freezer.state").exists() {
+            errors.extend(teardown::kill_group(dir).err());
         }
     }
     let spared: Vec<i32> = Some(getpid()).iter().chain(in_leaf).map(|p| p.as_raw()).collect();
     for change in changes.iter().rev() {
         let result = match change {
+            Change::Group(dir) if !busy.contains(&dir.as_path()) => Ok(()),
             Change::Group(dir) => teardown::remove_group(dir),
             Change::Leaf(dir) => teardown::remove_leaf(dir, &spared),
             Change::Parent(dir) => teardown::remove_unused_parent(dir),

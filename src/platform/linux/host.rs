@@ -6,6 +6,7 @@
 //! have no cpufreq).
 
 use std::fs;
+use std::io::{self, Read};
 use std::time::Duration;
 
 use crate::config::CpuLimit;
@@ -36,7 +37,7 @@ impl HostCpu {
         let (mhz_per_core, mhz_source) = match cpufreq_khz {
             Some(khz) if khz >= 1000 => (khz / 1000, CPUFREQ_MAX),
             _ => {
-                let cpuinfo = fs::read_to_string(CPUINFO).map_err(|e| format!("cannot read {}: {}", CPUINFO, e))?;
+                let cpuinfo = cpuinfo_head().map_err(|e| format!("cannot read {}: {}", CPUINFO, e))?;
                 let mhz = cpuinfo_mhz(&cpuinfo).ok_or_else(|| format!("no \"cpu MHz\" in {}", CPUINFO))?;
                 (mhz, CPUINFO)
             }
@@ -66,6 +67,29 @@ fn count_cpu_list(list: &str) -> Option<u64> {
     Some(count).filter(|&c| c > 0)
 }
 
+/// /proc/cpuinfo up to its first "cpu MHz" line, not the whole file: the kernel formats a
+/// processor's block as a read reaches it (on x86 measuring that CPU's frequency), so the
+/// whole file costs as much as the host has CPUs, and the first block is all damon needs.
+fn cpuinfo_head() -> io::Result<String> {
+    let mut file = fs::File::open(CPUINFO)?;
+    let mut content = Vec::new();
+    let mut chunk = [0u8; 1024];
+    loop {
+        let n = match file.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        content.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&content);
+        if text.find("cpu MHz").map_or(false, |at| text[at..].contains('\n')) {
+            break;
+        }
+    }
+    Ok(String::from_utf8_lossy(&content).into_owned())
+}
+
 fn cpuinfo_mhz(cpuinfo: &str) -> Option<u64> {
     cpuinfo.lines().find_map(|line| {
         let (key, value) = line.split_once(':')?;
@@ -86,6 +110,15 @@ mod tests {
         assert_eq!(count_cpu_list("0-1\n"), Some(2));
         assert_eq!(count_cpu_list("0-3,8,10-11"), Some(7));
         assert_eq!(count_cpu_list(""), None);
+    }
+
+    #[test]
+    fn the_head_of_cpuinfo_holds_the_first_mhz_of_the_whole() {
+        let whole = fs::read_to_string(CPUINFO).unwrap();
+        let head = cpuinfo_head().unwrap();
+        assert!(whole.starts_with(&head[..head.len().min(64)]), "{:?}", head);
+        // The frequency may change between the two reads; that it is there may not.
+        assert_eq!(cpuinfo_mhz(&head).is_some(), cpuinfo_mhz(&whole).is_some(), "{:?}", head);
     }
 
     #[test]

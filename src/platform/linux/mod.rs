@@ -75,6 +75,16 @@ impl Sampler for Cgroup {
     }
 }
 
+impl Cgroup {
+    /// The figures the "damon exiting" line reports, from fewer files than a full sample.
+    fn totals(&self) -> Sample {
+        match self {
+            Cgroup::V1(g) => g.totals(),
+            Cgroup::V2(g) => g.totals(),
+        }
+    }
+}
+
 /// The workload's cgroup, in whichever version the host offers.
 #[derive(Debug, Clone)]
 enum Cgroup {
@@ -105,11 +115,10 @@ impl std::fmt::Display for CgroupVersion {
 /// task's freezer group and SIGKILLing the processes listed in that group alone, which would
 /// end the guard and leave the workload in damon's nested group alive, or frozen for good if
 /// the guard had just frozen it. At the root it is neither frozen, listed nor killed.
-fn guard_home(hierarchies: &Hierarchies) -> Option<std::path::PathBuf> {
-    let hierarchy = match choose(hierarchies) {
-        Ok(CgroupVersion::V2) => hierarchies.v2.as_ref(),
-        Ok(CgroupVersion::V1) => hierarchies.v1_with("freezer"),
-        Err(_) => None,
+fn guard_home(hierarchies: &Hierarchies, version: Option<CgroupVersion>) -> Option<std::path::PathBuf> {
+    let hierarchy = match version? {
+        CgroupVersion::V2 => hierarchies.v2.as_ref(),
+        CgroupVersion::V1 => hierarchies.v1_with("freezer"),
     }?;
     Some(hierarchy).filter(|h| h.own_dir != h.mount_point).map(|h| h.mount_point.join("cgroup.procs"))
 }
@@ -117,7 +126,7 @@ fn guard_home(hierarchies: &Hierarchies) -> Option<std::path::PathBuf> {
 /// The version damon would use here, and why not if none.
 fn choose(hierarchies: &Hierarchies) -> Result<CgroupVersion, String> {
     let v2_has_controllers = hierarchies.v2.as_ref().map_or(false, |v2| {
-        let controllers = std::fs::read_to_string(v2.mount_point.join("cgroup.controllers")).unwrap_or_default();
+        let controllers = cgroup_file::read(&v2.mount_point.join("cgroup.controllers")).unwrap_or_default();
         controllers.split_whitespace().any(|c| c == "memory")
     });
     if v2_has_controllers {
@@ -135,6 +144,7 @@ impl Cgroup {
     fn create(
         spec: &ContainerSpec,
         hierarchies: &Hierarchies,
+        version: CgroupVersion,
         journal: &mut Journal,
     ) -> Result<Cgroup, ContainerError> {
         let cpu = match spec.limits.enforced_cpu() {
@@ -142,7 +152,7 @@ impl Cgroup {
             None => None,
         };
         let parent = spec.parent.as_deref();
-        match choose(hierarchies).map_err(ContainerError::message)? {
+        match version {
             CgroupVersion::V2 => {
                 let v2 = hierarchies.v2.as_ref().expect("chosen because it exists");
                 CgroupV2::create(v2, parent, &spec.name, &spec.limits, cpu.as_ref(), journal).map(Cgroup::V2)
@@ -237,9 +247,13 @@ impl Container for Backend {
         let signals = Self::take_signals()?;
         // The guard exists before the first change to the hierarchy, and hears of each one first.
         let hierarchies = Hierarchies::read()?;
-        let mut journal = Journal::start(guard_home(&hierarchies).as_deref())
+        let version = choose(&hierarchies);
+        let mut journal = Journal::start(guard_home(&hierarchies, version.as_ref().ok().copied()).as_deref())
             .map_err(|e| ContainerError::new("cannot start the guard process", e))?;
-        let cgroup = match Cgroup::create(spec, &hierarchies, &mut journal) {
+        let created = version
+            .map_err(ContainerError::message)
+            .and_then(|version| Cgroup::create(spec, &hierarchies, version, &mut journal));
+        let cgroup = match created {
             Ok(cgroup) => cgroup,
             Err(e) => {
                 for undo_error in journal.undo() {
@@ -379,6 +393,10 @@ impl Container for Backend {
         }
     }
 
+    fn totals(&self) -> Sample {
+        self.cgroup.as_ref().map_or_else(Sample::default, Cgroup::totals)
+    }
+
     fn sampler(&self) -> Arc<dyn Sampler> {
         match &self.cgroup {
             Some(cgroup) => Arc::new(cgroup.clone()),
@@ -388,10 +406,8 @@ impl Container for Backend {
 
     fn remove(mut self) -> Vec<ContainerError> {
         let mut errors = Vec::new();
-        if let Some(cgroup) = self.cgroup.take() {
-            // The workload first, through the freezer on v1; the journal's undo repeats nothing needed.
-            errors.extend(cgroup.kill_all().err().map(ContainerError::from));
-        }
+        // The journal's undo kills what is left of the workload (through the freezer on v1)
+        // before it removes the groups, and lists and kills nothing when they are empty.
         if let Some(journal) = self.journal.take() {
             errors.extend(journal.undo().into_iter().map(ContainerError::from));
         }
@@ -458,14 +474,14 @@ pub fn host_report(config: &Config) -> HostReport {
                 restricted_token: false,
                 identity: Identity::unchanged(),
             };
-            let mut journal = match Journal::start(guard_home(&hierarchies).as_deref()) {
+            let mut journal = match Journal::start(guard_home(&hierarchies, Some(version)).as_deref()) {
                 Ok(journal) => journal,
                 Err(e) => {
                     problem = problem.or(Some(format!("cannot start the guard process: {}", e)));
                     return HostReport { facts, problem };
                 }
             };
-            match Cgroup::create(&spec, &hierarchies, &mut journal) {
+            match Cgroup::create(&spec, &hierarchies, version, &mut journal) {
                 Ok(cgroup) => facts.push(("group would be created at", cgroup.location())),
                 Err(e) if config.limits.container_optional() => {
                     facts.push(("containment", format!("unavailable, the command would run uncontained: {}", e)));

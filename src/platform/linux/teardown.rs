@@ -158,9 +158,24 @@ fn wait_until_empty(dir: &Path, deadline: Instant) {
     }
 }
 
+/// Removes the group if it holds no process: `Ok(true)` when it is gone (or was already),
+/// `Ok(false)` when processes keep it busy. This is the usual end: the workload has exited,
+/// and there is nothing to list, freeze or kill.
+pub fn remove_if_empty(dir: &Path) -> Result<bool, CgroupIoError> {
+    match file::remove_dir(dir) {
+        Ok(()) => Ok(true),
+        Err(e) if is_errno(&e, libc::ENOENT) => Ok(true),
+        Err(e) if is_errno(&e, libc::EBUSY) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// Kills what is in the group, waits until it is empty and removes it. A group already gone
 /// is no error.
 pub fn remove_group(dir: &Path) -> Result<(), CgroupIoError> {
+    if remove_if_empty(dir)? {
+        return Ok(());
+    }
     let deadline = Instant::now() + REMOVE_TIMEOUT;
     loop {
         kill_group(dir)?;

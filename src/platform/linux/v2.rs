@@ -128,6 +128,26 @@ impl CgroupV2 {
         }
     }
 
+    /// The figures the "damon exiting" line reports, and no more: half the files of a full
+    /// sample, and not memory.stat, the costliest.
+    pub fn totals(&self) -> Sample {
+        let d = &self.dir;
+        let cpu_stat = file::read(&d.join("cpu.stat")).unwrap_or_default();
+        let usec = |key| file::keyed_value(&cpu_stat, key).map(Duration::from_micros);
+        let io = file::read(&d.join("io.stat")).ok().map(|content| io_stat_totals(&content));
+        Sample {
+            cpu_user: usec("user_usec"),
+            cpu_system: usec("system_usec"),
+            memory_peak_bytes: file::read_u64(&d.join("memory.peak")),
+            io_read_bytes: io.map(|t| t[0]),
+            io_write_bytes: io.map(|t| t[1]),
+            oom_kills: self.oom_kills(),
+            process_limit_refusals: file::read_keyed(&d.join("pids.events"), "max"),
+            cpu_throttled_periods: file::keyed_value(&cpu_stat, "nr_throttled"),
+            ..Sample::default()
+        }
+    }
+
     /// The PSI totals, where the kernel has them (CONFIG_PSI, not disabled at boot).
     fn pressure(&self) -> Option<Pressure> {
         let read = |name: &str| file::read(&self.dir.join(name)).ok().map(|content| pressure_totals(&content));
