@@ -25,7 +25,8 @@ const REMOVE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the v1 freezer may take to stop every task before damon kills them anyway.
 const FREEZE_TIMEOUT: Duration = Duration::from_secs(1);
 /// v1 gives no notification when a group empties or its last task is released: the short
-/// pause between checks there. (v2 waits on cgroup.events instead.)
+/// pause between checks there, where no pidfd tells of the exits either. (v2 waits on
+/// cgroup.events instead.)
 const V1_RECHECK: Duration = Duration::from_millis(2);
 /// Rounds of listing and killing before giving up on a group whose tasks keep appearing.
 const MAX_KILL_ROUNDS: usize = 200;
@@ -74,12 +75,14 @@ fn kill_group_once(dir: &Path) -> Result<(), CgroupIoError> {
 /// A pid read from cgroup.procs may belong to a process that exits and whose pid is reused
 /// before the signal is sent. Where the kernel has pidfds (5.3), each listed process is
 /// pinned by a pidfd first and signalled only if it is still listed once pinned, so no signal
-/// ever reaches a process outside the group.
+/// ever reaches a process outside the group; and a round ends when the kernel says, on those
+/// pidfds, that the processes it killed have exited, rather than after a pause.
 pub fn kill_listed_processes(
     dir: &Path,
     spared: &[i32],
     mut after_round: impl FnMut() -> Result<(), CgroupIoError>,
 ) -> Result<(), CgroupIoError> {
+    let deadline = Instant::now() + REMOVE_TIMEOUT;
     for _ in 0..MAX_KILL_ROUNDS {
         let pids: Vec<i32> = file::pids(dir)?.into_iter().filter(|p| !spared.contains(p)).collect();
         if pids.is_empty() {
@@ -88,19 +91,54 @@ pub fn kill_listed_processes(
         let pinned: Vec<Option<OwnedFd>> = pids.iter().map(|&pid| pidfd_open(pid)).collect();
         let mut still_listed = if pinned.iter().any(Option::is_some) { file::pids(dir)? } else { Vec::new() };
         still_listed.sort_unstable();
+        let mut killed = Vec::with_capacity(pinned.len());
+        let mut unpinned = false;
         for (pid, pidfd) in pids.iter().zip(pinned) {
             match pidfd {
-                Some(pidfd) if still_listed.binary_search(pid).is_ok() => pidfd_kill(&pidfd),
+                Some(pidfd) if still_listed.binary_search(pid).is_ok() => {
+                    pidfd_kill(&pidfd);
+                    killed.push(pidfd);
+                }
                 Some(_) => {}
                 None => {
                     let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
+                    unpinned = true;
                 }
             }
         }
+        // (On v1 the killed processes die once thawed, here.)
         after_round()?;
-        std::thread::sleep(V1_RECHECK);
+        wait_for_exits(&killed, deadline);
+        // A process killed by pid (no pidfd: before Linux 5.3, or no descriptor left) gives no
+        // notice of its exit: a short pause before the next listing.
+        if unpinned || killed.is_empty() {
+            std::thread::sleep(V1_RECHECK);
+        }
+        if Instant::now() >= deadline {
+            break;
+        }
     }
     Ok(())
+}
+
+/// Waits until each process behind `pidfds` has exited (its pidfd becomes readable then), or
+/// until `deadline`: a process in uninterruptible sleep dies only when that ends.
+fn wait_for_exits(pidfds: &[OwnedFd], deadline: Instant) {
+    for pidfd in pidfds {
+        loop {
+            let now = Instant::now();
+            if now >= deadline {
+                return;
+            }
+            let timeout_ms = ((deadline - now).as_millis() as u64 + 1).min(i32::MAX as u64) as i32;
+            let mut fds = [PollFd::new(pidfd.as_raw_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, timeout_ms) {
+                Err(Errno::EINTR) => continue,
+                // Ready (it has exited), an error, or the deadline: on to the next.
+                _ => break,
+            }
+        }
+    }
 }
 
 /// A pidfd for `pid`, or `None` where the kernel has none (before 5.3) or the process is gone.
