@@ -41,8 +41,11 @@ pub enum Change {
     Leaf(PathBuf),
     /// damon and its guard moved from `parent` into the leaf `leaf`: they move back.
     Joined { parent: PathBuf, leaf: PathBuf },
-    /// A controller turned on in `dir`'s cgroup.subtree_control: it is turned off.
-    Controller { dir: PathBuf, controller: String },
+    /// Controllers turned on in `dir`'s cgroup.subtree_control, in one write: they are turned
+    /// off, in one write too. Each write changes the controllers of every process below `dir`,
+    /// which waits for an RCU grace period (tens of milliseconds on a busy host): one write for
+    /// all of them waits once.
+    Controllers { dir: PathBuf, controllers: Vec<String> },
 }
 
 const PROCS_FILE: &str = "cgroup.procs";
@@ -69,19 +72,19 @@ const MAX_MESSAGE_BYTES: usize = 3 * 4096;
 
 impl Change {
     fn encode(&self) -> Vec<u8> {
-        let (tag, first, second): (u8, &Path, &OsStr) = match self {
-            Change::Parent(dir) => (TAG_PARENT, dir, OsStr::new("")),
-            Change::Group(dir) => (TAG_GROUP, dir, OsStr::new("")),
-            Change::Leaf(dir) => (TAG_LEAF, dir, OsStr::new("")),
-            Change::Joined { parent, leaf } => (TAG_JOINED, parent, leaf.as_os_str()),
-            Change::Controller { dir, controller } => (TAG_CONTROLLER, dir, OsStr::new(controller.as_str())),
+        let (tag, first, second): (u8, &Path, Vec<u8>) = match self {
+            Change::Parent(dir) => (TAG_PARENT, dir, Vec::new()),
+            Change::Group(dir) => (TAG_GROUP, dir, Vec::new()),
+            Change::Leaf(dir) => (TAG_LEAF, dir, Vec::new()),
+            Change::Joined { parent, leaf } => (TAG_JOINED, parent, leaf.as_os_str().as_bytes().to_vec()),
+            Change::Controllers { dir, controllers } => (TAG_CONTROLLER, dir, controllers.join(" ").into_bytes()),
         };
         let mut message = Vec::with_capacity(2 + first.as_os_str().len() + second.len());
         message.push(tag);
         message.extend_from_slice(first.as_os_str().as_bytes());
         // Paths never hold NUL, so it separates the two fields.
         message.push(0);
-        message.extend_from_slice(second.as_bytes());
+        message.extend_from_slice(&second);
         message
     }
 
@@ -95,9 +98,10 @@ impl Change {
             TAG_GROUP => Change::Group(first),
             TAG_LEAF => Change::Leaf(first),
             TAG_JOINED => Change::Joined { parent: first, leaf: PathBuf::from(OsStr::from_bytes(second)) },
-            TAG_CONTROLLER => {
-                Change::Controller { dir: first, controller: String::from_utf8_lossy(second).into_owned() }
-            }
+            TAG_CONTROLLER => Change::Controllers {
+                dir: first,
+                controllers: String::from_utf8_lossy(second).split_whitespace().map(str::to_string).collect(),
+            },
             _ => return None,
         })
     }
@@ -120,8 +124,8 @@ impl Change {
                 // "0" is the writing process, with all its threads.
                 file::write(&procs, "0").map(|()| true)
             }
-            Change::Controller { dir, controller } => {
-                file::write(&dir.join(SUBTREE_CONTROL_FILE), &format!("+{}", controller)).map(|()| true)
+            Change::Controllers { dir, controllers } => {
+                file::write(&dir.join(SUBTREE_CONTROL_FILE), &subtree_control_value('+', controllers)).map(|()| true)
             }
         }
     }
@@ -163,12 +167,7 @@ pub fn undo(changes: &[Change], in_leaf: &[Pid]) -> Vec<CgroupIoError> {
             Change::Group(dir) => teardown::remove_group(dir),
             Change::Leaf(dir) => teardown::remove_leaf(dir, &spared),
             Change::Parent(dir) => teardown::remove_unused_parent(dir),
-            Change::Controller { dir, controller } => {
-                match file::write(&dir.join(SUBTREE_CONTROL_FILE), &format!("-{}", controller)) {
-                    Err(e) if teardown::is_gone(&e.source) => Ok(()),
-                    other => other,
-                }
-            }
+            Change::Controllers { dir, controllers } => disable_controllers(dir, controllers),
             Change::Joined { parent, .. } => {
                 let procs = parent.join(PROCS_FILE);
                 let mut result = Ok(());
@@ -184,6 +183,33 @@ pub fn undo(changes: &[Change], in_leaf: &[Pid]) -> Vec<CgroupIoError> {
         errors.extend(result.err());
     }
     errors
+}
+
+/// "+memory +cpu" for `sign` '+' and ["memory", "cpu"]: one write for every controller.
+fn subtree_control_value(sign: char, controllers: &[String]) -> String {
+    controllers.iter().map(|c| format!("{}{}", sign, c)).collect::<Vec<_>>().join(" ")
+}
+
+/// Turns `controllers` off in `dir`, in one write; if the kernel refuses it (the write is all or
+/// nothing), one at a time, so that each that can go goes and each refusal is reported.
+fn disable_controllers(dir: &Path, controllers: &[String]) -> Result<(), CgroupIoError> {
+    let path = dir.join(SUBTREE_CONTROL_FILE);
+    let gone_is_done = |result: Result<(), CgroupIoError>| match result {
+        Err(e) if teardown::is_gone(&e.source) => Ok(()),
+        other => other,
+    };
+    match gone_is_done(file::write(&path, &subtree_control_value('-', controllers))) {
+        Err(_) if controllers.len() > 1 => {
+            // Newest first, as they would have been undone one by one.
+            let mut result = Ok(());
+            for controller in controllers.iter().rev() {
+                let one = gone_is_done(file::write(&path, &format!("-{}", controller)));
+                result = result.and(one);
+            }
+            result
+        }
+        other => other,
+    }
 }
 
 /// The changes made so far, each known to the guard before it was made.
@@ -383,7 +409,11 @@ mod tests {
             Change::Group(PathBuf::from("/sys/fs/cgroup/memory/damon-web-1")),
             Change::Leaf(PathBuf::from("/x/damon-1.supervisor")),
             Change::Joined { parent: PathBuf::from("/x"), leaf: PathBuf::from("/x/damon-1.supervisor") },
-            Change::Controller { dir: PathBuf::from("/x"), controller: "memory".to_string() },
+            Change::Controllers { dir: PathBuf::from("/x"), controllers: vec!["memory".to_string()] },
+            Change::Controllers {
+                dir: PathBuf::from("/x"),
+                controllers: vec!["memory".to_string(), "cpu".to_string()],
+            },
         ];
         for change in changes {
             assert_eq!(Change::decode(&change.encode()), Some(change));

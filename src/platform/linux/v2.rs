@@ -175,6 +175,7 @@ fn enable_controllers(dir: &Path, required: &[&str], journal: &mut Journal) -> R
     let subtree_control = dir.join("cgroup.subtree_control");
     let active = file::read(&subtree_control)?;
     let has = |list: &str, c: &str| list.split_whitespace().any(|w| w == c);
+    let mut wanted = Vec::new();
     for controller in CONTROLLERS {
         if has(&active, controller) {
             continue;
@@ -190,7 +191,21 @@ fn enable_controllers(dir: &Path, required: &[&str], journal: &mut Journal) -> R
             }
             continue;
         }
-        match journal.apply(Change::Controller { dir: dir.to_path_buf(), controller: controller.to_string() }) {
+        wanted.push(controller);
+    }
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    // All in one write, which waits for one RCU grace period rather than one per controller.
+    // The kernel makes it all or nothing: where it refuses, one at a time below, so that an
+    // optional controller it refuses does not keep the required ones off.
+    let all =
+        Change::Controllers { dir: dir.to_path_buf(), controllers: wanted.iter().map(|c| c.to_string()).collect() };
+    if journal.apply(all).is_ok() {
+        return Ok(());
+    }
+    for controller in wanted {
+        match journal.apply(Change::Controllers { dir: dir.to_path_buf(), controllers: vec![controller.to_string()] }) {
             Ok(()) => {}
             Err(e) if required.contains(&controller) => {
                 let hint = if e.source.raw_os_error() == Some(nix::libc::EBUSY) {
