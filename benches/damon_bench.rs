@@ -736,8 +736,17 @@ mod linux {
                 shown_lines.join("\n")
             ));
         }
+        // As many launches as take about five seconds (200 on the host; in the VM, without KVM,
+        // a launch is a hundred times slower, and perf's sampling slower still).
+        let mut walls = Vec::new();
+        for _ in 0..3 {
+            let t0 = Instant::now();
+            let _ = command(&damon, &log_dir).stdout(Stdio::null()).stderr(Stdio::null()).status();
+            walls.push(t0.elapsed().as_secs_f64());
+        }
+        let runs = if env.quick { 20 } else { ((5.0 / median(&walls)) as usize).max(20).min(200) };
         if available("perf") {
-            let runs = env.runs(200, 20).to_string();
+            let runs = runs.to_string();
             for (label, argv) in [("bare /bin/true", vec![OsString::from("/bin/true")]), ("damon", damon.clone())] {
                 let mut perf: Vec<OsString> =
                     ["perf", "stat", "-r", &runs, "-e", "task-clock,page-faults,context-switches,cpu-migrations"]
@@ -751,7 +760,7 @@ mod linux {
                     text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with("Performance")).collect();
                 report.line(format!("`perf stat -r {}` of {}:\n\n```\n{}\n```\n", runs, label, counters.join("\n")));
             }
-            perf_profile(env, report, &log_dir, &damon)?;
+            perf_profile(report, &log_dir, &damon, &runs, &env.me(&["repeat", &runs]))?;
         }
         Ok(())
     }
@@ -759,13 +768,18 @@ mod linux {
     /// Samples the CPU of `runs` launches with `perf record` (every process, kernel included),
     /// and shows where it goes: by process and object, and by kernel entry (system call or page
     /// fault, with what it calls).
-    fn perf_profile(env: &Env, report: &mut Report, log_dir: &Path, damon: &[OsString]) -> Result<()> {
-        let runs = env.runs(200, 20).to_string();
+    fn perf_profile(
+        report: &mut Report,
+        log_dir: &Path,
+        damon: &[OsString],
+        runs: &str,
+        repeat: &[OsString],
+    ) -> Result<()> {
         let data = log_dir.join("perf.data");
         let mut record: Vec<OsString> =
             ["perf", "record", "-F", "10000", "-g", "-o"].iter().map(OsString::from).collect();
         record.push(data.clone().into_os_string());
-        record.extend(env.me(&["repeat", &runs]));
+        record.extend(repeat.iter().cloned());
         record.extend(damon.iter().cloned());
         let recorded = command(&record, log_dir).stdout(Stdio::null()).stderr(Stdio::null()).status();
         if !recorded.map_or(false, |s| s.success()) {

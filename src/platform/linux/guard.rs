@@ -3,12 +3,14 @@
 //!
 //! A SIGKILL gives damon no chance to clean up, and a parent-death signal would reach only
 //! the direct child. So before damon creates the first directory or writes the first cgroup
-//! file, it forks the guard: a small process in its own session that blocks reading one end
-//! of a SOCK_SEQPACKET pair. Every change goes through [`Journal::apply`], which sends it to
-//! the guard *before* making it (write-ahead). A message sent is in the guard's receive queue
-//! even if damon is killed the next instant, so the guard always knows every change that may
-//! have been made, and when the socket reaches end-of-file without a "done" message it undoes
-//! them, newest first, exactly as damon would at its end: the same code, in [`undo`]. Every
+//! file, it forks the guard: a small process in its own session that holds one end of a
+//! SOCK_SEQPACKET pair and sleeps until damon's end closes. Every change goes through
+//! [`Journal::apply`], which sends it to the guard *before* making it (write-ahead). A message
+//! sent is in the guard's receive queue even if damon is killed the next instant, so the guard
+//! always knows every change that may have been made; it reads them once damon's end has
+//! closed (the guard asks to be woken for that alone: a message does not wake it), and
+//! without a "done" message among them it undoes them, newest first, exactly as damon would
+//! at its end: the same code, in [`undo`]. Every
 //! step of the undo is idempotent (a group already removed, a controller already off), so the
 //! guard may safely repeat what damon had undone before it was killed.
 //!
@@ -23,6 +25,7 @@ use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::libc;
+use nix::poll::{poll, PollFd, PollFlags};
 use nix::sys::socket::{recv, send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, getpid, setsid, ForkResult, Pid};
@@ -346,8 +349,11 @@ impl Guard {
 
     /// Tells the guard that damon cleaned up, and reaps it.
     fn dismiss(self) {
-        let _ = send(self.socket.as_raw_fd(), &[TAG_DONE], MsgFlags::MSG_NOSIGNAL);
-        let _ = waitpid(self.pid, None);
+        let Guard { pid, socket, .. } = self;
+        let _ = send(socket.as_raw_fd(), &[TAG_DONE], MsgFlags::MSG_NOSIGNAL);
+        // The guard wakes when this end closes, reads "done" and exits.
+        drop(socket);
+        let _ = waitpid(pid, None);
     }
 }
 
@@ -362,6 +368,17 @@ fn guard_main(socket: OwnedFd, home: Option<&Path>) {
     if send(socket.as_raw_fd(), &ready, MsgFlags::MSG_NOSIGNAL).is_err() {
         return;
     }
+    // Asleep until damon's end closes (POLLHUP, which poll reports unasked): damon dismissed
+    // the guard, or died. The kernel wakes a poller only for the events it waits for, so the
+    // messages queue up meanwhile without waking it (a wake-up per change would cost damon's
+    // start a context switch each).
+    loop {
+        let mut fds = [PollFd::new(socket.as_raw_fd(), PollFlags::empty())];
+        match poll(&mut fds, -1) {
+            Err(Errno::EINTR) => continue,
+            _ => break,
+        }
+    }
     let mut changes: Vec<Change> = Vec::new();
     let mut message = vec![0u8; MAX_MESSAGE_BYTES];
     loop {
@@ -373,7 +390,9 @@ fn guard_main(socket: OwnedFd, home: Option<&Path>) {
                 changes.pop();
             }
             Ok(n) => changes.extend(Change::decode(&message[..n])),
-            Err(Errno::EINTR) => continue,
+            // ECONNRESET comes once, before the queued messages, if damon died with a message
+            // of the guard's unread.
+            Err(Errno::EINTR | Errno::ECONNRESET) => continue,
             Err(_) => break,
         }
     }
