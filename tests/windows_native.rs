@@ -119,6 +119,18 @@ fn the_tree_is_in_the_job() {
 }
 
 #[test]
+fn the_process_limit_refuses_a_process_and_is_reported_and_counted() {
+    let dir = TestDir::new("processes");
+    // `workload job` starts itself once more: the job's limit of one process refuses it.
+    let out = damon(&dir).args(["--process-limit", "1"]).arg(workload()).arg("job").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.contains("child_in_job"), "a second process ran under a limit of 1\n{}", explain(&out, &dir));
+    let log = dir.log();
+    assert!(log.contains("process limit of 1 reached"), "{}", explain(&out, &dir));
+    assert!(log.contains("\"process_limit_refusals\":"), "{}", explain(&out, &dir));
+}
+
+#[test]
 fn the_memory_limit_refuses_an_allocation_beyond_it() {
     let dir = TestDir::new("memory");
     let out = damon(&dir).args(["--memory-limit", "64"]).arg(workload()).args(["alloc", "256", "0"]).output().unwrap();
