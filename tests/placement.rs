@@ -188,3 +188,41 @@ fn without_the_right_to_create_cgroups_and_nothing_enforced_the_command_runs_unc
         .assert_log_contains("\"container\":\"none\"");
     assert_eq!(run.stdout, "ran\n");
 }
+
+#[test]
+fn damons_sharing_a_cgroup_parent_keep_each_others_controllers() {
+    // Two damons under one DAMON_CGROUP_PARENT: the first turns the memory controller on in it
+    // (v2); when the second ends first, the first's group must keep its limit, and when the
+    // first ends the parent is gone again, as neither found it.
+    let parent = format!("/damon-test-shared-{}", std::process::id());
+    let (dir_a, dir_b) = (TestDir::new("shared-a"), TestDir::new("shared-b"));
+    let start = |dir: &TestDir, secs: &str| {
+        let mut cmd = damon(dir);
+        cmd.env("DAMON_CGROUP_PARENT", &parent).env("DAMON_MEMORY_LIMIT", "64").args([
+            workload().to_str().unwrap(),
+            "sleep",
+            secs,
+        ]);
+        cmd.stdout(Stdio::null()).spawn().unwrap()
+    };
+    let a = start(&dir_a, "30");
+    let a_dirs = container_dirs(&dir_a);
+    let limit_file = if cgroup_version() == "v2" { "memory.max" } else { "memory.limit_in_bytes" };
+    let a_limit = group_file(&a_dirs, limit_file);
+    let b = start(&dir_b, "0");
+    let b_run = finish(b, &dir_b, "damon workload sleep 0", Duration::from_secs(30));
+    b_run.assert_code(0);
+    assert!(
+        a_limit.exists(),
+        "the first damon's group lost its memory limit when the second ended\n{}",
+        b_run.explain()
+    );
+    assert_eq!(read_trimmed(&a_limit), (64u64 << 20).to_string());
+    signal(a.id(), Signal::SIGTERM);
+    let a_run = finish(a, &dir_a, "damon workload sleep 30", Duration::from_secs(30));
+    a_run.assert_code(143);
+    for dir in a_dirs {
+        let parent_dir = dir.parent().unwrap().to_path_buf();
+        assert!(!parent_dir.exists(), "{} is left", parent_dir.display());
+    }
+}

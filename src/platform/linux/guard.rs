@@ -153,6 +153,9 @@ pub fn undo(changes: &[Change], in_leaf: &[Pid]) -> Vec<CgroupIoError> {
             Change::Group(dir) => teardown::remove_group(dir),
             Change::Leaf(dir) => teardown::remove_leaf(dir, &spared),
             Change::Parent(dir) => teardown::remove_unused_parent(dir),
+            // Another group below (another damon's, under a shared DAMON_CGROUP_PARENT) may
+            // rely on the controller since: turning it off would take its limits away.
+            Change::Controller { dir, .. } if has_foreign_child(dir, changes) => Ok(()),
             Change::Controller { dir, controller } => {
                 match file::write(&dir.join(SUBTREE_CONTROL_FILE), &format!("-{}", controller)) {
                     Err(e) if teardown::is_gone(&e.source) => Ok(()),
@@ -174,6 +177,23 @@ pub fn undo(changes: &[Change], in_leaf: &[Pid]) -> Vec<CgroupIoError> {
         errors.extend(result.err());
     }
     errors
+}
+
+/// Whether `dir` has a child cgroup that is not on the way to one of damon's own directories.
+fn has_foreign_child(dir: &Path, changes: &[Change]) -> bool {
+    let own: Vec<&Path> = changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::Group(d) | Change::Leaf(d) | Change::Parent(d) => Some(d.as_path()),
+            _ => None,
+        })
+        .collect();
+    std::fs::read_dir(dir).map_or(false, |entries| {
+        entries
+            .flatten()
+            .filter(|e| e.file_type().map_or(false, |t| t.is_dir()))
+            .any(|e| !own.iter().any(|d| d.starts_with(e.path())))
+    })
 }
 
 /// The changes made so far, each known to the guard before it was made.
