@@ -1,6 +1,7 @@
 //! damon.exe on a real Windows host (the workflow in .github/workflows/windows.yml runs these):
 //! what Wine cannot show. The memory limit refuses an allocation, the CPU rate caps a busy
-//! loop, Ctrl+Break reaches the child's process group, and the tree ends with damon.exe.
+//! loop, the job's affinity pins the child to the cores asked for, Ctrl+Break reaches the
+//! child's process group, and the tree ends with damon.exe.
 //! Written for Windows 10 / Server 2016 and later; they cannot run on the Linux machines this
 //! project is developed on, where tests/windows_wine.rs covers what Wine can show.
 
@@ -108,6 +109,37 @@ fn exit_codes() {
     }
     let out = damon(&dir).arg("no-such-program.exe").output().unwrap();
     assert_eq!(out.status.code(), Some(127), "{}", explain(&out, &dir));
+}
+
+#[test]
+fn cores_pin_the_child_and_a_core_beyond_the_host_is_125() {
+    let dir = TestDir::new("cores");
+    let processors = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let last = (processors - 1).to_string();
+    let affinity = |env: &[(&str, &str)]| {
+        let out = damon(&dir).envs(env.iter().copied()).arg(workload()).arg("affinity").output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", explain(&out, &dir));
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        stdout.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).map(|v| v.trim().to_string())
+    };
+    // GetProcessAffinityMask of the child: the job's affinity.
+    assert_eq!(affinity(&[("DAMON_CPU_CORES", "0")]).as_deref(), Some("0"));
+    assert_eq!(affinity(&[("NOMAD_CPU_CORES", &last)]).as_deref(), Some(last.as_str()));
+    assert_eq!(affinity(&[("DAMON_CPU_CORES", &last), ("NOMAD_CPU_CORES", "0")]).as_deref(), Some(last.as_str()));
+    // Windows has at most 64 processor groups of 64: core 4096 is beyond any host.
+    let beyond = "4096".to_string();
+    let out = damon(&dir).env("DAMON_CPU_CORES", &beyond).arg(workload()).arg("affinity").output().unwrap();
+    assert_eq!(out.status.code(), Some(125), "{}", explain(&out, &dir));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "invalid value \"{}\" for DAMON_CPU_CORES: core {} is not on this host",
+            beyond, beyond
+        )),
+        "{}",
+        explain(&out, &dir)
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("Cpus_allowed_list"), "the command ran");
 }
 
 #[test]

@@ -245,6 +245,52 @@ fn a_cpu_limit_wine_refuses_is_a_clear_125_and_nothing_runs() {
     common::run(cmd, &dir).assert_code(0);
 }
 
+/// The last logical processor of this host, which Wine reports to damon.exe as its own.
+fn last_cpu() -> u32 {
+    let online = common::read_trimmed(Path::new("/sys/devices/system/cpu/online"));
+    online.rsplit([',', '-']).next().and_then(|n| n.parse().ok()).expect("online CPUs")
+}
+
+#[test]
+#[ignore = "needs the Windows build and Wine: scripts/windows-test"]
+fn cores_pin_the_job_and_a_core_beyond_the_host_is_a_clear_125() {
+    let dir = TestDir::new("wine-cores");
+    let mut cmd = damon(&dir);
+    cmd.env("NOMAD_CPU_CORES", "1").env("DAMON_CPU_CORES", "0").args([workload_exe(), "affinity".to_string()]);
+    let pinned = run(cmd, &dir);
+    pinned
+        .assert_code(0)
+        .assert_log_contains("\"cpu_cores\":\"0\"")
+        .assert_log_contains("\"msg\":\"pinned to cores 0\",\"cores\":\"0\",\"source\":\"DAMON_CPU_CORES\"")
+        .assert_log_contains("\"cpuset\":\"0\"");
+    // Wine 8.0 accepts JOB_OBJECT_LIMIT_AFFINITY and does not apply it: the child's affinity
+    // mask is still every processor. A real Windows host shows "0" (tests/windows_native.rs).
+    let seen = pinned.stdout.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).map(str::trim);
+    println!("wine cores: pinned to 0, the child's GetProcessAffinityMask says {:?}", seen);
+    assert!(seen.is_some(), "{}", pinned.explain());
+
+    let beyond = last_cpu() + 1;
+    let marker = dir.path("started.pid");
+    let mut cmd = damon(&dir);
+    cmd.env("NOMAD_CPU_CORES", format!("0,{}", beyond)).args([workload_exe(), "daemon".to_string(), win(&marker)]);
+    let refused = run(cmd, &dir);
+    let expected = format!(
+        "invalid value \"0,{}\" for NOMAD_CPU_CORES: core {} is not on this host (logical processors: 0-{})",
+        beyond,
+        beyond,
+        beyond - 1
+    );
+    refused.assert_code(125);
+    assert!(refused.stderr.contains(&expected), "{:?}\n{}", expected, refused.explain());
+    assert!(!marker.exists(), "the command ran");
+
+    let mut check = damon(&dir);
+    check.args(["--check", "--cpu-cores", "0"]);
+    let check = run(check, &dir);
+    check.assert_code(0);
+    assert!(check.stdout.contains("cores:                       0 (the job's affinity)"), "{}", check.explain());
+}
+
 #[test]
 #[ignore = "needs the Windows build and Wine: scripts/windows-test"]
 fn the_log_lands_at_the_nomad_path() {

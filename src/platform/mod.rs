@@ -98,6 +98,9 @@ pub trait Container: Sized {
     fn uncontained(spec: &ContainerSpec) -> Result<Self, ContainerError>;
     /// Where the workload is held, for the log (`/sys/fs/cgroup/...`); `None` if uncontained.
     fn location(&self) -> Option<String>;
+    /// The cores the workload runs on, as a cpuset list, for the log: the cpuset of its group
+    /// (Linux), the cores the job is pinned to (Windows); `None` where unknown or unpinned.
+    fn cpuset(&self) -> Option<String>;
     /// Starts the command inside the container and returns its process id.
     fn spawn(&mut self, command: &[OsString]) -> Result<u32, SpawnError>;
     /// Blocks until the next event, or `deadline`.

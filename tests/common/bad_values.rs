@@ -21,6 +21,7 @@ pub enum Kind {
     LogName,
     LogSuffix,
     User,
+    Cores,
 }
 
 /// Every setting: flag, variable, Nomad variable, kind. `every_setting_is_covered` checks it
@@ -28,6 +29,7 @@ pub enum Kind {
 pub const SETTINGS: &[(&str, &str, Option<&str>, Kind)] = &[
     ("--cpu-limit", "DAMON_CPU_LIMIT", Some("NOMAD_CPU_LIMIT"), Kind::Mhz),
     ("--enforce-cpu-limit", "DAMON_ENFORCE_CPU_LIMIT", None, Kind::Boolean),
+    ("--cpu-cores", "DAMON_CPU_CORES", Some("NOMAD_CPU_CORES"), Kind::Cores),
     ("--memory-limit", "DAMON_MEMORY_LIMIT", Some("NOMAD_MEMORY_LIMIT"), Kind::Mib),
     ("--memory-max-limit", "DAMON_MEMORY_MAX_LIMIT", Some("NOMAD_MEMORY_MAX_LIMIT"), Kind::MaxMib),
     ("--enforce-memory-limit", "DAMON_ENFORCE_MEMORY_LIMIT", None, Kind::Boolean),
@@ -153,6 +155,21 @@ pub fn bad_values(kind: Kind) -> Vec<(&'static str, String)> {
             ("overflow", "4294967295"),
             ("non-ASCII digits", "\u{661}"),
             ("white space", "a b"),
+        ]),
+        Kind::Cores => bad.extend([
+            ("garbage", "lots"),
+            ("garbage", "0,"),
+            ("garbage", "0,,1"),
+            ("garbage", "0-1-2"),
+            ("garbage", "0x1"),
+            ("negative", "-1"),
+            ("range", "3-1"),
+            ("overflow", "8192"),
+            ("overflow", "18446744073709551616"),
+            ("NaN", "NaN"),
+            ("non-ASCII digits", "٣"),
+            ("white space", "0, 1"),
+            ("white space", "1\t2"),
         ]),
     }
     let mut bad: Vec<(&str, String)> = bad.into_iter().map(|(class, value)| (class, value.to_string())).collect();

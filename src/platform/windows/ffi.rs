@@ -37,10 +37,10 @@ use windows_sys::Win32::System::ProcessStatus::{
 use windows_sys::Win32::System::Registry::{RegGetValueW, HKEY_LOCAL_MACHINE, RRF_RT_REG_DWORD};
 use windows_sys::Win32::System::Threading::{
     CreateEventW, CreateProcessAsUserW, CreateProcessW, DeleteProcThreadAttributeList, GetActiveProcessorCount,
-    GetCurrentProcess, GetExitCodeProcess, GetProcessHandleCount, GetProcessTimes, InitializeProcThreadAttributeList,
-    OpenProcess, OpenProcessToken, ResumeThread, SetEvent, TerminateProcess, UpdateProcThreadAttribute,
-    WaitForMultipleObjects, ALL_PROCESSOR_GROUPS, CREATE_NEW_PROCESS_GROUP, CREATE_SUSPENDED,
-    CREATE_UNICODE_ENVIRONMENT, EXTENDED_STARTUPINFO_PRESENT, INFINITE, LPPROC_THREAD_ATTRIBUTE_LIST,
+    GetActiveProcessorGroupCount, GetCurrentProcess, GetExitCodeProcess, GetProcessHandleCount, GetProcessTimes,
+    InitializeProcThreadAttributeList, OpenProcess, OpenProcessToken, ResumeThread, SetEvent, TerminateProcess,
+    UpdateProcThreadAttribute, WaitForMultipleObjects, ALL_PROCESSOR_GROUPS, CREATE_NEW_PROCESS_GROUP,
+    CREATE_SUSPENDED, CREATE_UNICODE_ENVIRONMENT, EXTENDED_STARTUPINFO_PRESENT, INFINITE, LPPROC_THREAD_ATTRIBUTE_LIST,
     PROCESS_ACCESS_RIGHTS, PROCESS_INFORMATION, PROCESS_QUERY_LIMITED_INFORMATION, PROCESS_VM_READ,
     PROC_THREAD_ATTRIBUTE_JOB_LIST, STARTF_USESTDHANDLES, STARTUPINFOEXW,
 };
@@ -122,6 +122,18 @@ pub fn set_job_information<T: Copy>(job: &OwnedHandle, class: JOBOBJECTINFOCLASS
     // SAFETY: `info` points to a live `T` of the size passed, the structure the caller names with `class`.
     check(
         unsafe { SetInformationJobObject(raw(job), class, info as *const T as *const _, size_u32::<T>()) },
+        "SetInformationJobObject",
+    )
+}
+
+/// Sets an information class that takes an array (JobObjectGroupInformationEx). `T` must be
+/// the element type that class takes.
+pub fn set_job_information_list<T: Copy>(job: &OwnedHandle, class: JOBOBJECTINFOCLASS, info: &[T]) -> io::Result<()> {
+    let bytes = (size_of::<T>() * info.len()) as u32;
+    // SAFETY: `info` points to `info.len()` live elements of `T`, `bytes` long in all, the
+    // structures the caller names with `class`.
+    check(
+        unsafe { SetInformationJobObject(raw(job), class, info.as_ptr() as *const _, bytes) },
         "SetInformationJobObject",
     )
 }
@@ -585,6 +597,15 @@ pub fn registry_mhz() -> io::Result<u32> {
         return Err(io::Error::from_raw_os_error(status as i32));
     }
     Ok(mhz)
+}
+
+/// The active logical processors of each active processor group, in group order (Windows
+/// puts at most 64 in a group; a host with more has several).
+pub fn processor_groups() -> Vec<u32> {
+    // SAFETY: plain value; 0 on failure, which gives an empty list.
+    let groups = unsafe { GetActiveProcessorGroupCount() };
+    // SAFETY: plain value; a group number below the active group count.
+    (0..groups).map(|group| unsafe { GetActiveProcessorCount(group) }).collect()
 }
 
 pub fn logical_processors() -> u32 {
