@@ -599,6 +599,11 @@ fn log_settings(
     }
 }
 
+/// The bad values the tests of the real binary try, shared with the unit tests below.
+#[cfg(test)]
+#[path = "../tests/common/bad_values.rs"]
+mod shared_bad_values;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -816,37 +821,8 @@ mod tests {
     /// (a log directory named "-1" or "NaN" is a directory); `accepted` lists some of those.
     pub(super) fn bad_values(s: &Setting) -> Vec<(&'static str, String)> {
         let mut bad: Vec<(&str, &str)> = vec![("empty", ""), ("empty", "  ")];
-        let number = [
-            ("garbage", "lots"),
-            ("garbage", "12abc"),
-            ("garbage", "0x10"),
-            ("garbage", "1e3"),
-            ("garbage", "1.5"),
-            ("garbage", "+5"),
-            ("negative", "-1"),
-            ("overflow", "18446744073709551616"),
-            ("overflow", "99999999999999999999999"),
-            ("NaN", "NaN"),
-            ("NaN", "inf"),
-            ("non-ASCII digits", "٣"),
-            ("non-ASCII digits", "５１２"),
-            ("non-ASCII digits", "৫"),
-            ("white space", "1 0"),
-            ("white space", "5\t0"),
-            ("white space", "1\n0"),
-        ];
-        let boolean = [
-            ("garbage", "maybe"),
-            ("garbage", "yess"),
-            ("negative", "-1"),
-            ("overflow", "99999999999999999999"),
-            ("overflow", "2"),
-            ("NaN", "NaN"),
-            ("non-ASCII digits", "١"),
-            ("non-ASCII digits", "１"),
-            ("white space", "y es"),
-            ("white space", "1\t0"),
-        ];
+        // The classes of bad numbers and booleans, shared with the tests of the real binary.
+        let (number, boolean) = (super::shared_bad_values::NUMBER.to_vec(), super::shared_bad_values::BOOLEAN.to_vec());
         match s.flag {
             "cpu-limit" => {
                 bad.extend(number);

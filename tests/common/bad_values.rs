@@ -47,8 +47,10 @@ pub const SETTINGS: &[(&str, &str, Option<&str>, Kind)] = &[
     ("--log-max-files", "DAMON_LOG_MAX_FILES", None, Kind::Files),
 ];
 
-const NUMBER: &[(&str, &str)] = &[
+/// Bad numbers by class; also the unit tests of src/config.rs use them.
+pub const NUMBER: &[(&str, &str)] = &[
     ("garbage", "lots"),
+    ("garbage", "12abc"),
     ("garbage", "0x10"),
     ("garbage", "1e3"),
     ("garbage", "1.5"),
@@ -60,12 +62,16 @@ const NUMBER: &[(&str, &str)] = &[
     ("NaN", "inf"),
     ("non-ASCII digits", "٣"),
     ("non-ASCII digits", "５１２"),
+    ("non-ASCII digits", "৫"),
     ("white space", "1 0"),
     ("white space", "5\t0"),
+    ("white space", "1\n0"),
 ];
 
-const BOOLEAN: &[(&str, &str)] = &[
+/// Bad booleans by class.
+pub const BOOLEAN: &[(&str, &str)] = &[
     ("garbage", "maybe"),
+    ("garbage", "yess"),
     ("negative", "-1"),
     ("overflow", "99999999999999999999"),
     ("overflow", "2"),
@@ -73,6 +79,7 @@ const BOOLEAN: &[(&str, &str)] = &[
     ("non-ASCII digits", "١"),
     ("non-ASCII digits", "１"),
     ("white space", "y es"),
+    ("white space", "1\t0"),
 ];
 
 /// Bad values of a kind, by class; the classes that do not apply to a kind (a log directory
