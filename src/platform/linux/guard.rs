@@ -159,6 +159,8 @@ pub fn undo(changes: &[Change], in_leaf: &[Pid]) -> Vec<CgroupIoError> {
             Change::Controller { dir, controller } => {
                 match file::write(&dir.join(SUBTREE_CONTROL_FILE), &format!("-{}", controller)) {
                     Err(e) if teardown::is_gone(&e.source) => Ok(()),
+                    // A child still passes it down (one kept on above): it stays on here too.
+                    Err(e) if e.source.raw_os_error() == Some(nix::libc::EBUSY) => Ok(()),
                     other => other,
                 }
             }
