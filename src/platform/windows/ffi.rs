@@ -591,3 +591,21 @@ pub fn logical_processors() -> u32 {
     // SAFETY: plain value.
     unsafe { GetActiveProcessorCount(ALL_PROCESSOR_GROUPS) }
 }
+
+// ---- Winsock: readiness of the metrics server's sockets
+
+use windows_sys::Win32::Networking::WinSock::{WSAGetLastError, WSAPoll, SOCKET_ERROR, WSAPOLLFD};
+
+/// Waits until one of `sockets` is ready or `timeout_ms` passes (-1: no limit), and fills in
+/// their `revents`. The caller made each socket through std, which started Winsock.
+pub fn wsa_poll(sockets: &mut [WSAPOLLFD], timeout_ms: i32) -> io::Result<usize> {
+    // SAFETY: the pointer and length describe a live, writable slice for the whole call;
+    // WSAPoll writes only the revents fields of those entries.
+    let ready = unsafe { WSAPoll(sockets.as_mut_ptr(), sockets.len() as u32, timeout_ms) };
+    if ready == SOCKET_ERROR {
+        // SAFETY: reads this thread's last Winsock error, which WSAPoll has just set.
+        let code = unsafe { WSAGetLastError() };
+        return Err(io::Error::new(io::Error::from_raw_os_error(code).kind(), Win32Error { call: "WSAPoll", code }));
+    }
+    Ok(ready as usize)
+}
