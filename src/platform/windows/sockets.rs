@@ -67,8 +67,9 @@ impl SocketPoller {
     }
 }
 
-/// Nothing to do: Windows keeps the backlog of a socket's first listen (std's 128), and a
-/// second listen succeeds without changing it.
-pub fn widen_backlog(_listener: &TcpListener, _backlog: usize) -> io::Result<()> {
-    Ok(())
+/// Asks for a longer queue of connections not accepted yet than std's 128 (see the Linux
+/// version). Windows keeps the backlog of a socket's first listen and returns success;
+/// under Wine the Linux socket gets the new one.
+pub fn widen_backlog(listener: &TcpListener, backlog: usize) -> io::Result<()> {
+    ffi::listen_again(listener.as_raw_socket() as SOCKET, backlog.min(i32::MAX as usize) as i32)
 }
