@@ -490,13 +490,13 @@ impl Connection {
     }
 
     /// The order in which connections make room for a new one, least useful first: closing;
-    /// never completed a request (idle, slowloris), oldest first; answers not taken (a
+    /// never completed a request (idle, slowloris) or still sending a body, oldest first; answers not taken (a
     /// client that does not read), oldest first; kept between requests, least recently used
     /// first. A new scrape is the newest connection, and its request comes with it.
     fn eviction_rank(&self) -> (u8, Instant, u64) {
         match self.state {
             State::Closing => (0, self.deadline, self.id),
-            State::Reading if self.answered == 0 => (1, self.accepted, self.id),
+            State::Reading if self.answered == 0 || self.discard > 0 => (1, self.accepted, self.id),
             State::Writing(_) => (2, self.deadline, self.id),
             State::Reading if !self.received.is_empty() && !self.incomplete => (2, self.deadline, self.id),
             State::Reading => (3, self.last_answer, self.id),
@@ -619,9 +619,15 @@ impl Connection {
         } else {
             self.state = State::Reading;
             // Requests already received are answered as the client takes the answers: the
-            // time to take them is the write timeout's, whether they are whole or not.
-            let timeout =
-                if self.received.is_empty() { shared.bounds.idle_timeout } else { shared.bounds.write_timeout };
+            // time to take them is the write timeout's, whether they are whole or not. The
+            // rest of a body has as long to come as a head.
+            let timeout = if !self.received.is_empty() {
+                shared.bounds.write_timeout
+            } else if self.discard > 0 {
+                shared.bounds.head_timeout
+            } else {
+                shared.bounds.idle_timeout
+            };
             self.deadline = now + timeout;
         }
     }
@@ -913,6 +919,8 @@ mod tests {
         let (addr, counters, renders) = serve(bounds, TEXT.to_string());
         let mut silent = connect(addr);
         let mut slow = connect(addr);
+        let mut slow_body = connect(addr);
+        assert_eq!(ask(&mut slow_body, "POST /metrics HTTP/1.1\r\nContent-Length: 1000\r\n\r\nab").status, 405);
         let mut kept = connect(addr);
         assert_eq!(ask(&mut kept, "GET /metrics HTTP/1.1\r\n\r\n").status, 200);
         // A slowloris client: a byte every 50 ms, never the end of the head.
@@ -933,9 +941,10 @@ mod tests {
         };
         assert!(closed_by_server(&mut silent));
         assert!(closed_by_server(&mut slow));
+        assert!(closed_by_server(&mut slow_body));
         assert!(closed_by_server(&mut kept));
         writer.join().unwrap();
-        assert_eq!(get(&counters.timed_out), 3);
+        assert_eq!(get(&counters.timed_out), 4);
         assert_eq!(renders.load(Ordering::SeqCst), 1);
         wait_for("no connection left", || get(&counters.open) == 0);
     }
