@@ -16,6 +16,8 @@
 #[path = "common/bad_values.rs"]
 mod bad_values;
 mod common;
+#[path = "common/flood.rs"]
+mod flood;
 
 use common::{alive, read_pid, signal, wait_for, Run, TestDir};
 use nix::sys::signal::Signal;
@@ -460,4 +462,69 @@ fn a_broken_log_never_touches_the_workload() {
     let said: Vec<&str> = run.stderr.lines().filter(|l| l.starts_with("damon: ")).collect();
     assert_eq!(said.len(), 1, "{}", run.explain());
     assert!(said[0].contains("its log lines are lost until it can write again"), "{}", run.explain());
+}
+
+/// damon.exe serving metrics with a workload that sleeps; under Wine, damon.exe runs in the
+/// wine64 process started here, so /proc/PID of the child is damon.exe's.
+fn flood_against_damon_exe(hostiles: flood::Hostiles) {
+    flood::raise_fd_limit();
+    let dir = TestDir::new("wine-flood");
+    let port = common::free_port();
+    let mut cmd = damon(&dir);
+    cmd.env("DAMON_ADDR", format!("127.0.0.1:{}", port)).env("NOMAD_JOB_NAME", "shop").args([
+        workload_exe(),
+        "sleep".to_string(),
+        "300".to_string(),
+    ]);
+    let mut damon = spawn(cmd);
+    wait_for("damon.exe's metrics endpoint", Duration::from_secs(30), || common::http_get(port, "/metrics").is_some());
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    // Wine keeps the sockets in its server process: damon.exe's connections cannot be
+    // counted from here, so the idle figure is taken right after the first scrapes.
+    let figures = flood::flood(addr, damon.id(), hostiles, || true);
+    println!("{}", figures.report("Wine 8, damon.exe"));
+    for line in dir.log().lines().filter(|l| l.contains("metrics: ")) {
+        println!("damon.exe's log: {}", line);
+    }
+    let alive_after = damon.try_wait().map_or(false, |status| status.is_none());
+    signal(damon.id(), Signal::SIGKILL);
+    let _ = damon.wait();
+    assert!(alive_after, "damon.exe died during the flood\n{}", dir.log());
+    assert!(figures.failures.is_empty(), "{} scrapes failed: {:?}", figures.failures.len(), figures.failures);
+    assert!(
+        figures.max_rss_kib <= figures.idle_rss_kib + flood::RSS_MARGIN_KIB,
+        "damon.exe's resident memory grew from {} KiB to {} KiB",
+        figures.idle_rss_kib,
+        figures.max_rss_kib
+    );
+    assert!(
+        figures.max_threads <= figures.idle_threads,
+        "damon.exe's threads grew from {} to {}",
+        figures.idle_threads,
+        figures.max_threads
+    );
+}
+
+#[test]
+#[ignore = "needs the Windows build and Wine: scripts/windows-test"]
+fn flood_of_idle_connections_against_damon_exe() {
+    flood_against_damon_exe(flood::IDLE);
+}
+
+#[test]
+#[ignore = "needs the Windows build and Wine: scripts/windows-test"]
+fn flood_of_slowloris_clients_against_damon_exe() {
+    flood_against_damon_exe(flood::SLOWLORIS);
+}
+
+#[test]
+#[ignore = "needs the Windows build and Wine: scripts/windows-test"]
+fn flood_by_a_client_that_never_reads_against_damon_exe() {
+    flood_against_damon_exe(flood::NEVER_READS);
+}
+
+#[test]
+#[ignore = "needs the Windows build and Wine: scripts/windows-test"]
+fn flood_of_all_three_at_once_against_damon_exe() {
+    flood_against_damon_exe(flood::ALL);
 }

@@ -14,9 +14,13 @@ use crate::stats::Sample;
 #[cfg(target_os = "linux")]
 mod linux;
 #[cfg(target_os = "linux")]
+pub use linux::sockets::{widen_backlog, SocketPoller};
+#[cfg(target_os = "linux")]
 pub use linux::{defer_signals, host_cpu, host_report, own_process, Backend, Identity};
 #[cfg(windows)]
 mod windows;
+#[cfg(windows)]
+pub use windows::sockets::{widen_backlog, SocketPoller};
 #[cfg(windows)]
 pub use windows::{defer_signals, host_cpu, host_report, own_process, Backend, Identity};
 
@@ -199,6 +203,16 @@ impl fmt::Display for SpawnError {
 }
 
 impl std::error::Error for SpawnError {}
+
+/// What a socket was found ready for by [`SocketPoller::wait`] (the metrics server's event loop).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SocketReady {
+    pub read: bool,
+    pub write: bool,
+    /// The peer reset or closed the connection, or the socket failed: the next read or
+    /// write says which.
+    pub closed: bool,
+}
 
 /// What `damon --check` reports about the host.
 pub struct HostReport {

@@ -10,6 +10,7 @@ mod identity;
 mod limit_watch;
 mod own_process;
 mod signals;
+pub mod sockets;
 mod spawn;
 mod teardown;
 mod v1;

@@ -612,3 +612,35 @@ pub fn logical_processors() -> u32 {
     // SAFETY: plain value.
     unsafe { GetActiveProcessorCount(ALL_PROCESSOR_GROUPS) }
 }
+
+// ---- Winsock: the metrics server's sockets
+
+use windows_sys::Win32::Networking::WinSock::{listen, WSAGetLastError, WSAPoll, SOCKET, SOCKET_ERROR, WSAPOLLFD};
+
+fn wsa_error(call: &'static str) -> io::Error {
+    // SAFETY: reads this thread's last Winsock error, which the failed call has just set.
+    let code = unsafe { WSAGetLastError() };
+    io::Error::new(io::Error::from_raw_os_error(code).kind(), Win32Error { call, code })
+}
+
+/// Waits until one of `sockets` is ready or `timeout_ms` passes (-1: no limit), and fills in
+/// their `revents`. The caller made each socket through std, which started Winsock.
+pub fn wsa_poll(sockets: &mut [WSAPOLLFD], timeout_ms: i32) -> io::Result<usize> {
+    // SAFETY: the pointer and length describe a live, writable slice for the whole call;
+    // WSAPoll writes only the revents fields of those entries.
+    let ready = unsafe { WSAPoll(sockets.as_mut_ptr(), sockets.len() as u32, timeout_ms) };
+    if ready == SOCKET_ERROR {
+        return Err(wsa_error("WSAPoll"));
+    }
+    Ok(ready as usize)
+}
+
+/// Listens again on a listening socket with another backlog: Windows keeps the first one
+/// and returns success; Wine passes the new one on to its Linux socket.
+pub fn listen_again(socket: SOCKET, backlog: i32) -> io::Result<()> {
+    // SAFETY: a plain call on a socket handle the caller keeps open for its duration.
+    if unsafe { listen(socket, backlog) } == SOCKET_ERROR {
+        return Err(wsa_error("listen"));
+    }
+    Ok(())
+}

@@ -7,6 +7,7 @@ mod host;
 mod identity;
 mod job;
 mod notifications;
+pub mod sockets;
 
 use std::ffi::OsString;
 use std::os::windows::io::OwnedHandle;
