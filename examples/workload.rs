@@ -33,6 +33,8 @@
 //!   try-write           read "PATH VALUE" lines from stdin until it ends, try to write each VALUE
 //!                       to its PATH, print "PATH: written" or "PATH: refused: ERROR" for each, then
 //!                       "cgroup: LINE" for each line of /proc/self/cgroup
+//!   cgroups             first thing, read /proc/self/cgroup and the parent's (damon's); print
+//!                       "self: LINE" and "parent: LINE" for each of their lines
 //!
 //! On Windows:
 //!   wait-signals        print "ready", then the name of every console control event received
@@ -95,6 +97,8 @@ fn main() {
         "whoami" => privilege::whoami(),
         #[cfg(unix)]
         "try-write" => privilege::try_write(),
+        #[cfg(unix)]
+        "cgroups" => unix::cgroups(),
         #[cfg(windows)]
         "wait-signals" => windows::wait_signals(),
         #[cfg(windows)]
@@ -298,6 +302,19 @@ mod unix {
             // Refused starts (a process limit) are tried again: this process does not give up.
             let _ = start(&["sleep".as_ref(), "600".as_ref()]);
             std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+
+    pub fn cgroups() {
+        // Both read before anything else: where this process runs from its first instructions
+        // on, and where its parent runs at that moment.
+        let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+        let parent = std::fs::read_to_string(format!("/proc/{}/cgroup", nix::unistd::getppid())).unwrap_or_default();
+        for line in own.lines() {
+            println!("self: {}", line);
+        }
+        for line in parent.lines() {
+            println!("parent: {}", line);
         }
     }
 

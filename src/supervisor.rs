@@ -222,6 +222,7 @@ fn supervise(config: &Config, identity: Identity) -> (Ending, Option<Sample>) {
         pid,
         container = %container.location().unwrap_or_else(|| "none".to_string()),
         cpuset = container.cpuset().as_deref(),
+        start = container.start_method().as_deref(),
         "child started"
     );
     if let Some(metrics) = &metrics {

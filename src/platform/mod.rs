@@ -107,6 +107,11 @@ pub trait Container: Sized {
     fn cpuset(&self) -> Option<String>;
     /// Starts the command inside the container and returns its process id.
     fn spawn(&mut self, command: &[OsString]) -> Result<u32, SpawnError>;
+    /// How the child came into the container, for the "child started" line, where the platform
+    /// has more than one way (Linux: born in its cgroup v2 group, or joined it before exec).
+    fn start_method(&self) -> Option<String> {
+        None
+    }
     /// Blocks until the next event, or `deadline`.
     fn next_event(&mut self, deadline: Option<Instant>) -> Result<Event, ContainerError>;
     /// Sends a signal to the direct child (its process group on Windows).

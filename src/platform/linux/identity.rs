@@ -66,6 +66,9 @@ struct Restriction {
 pub struct Identity {
     /// `None`: damon's own ids and groups.
     ids: Option<Ids>,
+    /// The supplementary groups as setgroups(2) takes them, made before fork: `apply` may not
+    /// allocate. `None` leaves them as they are.
+    raw_groups: Option<Vec<libc::gid_t>>,
     restriction: Option<Restriction>,
 }
 
@@ -131,7 +134,9 @@ impl Identity {
         } else {
             None
         };
-        Ok(Identity { ids, restriction })
+        let raw_groups =
+            ids.as_ref().and_then(|ids| ids.groups.as_ref()).map(|g| g.iter().map(|g| g.as_raw()).collect());
+        Ok(Identity { ids, raw_groups, restriction })
     }
 
     /// The user whose ids the child takes, if it takes any: an exec refused with EACCES is
@@ -165,11 +170,16 @@ impl Identity {
         }
     }
 
-    /// Takes on this identity. Runs between fork and exec, after the child has written itself
-    /// into its cgroup (afterwards it may no longer): only system calls on data prepared
+    /// Takes on this identity. Runs between fork (or clone3) and exec, once the child is in its
+    /// cgroup (afterwards it could no longer join it): only system calls on data prepared
     /// before fork, no allocation, no lock.
+    ///
+    /// The ids change through the system calls themselves, not libc's wrappers: glibc and musl
+    /// apply a uid change to every thread they know of by signalling it, and in a child started
+    /// with clone3, which they know nothing of, those are damon's threads. The system call
+    /// changes the calling thread, which is the whole child.
     pub fn apply(&self) -> io::Result<()> {
-        let to_io = |e: nix::errno::Errno| io::Error::from_raw_os_error(e as i32);
+        let check = |result: libc::c_long| if result == -1 { Err(io::Error::last_os_error()) } else { Ok(()) };
         // First, while the child still holds CAP_SETPCAP: changing uid clears it.
         if let Some(Restriction { last_cap, drop_bounding_set: true }) = self.restriction {
             for cap in 0..=last_cap {
@@ -186,11 +196,15 @@ impl Identity {
         }
         if let Some(ids) = &self.ids {
             // Groups first: setgroups needs CAP_SETGID, which the uid change takes away.
-            if let Some(groups) = &ids.groups {
-                nix::unistd::setgroups(groups).map_err(to_io)?;
+            if let Some(groups) = &self.raw_groups {
+                // SAFETY: setgroups(2) reads `groups.len()` gids from a live slice it does not keep.
+                check(unsafe { libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) })?;
             }
-            nix::unistd::setresgid(ids.gid, ids.gid, ids.gid).map_err(to_io)?;
-            nix::unistd::setresuid(ids.uid, ids.uid, ids.uid).map_err(to_io)?;
+            let (uid, gid) = (ids.uid.as_raw(), ids.gid.as_raw());
+            // SAFETY: setresgid(2) and setresuid(2) take integers only.
+            check(unsafe { libc::syscall(libc::SYS_setresgid, gid, gid, gid) })?;
+            // SAFETY: as above.
+            check(unsafe { libc::syscall(libc::SYS_setresuid, uid, uid, uid) })?;
         }
         if self.restriction.is_some() {
             // SAFETY: prctl(2) with integer arguments only.

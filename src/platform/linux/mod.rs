@@ -2,6 +2,7 @@
 //! into it between fork and exec, watched through a signalfd, and removed however damon ends.
 
 mod cgroup_file;
+mod clone3;
 mod cpuset;
 mod guard;
 mod hierarchy;
@@ -18,7 +19,6 @@ mod v2;
 
 use std::ffi::OsString;
 use std::path::Path;
-use std::process::Child;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -33,6 +33,7 @@ use self::hierarchy::Hierarchies;
 use self::host::HostCpu;
 use self::limit_watch::{OomWatch, ProcessLimitWatch};
 use self::signals::{SignalWaiter, Wake, PASS_ON_SIGNALS, STOP_SIGNALS};
+use self::spawn::{ChildProcess, Ended, Placement};
 use self::v1::CgroupV1;
 use self::v2::CgroupV2;
 use super::{
@@ -219,6 +220,14 @@ impl Cgroup {
         }
     }
 
+    /// The group a child can be born in with clone3 (cgroup v2).
+    fn v2_dir(&self) -> Option<&Path> {
+        match self {
+            Cgroup::V1(_) => None,
+            Cgroup::V2(g) => Some(&g.dir),
+        }
+    }
+
     fn kill_all(&self) -> Result<(), CgroupIoError> {
         match self {
             Cgroup::V1(g) => g.kill_all(),
@@ -251,7 +260,7 @@ pub struct Backend {
     journal: Option<Journal>,
     oom_watch: Option<OomWatch>,
     process_limit_watch: Option<ProcessLimitWatch>,
-    child: Option<Child>,
+    child: Option<ChildProcess>,
     identity: Identity,
     /// The workload's cpuset, for the log; `None` if it could not be read.
     cpuset: Option<String>,
@@ -267,7 +276,7 @@ impl Backend {
     }
 
     fn child_pid(&self) -> Option<Pid> {
-        self.child.as_ref().map(|c| Pid::from_raw(c.id() as i32))
+        self.child.as_ref().map(ChildProcess::pid)
     }
 }
 
@@ -347,10 +356,16 @@ impl Container for Backend {
         let path_var = std::env::var_os("PATH");
         let program = spawn::resolve(&command[0], path_var.as_deref())?;
         let procs_files = self.cgroup.as_ref().map(Cgroup::procs_files).unwrap_or_default();
-        let child = spawn::spawn_in(&program, command, &procs_files, &self.identity)?;
+        let placement =
+            Placement { v2_group: self.cgroup.as_ref().and_then(Cgroup::v2_dir), procs_files: &procs_files };
+        let child = spawn::spawn_in(&program, command, &placement, &self.identity)?;
         let pid = child.id();
         self.child = Some(child);
         Ok(pid)
+    }
+
+    fn start_method(&self) -> Option<String> {
+        self.cgroup.as_ref().and(self.child.as_ref()).map(|child| child.start.clone())
     }
 
     fn next_event(&mut self, deadline: Option<Instant>) -> Result<Event, ContainerError> {
@@ -386,15 +401,13 @@ impl Container for Backend {
             if signal == NixSignal::SIGCHLD {
                 // SIGCHLD also comes from the guard, and several exits may share one.
                 if let Some(child) = self.child.as_mut() {
-                    if let Ok(Some(status)) = child.try_wait() {
-                        use std::os::unix::process::ExitStatusExt;
-                        let status = match (status.code(), status.signal()) {
-                            (Some(code), _) => ExitStatus::Code(code),
-                            (None, Some(sig)) if sig == NixSignal::SIGKILL as i32 && self.killed_all => {
+                    if let Ok(Some(ended)) = child.try_wait() {
+                        let status = match ended {
+                            Ended::Code(code) => ExitStatus::Code(code),
+                            Ended::Signal(sig) if sig == NixSignal::SIGKILL as i32 && self.killed_all => {
                                 ExitStatus::Terminated
                             }
-                            (None, Some(sig)) => ExitStatus::Signal(Signal(sig)),
-                            (None, None) => ExitStatus::Code(125),
+                            Ended::Signal(sig) => ExitStatus::Signal(Signal(sig)),
                         };
                         self.child = None;
                         return Ok(Event::ChildExited(status));

@@ -1,9 +1,12 @@
 //! Starting the child inside its cgroup.
 //!
-//! The child writes itself into each `cgroup.procs` between fork and exec, so it runs no
-//! instruction of the command outside the group and everything it starts is inside too.
-//! Only then does it take on its [`Identity`] (another user, no privileges): a child that
-//! is no longer root could not write itself into a group that root owns.
+//! On cgroup v2 the child is born in its group: clone3 with CLONE_INTO_CGROUP (see clone3.rs),
+//! so nothing is moved and no move waits for an RCU grace period. Where that is refused (a
+//! kernel before 5.7, a seccomp filter that does not know clone3) and on cgroup v1, the child
+//! writes itself into each `cgroup.procs` between fork and exec. Either way it runs no
+//! instruction of the command outside the group, and everything it starts is inside too. Only
+//! then does it take on its [`Identity`] (another user, no privileges): a child that is no
+//! longer root could not write itself into a group that root owns.
 
 use std::ffi::{OsStr, OsString};
 use std::fs::{File, OpenOptions};
@@ -12,13 +15,90 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::io::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Command;
 
-use nix::sys::signal::{sigprocmask, SigHandler, SigSet, SigmaskHow};
+use nix::sys::signal::{sigprocmask, SigHandler, SigSet, SigmaskHow, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
 
+use super::clone3::{self, Clone3Error};
 use super::identity::Identity;
 use super::signals::HANDLED_SIGNALS;
 use crate::platform::SpawnError;
+
+/// How the child came into its group, for the "child started" line.
+pub const BORN_IN_GROUP: &str = "clone3 into its cgroup";
+pub const JOINED_GROUP: &str = "fork, joined its cgroup before exec";
+
+/// Where the child is to run.
+pub struct Placement<'a> {
+    /// cgroup v2: the group's directory, for clone3.
+    pub v2_group: Option<&'a Path>,
+    /// The `cgroup.procs` files the child writes itself into when it is not born in its group.
+    pub procs_files: &'a [PathBuf],
+}
+
+/// The started child, reaped with waitpid: a child started with clone3 is no std `Child`.
+#[derive(Debug)]
+pub struct ChildProcess {
+    pid: Pid,
+    /// How it came into its group: [`BORN_IN_GROUP`] or [`JOINED_GROUP`], with the reason
+    /// clone3 was refused where it was tried.
+    pub start: String,
+}
+
+/// How the child ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    Code(i32),
+    Signal(i32),
+}
+
+impl ChildProcess {
+    pub fn id(&self) -> u32 {
+        self.pid.as_raw() as u32
+    }
+
+    pub fn pid(&self) -> Pid {
+        self.pid
+    }
+
+    /// The child's end if it has ended, reaping it.
+    pub fn try_wait(&mut self) -> nix::Result<Option<Ended>> {
+        Self::ended(waitpid(self.pid, Some(WaitPidFlag::WNOHANG))?)
+    }
+
+    /// Waits for the child's end and reaps it.
+    pub fn wait(&mut self) -> nix::Result<Option<Ended>> {
+        loop {
+            match waitpid(self.pid, None) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                other => return Self::ended(other?),
+            }
+        }
+    }
+
+    fn ended(status: WaitStatus) -> nix::Result<Option<Ended>> {
+        Ok(match status {
+            WaitStatus::Exited(_, code) => Some(Ended::Code(code)),
+            WaitStatus::Signaled(_, signal, _) => Some(Ended::Signal(signal as i32)),
+            _ => None,
+        })
+    }
+}
+
+/// Gives the command the signal dispositions and mask it would have without damon: damon
+/// blocks the signals it handles (for its signalfd), and may have been started with them
+/// ignored (a background job of a script ignores SIGINT), which exec keeps; Rust ignores
+/// SIGPIPE. Runs between fork (or clone3) and exec: sigaction(2) and sigprocmask(2) only.
+fn reset_signals() -> io::Result<()> {
+    let to_io = |e: nix::errno::Errno| io::Error::from_raw_os_error(e as i32);
+    for signal in HANDLED_SIGNALS.iter().chain(&[Signal::SIGPIPE]) {
+        // SAFETY: SIG_DFL installs no handler, so no Rust code can run in signal context.
+        unsafe { nix::sys::signal::signal(*signal, SigHandler::SigDfl) }.map_err(to_io)?;
+    }
+    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None).map_err(to_io)
+}
 
 /// Finds the program as execvp would, so that "not found" (127) and "not executable" (126)
 /// are decided before anything is started.
@@ -58,14 +138,37 @@ pub fn resolve(program: &OsStr, path_var: Option<&OsStr>) -> Result<PathBuf, Spa
     }
 }
 
-/// Starts `program` with `args`, joined to the cgroups whose `cgroup.procs` files are given,
-/// as `identity`.
+/// Starts `program` with `argv` in its cgroup (`placement`), as `identity`.
 pub fn spawn_in(
+    program: &Path,
+    argv: &[OsString],
+    placement: &Placement,
+    identity: &Identity,
+) -> Result<ChildProcess, SpawnError> {
+    let mut refused = None;
+    if let Some(group) = placement.v2_group {
+        match clone3::spawn_into(group, program, argv, reset_signals, identity) {
+            Ok(pid) => return Ok(ChildProcess { pid, start: BORN_IN_GROUP.to_string() }),
+            // The portable way below.
+            Err(Clone3Error::Refused(e)) => refused = Some(e),
+            Err(Clone3Error::Prepare(context, e)) => return Err(SpawnError::Other(context, e)),
+            Err(Clone3Error::Child(e)) => return Err(spawn_error(e, argv, identity)),
+        }
+    }
+    let mut child = fork_and_join(program, argv, placement.procs_files, identity)?;
+    if let Some(e) = refused {
+        child.start = format!("{} (clone3 into the cgroup refused: {})", JOINED_GROUP, e);
+    }
+    Ok(child)
+}
+
+/// The child forks in damon's cgroup and writes itself into each group before exec.
+fn fork_and_join(
     program: &Path,
     argv: &[OsString],
     procs_files: &[PathBuf],
     identity: &Identity,
-) -> Result<Child, SpawnError> {
+) -> Result<ChildProcess, SpawnError> {
     // Opened before fork: after fork only async-signal-safe calls are allowed.
     let procs: Vec<File> = procs_files
         .iter()
@@ -88,23 +191,23 @@ pub fn spawn_in(
     // neither allocates nor locks.
     unsafe {
         command.pre_exec(move || {
-            let to_io = |e: nix::errno::Errno| io::Error::from_raw_os_error(e as i32);
-            // The command must get the signals damon passes on as usual: damon blocks them for
-            // its signalfd (std does not reset the mask), and damon may have been started with
-            // them ignored (a background job of a script ignores SIGINT), which exec keeps.
-            for signal in HANDLED_SIGNALS {
-                // Sound: SIG_DFL installs no handler, so no Rust code can run in signal context.
-                nix::sys::signal::signal(signal, SigHandler::SigDfl).map_err(to_io)?;
-            }
-            sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None).map_err(to_io)?;
+            reset_signals()?;
             for fd in &fds {
                 // "0" is the writing process itself.
-                nix::unistd::write(*fd, b"0").map_err(to_io)?;
+                nix::unistd::write(*fd, b"0").map_err(|e| io::Error::from_raw_os_error(e as i32))?;
             }
             child_identity.apply()
         });
     }
-    let child = command.spawn().map_err(|e| match e.raw_os_error() {
+    let child = command.spawn().map_err(|e| spawn_error(e, argv, identity))?;
+    drop(procs);
+    // Reaped with waitpid from now on; dropping a std Child neither kills nor waits.
+    Ok(ChildProcess { pid: Pid::from_raw(child.id() as i32), start: JOINED_GROUP.to_string() })
+}
+
+/// The error of a start that failed in the child (its exec, or a step before it).
+fn spawn_error(e: io::Error, argv: &[OsString], identity: &Identity) -> SpawnError {
+    match e.raw_os_error() {
         Some(nix::libc::ENOENT) => SpawnError::NotFound(argv[0].clone()),
         // damon (root) found the program executable; the user the child became may not.
         Some(nix::libc::EACCES) if identity.switched_user().is_some() => SpawnError::NotExecutable(
@@ -136,9 +239,7 @@ pub fn spawn_in(
             e,
         ),
         _ => SpawnError::Other(format!("cannot start {:?} in its cgroup", argv[0]), e),
-    })?;
-    drop(procs);
-    Ok(child)
+    }
 }
 
 #[cfg(test)]

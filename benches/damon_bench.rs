@@ -1,0 +1,1368 @@
+//! damon's benchmark driver: measures damon against what an operator would use instead, in the
+//! same run on the same machine, and writes the figures, each beside its peer and its goal, as
+//! a Markdown section. It is not a test: nothing passes or fails here. `scripts/bench` runs it on
+//! the host and in the cgroup v2 VM (`scripts/bench-vm`) and writes BENCHMARKS.md.
+//!
+//!   damon_bench run --damon PATH --out FILE [--title TEXT] [--quick] [SECTION...]
+//!       SECTION: launch, profile, stop, kill, density, cap, scrape, wine (default: all but wine)
+//!       --wine-dir DIR: the directory holding damon.exe and workload.exe (section wine)
+//!   damon_bench child MODE [ARGS]   a workload it starts, under damon or bare:
+//!       ready               write "r" to stdout, then wait for a signal (SIGTERM ends it)
+//!       tree N              ignore SIGTERM, become N processes, write "r", wait forever
+//!       burn SECONDS N      spin N threads for SECONDS, print "cpu_seconds=C wall_seconds=W"
+//!       run CMD [ARGS]      start CMD, wait for it, exit with its status: the least a supervisor does
+//!       cgroup              print the first line of /proc/self/cgroup, read before anything else
+//!
+//! Every comparison runs its commands interleaved (one of each, round after round), so that the
+//! load of a shared machine falls on all of them alike; figures are medians unless said.
+
+#[cfg(target_os = "linux")]
+fn main() {
+    linux::main()
+}
+
+#[cfg(not(target_os = "linux"))]
+fn main() {
+    eprintln!("damon_bench runs on Linux only (Windows is measured under Wine from Linux)");
+    std::process::exit(2);
+}
+
+#[cfg(target_os = "linux")]
+mod linux {
+    use std::ffi::OsString;
+    use std::fmt::Write as _;
+    use std::fs::{self, File, OpenOptions};
+    use std::io::{self, Read, Write};
+    use std::net::{Shutdown, TcpListener, TcpStream};
+    use std::os::unix::io::{AsRawFd, FromRawFd, RawFd};
+    use std::os::unix::process::CommandExt;
+    use std::path::{Path, PathBuf};
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    use nix::sys::resource::{getrusage, UsageWho};
+    use nix::sys::signal::{kill, signal, SigHandler, Signal};
+    use nix::unistd::Pid;
+
+    const MOUNT: &str = "/sys/fs/cgroup";
+
+    pub fn main() {
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        let result = match args.first().map(String::as_str) {
+            Some("child") => child(&args[1..]),
+            Some("run") => Options::parse(&args[1..]).and_then(|o| run(&o)),
+            _ => Err(usage()),
+        };
+        if let Err(e) = result {
+            eprintln!("damon_bench: {}", e);
+            std::process::exit(1);
+        }
+    }
+
+    fn usage() -> String {
+        "usage: damon_bench run --damon PATH --out FILE [--title TEXT] [--quick] [--wine-dir DIR] [SECTION...] \
+         | damon_bench child MODE [ARGS]"
+            .to_string()
+    }
+
+    type Result<T> = std::result::Result<T, String>;
+
+    fn context<E: std::fmt::Display>(what: impl Fn() -> String) -> impl FnOnce(E) -> String {
+        move |e| format!("{}: {}", what(), e)
+    }
+
+    // ---------------------------------------------------------------- the workloads
+
+    fn child(args: &[String]) -> Result<()> {
+        let number = |i: usize| -> Result<u64> {
+            args.get(i).and_then(|s| s.parse().ok()).ok_or_else(|| format!("child {:?}: bad arguments", args))
+        };
+        match args.first().map(String::as_str) {
+            Some("ready") => {
+                ready();
+                wait_forever()
+            }
+            Some("tree") => {
+                let n = number(1)?;
+                // SAFETY: SIG_IGN installs no handler; inherited by every process forked below.
+                unsafe { signal(Signal::SIGTERM, SigHandler::SigIgn) }.map_err(|e| e.to_string())?;
+                for _ in 1..n {
+                    // SAFETY: this process has one thread; the child only waits for a signal.
+                    match unsafe { nix::unistd::fork() }.map_err(|e| format!("fork: {}", e))? {
+                        nix::unistd::ForkResult::Child => wait_forever(),
+                        nix::unistd::ForkResult::Parent { .. } => {}
+                    }
+                }
+                ready();
+                wait_forever()
+            }
+            Some("burn") => {
+                burn(Duration::from_secs(number(1)?), number(2)? as usize);
+                Ok(())
+            }
+            Some("run") => {
+                // A supervisor that does nothing: start the command, wait, pass its status on.
+                let status = Command::new(args.get(1).ok_or("child run: no command")?)
+                    .args(&args[2..])
+                    .status()
+                    .map_err(|e| format!("child run: {}", e))?;
+                std::process::exit(status.code().unwrap_or(128));
+            }
+            Some("cgroup") => {
+                // First thing: where the process runs from its first instruction on.
+                let line = fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+                println!("{}", line.lines().next().unwrap_or(""));
+                Ok(())
+            }
+            _ => Err(format!("unknown child mode {:?}", args)),
+        }
+    }
+
+    fn ready() {
+        let mut out = io::stdout();
+        let _ = out.write_all(b"r");
+        let _ = out.flush();
+    }
+
+    fn wait_forever() -> ! {
+        loop {
+            nix::unistd::pause();
+        }
+    }
+
+    fn burn(wall: Duration, threads: usize) {
+        let start = Instant::now();
+        let spin = move || {
+            let mut x: u64 = 0;
+            while start.elapsed() < wall {
+                for i in 0..20_000u64 {
+                    x = x.wrapping_mul(31).wrapping_add(i);
+                }
+            }
+            x
+        };
+        let handles: Vec<_> = (0..threads).map(|_| std::thread::spawn(spin)).collect();
+        let sum: u64 = handles.into_iter().map(|h| h.join().unwrap_or(0)).fold(0, u64::wrapping_add);
+        let usage = getrusage(UsageWho::RUSAGE_SELF).expect("getrusage");
+        let cpu = seconds(usage.user_time()) + seconds(usage.system_time());
+        println!("cpu_seconds={:.4} wall_seconds={:.4} ({})", cpu, start.elapsed().as_secs_f64(), sum % 2);
+    }
+
+    fn seconds(t: nix::sys::time::TimeVal) -> f64 {
+        t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6
+    }
+
+    // ---------------------------------------------------------------- options and environment
+
+    struct Options {
+        damon: PathBuf,
+        out: PathBuf,
+        title: String,
+        quick: bool,
+        wine_dir: Option<PathBuf>,
+        sections: Vec<String>,
+    }
+
+    const SECTIONS: [&str; 8] = ["launch", "profile", "stop", "kill", "density", "cap", "scrape", "wine"];
+
+    impl Options {
+        fn parse(args: &[String]) -> Result<Options> {
+            let mut damon = None;
+            let mut out = None;
+            let mut title = String::from("this machine");
+            let mut quick = false;
+            let mut wine_dir = None;
+            let mut sections = Vec::new();
+            let mut args = args.iter();
+            while let Some(arg) = args.next() {
+                let mut value = || args.next().cloned().ok_or_else(|| format!("{} needs a value", arg));
+                match arg.as_str() {
+                    "--damon" => damon = Some(PathBuf::from(value()?)),
+                    "--out" => out = Some(PathBuf::from(value()?)),
+                    "--title" => title = value()?,
+                    "--wine-dir" => wine_dir = Some(PathBuf::from(value()?)),
+                    "--quick" => quick = true,
+                    s if SECTIONS.contains(&s) => sections.push(s.to_string()),
+                    other => return Err(format!("unknown argument {:?}; {}", other, usage())),
+                }
+            }
+            if sections.is_empty() {
+                sections = SECTIONS.iter().filter(|s| **s != "wine").map(|s| s.to_string()).collect();
+            }
+            let damon = damon.ok_or_else(usage)?;
+            let damon = fs::canonicalize(&damon).map_err(context(|| format!("--damon {}", damon.display())))?;
+            Ok(Options { damon, out: out.ok_or_else(usage)?, title, quick, wine_dir, sections })
+        }
+    }
+
+    #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+    enum Version {
+        V1,
+        V2,
+    }
+
+    /// What the run needs to know about where it runs.
+    struct Env {
+        damon: PathBuf,
+        me: PathBuf,
+        version: Version,
+        cpus: u64,
+        mhz_per_core: u64,
+        work: PathBuf,
+        quick: bool,
+    }
+
+    impl Env {
+        /// damon with a clean environment (no DAMON_* or NOMAD_* of the caller), logging into
+        /// the work directory, its output discarded.
+        fn damon(&self, args: &[&str]) -> Vec<OsString> {
+            let mut argv = vec![self.damon.clone().into_os_string()];
+            argv.extend(args.iter().map(OsString::from));
+            argv
+        }
+
+        fn me(&self, args: &[&str]) -> Vec<OsString> {
+            let mut argv = vec![self.me.clone().into_os_string(), OsString::from("child")];
+            argv.extend(args.iter().map(OsString::from));
+            argv
+        }
+
+        fn runs(&self, full: usize, quick: usize) -> usize {
+            if self.quick {
+                quick
+            } else {
+                full
+            }
+        }
+    }
+
+    fn command(argv: &[OsString], log_dir: &Path) -> Command {
+        let mut cmd = Command::new(&argv[0]);
+        cmd.args(&argv[1..]);
+        for (key, _) in std::env::vars_os() {
+            let k = key.to_string_lossy();
+            if k.starts_with("DAMON_") || k.starts_with("NOMAD_") {
+                cmd.env_remove(&key);
+            }
+        }
+        cmd.env("DAMON_LOG_DIR", log_dir).current_dir(log_dir);
+        cmd
+    }
+
+    fn read_trimmed(path: impl AsRef<Path>) -> String {
+        fs::read_to_string(path).map(|s| s.trim().to_string()).unwrap_or_default()
+    }
+
+    fn loadavg() -> String {
+        read_trimmed("/proc/loadavg").split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+    }
+
+    fn detect(options: &Options) -> Result<Env> {
+        let mounts = fs::read_to_string("/proc/self/mounts").map_err(|e| e.to_string())?;
+        let v2_memory = read_trimmed(Path::new(MOUNT).join("cgroup.controllers")).split(' ').any(|c| c == "memory");
+        let version = if v2_memory && mounts.lines().any(|l| l.split(' ').nth(1) == Some(MOUNT)) {
+            Version::V2
+        } else {
+            Version::V1
+        };
+        // The MHz damon itself uses for its CPU caps, from `damon --check`.
+        let check = Command::new(&options.damon)
+            .arg("--check")
+            .output()
+            .map_err(context(|| format!("{} --check", options.damon.display())))?;
+        let text = String::from_utf8_lossy(&check.stdout);
+        let fact = |name: &str| {
+            text.lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l[name.len()..].split_whitespace().next())
+                .and_then(|v| v.parse::<u64>().ok())
+        };
+        let mhz_per_core =
+            fact("MHz per core:").ok_or_else(|| format!("no MHz per core in damon --check:\n{}", text))?;
+        let cpus = fact("online CPUs:").unwrap_or(1);
+        let work = std::env::temp_dir().join(format!("damon-bench-{}", std::process::id()));
+        fs::create_dir_all(&work).map_err(|e| e.to_string())?;
+        Ok(Env {
+            damon: options.damon.clone(),
+            me: std::env::current_exe().map_err(|e| e.to_string())?,
+            version,
+            cpus,
+            mhz_per_core,
+            work,
+            quick: options.quick,
+        })
+    }
+
+    // ---------------------------------------------------------------- statistics and output
+
+    fn median(values: &[f64]) -> f64 {
+        percentile(values, 0.5)
+    }
+
+    fn percentile(values: &[f64], p: f64) -> f64 {
+        if values.is_empty() {
+            return f64::NAN;
+        }
+        let mut v = values.to_vec();
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+        let rank = p * (v.len() - 1) as f64;
+        let (low, high) = (rank.floor() as usize, rank.ceil() as usize);
+        v[low] + (v[high] - v[low]) * (rank - low as f64)
+    }
+
+    fn mean(values: &[f64]) -> f64 {
+        values.iter().sum::<f64>() / values.len().max(1) as f64
+    }
+
+    fn ms(seconds: f64) -> String {
+        if seconds.is_nan() {
+            "n/a".to_string()
+        } else if seconds >= 1.0 {
+            format!("{:.2} s", seconds)
+        } else if seconds >= 0.1 {
+            format!("{:.0} ms", seconds * 1e3)
+        } else {
+            format!("{:.2} ms", seconds * 1e3)
+        }
+    }
+
+    fn ratio(a: f64, b: f64) -> String {
+        format!("{:.2}x", a / b)
+    }
+
+    fn verdict(met: bool) -> &'static str {
+        if met {
+            "**met**"
+        } else {
+            "not met"
+        }
+    }
+
+    /// One environment's section of BENCHMARKS.md: details per measurement, then the goals.
+    struct Report {
+        body: String,
+        goals: Vec<[String; 5]>,
+    }
+
+    impl Report {
+        fn goal(&mut self, goal: &str, figure: String, peer: String, target: &str, met: Option<bool>) {
+            let met = match met {
+                Some(m) => verdict(m).to_string(),
+                None => "(no goal: reported)".to_string(),
+            };
+            self.goals.push([goal.to_string(), figure, peer, target.to_string(), met]);
+        }
+        fn line(&mut self, text: impl AsRef<str>) {
+            self.body.push_str(text.as_ref());
+            self.body.push('\n');
+        }
+    }
+
+    fn run(options: &Options) -> Result<()> {
+        let env = detect(options)?;
+        let started = Instant::now();
+        let load_before = loadavg();
+        let mut report = Report { body: String::new(), goals: Vec::new() };
+        for section in &options.sections {
+            eprintln!("damon_bench: {} ({})", section, options.title);
+            let result = match section.as_str() {
+                "launch" => launch(&env, &mut report),
+                "profile" => profile(&env, &mut report),
+                "stop" => stop(&env, &mut report),
+                "kill" => kill_trees(&env, &mut report),
+                "density" => density(&env, &mut report),
+                "cap" => cap(&env, &mut report),
+                "scrape" => scrape(&env, &mut report),
+                "wine" => match &options.wine_dir {
+                    Some(dir) => wine(&env, dir, &mut report),
+                    None => Err("the wine section needs --wine-dir".to_string()),
+                },
+                _ => unreachable!("checked by Options::parse"),
+            };
+            if let Err(e) = result {
+                report.line(format!("\n**{}: failed: {}**\n", section, e));
+                eprintln!("damon_bench: {}: failed: {}", section, e);
+            }
+        }
+        let _ = fs::remove_dir_all(&env.work);
+        let mut out = String::new();
+        let _ = writeln!(out, "## {}\n", options.title);
+        let _ = writeln!(
+            out,
+            "Kernel {}, cgroup {}, {} CPUs, {} MHz per core (as damon reads it); load average {} at the start, {} at \
+             the end ({:.0} s).\n",
+            read_trimmed("/proc/sys/kernel/osrelease"),
+            if env.version == Version::V2 { "v2" } else { "v1" },
+            env.cpus,
+            env.mhz_per_core,
+            load_before,
+            loadavg(),
+            started.elapsed().as_secs_f64()
+        );
+        if !report.goals.is_empty() {
+            out.push_str("| goal | damon | peer | target | |\n|---|---|---|---|---|\n");
+            for [goal, figure, peer, target, met] in &report.goals {
+                let _ = writeln!(out, "| {} | {} | {} | {} | {} |", goal, figure, peer, target, met);
+            }
+            out.push('\n');
+        }
+        out.push_str(&report.body);
+        fs::write(&options.out, out).map_err(context(|| format!("write {}", options.out.display())))
+    }
+
+    // ---------------------------------------------------------------- starting commands
+
+    /// How a measured command is started.
+    #[derive(Clone)]
+    enum Start {
+        /// As a shell would (posix_spawn).
+        Plain(Vec<OsString>),
+        /// Forked, written into the groups whose cgroup.procs are given, then exec'd: what
+        /// cgexec does, without cgexec's own start-up.
+        Join(Vec<PathBuf>, Vec<OsString>),
+    }
+
+    impl Start {
+        fn command(&self, log_dir: &Path) -> Result<(Command, Vec<File>)> {
+            match self {
+                Start::Plain(argv) => Ok((command(argv, log_dir), Vec::new())),
+                Start::Join(procs, argv) => {
+                    let files: Vec<File> = procs
+                        .iter()
+                        .map(|p| {
+                            OpenOptions::new().write(true).open(p).map_err(context(|| format!("open {}", p.display())))
+                        })
+                        .collect::<Result<_>>()?;
+                    let fds: Vec<RawFd> = files.iter().map(File::as_raw_fd).collect();
+                    let mut cmd = command(argv, log_dir);
+                    // SAFETY: between fork and exec the closure only calls write(2), which is
+                    // async-signal-safe, on descriptors kept open by `files` until the spawn returns.
+                    unsafe {
+                        cmd.pre_exec(move || {
+                            for fd in &fds {
+                                nix::unistd::write(*fd, b"0").map_err(|e| io::Error::from_raw_os_error(e as i32))?;
+                            }
+                            Ok(())
+                        });
+                    }
+                    Ok((cmd, files))
+                }
+            }
+        }
+
+        fn spawn(&self, log_dir: &Path, stdout: Stdio) -> Result<Child> {
+            let (mut cmd, _files) = self.command(log_dir)?;
+            cmd.stdin(Stdio::null()).stdout(stdout).stderr(Stdio::null());
+            cmd.spawn().map_err(context(|| format!("start {}", self.describe())))
+        }
+
+        fn describe(&self) -> String {
+            let argv = match self {
+                Start::Plain(argv) | Start::Join(_, argv) => argv,
+            };
+            argv.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" ")
+        }
+    }
+
+    /// A group made beforehand, as an operator would with cgcreate, removed when dropped.
+    struct ReadyGroup {
+        dirs: Vec<PathBuf>,
+    }
+
+    impl ReadyGroup {
+        fn new(env: &Env, name: &str) -> Result<ReadyGroup> {
+            let dirs: Vec<PathBuf> = match env.version {
+                Version::V2 => vec![Path::new(MOUNT).join(name)],
+                Version::V1 => ["memory", "cpu"].iter().map(|c| Path::new(MOUNT).join(c).join(name)).collect(),
+            };
+            for dir in &dirs {
+                let _ = fs::remove_dir(dir);
+                fs::create_dir(dir).map_err(context(|| format!("mkdir {}", dir.display())))?;
+            }
+            Ok(ReadyGroup { dirs })
+        }
+
+        fn procs(&self) -> Vec<PathBuf> {
+            self.dirs.iter().map(|d| d.join("cgroup.procs")).collect()
+        }
+
+        /// The cgexec argument naming this group.
+        fn cgexec_spec(&self) -> String {
+            let name = self.dirs[0].file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            format!("memory,cpu:{}", name)
+        }
+    }
+
+    impl Drop for ReadyGroup {
+        fn drop(&mut self) {
+            for dir in &self.dirs {
+                let deadline = Instant::now() + Duration::from_secs(5);
+                while fs::remove_dir(dir).is_err() && dir.exists() && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        }
+    }
+
+    fn has_cgexec() -> bool {
+        Command::new("cgexec").arg("-h").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok()
+    }
+
+    /// CPU time (user + system) of every child reaped so far.
+    fn children_cpu() -> f64 {
+        getrusage(UsageWho::RUSAGE_CHILDREN).map_or(0.0, |u| seconds(u.user_time()) + seconds(u.system_time()))
+    }
+
+    struct Timing {
+        wall: Vec<f64>,
+        cpu: Vec<f64>,
+        failures: Vec<String>,
+    }
+
+    /// Runs each command `runs` times, interleaved, after `warmup` rounds; wall and CPU time per run.
+    fn time_runs(starts: &[Start], log_dir: &Path, warmup: usize, runs: usize) -> Result<Vec<Timing>> {
+        let mut timings: Vec<Timing> =
+            starts.iter().map(|_| Timing { wall: Vec::new(), cpu: Vec::new(), failures: Vec::new() }).collect();
+        for round in 0..warmup + runs {
+            for (start, timing) in starts.iter().zip(timings.iter_mut()) {
+                let (mut cmd, files) = start.command(log_dir)?;
+                cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+                let cpu_before = children_cpu();
+                let t0 = Instant::now();
+                let status = cmd.status().map_err(context(|| format!("run {}", start.describe())))?;
+                let wall = t0.elapsed().as_secs_f64();
+                let cpu = children_cpu() - cpu_before;
+                drop(files);
+                if !status.success() {
+                    timing.failures.push(format!("{}: {}", start.describe(), status));
+                } else if round >= warmup {
+                    timing.wall.push(wall);
+                    timing.cpu.push(cpu);
+                }
+            }
+        }
+        Ok(timings)
+    }
+
+    // ---------------------------------------------------------------- 1-3: launch
+
+    fn launch(env: &Env, report: &mut Report) -> Result<()> {
+        let runs = env.runs(300, 30);
+        let log_dir = env.work.join("launch");
+        fs::create_dir_all(&log_dir).map_err(|e| e.to_string())?;
+        let group = ReadyGroup::new(env, "damon-bench-ready")?;
+        let truth = OsString::from("/bin/true");
+        let mut labels = vec!["bare `/bin/true`", "damon, memory and CPU limits"];
+        let mut starts = vec![
+            Start::Plain(vec![truth.clone()]),
+            Start::Plain(env.damon(&["--memory-limit", "64", "--cpu-limit", "500", "/bin/true"])),
+        ];
+        let cgexec = env.version == Version::V1 && has_cgexec();
+        if cgexec {
+            labels.push("`cgexec -g memory,cpu:G` into a ready-made group");
+            starts.push(Start::Plain(vec!["cgexec".into(), "-g".into(), group.cgexec_spec().into(), truth.clone()]));
+        }
+        labels.push("fork, join a ready-made group, exec (cgexec without its own start-up)");
+        starts.push(Start::Join(group.procs(), vec![truth.clone()]));
+        labels.push("a supervisor that does nothing: a static binary that starts `/bin/true` and waits");
+        starts.push(Start::Plain(env.me(&["run", "/bin/true"])));
+        let timings = time_runs(&starts, &log_dir, 10, runs)?;
+        drop(group);
+
+        report.line(format!(
+            "\n### Launch: `/bin/true`, {} runs of each, interleaved\n\nWall time from spawn to exit as the \
+             starting process sees it; CPU is user + system of the whole run (the command and everything it \
+             started), from getrusage(RUSAGE_CHILDREN).\n",
+            runs
+        ));
+        report.line("| run | median | mean | p90 | CPU per run (mean) | median vs bare |\n|---|---|---|---|---|---|");
+        let bare = median(&timings[0].wall);
+        for (label, t) in labels.iter().zip(&timings) {
+            report.line(format!(
+                "| {} | {} | {} | {} | {} | {} |",
+                label,
+                ms(median(&t.wall)),
+                ms(mean(&t.wall)),
+                ms(percentile(&t.wall, 0.9)),
+                ms(mean(&t.cpu)),
+                ratio(median(&t.wall), bare)
+            ));
+        }
+        for t in &timings {
+            if let Some(first) = t.failures.first() {
+                report.line(format!("\n{} failed runs, e.g. {}", t.failures.len(), first));
+            }
+        }
+        let damon = median(&timings[1].wall);
+        let own_cpu = mean(&timings[1].cpu) - mean(&timings[0].cpu);
+        match env.version {
+            Version::V2 => report.goal(
+                "1. launch on cgroup v2 (median)",
+                ms(damon),
+                format!("bare {}", ms(bare)),
+                "≤ 1.5x bare",
+                Some(damon <= 1.5 * bare),
+            ),
+            Version::V1 if cgexec => {
+                let peer = median(&timings[2].wall);
+                report.goal(
+                    "2. launch on cgroup v1 (median)",
+                    format!("{} ({} bare)", ms(damon), ratio(damon, bare)),
+                    format!("cgexec {} ({} bare)", ms(peer), ratio(peer, bare)),
+                    "≤ cgexec",
+                    Some(damon <= peer),
+                )
+            }
+            Version::V1 => {}
+        }
+        report.goal(
+            "3. damon's own CPU per launch (mean, damon run − bare run)",
+            ms(own_cpu),
+            format!("bare run {}", ms(mean(&timings[0].cpu))),
+            "≤ 1 ms",
+            Some(own_cpu <= 0.001),
+        );
+        if env.version == Version::V2 {
+            launch_nomad_layout(env, report, runs)?;
+        }
+        Ok(())
+    }
+
+    /// cgroup v2 as Nomad lays it out: damon alone in the task's cgroup, which it must leave for
+    /// a leaf of its own to pass controllers down. Each run is started as Nomad's executor starts
+    /// a task: moved into the task cgroup between fork and exec.
+    fn launch_nomad_layout(env: &Env, report: &mut Report, runs: usize) -> Result<()> {
+        let log_dir = env.work.join("launch-nomad");
+        fs::create_dir_all(&log_dir).map_err(|e| e.to_string())?;
+        let task = ReadyGroup::new(env, "damon-bench-task.scope")?;
+        let starts = vec![
+            Start::Join(task.procs(), vec![OsString::from("/bin/true")]),
+            Start::Join(task.procs(), env.damon(&["--memory-limit", "64", "--cpu-limit", "500", "/bin/true"])),
+        ];
+        let timings = time_runs(&starts, &log_dir, 5, runs)?;
+        drop(task);
+        let (bare, damon) = (median(&timings[0].wall), median(&timings[1].wall));
+        report.line(format!(
+            "\n### Launch in Nomad's layout (cgroup v2): started into a task cgroup, {} runs of each\n\n\
+             damon is alone in the task's cgroup and moves itself into a leaf beside its group, so that the \
+             task's cgroup may pass controllers down; at its end it moves back and removes both.\n",
+            runs
+        ));
+        report.line("| run | median | mean | CPU per run (mean) | median vs bare |\n|---|---|---|---|---|");
+        for (label, t) in ["`/bin/true` started into the task cgroup", "damon, memory and CPU limits, started there"]
+            .iter()
+            .zip(&timings)
+        {
+            report.line(format!(
+                "| {} | {} | {} | {} | {} |",
+                label,
+                ms(median(&t.wall)),
+                ms(mean(&t.wall)),
+                ms(mean(&t.cpu)),
+                ratio(median(&t.wall), bare)
+            ));
+        }
+        for t in &timings {
+            if let Some(first) = t.failures.first() {
+                report.line(format!("\n{} failed runs, e.g. {}", t.failures.len(), first));
+            }
+        }
+        report.goal(
+            "1. launch on cgroup v2, Nomad's layout (median)",
+            ms(damon),
+            format!("`/bin/true` there {}", ms(bare)),
+            "(1.5x, for the layout above)",
+            None,
+        );
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- where a launch goes
+
+    fn available(program: &str) -> bool {
+        Command::new(program).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok()
+    }
+
+    /// Where one launch of damon spends its time: the system calls (strace -c, wall time per
+    /// call) and, where perf runs, the CPU, page faults and context switches (perf stat).
+    fn profile(env: &Env, report: &mut Report) -> Result<()> {
+        let log_dir = env.work.join("profile");
+        fs::create_dir_all(&log_dir).map_err(|e| e.to_string())?;
+        let damon = env.damon(&["--memory-limit", "64", "--cpu-limit", "500", "/bin/true"]);
+        let shown = damon.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" ");
+        report.line("\n### Where a launch goes\n");
+        if available("strace") {
+            let out = log_dir.join("strace.txt");
+            // Left out: the calls that only wait for another process (the guard's recvfrom for
+            // damon's messages, damon's poll for the child's exit, wait4), which span the run.
+            let mut argv: Vec<OsString> = ["strace", "-f", "-w", "-c", "-e", "trace=!recvfrom,poll,wait4", "-o"]
+                .iter()
+                .map(OsString::from)
+                .collect();
+            argv.push(out.clone().into_os_string());
+            argv.extend(damon.iter().cloned());
+            // A few runs first, as the launch measurements had.
+            for _ in 0..5 {
+                let _ = command(&damon, &log_dir).stdout(Stdio::null()).stderr(Stdio::null()).status();
+            }
+            let status = command(&argv, &log_dir).stdout(Stdio::null()).stderr(Stdio::null()).status();
+            let summary = fs::read_to_string(&out).unwrap_or_default();
+            let lines: Vec<&str> = summary.lines().collect();
+            // The header (2 lines), the 15 calls that took longest, the total.
+            let mut shown_lines: Vec<&str> = lines.iter().take(17).cloned().collect();
+            if lines.len() > 17 {
+                shown_lines.push("...");
+                shown_lines.extend(lines.iter().rev().take(2).rev().cloned());
+            }
+            report.line(format!(
+                "`strace -f -w -c -e trace='!recvfrom,poll,wait4' {}` (one run, every process; wall time in each \
+                 call, so a call that waits in the kernel shows its wait; the calls that wait for another \
+                 process are left out; {}):\n\n```\n{}\n```\n",
+                shown,
+                status.map_or_else(|e| e.to_string(), |s| s.to_string()),
+                shown_lines.join("\n")
+            ));
+        }
+        if available("perf") {
+            let runs = env.runs(200, 20).to_string();
+            for (label, argv) in [("bare /bin/true", vec![OsString::from("/bin/true")]), ("damon", damon.clone())] {
+                let mut perf: Vec<OsString> =
+                    ["perf", "stat", "-r", &runs, "-e", "task-clock,page-faults,context-switches,cpu-migrations"]
+                        .iter()
+                        .map(OsString::from)
+                        .collect();
+                perf.extend(argv);
+                let output = command(&perf, &log_dir).stdout(Stdio::null()).output().map_err(|e| e.to_string())?;
+                let text = String::from_utf8_lossy(&output.stderr);
+                let counters: Vec<&str> =
+                    text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with("Performance")).collect();
+                report.line(format!("`perf stat -r {}` of {}:\n\n```\n{}\n```\n", runs, label, counters.join("\n")));
+            }
+        }
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- 5: stop
+
+    /// Waits until `reader` yields `count` bytes; false on end of file.
+    fn read_bytes(reader: &mut impl Read, count: usize) -> bool {
+        let mut buffer = [0u8; 256];
+        let mut seen = 0;
+        while seen < count {
+            match reader.read(&mut buffer) {
+                Ok(0) => return false,
+                Ok(n) => seen += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return false,
+            }
+        }
+        true
+    }
+
+    /// Starts `start`, waits for its "ready" byte, sends SIGTERM and times until it is reaped.
+    fn time_stop(start: &Start, log_dir: &Path) -> Result<(f64, std::process::ExitStatus)> {
+        let mut child = start.spawn(log_dir, Stdio::piped())?;
+        let mut out = child.stdout.take().ok_or("no stdout")?;
+        if !read_bytes(&mut out, 1) {
+            let status = child.wait().map_err(|e| e.to_string())?;
+            return Err(format!("{} ended before it was ready: {}", start.describe(), status));
+        }
+        let t0 = Instant::now();
+        kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).map_err(|e| e.to_string())?;
+        let status = child.wait().map_err(|e| e.to_string())?;
+        Ok((t0.elapsed().as_secs_f64(), status))
+    }
+
+    fn stop(env: &Env, report: &mut Report) -> Result<()> {
+        let runs = env.runs(50, 10);
+        let log_dir = env.work.join("stop");
+        fs::create_dir_all(&log_dir).map_err(|e| e.to_string())?;
+        let starts = [
+            Start::Plain(env.me(&["ready"])),
+            Start::Plain({
+                let mut argv = env.damon(&["--memory-limit", "64", "--cpu-limit", "500"]);
+                argv.extend(env.me(&["ready"]));
+                argv
+            }),
+        ];
+        let mut times = [Vec::new(), Vec::new()];
+        for _ in 0..runs {
+            for (start, times) in starts.iter().zip(times.iter_mut()) {
+                times.push(time_stop(start, &log_dir)?.0);
+            }
+        }
+        let (bare, damon) = (median(&times[0]), median(&times[1]));
+        report.line(format!(
+            "\n### Stop: SIGTERM to exit, {} runs of each, interleaved\n\nThe child exits of SIGTERM. Bare: \
+             SIGTERM to the child itself; damon: SIGTERM to damon, which passes it on, waits for the child, \
+             removes its groups and exits.\n",
+            runs
+        ));
+        report.line("| run | median | p90 |\n|---|---|---|");
+        report.line(format!("| child alone | {} | {} |", ms(bare), ms(percentile(&times[0], 0.9))));
+        report.line(format!("| under damon | {} | {} |", ms(damon), ms(percentile(&times[1], 0.9))));
+        report.goal(
+            "5. stop latency beyond the child's own (median)",
+            ms(damon - bare),
+            format!("child alone {}", ms(bare)),
+            "< 5 ms",
+            Some(damon - bare < 0.005),
+        );
+        Ok(())
+    }
+
+    fn kill_trees(env: &Env, report: &mut Report) -> Result<()> {
+        let sizes: &[u64] = if env.quick { &[10, 100, 1000] } else { &[10, 100, 1000, 5000] };
+        let runs = env.runs(3, 1);
+        let timeout_ms = 200.0;
+        let log_dir = env.work.join("kill");
+        fs::create_dir_all(&log_dir).map_err(|e| e.to_string())?;
+        report.line(format!(
+            "\n### Kill after the timeout: trees that ignore SIGTERM, median of {} runs\n\nSIGTERM to damon \
+             (kill timeout {} ms), to damon's exit, less the timeout: killing the tree, waiting until the kernel \
+             says the group is empty, removing the groups.\n",
+            runs, timeout_ms
+        ));
+        report.line("| processes | kill time | per process |\n|---|---|---|");
+        let mut largest = (0, 0.0);
+        for &size in sizes {
+            let start = Start::Plain({
+                let mut argv = env.damon(&["--memory-limit", "4096", "--kill-timeout", "200ms"]);
+                argv.extend(env.me(&["tree", &size.to_string()]));
+                argv
+            });
+            let mut times = Vec::new();
+            for _ in 0..runs {
+                let (elapsed, status) = time_stop(&start, &log_dir)?;
+                if status.code() != Some(137) {
+                    return Err(format!("a tree of {}: damon exited with {} instead of 137", size, status));
+                }
+                times.push(elapsed - timeout_ms / 1e3);
+            }
+            let kill_time = median(&times);
+            largest = (size, kill_time);
+            report.line(format!("| {} | {} | {:.1} µs |", size, ms(kill_time), kill_time * 1e6 / size as f64));
+        }
+        report.goal(
+            "5. kill time after the timeout, largest tree",
+            format!("{} for {} processes", ms(largest.1), largest.0),
+            "(see the growth above)".to_string(),
+            "< 1 s for 5,000, linear at worst",
+            if largest.0 >= 5000 { Some(largest.1 < 1.0) } else { None },
+        );
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- 4: density
+
+    /// The proportional set size of a process, in bytes.
+    fn pss(pid: u32) -> u64 {
+        let rollup = fs::read_to_string(format!("/proc/{}/smaps_rollup", pid)).unwrap_or_default();
+        rollup
+            .lines()
+            .find(|l| l.starts_with("Pss:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<u64>().ok())
+            .map_or(0, |kb| kb * 1024)
+    }
+
+    fn children_of(pid: u32) -> Vec<u32> {
+        read_trimmed(format!("/proc/{}/task/{}/children", pid, pid))
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect()
+    }
+
+    struct Storm {
+        start: f64,
+        stop: f64,
+        pss_per_task: Option<u64>,
+    }
+
+    /// Starts `count` copies of `start` at once, times until every workload said it runs, then
+    /// stops them all at once and times until every started process is reaped.
+    fn storm(start: &Start, count: usize, log_dir: &Path, damon: Option<&Path>) -> Result<Storm> {
+        let (read_end, write_end) = nix::unistd::pipe().map_err(|e| e.to_string())?;
+        // SAFETY: pipe(2) just returned these descriptors; nothing else owns them.
+        let (mut reader, writer) = unsafe { (File::from_raw_fd(read_end), File::from_raw_fd(write_end)) };
+        let t0 = Instant::now();
+        let mut children = Vec::with_capacity(count);
+        for _ in 0..count {
+            let out = writer.try_clone().map_err(|e| e.to_string())?;
+            match start.spawn(log_dir, Stdio::from(out)) {
+                Ok(child) => children.push(child),
+                Err(e) => {
+                    stop_all(&mut children);
+                    return Err(e);
+                }
+            }
+        }
+        drop(writer);
+        let all_ready = read_bytes(&mut reader, count);
+        let started = t0.elapsed().as_secs_f64();
+        if !all_ready {
+            stop_all(&mut children);
+            return Err(format!("not every one of {} copies of {} started", count, start.describe()));
+        }
+        let pss_per_task = damon.map(|damon| {
+            let total: u64 = children
+                .iter()
+                .map(|c| {
+                    // damon and its guard (a fork of damon: the same executable); not the workload.
+                    let guard: u64 = children_of(c.id())
+                        .into_iter()
+                        .filter(|p| fs::read_link(format!("/proc/{}/exe", p)).ok().as_deref() == Some(damon))
+                        .map(pss)
+                        .sum();
+                    pss(c.id()) + guard
+                })
+                .sum();
+            total / count as u64
+        });
+        let t1 = Instant::now();
+        stop_all(&mut children);
+        Ok(Storm { start: started, stop: t1.elapsed().as_secs_f64(), pss_per_task })
+    }
+
+    fn stop_all(children: &mut Vec<Child>) {
+        for child in children.iter() {
+            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+        }
+        for mut child in children.drain(..) {
+            let _ = child.wait();
+        }
+    }
+
+    fn density(env: &Env, report: &mut Report) -> Result<()> {
+        let count = env.runs(200, 50);
+        let log_dir = env.work.join("density");
+        fs::create_dir_all(&log_dir).map_err(|e| e.to_string())?;
+        let group = ReadyGroup::new(env, "damon-bench-storm")?;
+        let workload = env.me(&["ready"]);
+        let mut damon_argv = env.damon(&["--memory-limit", "64", "--cpu-limit", "500"]);
+        damon_argv.extend(workload.clone());
+        let damon = storm(&Start::Plain(damon_argv), count, &log_dir, Some(&env.damon))?;
+        let mut peers: Vec<(String, Storm)> = Vec::new();
+        if env.version == Version::V1 && has_cgexec() {
+            let mut argv: Vec<OsString> = vec!["cgexec".into(), "-g".into(), group.cgexec_spec().into()];
+            argv.extend(workload.clone());
+            peers.push((
+                "`cgexec` into a ready-made group".to_string(),
+                storm(&Start::Plain(argv), count, &log_dir, None)?,
+            ));
+        }
+        peers.push((
+            "fork, join a ready-made group, exec".to_string(),
+            storm(&Start::Join(group.procs(), workload.clone()), count, &log_dir, None)?,
+        ));
+        peers.push(("the workload alone".to_string(), storm(&Start::Plain(workload), count, &log_dir, None)?));
+        drop(group);
+        report.line(format!(
+            "\n### Density: {} started at once, then stopped at once\n\nStarted: from the first spawn until \
+             every workload has written its byte. Stopped: SIGTERM to each, until every started process is \
+             reaped (damon's groups are removed by then). Memory: proportional set size (PSS) of each damon and \
+             its guard while the workloads run.\n",
+            count
+        ));
+        report.line("| run | all started | all stopped | PSS per task |\n|---|---|---|---|");
+        report.line(format!(
+            "| damon, memory and CPU limits | {} | {} | {} |",
+            ms(damon.start),
+            ms(damon.stop),
+            damon.pss_per_task.map_or("n/a".to_string(), |b| format!("{:.2} MiB", b as f64 / 1048576.0))
+        ));
+        for (label, storm) in &peers {
+            report.line(format!("| {} | {} | {} | |", label, ms(storm.start), ms(storm.stop)));
+        }
+        let peer = &peers[0];
+        report.goal(
+            &format!("4. {} started at once, until all run", count),
+            ms(damon.start),
+            format!("{} {}", peer.0, ms(peer.1.start)),
+            "(reported against the peer)",
+            None,
+        );
+        report.goal(
+            &format!("4. {} stopped at once, until all gone", count),
+            ms(damon.stop),
+            format!("{} {}", peer.0, ms(peer.1.stop)),
+            "(reported against the peer)",
+            None,
+        );
+        if let Some(bytes) = damon.pss_per_task {
+            let mib = bytes as f64 / 1048576.0;
+            report.goal(
+                "4. memory per task: PSS of damon and its guard",
+                format!("{:.2} MiB", mib),
+                "".to_string(),
+                "≤ 3 MiB",
+                Some(mib <= 3.0),
+            );
+        }
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- 6: cap accuracy
+
+    /// Runs `burn` under `start` and returns the cores it got (CPU seconds per wall second).
+    fn cores_used(start: &Start, log_dir: &Path) -> Result<f64> {
+        let (mut cmd, _files) = start.command(log_dir)?;
+        let output = cmd.stdin(Stdio::null()).stderr(Stdio::null()).output().map_err(|e| e.to_string())?;
+        let text = String::from_utf8_lossy(&output.stdout);
+        let value = |key: &str| {
+            text.split_whitespace()
+                .find_map(|w| w.strip_prefix(key))
+                .and_then(|v| v.parse::<f64>().ok())
+                .ok_or_else(|| format!("{}: no {} in {:?} ({})", start.describe(), key, text, output.status))
+        };
+        Ok(value("cpu_seconds=")? / value("wall_seconds=")?)
+    }
+
+    fn cap(env: &Env, report: &mut Report) -> Result<()> {
+        let seconds = if env.quick { "3" } else { "10" };
+        let log_dir = env.work.join("cap");
+        fs::create_dir_all(&log_dir).map_err(|e| e.to_string())?;
+        report.line(format!(
+            "\n### CPU cap accuracy: busy threads for {} s under a cap\n\nThe cap is given in MHz as Nomad does \
+             (share × {} MHz per core); the share is the workload's own CPU time over its wall time, in cores. \
+             Expected: the cap, or fewer cores where the threads cannot use it. Uncapped: what the machine gave \
+             the same threads in this run.\n",
+            seconds, env.mhz_per_core
+        ));
+        report.line(
+            "| threads | cap (cores) | MHz | got (cores) | expected | off by (points) | uncapped got |\n\
+             |---|---|---|---|---|---|---|",
+        );
+        // The worst deviation where the cap, not the machine's load, bounds the threads.
+        let mut worst: Option<f64> = None;
+        let mut unbound = 0;
+        for threads in [1usize, 4] {
+            let uncapped = cores_used(&Start::Plain(env.me(&["burn", seconds, &threads.to_string()])), &log_dir)?;
+            for share in [0.25f64, 0.5, 1.5] {
+                let mhz = (share * env.mhz_per_core as f64).round() as u64;
+                let mut argv = env.damon(&["--cpu-limit", &mhz.to_string()]);
+                argv.extend(env.me(&["burn", seconds, &threads.to_string()]));
+                let got = cores_used(&Start::Plain(argv), &log_dir)?;
+                let expected = share.min(threads as f64).min(env.cpus as f64);
+                let off = (got - expected) * 100.0;
+                // Uncapped, the threads got less than the cap plus a margin: the load bounds them.
+                let binding = uncapped >= expected + 0.05;
+                if binding {
+                    worst = Some(worst.map_or(off, |w: f64| if off.abs() > w.abs() { off } else { w }));
+                } else {
+                    unbound += 1;
+                }
+                report.line(format!(
+                    "| {} | {} | {} | {:.3} | {} | {:+.1}{} | {:.3} |",
+                    threads,
+                    share,
+                    mhz,
+                    got,
+                    expected,
+                    off,
+                    if binding { "" } else { " (the machine gave less than the cap)" },
+                    uncapped
+                ));
+            }
+        }
+        report.goal(
+            "6. CPU cap accuracy, worst where the cap binds",
+            match worst {
+                Some(w) => format!("{:+.1} points ({} of 6 runs bound by the load instead)", w, unbound),
+                None => "every run was bound by the load".to_string(),
+            },
+            "".to_string(),
+            "within 3 points",
+            worst.map(|w| w.abs() <= 3.0),
+        );
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- 7: scrapes
+
+    fn free_port() -> Result<u16> {
+        TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).map_err(|e| e.to_string())
+    }
+
+    fn http_get(port: u16) -> Option<usize> {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n").ok()?;
+        let _ = stream.shutdown(Shutdown::Write);
+        let mut body = Vec::new();
+        stream.read_to_end(&mut body).ok()?;
+        if body.starts_with(b"HTTP/1.1 200") {
+            Some(body.len())
+        } else {
+            None
+        }
+    }
+
+    /// CPU time of every thread of `pid` so far, from the scheduler's own accounting (ns).
+    fn process_cpu(pid: u32) -> f64 {
+        let tasks =
+            fs::read_dir(format!("/proc/{}/task", pid)).map(|d| d.flatten().collect::<Vec<_>>()).unwrap_or_default();
+        tasks
+            .iter()
+            .map(|t| {
+                read_trimmed(t.path().join("schedstat"))
+                    .split_whitespace()
+                    .next()
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .unwrap_or(0.0)
+            })
+            .sum::<f64>()
+            / 1e9
+    }
+
+    fn rss_kib(pid: u32) -> u64 {
+        read_trimmed(format!("/proc/{}/status", pid))
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// damon serving metrics on a free port, its workload `workload`, once the server answers.
+    fn damon_serving(env: &Env, log_dir: &Path, limits: &[&str], workload: &[&str]) -> Result<(Child, u16)> {
+        let port = free_port()?;
+        let addr = format!("127.0.0.1:{}", port);
+        let mut args = vec!["--addr", &addr];
+        args.extend_from_slice(limits);
+        let mut argv = env.damon(&args);
+        argv.extend(env.me(workload));
+        let mut child = Start::Plain(argv).spawn(log_dir, Stdio::piped())?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while http_get(port).is_none() {
+            if Instant::now() > deadline || child.try_wait().map_err(|e| e.to_string())?.is_some() {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err("damon's metrics server did not answer".to_string());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok((child, port))
+    }
+
+    fn scrape(env: &Env, report: &mut Report) -> Result<()> {
+        let log_dir = env.work.join("scrape");
+        fs::create_dir_all(&log_dir).map_err(|e| e.to_string())?;
+        report.line("\n### Scrapes\n");
+        let wrk = Command::new("wrk").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok();
+        if wrk {
+            scrape_under_load(env, report, &log_dir)?;
+        } else {
+            report.line("wrk is not installed here: the load test is left out.\n");
+        }
+        // The cost of one scrape as the workload grows.
+        let scrapes = env.runs(200, 50);
+        report.line(format!(
+            "One scrape at a time, {} scrapes, as the workload grows: wall time per scrape (median, a new \
+             connection each) and damon's CPU per scrape (all its threads, from /proc/PID/task/*/schedstat).\n",
+            scrapes
+        ));
+        report.line("| workload processes | scrape (median) | damon CPU per scrape |\n|---|---|---|");
+        let mut per_size = Vec::new();
+        for size in [1u64, 100, 1000] {
+            let size_arg = size.to_string();
+            let (mut damon, port) = damon_serving(env, &log_dir, &[], &["tree", &size_arg])?;
+            let mut out = damon.stdout.take().ok_or("no stdout")?;
+            read_bytes(&mut out, 1);
+            let cpu0 = process_cpu(damon.id());
+            let mut walls = Vec::new();
+            for _ in 0..scrapes {
+                let t0 = Instant::now();
+                http_get(port).ok_or("a scrape failed")?;
+                walls.push(t0.elapsed().as_secs_f64());
+            }
+            let cpu = (process_cpu(damon.id()) - cpu0) / scrapes as f64;
+            let _ = kill(Pid::from_raw(damon.id() as i32), Signal::SIGKILL);
+            let _ = damon.wait();
+            // SIGKILL leaves the cleanup to damon's guard; give it time before the next run.
+            std::thread::sleep(Duration::from_millis(500));
+            report.line(format!("| {} | {} | {} |", size, ms(median(&walls)), ms(cpu)));
+            per_size.push((size, cpu));
+        }
+        report.goal(
+            "7. damon's CPU per scrape, 1 → 1,000 processes",
+            format!("{} → {}", ms(per_size[0].1), ms(per_size[per_size.len() - 1].1)),
+            "".to_string(),
+            "(reported)",
+            None,
+        );
+        Ok(())
+    }
+
+    fn scrape_under_load(env: &Env, report: &mut Report, log_dir: &Path) -> Result<()> {
+        let seconds = if env.quick { 3 } else { 10 };
+        let half = (env.mhz_per_core / 2).to_string();
+        // The workload's share over `seconds`, without scrapes, then with wrk running beside it;
+        // and damon's RSS before and after.
+        let measure = |scraped: bool| -> Result<(f64, Option<String>, u64, u64)> {
+            let (mut damon, port) = damon_serving(env, log_dir, &["--cpu-limit", &half], &["burn", "100000", "1"])?;
+            // The metrics server answers before the workload starts: wait for it.
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let workload = loop {
+                let found = children_of(damon.id())
+                    .into_iter()
+                    .find(|p| fs::read_link(format!("/proc/{}/exe", p)).ok().as_deref() == Some(env.me.as_path()));
+                if found.is_some() || Instant::now() > deadline {
+                    break found;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            };
+            let result = (|| {
+                let workload = workload.ok_or("the workload did not start")?;
+                let rss_before = rss_kib(damon.id());
+                let (cpu0, t0) = (process_cpu(workload), Instant::now());
+                let wrk_output = if scraped {
+                    let out = Command::new("wrk")
+                        .args(["-t2", "-c16", &format!("-d{}s", seconds), "--latency"])
+                        .arg(format!("http://127.0.0.1:{}/metrics", port))
+                        .output()
+                        .map_err(|e| format!("wrk: {}", e))?;
+                    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+                } else {
+                    std::thread::sleep(Duration::from_secs(seconds));
+                    None
+                };
+                let share = (process_cpu(workload) - cpu0) / t0.elapsed().as_secs_f64();
+                Ok((share, wrk_output, rss_before, rss_kib(damon.id())))
+            })();
+            let _ = kill(Pid::from_raw(damon.id() as i32), Signal::SIGTERM);
+            let _ = damon.wait();
+            result
+        };
+        let (quiet, _, _, _) = measure(false)?;
+        let (loaded, wrk_output, rss_before, rss_after) = measure(true)?;
+        let wrk_output = wrk_output.unwrap_or_default();
+        let field = |prefix: &str| {
+            wrk_output
+                .lines()
+                .map(str::trim)
+                .find(|l| l.starts_with(prefix))
+                .map(|l| l[prefix.len()..].trim().to_string())
+                .unwrap_or_else(|| "none".to_string())
+        };
+        let rps = field("Requests/sec:");
+        let p99 = field("99%");
+        let errors = field("Socket errors:");
+        let non2xx = field("Non-2xx or 3xx responses:");
+        report.line(format!(
+            "wrk -t2 -c16 -d{}s --latency against damon's endpoint while the workload spins one thread under a \
+             cap of half a core; its share is its CPU time over the same {} s, from the scheduler's accounting.\n",
+            seconds, seconds
+        ));
+        report.line("| figure | value |\n|---|---|");
+        report.line(format!("| requests per second | {} |", rps));
+        report.line(format!("| p99 latency | {} |", p99));
+        report.line(format!("| socket errors | {} |", errors));
+        report.line(format!("| non-2xx responses | {} |", non2xx));
+        report.line(format!("| workload's share without / with scrapes | {:.3} / {:.3} cores |", quiet, loaded));
+        report.line(format!("| damon's RSS before / after | {} / {} KiB |\n", rss_before, rss_after));
+        report.line(format!("<details><summary>wrk's output</summary>\n\n```\n{}```\n</details>\n", wrk_output));
+        let p99_ms = parse_wrk_duration(&p99);
+        report.goal(
+            "7. scrapes under wrk: p99 latency",
+            p99.clone(),
+            format!("{} requests/s", rps),
+            "< 5 ms",
+            p99_ms.map(|v| v < 5.0),
+        );
+        report.goal(
+            "7. workload's share while scraped",
+            format!("{:.3} cores", loaded),
+            format!("unscraped {:.3}", quiet),
+            "unchanged",
+            Some((loaded - quiet).abs() <= 0.03),
+        );
+        report.goal(
+            "7. damon's RSS while scraped",
+            format!("{} KiB after", rss_after),
+            format!("{} KiB before", rss_before),
+            "unchanged",
+            Some(rss_after <= rss_before + 64),
+        );
+        Ok(())
+    }
+
+    /// wrk's "1.23ms", "456.00us", "1.02s" in milliseconds.
+    fn parse_wrk_duration(text: &str) -> Option<f64> {
+        let text = text.trim();
+        for (unit, factor) in [("us", 1e-3), ("ms", 1.0), ("s", 1e3), ("m", 60e3)] {
+            if let Some(number) = text.strip_suffix(unit) {
+                if let Ok(v) = number.parse::<f64>() {
+                    return Some(v * factor);
+                }
+            }
+        }
+        None
+    }
+
+    // ---------------------------------------------------------------- 8: Windows under Wine
+
+    fn wine(env: &Env, dir: &Path, report: &mut Report) -> Result<()> {
+        let runs = env.runs(30, 5);
+        let log_dir = env.work.join("wine");
+        fs::create_dir_all(&log_dir).map_err(|e| e.to_string())?;
+        let wine = OsString::from("/usr/lib/wine/wine64");
+        let damon_exe = dir.join("damon.exe").into_os_string();
+        let workload_exe = dir.join("workload.exe").into_os_string();
+        let argv = |with_damon: bool, args: &[&str]| {
+            let mut argv = vec![wine.clone()];
+            if with_damon {
+                argv.push(damon_exe.clone());
+            }
+            argv.push(workload_exe.clone());
+            argv.extend(args.iter().map(OsString::from));
+            argv
+        };
+        let starts = [Start::Plain(argv(false, &["exit", "0"])), Start::Plain(argv(true, &["exit", "0"]))];
+        let timings = time_runs(&starts, &log_dir, 3, runs)?;
+        // Peak resident memory of the Wine process that was started, read while its child sleeps.
+        let peak = |with_damon: bool| -> Result<u64> {
+            let mut child = Start::Plain(argv(with_damon, &["sleep", "2"])).spawn(&log_dir, Stdio::null())?;
+            std::thread::sleep(Duration::from_millis(1500));
+            let hwm = read_trimmed(format!("/proc/{}/status", child.id()))
+                .lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            let _ = child.wait();
+            Ok(hwm)
+        };
+        let (bare_hwm, damon_hwm) = (peak(false)?, peak(true)?);
+        let (bare, damon) = (median(&timings[0].wall), median(&timings[1].wall));
+        report.line(format!(
+            "\n### Windows: damon.exe under Wine 8, {} runs of each, interleaved\n\nworkload.exe (the tests' \
+             workload) run by `wine64` alone and under damon.exe; the peak RSS (VmHWM) is the started Wine \
+             process's own (damon.exe's, or the workload's), read while the workload sleeps.\n",
+            runs
+        ));
+        report.line("| run | median start to exit | peak RSS |\n|---|---|---|");
+        report.line(format!("| `wine64 workload.exe exit 0` | {} | {} KiB |", ms(bare), bare_hwm));
+        report.line(format!("| `wine64 damon.exe workload.exe exit 0` | {} | {} KiB |", ms(damon), damon_hwm));
+        for t in &timings {
+            if let Some(first) = t.failures.first() {
+                report.line(format!("\n{} failed runs, e.g. {}", t.failures.len(), first));
+            }
+        }
+        report.goal(
+            "8. damon.exe start-up under Wine (median)",
+            format!("{} (+{})", ms(damon), ms(damon - bare)),
+            format!("workload.exe alone {}", ms(bare)),
+            "(reported against the peer)",
+            None,
+        );
+        report.goal(
+            "8. peak RSS of damon.exe's Wine process",
+            format!("{} KiB", damon_hwm),
+            format!("workload.exe alone {} KiB", bare_hwm),
+            "(reported against the peer)",
+            None,
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,158 @@
+//! How the child comes into its group. On cgroup v2 it is born there (clone3 with
+//! CLONE_INTO_CGROUP): no process is moved, damon included. Where clone3 is refused, as a
+//! container runtime's seccomp profile that predates it refuses it, and on cgroup v1, the child
+//! joins its group between fork and exec. Either way the workload runs no instruction outside it.
+
+#![cfg(target_os = "linux")]
+
+mod common;
+
+use common::*;
+use nix::libc;
+use std::io;
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+/// damon's "start" field of its "child started" line.
+fn start_method(log: &str) -> String {
+    log.lines()
+        .find(|l| l.contains("\"msg\":\"child started\""))
+        .and_then(|l| l.split("\"start\":\"").nth(1))
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The workload's "self: ..." or "parent: ..." lines, as printed first thing.
+fn lines_of<'a>(stdout: &'a str, who: &str) -> Vec<&'a str> {
+    stdout.lines().filter_map(|l| l.strip_prefix(who)).collect()
+}
+
+/// Runs the `cgroups` workload under damon with a memory limit; `before_exec` runs in the
+/// process that becomes damon, before its exec.
+fn run_cgroups(dir: &TestDir, before_exec: Option<fn() -> io::Result<()>>) -> Run {
+    let mut cmd = damon(dir);
+    cmd.env("DAMON_MEMORY_LIMIT", "64").arg(workload()).arg("cgroups");
+    if let Some(before_exec) = before_exec {
+        // SAFETY: the closure makes only prctl(2) and seccomp(2) calls on data on its own stack.
+        unsafe {
+            cmd.pre_exec(before_exec);
+        }
+    }
+    run(cmd, dir)
+}
+
+/// Checks that the workload ran in damon's group from its start, and returns the start method.
+fn assert_in_group_from_the_start(run: &Run, dir: &TestDir) -> String {
+    run.assert_code(0);
+    let dirs = container_dirs(dir);
+    let own = lines_of(&run.stdout, "self: ");
+    // Each of the group's directories (one per hierarchy on v1) is where the workload was.
+    for group in &dirs {
+        let name = group.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(
+            own.iter().any(|l| l.ends_with(&format!("/{}", name))),
+            "not in {}: {:?}\n{}",
+            name,
+            own,
+            run.explain()
+        );
+    }
+    start_method(&run.log)
+}
+
+#[test]
+fn the_workload_runs_in_its_group_from_its_start_and_damon_stays_where_it_was() {
+    let dir = TestDir::new("born-in-group");
+    let run = run_cgroups(&dir, None);
+    let start = assert_in_group_from_the_start(&run, &dir);
+    if cgroup_version() == "v2" {
+        assert_eq!(start, "clone3 into its cgroup", "{}", run.explain());
+    } else {
+        assert_eq!(start, "fork, joined its cgroup before exec", "{}", run.explain());
+    }
+    // damon (the workload's parent) was, when the workload started, where this test put it.
+    let test_v2_line = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    let test_v2_line = test_v2_line.lines().find(|l| l.starts_with("0::")).unwrap();
+    let damon_v2_line = lines_of(&run.stdout, "parent: ").into_iter().find(|l| l.starts_with("0::"));
+    assert_eq!(damon_v2_line, Some(test_v2_line), "damon was moved\n{}", run.explain());
+}
+
+#[cfg(target_arch = "x86_64")]
+const AUDIT_ARCH: u32 = 0xc000_003e;
+#[cfg(target_arch = "aarch64")]
+const AUDIT_ARCH: u32 = 0xc000_00b7;
+
+/// Installs a seccomp filter that makes clone3 fail with `errno` (and allows everything else),
+/// as container runtimes did before they knew clone3. Inherited by damon across its exec.
+fn refuse_clone3(errno: u32) -> io::Result<()> {
+    let statement = |code: u32, k: u32| libc::sock_filter { code: code as u16, jt: 0, jf: 0, k };
+    let jump_if = |k: u32, jt: u8, jf: u8| libc::sock_filter {
+        code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+        jt,
+        jf,
+        k,
+    };
+    // struct seccomp_data: nr at offset 0, arch at offset 4.
+    let load = |offset: u32| statement(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, offset);
+    let allow = statement(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ALLOW);
+    let program = [
+        load(4),
+        jump_if(AUDIT_ARCH, 0, 3),
+        load(0),
+        jump_if(libc::SYS_clone3 as u32, 0, 1),
+        statement(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ERRNO | errno),
+        allow,
+    ];
+    let fprog = libc::sock_fprog { len: program.len() as u16, filter: program.as_ptr() as *mut libc::sock_filter };
+    // SAFETY: prctl(2) with integer arguments; seccomp(2) reads the program through a pointer to
+    // a live sock_fprog that points to a live array, for the length of the call only.
+    unsafe {
+        if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == -1
+            || libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, 0, &fprog as *const libc::sock_fprog)
+                == -1
+        {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+fn refuse_clone3_enosys() -> io::Result<()> {
+    refuse_clone3(libc::ENOSYS as u32)
+}
+
+fn refuse_clone3_eperm() -> io::Result<()> {
+    refuse_clone3(libc::EPERM as u32)
+}
+
+#[test]
+fn where_a_seccomp_filter_refuses_clone3_the_workload_joins_its_group_before_exec() {
+    // The filter works: clone3 fails as the filter says, in a process that has it.
+    let mut probe = Command::new(workload());
+    probe.args(["exit", "0"]);
+    // SAFETY: as in run_cgroups.
+    unsafe {
+        probe.pre_exec(refuse_clone3_enosys);
+    }
+    assert!(probe.status().expect("start a process under the filter").success());
+
+    for (errno, install) in [
+        ("Function not implemented", refuse_clone3_enosys as fn() -> io::Result<()>),
+        ("Operation not permitted", refuse_clone3_eperm),
+    ] {
+        let dir = TestDir::new("clone3-refused");
+        let run = run_cgroups(&dir, Some(install));
+        let start = assert_in_group_from_the_start(&run, &dir);
+        if cgroup_version() == "v2" {
+            assert!(
+                start.starts_with("fork, joined its cgroup before exec (clone3 into the cgroup refused"),
+                "{}",
+                run.explain()
+            );
+            assert!(start.contains(errno), "{}", run.explain());
+        } else {
+            assert_eq!(start, "fork, joined its cgroup before exec", "{}", run.explain());
+        }
+    }
+}
