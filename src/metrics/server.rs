@@ -368,8 +368,6 @@ impl Server {
         if stream.set_nonblocking(true).is_err() {
             return;
         }
-        // Answers are written whole; Nagle's algorithm would only hold their last segment back.
-        let _ = stream.set_nodelay(true);
         count(&self.shared.counters.accepted);
         if self.connections.len() >= self.shared.bounds.max_connections {
             self.drop_least_useful();
@@ -601,6 +599,12 @@ impl Connection {
             Some(request) if request.http10 => ConnectionHeader::KeepAlive,
             _ => ConnectionHeader::None,
         };
+        if self.answered == 0 {
+            // Answers are written whole; Nagle's algorithm would only hold their last segment
+            // back, until the client's delayed acknowledgement. Set at the first request, not
+            // at the accept: most hostile connections never make one.
+            let _ = self.stream.set_nodelay(true);
+        }
         count(&shared.counters.requests);
         self.answered += 1;
         self.state = State::Writing(shared.answer(status, request.as_ref(), connection, !keep));
