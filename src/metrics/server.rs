@@ -384,7 +384,7 @@ impl Server {
         self.shared.counters.open.store(self.connections.len() as u64 + 1, Ordering::Relaxed);
         let mut connection = Connection::new(stream, self.accepted, now, &self.shared.bounds);
         // The request often comes with the connection: answered at once, the connection is no
-        // longer the newest that never completed a request, the kind given up first.
+        // longer one that never completed a request, the kind given up first at the limit.
         if connection.progress(&mut self.shared, now) {
             self.connections.push(connection);
         }
