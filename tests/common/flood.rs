@@ -320,6 +320,8 @@ pub fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
 #[derive(Debug)]
 pub struct Figures {
     pub hostiles: Hostiles,
+    /// The median of 20 scrapes before the flood, in milliseconds.
+    pub quiet_p50_ms: f64,
     pub latencies: Vec<Duration>,
     pub failures: Vec<String>,
     /// Before the flood, with no client connected.
@@ -342,7 +344,8 @@ impl Figures {
         };
         let c = &self.counts;
         format!(
-            "flood figures ({}), {}: {} of {} scrapes answered, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; \
+            "flood figures ({}), {}: {} of {} scrapes answered, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms \
+             (without a flood: p50 {:.2} ms); \
              RSS {} KiB idle, {} KiB at most; threads {} idle, {} at most; \
              hostile connections made {} ({} closed by damon, {} connect failures), slowloris bytes {}, unread requests {}",
             place,
@@ -352,6 +355,7 @@ impl Figures {
             p50,
             p99,
             max,
+            self.quiet_p50_ms,
             self.idle_rss_kib,
             self.max_rss_kib,
             self.idle_threads,
@@ -386,11 +390,14 @@ fn scrape_and_watch(addr: SocketAddr, pid: u32, n: usize, spacing: Duration, fig
 /// making 100 scrapes, one every 30 ms; the hostile clients are gone when this returns.
 /// `settled` says when damon has closed the connections of the scrapes made first.
 pub fn flood(addr: SocketAddr, pid: u32, hostiles: Hostiles, settled: impl Fn() -> bool) -> Figures {
-    // A few scrapes first: the answer's buffers and the gzip state are part of damon's idle
-    // figure when Prometheus scrapes it.
-    for _ in 0..5 {
-        scrape(addr).unwrap_or_else(|e| panic!("a scrape before the flood failed: {}", e));
+    // Scrapes without a flood first, for comparison; the answer's buffers and the gzip state
+    // are then part of damon's idle figure, as when Prometheus scrapes it.
+    let mut quiet = Vec::new();
+    for _ in 0..20 {
+        quiet.push(scrape(addr).unwrap_or_else(|e| panic!("a scrape before the flood failed: {}", e)).0);
+        std::thread::sleep(Duration::from_millis(10));
     }
+    quiet.sort();
     let deadline = Instant::now() + Duration::from_secs(10);
     while !settled() {
         assert!(Instant::now() < deadline, "damon kept the first scrapes' connections open");
@@ -398,6 +405,7 @@ pub fn flood(addr: SocketAddr, pid: u32, hostiles: Hostiles, settled: impl Fn() 
     }
     let mut figures = Figures {
         hostiles,
+        quiet_p50_ms: percentile_ms(&quiet, 50.0),
         latencies: Vec::new(),
         failures: Vec::new(),
         idle_rss_kib: status_figure(pid, "VmRSS"),
