@@ -302,6 +302,9 @@ pub fn status_figure(pid: u32, field: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {} in /proc/{}/status", field, pid))
 }
 
+/// USER_HZ, the unit of /proc's CPU times.
+const TICKS_PER_SECOND: f64 = 100.0;
+
 /// CPU time the process used, user and system, in clock ticks (/proc/PID/stat).
 pub fn cpu_ticks(pid: u32) -> u64 {
     let stat = fs::read_to_string(format!("/proc/{}/stat", pid)).expect("/proc/PID/stat");
@@ -330,6 +333,9 @@ pub struct Figures {
     /// The most seen during the flood.
     pub max_rss_kib: u64,
     pub max_threads: u64,
+    /// damon's CPU time while the scrapes were made under the flood, and how long that took.
+    pub cpu_ticks: u64,
+    pub flood_seconds: f64,
     pub counts: Arc<Counts>,
 }
 
@@ -345,7 +351,7 @@ impl Figures {
         let c = &self.counts;
         format!(
             "flood figures ({}), {}: {} of {} scrapes answered, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms \
-             (without a flood: p50 {:.2} ms); \
+             (without a flood: p50 {:.2} ms); damon's CPU {:.0}% of a core; \
              RSS {} KiB idle, {} KiB at most; threads {} idle, {} at most; \
              hostile connections made {} ({} closed by damon, {} connect failures), slowloris bytes {}, unread requests {}",
             place,
@@ -356,6 +362,7 @@ impl Figures {
             p99,
             max,
             self.quiet_p50_ms,
+            self.cpu_ticks as f64 / TICKS_PER_SECOND / self.flood_seconds.max(0.001) * 100.0,
             self.idle_rss_kib,
             self.max_rss_kib,
             self.idle_threads,
@@ -412,10 +419,15 @@ pub fn flood(addr: SocketAddr, pid: u32, hostiles: Hostiles, settled: impl Fn() 
         idle_threads: status_figure(pid, "Threads"),
         max_rss_kib: 0,
         max_threads: 0,
+        cpu_ticks: 0,
+        flood_seconds: 0.0,
         counts: Arc::default(),
     };
     let flood = Flood::start(addr, hostiles);
+    let (started, ticks) = (Instant::now(), cpu_ticks(pid));
     scrape_and_watch(addr, pid, 100, Duration::from_millis(30), &mut figures);
+    figures.cpu_ticks = cpu_ticks(pid) - ticks;
+    figures.flood_seconds = started.elapsed().as_secs_f64();
     figures.counts = flood.stop();
     figures
 }
