@@ -98,17 +98,19 @@ fn connections_held(pid: u32) -> usize {
                 .collect()
         })
         .unwrap_or_default();
-    let mut held = 0;
+    // Distinct inodes: a table read in pieces while connections come and go may list one
+    // socket twice.
+    let mut held = HashSet::new();
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
         let text = std::fs::read_to_string(table).unwrap_or_default();
         for line in text.lines().skip(1) {
             let fields: Vec<&str> = line.split_whitespace().collect();
             if fields.len() > 9 && fields[3] != "0A" && inodes.contains(fields[9]) {
-                held += 1;
+                held.insert(fields[9].to_string());
             }
         }
     }
-    held
+    held.len()
 }
 
 /// damon's CPU time does not move over two seconds (clock ticks of /proc/PID/stat).

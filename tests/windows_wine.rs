@@ -18,6 +18,8 @@ mod bad_values;
 mod common;
 #[path = "common/flood.rs"]
 mod flood;
+#[path = "common/prometheus.rs"]
+mod prometheus;
 
 use common::{alive, read_pid, signal, wait_for, Run, TestDir};
 use nix::sys::signal::Signal;
@@ -527,4 +529,43 @@ fn flood_by_a_client_that_never_reads_against_damon_exe() {
 #[ignore = "needs the Windows build and Wine: scripts/windows-test"]
 fn flood_of_all_three_at_once_against_damon_exe() {
     flood_against_damon_exe(flood::ALL);
+}
+
+#[test]
+#[ignore = "needs the Windows build and Wine: scripts/windows-test"]
+fn flood_while_a_real_prometheus_scrapes_damon_exe_on_its_kept_connection() {
+    flood::raise_fd_limit();
+    let dir = TestDir::new("wine-flood-prometheus");
+    let port = common::free_port();
+    let mut cmd = damon(&dir);
+    cmd.env("DAMON_ADDR", format!("127.0.0.1:{}", port)).args([
+        workload_exe(),
+        "sleep".to_string(),
+        "300".to_string(),
+    ]);
+    let mut damon = spawn(cmd);
+    wait_for("damon.exe's metrics endpoint", Duration::from_secs(30), || common::http_get(port, "/metrics").is_some());
+    let prometheus = prometheus::Prometheus::start(&dir, port);
+    let scrapes = || prometheus.query("count_over_time(up{job=\"damon\"}[1h])").unwrap_or(0.0);
+    wait_for("Prometheus to scrape damon.exe three times", Duration::from_secs(60), || scrapes() >= 3.0);
+    let before = scrapes();
+    let flood = flood::Flood::start(std::net::SocketAddr::from(([127, 0, 0, 1], port)), flood::ALL);
+    wait_for("ten scrapes by Prometheus during the flood", Duration::from_secs(60), || scrapes() >= before + 10.0);
+    let counts = flood.stop();
+    let lowest_up = prometheus.query("min_over_time(up{job=\"damon\"}[1h])");
+    let opened = prometheus.connections_to_damon();
+    let slowest = prometheus.query("max_over_time(scrape_duration_seconds{job=\"damon\"}[30s])");
+    println!(
+        "flood figures (Wine 8, damon.exe), a real Prometheus during all three at once: up at least {:?}, \
+         slowest {:.2} ms, connections opened by Prometheus {:?}, hostile connections made {}",
+        lowest_up,
+        slowest.unwrap_or(f64::NAN) * 1000.0,
+        opened,
+        counts.connects.load(std::sync::atomic::Ordering::Relaxed)
+    );
+    drop(prometheus);
+    signal(damon.id(), Signal::SIGKILL);
+    let _ = damon.wait();
+    assert_eq!(lowest_up, Some(1.0), "a scrape by Prometheus failed during the flood");
+    assert_eq!(opened, Some(1.0), "Prometheus had to open another connection");
 }

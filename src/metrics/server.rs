@@ -368,8 +368,6 @@ impl Server {
         if stream.set_nonblocking(true).is_err() {
             return;
         }
-        // Answers are written whole; Nagle's algorithm would only hold their last segment back.
-        let _ = stream.set_nodelay(true);
         count(&self.shared.counters.accepted);
         if self.connections.len() >= self.shared.bounds.max_connections {
             self.drop_least_useful();
@@ -386,7 +384,7 @@ impl Server {
         self.shared.counters.open.store(self.connections.len() as u64 + 1, Ordering::Relaxed);
         let mut connection = Connection::new(stream, self.accepted, now, &self.shared.bounds);
         // The request often comes with the connection: answered at once, the connection is no
-        // longer the newest that never completed a request, the kind given up first.
+        // longer one that never completed a request, the kind given up first at the limit.
         if connection.progress(&mut self.shared, now) {
             self.connections.push(connection);
         }
@@ -601,6 +599,12 @@ impl Connection {
             Some(request) if request.http10 => ConnectionHeader::KeepAlive,
             _ => ConnectionHeader::None,
         };
+        if self.answered == 0 {
+            // Answers are written whole; Nagle's algorithm would only hold their last segment
+            // back, until the client's delayed acknowledgement. Set at the first request, not
+            // at the accept: most hostile connections never make one.
+            let _ = self.stream.set_nodelay(true);
+        }
         count(&shared.counters.requests);
         self.answered += 1;
         self.state = State::Writing(shared.answer(status, request.as_ref(), connection, !keep));

@@ -302,6 +302,9 @@ pub fn status_figure(pid: u32, field: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {} in /proc/{}/status", field, pid))
 }
 
+/// USER_HZ, the unit of /proc's CPU times.
+const TICKS_PER_SECOND: f64 = 100.0;
+
 /// CPU time the process used, user and system, in clock ticks (/proc/PID/stat).
 pub fn cpu_ticks(pid: u32) -> u64 {
     let stat = fs::read_to_string(format!("/proc/{}/stat", pid)).expect("/proc/PID/stat");
@@ -320,6 +323,8 @@ pub fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
 #[derive(Debug)]
 pub struct Figures {
     pub hostiles: Hostiles,
+    /// The median of 20 scrapes before the flood, in milliseconds.
+    pub quiet_p50_ms: f64,
     pub latencies: Vec<Duration>,
     pub failures: Vec<String>,
     /// Before the flood, with no client connected.
@@ -328,6 +333,9 @@ pub struct Figures {
     /// The most seen during the flood.
     pub max_rss_kib: u64,
     pub max_threads: u64,
+    /// damon's CPU time while the scrapes were made under the flood, and how long that took.
+    pub cpu_ticks: u64,
+    pub flood_seconds: f64,
     pub counts: Arc<Counts>,
 }
 
@@ -342,7 +350,8 @@ impl Figures {
         };
         let c = &self.counts;
         format!(
-            "flood figures ({}), {}: {} of {} scrapes answered, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; \
+            "flood figures ({}), {}: {} of {} scrapes answered, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms \
+             (without a flood: p50 {:.2} ms); damon's CPU {:.0}% of a core; \
              RSS {} KiB idle, {} KiB at most; threads {} idle, {} at most; \
              hostile connections made {} ({} closed by damon, {} connect failures), slowloris bytes {}, unread requests {}",
             place,
@@ -352,6 +361,8 @@ impl Figures {
             p50,
             p99,
             max,
+            self.quiet_p50_ms,
+            self.cpu_ticks as f64 / TICKS_PER_SECOND / self.flood_seconds.max(0.001) * 100.0,
             self.idle_rss_kib,
             self.max_rss_kib,
             self.idle_threads,
@@ -386,11 +397,14 @@ fn scrape_and_watch(addr: SocketAddr, pid: u32, n: usize, spacing: Duration, fig
 /// making 100 scrapes, one every 30 ms; the hostile clients are gone when this returns.
 /// `settled` says when damon has closed the connections of the scrapes made first.
 pub fn flood(addr: SocketAddr, pid: u32, hostiles: Hostiles, settled: impl Fn() -> bool) -> Figures {
-    // A few scrapes first: the answer's buffers and the gzip state are part of damon's idle
-    // figure when Prometheus scrapes it.
-    for _ in 0..5 {
-        scrape(addr).unwrap_or_else(|e| panic!("a scrape before the flood failed: {}", e));
+    // Scrapes without a flood first, for comparison; the answer's buffers and the gzip state
+    // are then part of damon's idle figure, as when Prometheus scrapes it.
+    let mut quiet = Vec::new();
+    for _ in 0..20 {
+        quiet.push(scrape(addr).unwrap_or_else(|e| panic!("a scrape before the flood failed: {}", e)).0);
+        std::thread::sleep(Duration::from_millis(10));
     }
+    quiet.sort();
     let deadline = Instant::now() + Duration::from_secs(10);
     while !settled() {
         assert!(Instant::now() < deadline, "damon kept the first scrapes' connections open");
@@ -398,16 +412,22 @@ pub fn flood(addr: SocketAddr, pid: u32, hostiles: Hostiles, settled: impl Fn() 
     }
     let mut figures = Figures {
         hostiles,
+        quiet_p50_ms: percentile_ms(&quiet, 50.0),
         latencies: Vec::new(),
         failures: Vec::new(),
         idle_rss_kib: status_figure(pid, "VmRSS"),
         idle_threads: status_figure(pid, "Threads"),
         max_rss_kib: 0,
         max_threads: 0,
+        cpu_ticks: 0,
+        flood_seconds: 0.0,
         counts: Arc::default(),
     };
     let flood = Flood::start(addr, hostiles);
+    let (started, ticks) = (Instant::now(), cpu_ticks(pid));
     scrape_and_watch(addr, pid, 100, Duration::from_millis(30), &mut figures);
+    figures.cpu_ticks = cpu_ticks(pid) - ticks;
+    figures.flood_seconds = started.elapsed().as_secs_f64();
     figures.counts = flood.stop();
     figures
 }
