@@ -11,6 +11,7 @@
 //!       tree N              ignore SIGTERM, become N processes, write "r", wait forever
 //!       burn SECONDS N      spin N threads for SECONDS, print "cpu_seconds=C wall_seconds=W"
 //!       run CMD [ARGS]      start CMD, wait for it, exit with its status: the least a supervisor does
+//!       repeat N CMD [ARGS] run CMD N times, one after the other
 //!       cgroup              print the first line of /proc/self/cgroup, read before anything else
 //!
 //! Every comparison runs its commands interleaved (one of each, round after round), so that the
@@ -107,6 +108,18 @@ mod linux {
                     .status()
                     .map_err(|e| format!("child run: {}", e))?;
                 std::process::exit(status.code().unwrap_or(128));
+            }
+            Some("repeat") => {
+                // Runs a command N times, for a profiler that follows one process tree.
+                let times = number(1)?;
+                for _ in 0..times {
+                    Command::new(args.get(2).ok_or("child repeat: no command")?)
+                        .args(&args[3..])
+                        .stdout(Stdio::null())
+                        .status()
+                        .map_err(|e| format!("child repeat: {}", e))?;
+                }
+                Ok(())
             }
             Some("cgroup") => {
                 // First thing: where the process runs from its first instruction on.
@@ -738,7 +751,58 @@ mod linux {
                     text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with("Performance")).collect();
                 report.line(format!("`perf stat -r {}` of {}:\n\n```\n{}\n```\n", runs, label, counters.join("\n")));
             }
+            perf_profile(env, report, &log_dir, &damon)?;
         }
+        Ok(())
+    }
+
+    /// Samples the CPU of `runs` launches with `perf record` (every process, kernel included),
+    /// and shows where it goes: by process and object, and by kernel entry (system call or page
+    /// fault, with what it calls).
+    fn perf_profile(env: &Env, report: &mut Report, log_dir: &Path, damon: &[OsString]) -> Result<()> {
+        let runs = env.runs(200, 20).to_string();
+        let data = log_dir.join("perf.data");
+        let mut record: Vec<OsString> =
+            ["perf", "record", "-F", "10000", "-g", "-o"].iter().map(OsString::from).collect();
+        record.push(data.clone().into_os_string());
+        record.extend(env.me(&["repeat", &runs]));
+        record.extend(damon.iter().cloned());
+        let recorded = command(&record, log_dir).stdout(Stdio::null()).stderr(Stdio::null()).status();
+        if !recorded.map_or(false, |s| s.success()) {
+            report.line("`perf record` did not run here.\n");
+            return Ok(());
+        }
+        let perf_report = |args: &[&str]| -> String {
+            let mut argv: Vec<OsString> =
+                ["perf", "report", "--stdio", "-g", "none", "-i"].iter().map(OsString::from).collect();
+            argv.push(data.clone().into_os_string());
+            argv.extend(args.iter().map(OsString::from));
+            command(&argv, log_dir)
+                .stderr(Stdio::null())
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default()
+        };
+        let rows = |text: &str, keep: &dyn Fn(&str) -> bool, most: usize| -> String {
+            text.lines()
+                .filter(|l| l.contains('%') && !l.starts_with('#') && keep(l))
+                .take(most)
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        let by_object = perf_report(&["--no-children", "--sort", "comm,dso"]);
+        let samples = by_object.lines().find(|l| l.starts_with("# Samples:")).unwrap_or("").trim_start_matches("# ");
+        let entries = perf_report(&["--children", "--sort", "sym", "--comm", "damon"]);
+        let entry =
+            |l: &str| ["__x64_sys_", "__do_sys_", "] exc_page_fault", "ret_from_fork"].iter().any(|e| l.contains(e));
+        report.line(format!(
+            "`perf record -F 10000 -g` of {} launches, every process ({}); share of the samples by command \
+             and object:\n\n```\n{}\n```\n\ndamon's kernel entries (inclusive: each with what it calls):\n\n```\n{}\n```\n",
+            runs,
+            samples,
+            rows(&by_object, &|_| true, 12),
+            rows(&entries, &entry, 20)
+        ));
         Ok(())
     }
 
