@@ -492,11 +492,7 @@ fn flood_while_a_real_prometheus_scrapes_damon_exe_on_its_kept_connection() {
     let dir = TestDir::new("wine-flood-prometheus");
     let port = common::free_port();
     let mut cmd = damon(&dir);
-    cmd.env("DAMON_ADDR", format!("127.0.0.1:{}", port)).args([
-        workload_exe(),
-        "sleep".to_string(),
-        "300".to_string(),
-    ]);
+    cmd.env("DAMON_ADDR", format!("127.0.0.1:{}", port)).args([workload_exe(), "sleep".to_string(), "300".to_string()]);
     let mut damon = spawn(cmd);
     wait_for("damon.exe's metrics endpoint", Duration::from_secs(30), || common::http_get(port, "/metrics").is_some());
     let prometheus = prometheus::Prometheus::start(&dir, port);
