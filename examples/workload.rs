@@ -7,6 +7,9 @@
 //!   alloc MIB [SECS]    allocate and touch MIB MiB, hold it SECS (default: forever)
 //!   burn SECS           busy-loop for SECS of wall time, then print "cpu_seconds=X wall_seconds=Y"
 //!   env                 print the environment, one VAR=value per line
+//!   affinity            print "Cpus_allowed_list:\tLIST": the cores this process may run on, as
+//!                       a cpuset list (Linux: from /proc/self/status; Windows: its affinity mask,
+//!                       as GetProcessAffinityMask gives it)
 //!
 //! On Unix (Linux):
 //!   wait-signals        print "ready", then the name of every SIGINT, SIGTERM, SIGHUP, SIGUSR1,
@@ -69,6 +72,7 @@ fn main() {
                 println!("{}={}", k.to_string_lossy(), v.to_string_lossy());
             }
         }
+        "affinity" => println!("Cpus_allowed_list:\t{}", cpus_allowed_list()),
         #[cfg(unix)]
         "wait-signals" => unix::wait_signals(),
         #[cfg(unix)]
@@ -111,7 +115,7 @@ fn main() {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: workload exit N | sleep SECS | alloc MIB [SECS] | burn SECS | env | wait-signals | ignore-stop DIR{}",
+        "usage: workload exit N | sleep SECS | alloc MIB [SECS] | burn SECS | env | affinity | wait-signals | ignore-stop DIR{}",
         if cfg!(windows) { " | job" } else { "" }
     );
     std::process::exit(2)
@@ -146,6 +150,26 @@ fn burn(wall: Duration) {
         }
     }
     println!("cpu_seconds={:.3} wall_seconds={:.3} ({})", cpu_seconds(), start.elapsed().as_secs_f64(), x % 2);
+}
+
+#[cfg(unix)]
+fn cpus_allowed_list() -> String {
+    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("Cpus_allowed_list:"))
+        .map(|list| list.trim().to_string())
+        .expect("Cpus_allowed_list in /proc/self/status")
+}
+
+#[cfg(windows)]
+fn cpus_allowed_list() -> String {
+    windows::cpus_allowed_list()
+}
+
+#[cfg(not(any(unix, windows)))]
+fn cpus_allowed_list() -> String {
+    String::new()
 }
 
 #[cfg(unix)]
@@ -356,7 +380,9 @@ mod windows {
         SetConsoleCtrlHandler, CTRL_BREAK_EVENT, CTRL_CLOSE_EVENT, CTRL_C_EVENT, CTRL_LOGOFF_EVENT, CTRL_SHUTDOWN_EVENT,
     };
     use windows_sys::Win32::System::JobObjects::IsProcessInJob;
-    use windows_sys::Win32::System::Threading::{GetCurrentProcess, GetProcessTimes, CREATE_NEW_PROCESS_GROUP};
+    use windows_sys::Win32::System::Threading::{
+        GetCurrentProcess, GetProcessAffinityMask, GetProcessTimes, CREATE_NEW_PROCESS_GROUP,
+    };
 
     /// Prints what failed with the last Win32 error, and exits 1.
     fn fail(what: &str) -> ! {
@@ -538,6 +564,30 @@ mod windows {
     pub fn job_child() {
         println!("child_in_job={}", in_job());
         let _ = std::io::stdout().flush();
+    }
+
+    /// The process's affinity mask (its processor group's) as a list in the kernel's notation,
+    /// consecutive processors as ranges: "0-1,4".
+    pub fn cpus_allowed_list() -> String {
+        let (mut process_mask, mut system_mask) = (0usize, 0usize);
+        // SAFETY: the pseudo handle of the current process is always valid; both masks are
+        // writable usizes that live across the call.
+        if unsafe { GetProcessAffinityMask(GetCurrentProcess(), &mut process_mask, &mut system_mask) } == FALSE {
+            fail("GetProcessAffinityMask");
+        }
+        let bits: Vec<u32> = (0..usize::BITS).filter(|bit| process_mask & (1usize << bit) != 0).collect();
+        let mut ranges: Vec<(u32, u32)> = Vec::new();
+        for bit in bits {
+            match ranges.last_mut() {
+                Some(range) if range.1 + 1 == bit => range.1 = bit,
+                _ => ranges.push((bit, bit)),
+            }
+        }
+        let parts: Vec<String> = ranges
+            .iter()
+            .map(|&(first, last)| if first == last { first.to_string() } else { format!("{}-{}", first, last) })
+            .collect();
+        parts.join(",")
     }
 
     pub fn cpu_seconds() -> f64 {

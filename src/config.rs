@@ -23,7 +23,7 @@ use crate::logging::LogSettings;
 mod fuzz;
 mod values;
 
-pub use values::{ListenAddr, UserSpec};
+pub use values::{CpuCores, ListenAddr, UserSpec};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// What `damon` and `damon --version` print after the name: the version, the target and the
@@ -57,6 +57,8 @@ settings! {
         "CPU limit in MHz; 0 means none";
     ENFORCE_CPU_LIMIT: "enforce-cpu-limit", "DAMON_ENFORCE_CPU_LIMIT", None, "Y|N",
         "Enforce the CPU limit as a hard cap [default: Y]";
+    CPU_CORES: "cpu-cores", "DAMON_CPU_CORES", Some("NOMAD_CPU_CORES"), "LIST",
+        "CPU cores to run on, as a cpuset list such as 0-1,4: Linux: the group's cpuset, unless damon's cgroup already has it; Windows: the job's affinity [default: every core damon may use]";
     MEMORY_LIMIT: "memory-limit", "DAMON_MEMORY_LIMIT", Some("NOMAD_MEMORY_LIMIT"), "MIB",
         "Memory limit in MiB; 0 means none";
     MEMORY_MAX_LIMIT: "memory-max-limit", "DAMON_MEMORY_MAX_LIMIT", Some("NOMAD_MEMORY_MAX_LIMIT"), "MIB",
@@ -148,6 +150,16 @@ pub struct CpuLimit {
     pub mhz: u64,
 }
 
+/// The cores the workload is pinned to (DAMON_CPU_CORES, NOMAD_CPU_CORES), and where they
+/// came from: whether the host has them is known only when damon starts, and an error found
+/// then names the flag or variable, as a syntax error does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cores {
+    pub cores: CpuCores,
+    /// `--cpu-cores`, `DAMON_CPU_CORES` or `NOMAD_CPU_CORES`.
+    pub source: String,
+}
+
 /// The limits asked for, and whether each one is enforced.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Limits {
@@ -156,6 +168,8 @@ pub struct Limits {
     pub cpu: Option<CpuLimit>,
     pub enforce_cpu: bool,
     pub process_limit: Option<u64>,
+    /// Always enforced: a pin is asked for by naming the cores.
+    pub cores: Option<Cores>,
 }
 
 impl Limits {
@@ -167,7 +181,7 @@ impl Limits {
     }
     /// Whether a container is optional: nothing would be enforced by it.
     pub fn container_optional(&self) -> bool {
-        !self.enforce_memory && !self.enforce_cpu && self.process_limit.is_none()
+        !self.enforce_memory && !self.enforce_cpu && self.process_limit.is_none() && self.cores.is_none()
     }
 }
 
@@ -203,6 +217,13 @@ impl Config {
         vec![
             (CPU_LIMIT.var, opt(limits.cpu.map(|c| c.mhz))),
             (ENFORCE_CPU_LIMIT.var, yes_no(limits.enforce_cpu)),
+            (
+                CPU_CORES.var,
+                limits.cores.as_ref().map_or_else(
+                    || "(unset: every core damon may use)".to_string(),
+                    |c| format!("{} (from {})", c.cores, c.source),
+                ),
+            ),
             (MEMORY_LIMIT.var, opt(limits.memory.as_ref().map(|m| m.soft_mib.unwrap_or(m.max_mib)))),
             (MEMORY_MAX_LIMIT.var, opt(limits.memory.as_ref().map(|m| m.max_mib))),
             (ENFORCE_MEMORY_LIMIT.var, yes_no(limits.enforce_memory)),
@@ -467,6 +488,9 @@ fn build(
     };
 
     let process_limit = read(lookup, &PROCESS_LIMIT, values::process_limit)?;
+    let cores = lookup(&CPU_CORES)
+        .map(|raw| raw.parse(values::cpu_cores).map(|cores| Cores { cores, source: raw.source.clone() }))
+        .transpose()?;
     let kill_timeout = read(lookup, &KILL_TIMEOUT, values::kill_timeout)?.unwrap_or(DEFAULT_KILL_TIMEOUT);
     let cgroup_parent = read(lookup, &CGROUP_PARENT, values::cgroup_path)?;
 
@@ -485,6 +509,7 @@ fn build(
             cpu,
             enforce_cpu,
             process_limit,
+            cores,
         },
         kill_timeout,
         cgroup_parent,
@@ -573,6 +598,11 @@ fn log_settings(
         labels,
     }
 }
+
+/// The bad values the tests of the real binary try, shared with the unit tests below.
+#[cfg(test)]
+#[path = "../tests/common/bad_values.rs"]
+mod shared_bad_values;
 
 #[cfg(test)]
 mod tests {
@@ -665,6 +695,8 @@ mod tests {
             (&["x"], &[("DAMON_PROCESS_LIMIT", "0")], "\"0\" for DAMON_PROCESS_LIMIT"),
             (&["x"], &[("DAMON_LOG_MAX_SIZE", "0")], "\"0\" for DAMON_LOG_MAX_SIZE"),
             (&["x"], &[("DAMON_CGROUP_PARENT", "/a/../b")], "\"/a/../b\" for DAMON_CGROUP_PARENT"),
+            (&["x"], &[("NOMAD_CPU_CORES", "0-1 ,4")], "\"0-1 ,4\" for NOMAD_CPU_CORES: a cpuset list"),
+            (&["--cpu-cores", "1-0", "x"], &[], "\"1-0\" for --cpu-cores: a cpuset list"),
         ];
         for (args, env, expected) in cases {
             let message = error(args, env);
@@ -677,6 +709,31 @@ mod tests {
         let c = config(&["x"], &[("NOMAD_CPU_LIMIT", "50"), ("DAMON_ENFORCE_CPU_LIMIT", " no ")]);
         assert_eq!(c.limits.cpu, Some(CpuLimit { mhz: 50 }));
         assert_eq!(c.limits.enforced_cpu(), None);
+    }
+
+    #[test]
+    fn cpu_cores_are_a_cpuset_list_and_damon_cpu_cores_overrides_nomads() {
+        let cores = |args: &[&str], env: &[(&str, &str)]| {
+            config(args, env).limits.cores.map(|c| (c.cores.to_string(), c.source))
+        };
+        assert_eq!(cores(&["x"], &[]), None);
+        assert_eq!(
+            cores(&["x"], &[("NOMAD_CPU_CORES", "4,0-1")]),
+            Some(("0-1,4".to_string(), "NOMAD_CPU_CORES".to_string()))
+        );
+        let env = [("DAMON_CPU_CORES", "2"), ("NOMAD_CPU_CORES", "0-1")];
+        assert_eq!(cores(&["x"], &env), Some(("2".to_string(), "DAMON_CPU_CORES".to_string())));
+        assert_eq!(cores(&["--cpu-cores", "3", "x"], &env), Some(("3".to_string(), "--cpu-cores".to_string())));
+        // An empty DAMON_CPU_CORES is unset: Nomad's cores apply.
+        let env = [("DAMON_CPU_CORES", " "), ("NOMAD_CPU_CORES", "0-1")];
+        assert_eq!(cores(&["x"], &env), Some(("0-1".to_string(), "NOMAD_CPU_CORES".to_string())));
+        // A pin is enforced: it needs a container.
+        assert!(!config(
+            &["x"],
+            &[("NOMAD_CPU_CORES", "0"), ("DAMON_ENFORCE_CPU_LIMIT", "N"), ("DAMON_ENFORCE_MEMORY_LIMIT", "N")]
+        )
+        .limits
+        .container_optional());
     }
 
     #[test]
@@ -764,37 +821,8 @@ mod tests {
     /// (a log directory named "-1" or "NaN" is a directory); `accepted` lists some of those.
     pub(super) fn bad_values(s: &Setting) -> Vec<(&'static str, String)> {
         let mut bad: Vec<(&str, &str)> = vec![("empty", ""), ("empty", "  ")];
-        let number = [
-            ("garbage", "lots"),
-            ("garbage", "12abc"),
-            ("garbage", "0x10"),
-            ("garbage", "1e3"),
-            ("garbage", "1.5"),
-            ("garbage", "+5"),
-            ("negative", "-1"),
-            ("overflow", "18446744073709551616"),
-            ("overflow", "99999999999999999999999"),
-            ("NaN", "NaN"),
-            ("NaN", "inf"),
-            ("non-ASCII digits", "٣"),
-            ("non-ASCII digits", "５１２"),
-            ("non-ASCII digits", "৫"),
-            ("white space", "1 0"),
-            ("white space", "5\t0"),
-            ("white space", "1\n0"),
-        ];
-        let boolean = [
-            ("garbage", "maybe"),
-            ("garbage", "yess"),
-            ("negative", "-1"),
-            ("overflow", "99999999999999999999"),
-            ("overflow", "2"),
-            ("NaN", "NaN"),
-            ("non-ASCII digits", "١"),
-            ("non-ASCII digits", "１"),
-            ("white space", "y es"),
-            ("white space", "1\t0"),
-        ];
+        // The classes of bad numbers and booleans, shared with the tests of the real binary.
+        let (number, boolean) = (super::shared_bad_values::NUMBER.to_vec(), super::shared_bad_values::BOOLEAN.to_vec());
         match s.flag {
             "cpu-limit" => {
                 bad.extend(number);
@@ -812,6 +840,30 @@ mod tests {
                 bad.extend([("range", "0"), ("overflow", "4194305")]);
             }
             "log-max-files" => bad.extend(number),
+            "cpu-cores" => bad.extend([
+                ("garbage", "lots"),
+                ("garbage", "0,"),
+                ("garbage", ",0"),
+                ("garbage", "0,,1"),
+                ("garbage", "0-"),
+                ("garbage", "0-1-2"),
+                ("garbage", "0x1"),
+                ("garbage", "1.5"),
+                ("garbage", "+5"),
+                ("garbage", "all"),
+                ("negative", "-1"),
+                ("range", "3-1"),
+                ("overflow", "8192"),
+                ("overflow", "0-99999"),
+                ("overflow", "18446744073709551616"),
+                ("NaN", "NaN"),
+                ("NaN", "inf"),
+                ("non-ASCII digits", "٣"),
+                ("non-ASCII digits", "０-１"),
+                ("white space", "0, 1"),
+                ("white space", "0 -1"),
+                ("white space", "1\t2"),
+            ]),
             "enforce-cpu-limit" | "enforce-memory-limit" | "restricted-token" => bad.extend(boolean),
             "kill-timeout" => bad.extend([
                 ("garbage", "soon"),
@@ -912,6 +964,7 @@ mod tests {
             "log-max-size" => vec!["1", "17592186044415"],
             "process-limit" => vec!["1", "4194304"],
             "log-max-files" => vec!["0", "18446744073709551615"],
+            "cpu-cores" => vec!["0", " 0-1,4 ", "4,1,0", "1,1,0-1", "00", "0-8191"],
             "enforce-cpu-limit" | "enforce-memory-limit" | "restricted-token" => vec![" YES ", "n", "True", "0"],
             "kill-timeout" => vec!["0", "24h", "1m 30s", "1.5s", "86400"],
             "addr" => vec![":9000", "[::1]:0", "localhost:9000", "my-host.example.:80", "10.0.0.1:65535"],

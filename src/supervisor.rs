@@ -139,6 +139,7 @@ pub fn run(config: Config) -> i32 {
         enforce_memory_limit = limits.enforce_memory,
         cpu_limit_mhz = limits.cpu.map_or(0, |c| c.mhz),
         enforce_cpu_limit = limits.enforce_cpu,
+        cpu_cores = limits.cores.as_ref().map(|c| c.cores.to_string()).as_deref(),
         process_limit = limits.process_limit.unwrap_or(0),
         kill_timeout = %humantime::format_duration(config.kill_timeout),
         user = %identity.describe_user(),
@@ -220,6 +221,7 @@ fn supervise(config: &Config, identity: Identity) -> (Ending, Option<Sample>) {
     tracing::info!(
         pid,
         container = %container.location().unwrap_or_else(|| "none".to_string()),
+        cpuset = container.cpuset().as_deref(),
         start = container.start_method().as_deref(),
         "child started"
     );

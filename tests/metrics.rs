@@ -7,13 +7,16 @@
 #![cfg(target_os = "linux")]
 
 mod common;
+#[path = "common/prometheus.rs"]
+mod prometheus;
 
 use common::*;
 use nix::sys::signal::Signal;
+use prometheus::Prometheus;
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 fn scrape(port: u16) -> String {
@@ -237,64 +240,6 @@ fn the_dashboard_asks_only_for_families_a_scrape_contains() {
     }
 }
 
-/// A real Prometheus server, scraping damon every second, with its HTTP API.
-struct Prometheus {
-    child: Child,
-    port: u16,
-}
-
-impl Prometheus {
-    fn start(dir: &TestDir, target_port: u16) -> Prometheus {
-        let port = free_port();
-        let config = dir.path("prometheus.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: damon\n    static_configs:\n      - targets: ['127.0.0.1:{}']\n",
-                target_port
-            ),
-        )
-        .unwrap();
-        let child = Command::new("prometheus")
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path("tsdb").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{}", port))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("prometheus (Debian's prometheus package; scripts/test installs it)");
-        Prometheus { child, port }
-    }
-
-    fn api(&self, path: &str) -> String {
-        http_get(self.port, path).unwrap_or_default()
-    }
-
-    /// The value of an instant query's first result.
-    fn query(&self, query: &str) -> Option<f64> {
-        let encoded: String =
-            query
-                .bytes()
-                .map(|b| {
-                    if b.is_ascii_alphanumeric() || b == b'_' {
-                        (b as char).to_string()
-                    } else {
-                        format!("%{:02X}", b)
-                    }
-                })
-                .collect();
-        let body = self.api(&format!("/api/v1/query?query={}", encoded));
-        body.split("\"value\":[").nth(1)?.split(",\"").nth(1)?.split('"').next()?.parse().ok()
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn a_real_prometheus_scrapes_damon_and_sees_the_cpu_seconds_rise() {
     let dir = TestDir::new("prometheus");
@@ -316,7 +261,25 @@ fn a_real_prometheus_scrapes_damon_and_sees_the_cpu_seconds_rise() {
         later.map_or(false, |v| v > first.unwrap())
     });
     assert_eq!(prometheus.query("damon_up{nomad_task_name=\"web\"}"), Some(1.0));
+    // Keep-alive: Prometheus scrapes on the one connection it keeps, as damon's counters
+    // (stored by Prometheus) and Prometheus' own count of the connections it opened say.
+    let mut requests = None;
+    wait_for("five scrapes answered", Duration::from_secs(30), || {
+        requests = prometheus.query("damon_http_requests_total");
+        requests.map_or(false, |r| r >= 5.0)
+    });
+    let accepted = prometheus.query("max_over_time(damon_http_connections_accepted_total[1m])");
+    let opened = prometheus.connections_to_damon();
     drop(prometheus);
     stop(damon, &dir);
-    eprintln!("Prometheus saw {} then {} CPU seconds", first.unwrap(), later.unwrap());
+    eprintln!(
+        "Prometheus saw {} then {} CPU seconds; {:?} requests on {:?} connections (Prometheus opened {:?})",
+        first.unwrap(),
+        later.unwrap(),
+        requests,
+        accepted,
+        opened
+    );
+    assert_eq!(accepted, Some(1.0), "damon accepted more than one connection for {:?} scrapes", requests);
+    assert_eq!(opened, Some(1.0), "Prometheus opened more than one connection");
 }

@@ -13,7 +13,8 @@
 //!   removal of the task cgroup succeeds as Nomad does it (v2: once, no retry; v1: retried
 //!   at 0, 1, 3, 7 and 15 s).
 //!
-//! DAMON_NOMAD_RUNS sets the repetitions of each sequence (default 50).
+//! DAMON_NOMAD_RUNS sets the repetitions of each sequence (default 50 on the host, 25 in the
+//! cgroup v2 VM).
 
 #![cfg(target_os = "linux")]
 
@@ -315,8 +316,10 @@ fn run_sequence(sequence: Sequence, runs: usize, with_damon: bool) -> Tally {
             std::thread::sleep(Duration::from_millis(10));
         }
         let groups = groups_of(damon_pid);
-        // v2's single removal cannot wait for the processes its cgroup.kill has just killed.
-        let raced = task.v2 && sequence == Sequence::FinalKillAtOnce && cleanup.is_err() && empty(&task);
+        // v2's single removal cannot wait for the processes its cgroup.kill has just killed
+        // (when Nomad's kill comes while the guard is still at work, and at once).
+        let nomad_killed = matches!(sequence, Sequence::NomadKillFirst | Sequence::FinalKillAtOnce);
+        let raced = task.v2 && nomad_killed && cleanup.is_err() && empty(&task);
         tally.runs += 1;
         tally.processes_left += survivors.len();
         tally.groups_left += groups.len() + usize::from(cleanup.is_err() && !raced);
@@ -361,7 +364,9 @@ fn assert_clean(tally: Tally) {
 }
 
 fn runs() -> usize {
-    std::env::var("DAMON_NOMAD_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(50)
+    // The VM emulates every instruction: 25 runs of each order there keep the suite within CI's time.
+    let default = if cgroup_version() == "v2" { 25 } else { 50 };
+    std::env::var("DAMON_NOMAD_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
 #[test]
@@ -379,7 +384,8 @@ fn nomad_stop_with_nomad_sigkill_first_leaves_nothing() {
     assert_clean(run_sequence(Sequence::NomadKillFirst, runs(), true));
 }
 
-/// On v2 Nomad removes the scope once, at once after its asynchronous cgroup.kill: when the
+/// On v2 Nomad removes the scope once, at once after its asynchronous cgroup.kill (also in the
+/// order above, when the guard is slower than Nomad's hooks, as on a loaded VM): when the
 /// processes it killed are still exiting, the removal fails and Nomad leaves the (empty)
 /// scope, with or without damon. The control run, the same workload as a plain raw_exec task,
 /// shows how often Nomad's own race happens here; damon must leave nothing else.
@@ -490,7 +496,8 @@ fn nomad_layout_nests_damon_limits_and_reports_them() {
         scrape
     );
     let status = task.shutdown(&mut damon, Duration::from_secs(5));
-    assert_eq!(status.code(), Some(0), "{}", dir.log());
+    // 0: the child read the SIGINT; 130: it came before the child had set up (a slow VM).
+    assert!(matches!(status.code(), Some(0) | Some(130)), "{}\n{}", status, dir.log());
     task.final_kill();
     assert_eq!(task.cleanup(), Ok(1), "Nomad's removal\n{}", dir.log());
     let log = dir.log();

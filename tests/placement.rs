@@ -188,3 +188,60 @@ fn without_the_right_to_create_cgroups_and_nothing_enforced_the_command_runs_unc
         .assert_log_contains("\"container\":\"none\"");
     assert_eq!(run.stdout, "ran\n");
 }
+
+#[test]
+fn damons_sharing_a_cgroup_parent_keep_each_others_controllers() {
+    // Two damons under one DAMON_CGROUP_PARENT, an operator's: the first turns the memory
+    // controller on in it (v2); when the first ends while the second runs, the second's group
+    // must keep its limit (the controller stays on: the second did not turn it on, and cannot
+    // tell it from one the operator turned on, so it stays after both). Nothing else is left.
+    let parent = format!("/damon-test-shared-{}", std::process::id());
+    let roots: Vec<PathBuf> = if cgroup_version() == "v2" {
+        vec![PathBuf::from("/sys/fs/cgroup")]
+    } else {
+        ["memory", "cpu", "cpuacct", "pids", "freezer", "blkio"]
+            .iter()
+            .map(|c| Path::new("/sys/fs/cgroup").join(c))
+            .collect()
+    };
+    let parents: Vec<PathBuf> = roots.iter().map(|r| r.join(parent.trim_start_matches('/'))).collect();
+    for p in &parents {
+        fs::create_dir(p).unwrap();
+    }
+    let controllers_before = |p: &Path| fs::read_to_string(p.join("cgroup.subtree_control")).unwrap_or_default();
+    let found: Vec<String> = parents.iter().map(|p| controllers_before(p)).collect();
+    let (dir_a, dir_b) = (TestDir::new("shared-a"), TestDir::new("shared-b"));
+    let start = |dir: &TestDir| {
+        let mut cmd = damon(dir);
+        cmd.env("DAMON_CGROUP_PARENT", &parent).env("DAMON_MEMORY_LIMIT", "64").args([
+            workload().to_str().unwrap(),
+            "sleep",
+            "60",
+        ]);
+        cmd.stdout(Stdio::null()).spawn().unwrap()
+    };
+    let a = start(&dir_a);
+    container_dirs(&dir_a);
+    let b = start(&dir_b);
+    let b_dirs = container_dirs(&dir_b);
+    let limit_file = if cgroup_version() == "v2" { "memory.max" } else { "memory.limit_in_bytes" };
+    let b_limit = group_file(&b_dirs, limit_file);
+    signal(a.id(), Signal::SIGTERM);
+    finish(a, &dir_a, "damon workload sleep 60", Duration::from_secs(30)).assert_code(143);
+    assert!(b_limit.exists(), "the second damon's group lost its memory limit when the first ended");
+    assert_eq!(read_trimmed(&b_limit), (64u64 << 20).to_string());
+    signal(b.id(), Signal::SIGTERM);
+    finish(b, &dir_b, "damon workload sleep 60", Duration::from_secs(30)).assert_code(143);
+    for (p, found) in parents.iter().zip(found) {
+        assert!(subdirs(p).is_empty(), "left in {}: {:?}", p.display(), subdirs(p));
+        let now = controllers_before(p);
+        assert!(
+            found.split_whitespace().all(|c| now.split_whitespace().any(|n| n == c)),
+            "{}: controllers were {:?}, now {:?}",
+            p.display(),
+            found,
+            now
+        );
+        fs::remove_dir(p).unwrap();
+    }
+}

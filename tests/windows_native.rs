@@ -1,6 +1,7 @@
 //! damon.exe on a real Windows host (the workflow in .github/workflows/windows.yml runs these):
 //! what Wine cannot show. The memory limit refuses an allocation, the CPU rate caps a busy
-//! loop, Ctrl+Break reaches the child's process group, and the tree ends with damon.exe.
+//! loop, the job's affinity pins the child to the cores asked for, Ctrl+Break reaches the
+//! child's process group, and the tree ends with damon.exe.
 //! Written for Windows 10 / Server 2016 and later; they cannot run on the Linux machines this
 //! project is developed on, where tests/windows_wine.rs covers what Wine can show.
 
@@ -111,11 +112,54 @@ fn exit_codes() {
 }
 
 #[test]
+fn cores_pin_the_child_and_a_core_beyond_the_host_is_125() {
+    let dir = TestDir::new("cores");
+    let processors = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let last = (processors - 1).to_string();
+    let affinity = |env: &[(&str, &str)]| {
+        let out = damon(&dir).envs(env.iter().copied()).arg(workload()).arg("affinity").output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", explain(&out, &dir));
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        stdout.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).map(|v| v.trim().to_string())
+    };
+    // GetProcessAffinityMask of the child: the job's affinity.
+    assert_eq!(affinity(&[("DAMON_CPU_CORES", "0")]).as_deref(), Some("0"));
+    assert_eq!(affinity(&[("NOMAD_CPU_CORES", &last)]).as_deref(), Some(last.as_str()));
+    assert_eq!(affinity(&[("DAMON_CPU_CORES", &last), ("NOMAD_CPU_CORES", "0")]).as_deref(), Some(last.as_str()));
+    // Windows has at most 64 processor groups of 64: core 4096 is beyond any host.
+    let beyond = "4096".to_string();
+    let out = damon(&dir).env("DAMON_CPU_CORES", &beyond).arg(workload()).arg("affinity").output().unwrap();
+    assert_eq!(out.status.code(), Some(125), "{}", explain(&out, &dir));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "invalid value \"{}\" for DAMON_CPU_CORES: core {} is not on this host",
+            beyond, beyond
+        )),
+        "{}",
+        explain(&out, &dir)
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("Cpus_allowed_list"), "the command ran");
+}
+
+#[test]
 fn the_tree_is_in_the_job() {
     let dir = TestDir::new("job");
     let out = damon(&dir).arg(workload()).arg("job").output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("in_job=true") && stdout.contains("child_in_job=true"), "{}", explain(&out, &dir));
+}
+
+#[test]
+fn the_process_limit_refuses_a_process_and_is_reported_and_counted() {
+    let dir = TestDir::new("processes");
+    // `workload job` starts itself once more: the job's limit of one process refuses it.
+    let out = damon(&dir).args(["--process-limit", "1"]).arg(workload()).arg("job").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.contains("child_in_job"), "a second process ran under a limit of 1\n{}", explain(&out, &dir));
+    let log = dir.log();
+    assert!(log.contains("process limit of 1 reached"), "{}", explain(&out, &dir));
+    assert!(log.contains("\"process_limit_refusals\":"), "{}", explain(&out, &dir));
 }
 
 #[test]

@@ -16,6 +16,10 @@
 #[path = "common/bad_values.rs"]
 mod bad_values;
 mod common;
+#[path = "common/flood.rs"]
+mod flood;
+#[path = "common/prometheus.rs"]
+mod prometheus;
 
 use common::{alive, read_pid, signal, wait_for, Run, TestDir};
 use nix::sys::signal::Signal;
@@ -245,6 +249,52 @@ fn a_cpu_limit_wine_refuses_is_a_clear_125_and_nothing_runs() {
     common::run(cmd, &dir).assert_code(0);
 }
 
+/// The last logical processor of this host, which Wine reports to damon.exe as its own.
+fn last_cpu() -> u32 {
+    let online = common::read_trimmed(Path::new("/sys/devices/system/cpu/online"));
+    online.rsplit([',', '-']).next().and_then(|n| n.parse().ok()).expect("online CPUs")
+}
+
+#[test]
+#[ignore = "needs the Windows build and Wine: scripts/windows-test"]
+fn cores_pin_the_job_and_a_core_beyond_the_host_is_a_clear_125() {
+    let dir = TestDir::new("wine-cores");
+    let mut cmd = damon(&dir);
+    cmd.env("NOMAD_CPU_CORES", "1").env("DAMON_CPU_CORES", "0").args([workload_exe(), "affinity".to_string()]);
+    let pinned = run(cmd, &dir);
+    pinned
+        .assert_code(0)
+        .assert_log_contains("\"cpu_cores\":\"0\"")
+        .assert_log_contains("\"msg\":\"pinned to cores 0\",\"cores\":\"0\",\"source\":\"DAMON_CPU_CORES\"")
+        .assert_log_contains("\"cpuset\":\"0\"");
+    // Wine 8.0 accepts JOB_OBJECT_LIMIT_AFFINITY and does not apply it: the child's affinity
+    // mask is still every processor. A real Windows host shows "0" (tests/windows_native.rs).
+    let seen = pinned.stdout.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).map(str::trim);
+    println!("wine cores: pinned to 0, the child's GetProcessAffinityMask says {:?}", seen);
+    assert!(seen.is_some(), "{}", pinned.explain());
+
+    let beyond = last_cpu() + 1;
+    let marker = dir.path("started.pid");
+    let mut cmd = damon(&dir);
+    cmd.env("NOMAD_CPU_CORES", format!("0,{}", beyond)).args([workload_exe(), "daemon".to_string(), win(&marker)]);
+    let refused = run(cmd, &dir);
+    let expected = format!(
+        "invalid value \"0,{}\" for NOMAD_CPU_CORES: core {} is not on this host (logical processors: 0-{})",
+        beyond,
+        beyond,
+        beyond - 1
+    );
+    refused.assert_code(125);
+    assert!(refused.stderr.contains(&expected), "{:?}\n{}", expected, refused.explain());
+    assert!(!marker.exists(), "the command ran");
+
+    let mut check = damon(&dir);
+    check.args(["--check", "--cpu-cores", "0"]);
+    let check = run(check, &dir);
+    check.assert_code(0);
+    assert!(check.stdout.contains("cores:                       0 (the job's affinity)"), "{}", check.explain());
+}
+
 #[test]
 #[ignore = "needs the Windows build and Wine: scripts/windows-test"]
 fn the_log_lands_at_the_nomad_path() {
@@ -414,4 +464,104 @@ fn a_broken_log_never_touches_the_workload() {
     let said: Vec<&str> = run.stderr.lines().filter(|l| l.starts_with("damon: ")).collect();
     assert_eq!(said.len(), 1, "{}", run.explain());
     assert!(said[0].contains("its log lines are lost until it can write again"), "{}", run.explain());
+}
+
+/// damon.exe serving metrics with a workload that sleeps; under Wine, damon.exe runs in the
+/// wine64 process started here, so /proc/PID of the child is damon.exe's.
+fn flood_against_damon_exe(hostiles: flood::Hostiles) {
+    flood::raise_fd_limit();
+    let dir = TestDir::new("wine-flood");
+    let port = common::free_port();
+    let mut cmd = damon(&dir);
+    cmd.env("DAMON_ADDR", format!("127.0.0.1:{}", port)).env("NOMAD_JOB_NAME", "shop").args([
+        workload_exe(),
+        "sleep".to_string(),
+        "300".to_string(),
+    ]);
+    let mut damon = spawn(cmd);
+    wait_for("damon.exe's metrics endpoint", Duration::from_secs(30), || common::http_get(port, "/metrics").is_some());
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    // Wine keeps the sockets in its server process: damon.exe's connections cannot be
+    // counted from here, so the idle figure is taken right after the first scrapes.
+    let figures = flood::flood(addr, damon.id(), hostiles, || true);
+    println!("{}", figures.report("Wine 8, damon.exe"));
+    for line in dir.log().lines().filter(|l| l.contains("metrics: ")) {
+        println!("damon.exe's log: {}", line);
+    }
+    let alive_after = damon.try_wait().map_or(false, |status| status.is_none());
+    signal(damon.id(), Signal::SIGKILL);
+    let _ = damon.wait();
+    assert!(alive_after, "damon.exe died during the flood\n{}", dir.log());
+    assert!(figures.failures.is_empty(), "{} scrapes failed: {:?}", figures.failures.len(), figures.failures);
+    assert!(
+        figures.max_rss_kib <= figures.idle_rss_kib + flood::RSS_MARGIN_KIB,
+        "damon.exe's resident memory grew from {} KiB to {} KiB",
+        figures.idle_rss_kib,
+        figures.max_rss_kib
+    );
+    assert!(
+        figures.max_threads <= figures.idle_threads,
+        "damon.exe's threads grew from {} to {}",
+        figures.idle_threads,
+        figures.max_threads
+    );
+}
+
+#[test]
+#[ignore = "needs the Windows build and Wine: scripts/windows-test"]
+fn flood_of_idle_connections_against_damon_exe() {
+    flood_against_damon_exe(flood::IDLE);
+}
+
+#[test]
+#[ignore = "needs the Windows build and Wine: scripts/windows-test"]
+fn flood_of_slowloris_clients_against_damon_exe() {
+    flood_against_damon_exe(flood::SLOWLORIS);
+}
+
+#[test]
+#[ignore = "needs the Windows build and Wine: scripts/windows-test"]
+fn flood_by_a_client_that_never_reads_against_damon_exe() {
+    flood_against_damon_exe(flood::NEVER_READS);
+}
+
+#[test]
+#[ignore = "needs the Windows build and Wine: scripts/windows-test"]
+fn flood_of_all_three_at_once_against_damon_exe() {
+    flood_against_damon_exe(flood::ALL);
+}
+
+#[test]
+#[ignore = "needs the Windows build and Wine: scripts/windows-test"]
+fn flood_while_a_real_prometheus_scrapes_damon_exe_on_its_kept_connection() {
+    flood::raise_fd_limit();
+    let dir = TestDir::new("wine-flood-prometheus");
+    let port = common::free_port();
+    let mut cmd = damon(&dir);
+    cmd.env("DAMON_ADDR", format!("127.0.0.1:{}", port)).args([workload_exe(), "sleep".to_string(), "300".to_string()]);
+    let mut damon = spawn(cmd);
+    wait_for("damon.exe's metrics endpoint", Duration::from_secs(30), || common::http_get(port, "/metrics").is_some());
+    let prometheus = prometheus::Prometheus::start(&dir, port);
+    let scrapes = || prometheus.query("count_over_time(up{job=\"damon\"}[1h])").unwrap_or(0.0);
+    wait_for("Prometheus to scrape damon.exe three times", Duration::from_secs(60), || scrapes() >= 3.0);
+    let before = scrapes();
+    let flood = flood::Flood::start(std::net::SocketAddr::from(([127, 0, 0, 1], port)), flood::ALL);
+    wait_for("ten scrapes by Prometheus during the flood", Duration::from_secs(60), || scrapes() >= before + 10.0);
+    let counts = flood.stop();
+    let lowest_up = prometheus.query("min_over_time(up{job=\"damon\"}[1h])");
+    let opened = prometheus.connections_to_damon();
+    let slowest = prometheus.query("max_over_time(scrape_duration_seconds{job=\"damon\"}[30s])");
+    println!(
+        "flood figures (Wine 8, damon.exe), a real Prometheus during all three at once: up at least {:?}, \
+         slowest {:.2} ms, connections opened by Prometheus {:?}, hostile connections made {}",
+        lowest_up,
+        slowest.unwrap_or(f64::NAN) * 1000.0,
+        opened,
+        counts.connects.load(std::sync::atomic::Ordering::Relaxed)
+    );
+    drop(prometheus);
+    signal(damon.id(), Signal::SIGKILL);
+    let _ = damon.wait();
+    assert_eq!(lowest_up, Some(1.0), "a scrape by Prometheus failed during the flood");
+    assert_eq!(opened, Some(1.0), "Prometheus had to open another connection");
 }

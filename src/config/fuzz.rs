@@ -22,7 +22,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
 use super::tests::{accepted, bad_values, FakeEnv};
-use super::values::{self, MAX_CPU_MHZ, MAX_KILL_TIMEOUT, MAX_MIB, MAX_PROCESSES};
+use super::values::{self, MAX_CPU_CORES, MAX_CPU_MHZ, MAX_KILL_TIMEOUT, MAX_MIB, MAX_PROCESSES};
 use super::*;
 
 /// splitmix64: tiny, fast, and good enough to pick test inputs.
@@ -407,6 +407,14 @@ fn check_config(c: &Config) -> Result<(), String> {
     }
     if limits.process_limit.map_or(false, |n| n == 0 || n > MAX_PROCESSES) {
         return fail("a process limit out of range");
+    }
+    if let Some(cores) = &limits.cores {
+        if cores.cores.is_empty() || cores.cores.iter().any(|core| core >= MAX_CPU_CORES) {
+            return fail("cores out of range");
+        }
+        if values::cpu_cores(&cores.cores.to_string()).as_ref() != Ok(&cores.cores) {
+            return fail("cores that do not read back");
+        }
     }
     if c.kill_timeout > MAX_KILL_TIMEOUT || Instant::now().checked_add(c.kill_timeout).is_none() {
         return fail("a kill timeout out of range");

@@ -7,7 +7,7 @@
 //!
 //! The bounds keep every product downstream within 64 bits: CPU MHz x 10^6 (the CPU limit in
 //! hertz of the metrics), MiB x 2^20 (limits and the log size in bytes), and the kill timeout
-//! added to a clock reading.
+//! added to a clock reading; core numbers stay below [`MAX_CPU_CORES`].
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -27,6 +27,10 @@ pub const MAX_PROCESSES: u64 = 1 << 22;
 pub const MAX_KILL_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
 /// The longest file or cgroup name Linux accepts (NAME_MAX).
 const MAX_NAME_BYTES: usize = 255;
+/// Core numbers are below this: Linux's largest NR_CPUS (CONFIG_NR_CPUS is at most 8192, so
+/// no kernel numbers a CPU 8192), and more than Windows has (64 processor groups of at most 64
+/// logical processors). A larger number is a slip, not a core of some bigger machine.
+pub const MAX_CPU_CORES: u32 = 8192;
 
 /// A whole decimal number of `unit` from `min` to `max`. Only the ASCII digits 0-9: a sign,
 /// a fraction, an exponent, a hexadecimal prefix, other scripts' digits ("٣", "５") and
@@ -262,6 +266,128 @@ pub fn log_suffix(text: &str) -> Result<String, String> {
     }
 }
 
+/// CPU cores by number, as a cpuset list names them ("0-1,4"): sorted, without duplicates,
+/// kept as ranges of consecutive cores. Shown in the kernel's own notation (consecutive cores
+/// as a range: "0-1,4"), which is also what Nomad writes into NOMAD_CPU_CORES.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CpuCores {
+    /// Disjoint, not adjacent, in order: (first, last), first <= last.
+    ranges: Vec<(u32, u32)>,
+}
+
+impl CpuCores {
+    /// The cores of `ranges` (any order, overlaps allowed).
+    fn from_ranges(mut ranges: Vec<(u32, u32)>) -> CpuCores {
+        ranges.sort_unstable();
+        let mut merged: Vec<(u32, u32)> = Vec::with_capacity(ranges.len());
+        for (first, last) in ranges {
+            match merged.last_mut() {
+                // Overlapping or adjacent ("0-1,2"): one range.
+                Some(previous) if first <= previous.1.saturating_add(1) => previous.1 = previous.1.max(last),
+                _ => merged.push((first, last)),
+            }
+        }
+        CpuCores { ranges: merged }
+    }
+
+    /// The cores named, in any order.
+    pub fn from_cores(cores: impl IntoIterator<Item = u32>) -> CpuCores {
+        CpuCores::from_ranges(cores.into_iter().map(|core| (core, core)).collect())
+    }
+
+    /// A list the kernel wrote (cpuset.cpus.effective, /sys/devices/system/cpu/online): the same
+    /// notation, and empty (no cpus) is an empty set.
+    #[cfg_attr(windows, allow(dead_code))]
+    pub fn from_kernel_list(text: &str) -> Result<CpuCores, String> {
+        let text = text.trim();
+        if text.is_empty() {
+            Ok(CpuCores::default())
+        } else {
+            cpu_cores(text)
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ranges.is_empty()
+    }
+
+    /// How many cores.
+    pub fn count(&self) -> u32 {
+        self.ranges.iter().map(|(first, last)| last - first + 1).sum()
+    }
+
+    /// Every core, in order.
+    pub fn iter(&self) -> impl Iterator<Item = u32> + '_ {
+        self.ranges.iter().flat_map(|&(first, last)| first..=last)
+    }
+
+    pub fn contains(&self, core: u32) -> bool {
+        self.ranges.iter().any(|&(first, last)| (first..=last).contains(&core))
+    }
+
+    /// Whether every core of `self` is one of `other`'s.
+    #[cfg_attr(windows, allow(dead_code))]
+    pub fn is_subset_of(&self, other: &CpuCores) -> bool {
+        // `other`'s ranges are maximal: a run of consecutive cores lies within one of them.
+        self.ranges.iter().all(|&(first, last)| other.ranges.iter().any(|&(f, l)| f <= first && last <= l))
+    }
+
+    /// The cores of `self` that are not in `other`.
+    pub fn without(&self, other: &CpuCores) -> CpuCores {
+        CpuCores::from_cores(self.iter().filter(|&core| !other.contains(core)))
+    }
+}
+
+impl fmt::Display for CpuCores {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, &(first, last)) in self.ranges.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            if first == last {
+                write!(f, "{}", first)?;
+            } else {
+                write!(f, "{}-{}", first, last)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// DAMON_CPU_CORES and NOMAD_CPU_CORES: a cpuset list such as "0-1,4": core numbers and
+/// ranges A-B (A <= B) separated by commas, ASCII digits only, no white space, no empty
+/// element, every core below [`MAX_CPU_CORES`]. The order does not matter and a core named
+/// twice counts once, as for the kernel.
+pub fn cpu_cores(text: &str) -> Result<CpuCores, String> {
+    let expected = || {
+        format!(
+            "a cpuset list of core numbers from 0 to {} such as 0-1,4: numbers and ranges A-B with A <= B, separated by commas, digits 0-9 only, no white space",
+            MAX_CPU_CORES - 1
+        )
+    };
+    let core = |digits: &str| -> Result<u32, String> {
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(expected());
+        }
+        match digits.parse::<u32>() {
+            Ok(n) if n < MAX_CPU_CORES => Ok(n),
+            _ => Err(format!("{} (core {} is beyond any machine)", expected(), digits)),
+        }
+    };
+    let mut ranges = Vec::new();
+    for element in text.split(',') {
+        let range = match element.split_once('-') {
+            Some((first, last)) => (core(first)?, core(last)?),
+            None => (core(element)?, core(element)?),
+        };
+        if range.0 > range.1 {
+            return Err(format!("{} ({} runs backwards)", expected(), element));
+        }
+        ranges.push(range);
+    }
+    Ok(CpuCores::from_ranges(ranges))
+}
+
 /// A user as DAMON_USER names it: a name, or numeric ids (which need no entry in the user
 /// database when the group is given too).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -403,5 +529,61 @@ mod tests {
             assert!(log_name(bad).is_err(), "{:?}", bad);
         }
         assert!(log_suffix("/x").is_err() && log_dir("/tmp/\u{1b}[31m").is_err());
+    }
+
+    #[test]
+    fn cpu_core_lists_are_strict_and_read_back_in_canonical_form() {
+        let cores = |text: &str| cpu_cores(text).map(|c| c.to_string());
+        assert_eq!(cores("0-1,4"), Ok("0-1,4".to_string()));
+        assert_eq!(cores("4,1,0"), Ok("0-1,4".to_string()));
+        assert_eq!(cores("0,1,2,2,1-3,7"), Ok("0-3,7".to_string()));
+        assert_eq!(cores("00,8191"), Ok("0,8191".to_string()));
+        assert_eq!(cores("3-3"), Ok("3".to_string()));
+        assert_eq!(cpu_cores("0-8191").unwrap().count(), 8192);
+        for bad in [
+            "",
+            ",",
+            "0,",
+            ",0",
+            "0,,1",
+            "-",
+            "0-",
+            "-1",
+            "1-0",
+            "0-1-2",
+            "+1",
+            "0x1",
+            "1.5",
+            "1e3",
+            "NaN",
+            "a",
+            "8192",
+            "0-8192",
+            "4294967296",
+            "99999999999999999999",
+            "\u{663}",
+            "\u{ff11}",
+            "0, 1",
+            " 0",
+            "0 -1",
+            "1\t2",
+        ] {
+            assert!(cpu_cores(bad).is_err(), "{:?}", bad);
+        }
+        assert!(cpu_cores("3-1").unwrap_err().contains("3-1 runs backwards"));
+        assert!(cpu_cores("9000").unwrap_err().contains("core 9000 is beyond any machine"));
+    }
+
+    #[test]
+    fn cpu_core_sets() {
+        let set = |text: &str| CpuCores::from_kernel_list(text).unwrap();
+        assert!(set("0").is_subset_of(&set("0-1\n")));
+        assert!(set("1-2").is_subset_of(&set("0-3,8")));
+        assert!(!set("1-4").is_subset_of(&set("0-3,5")));
+        assert!(!set("7").is_subset_of(&set("0-1")));
+        assert!(set("").is_empty() && set("").is_subset_of(&set("0")));
+        assert_eq!(set("0-7").without(&set("2-3,6")).to_string(), "0-1,4-5,7");
+        assert_eq!(set("0-3,8").iter().collect::<Vec<_>>(), vec![0, 1, 2, 3, 8]);
+        assert!(CpuCores::from_kernel_list("0-1 x").is_err());
     }
 }

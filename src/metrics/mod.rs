@@ -27,6 +27,8 @@ pub struct Metrics {
     labels: Vec<(&'static str, String)>,
     child: Mutex<ChildState>,
     cache: Mutex<Cache>,
+    /// What the metrics endpoint did with its clients (damon_http_* families).
+    http: Arc<server::HttpCounters>,
 }
 
 /// Whether the child runs and since when, changed together so that a scrape sees both or neither.
@@ -71,13 +73,15 @@ impl Metrics {
             labels: config.log.labels.clone(),
             child: Mutex::new(ChildState::default()),
             cache: Mutex::new(Cache::default()),
+            http: Arc::default(),
         })
     }
 
     /// Starts serving; a failure is logged and the run goes on without metrics.
     pub fn serve(self: &Arc<Self>, config: &MetricsConfig) {
         let metrics = Arc::clone(self);
-        match server::start(&config.addr, config.endpoint.clone(), Arc::new(move || metrics.text())) {
+        let render = Arc::new(move || metrics.text());
+        match server::start(&config.addr, config.endpoint.clone(), render, Arc::clone(&self.http)) {
             Ok(local) => tracing::info!(addr = %local, endpoint = %config.endpoint, "serving metrics"),
             Err(e) => tracing::error!(
                 addr = %config.addr,
@@ -228,6 +232,7 @@ impl Metrics {
             }
         }
         families.push(by_kind);
+        families.extend(self.http.families());
         if let Some(p) = &s.pressure {
             let stall = |name: &'static str, help: &'static str, waiting: Duration, stalled: Duration| {
                 Family::new(name, Counter, help)

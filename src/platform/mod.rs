@@ -14,9 +14,13 @@ use crate::stats::Sample;
 #[cfg(target_os = "linux")]
 mod linux;
 #[cfg(target_os = "linux")]
+pub use linux::sockets::{widen_backlog, SocketPoller};
+#[cfg(target_os = "linux")]
 pub use linux::{defer_signals, host_cpu, host_report, own_process, Backend, Identity};
 #[cfg(windows)]
 mod windows;
+#[cfg(windows)]
+pub use windows::sockets::{widen_backlog, SocketPoller};
 #[cfg(windows)]
 pub use windows::{defer_signals, host_cpu, host_report, own_process, Backend, Identity};
 
@@ -98,6 +102,9 @@ pub trait Container: Sized {
     fn uncontained(spec: &ContainerSpec) -> Result<Self, ContainerError>;
     /// Where the workload is held, for the log (`/sys/fs/cgroup/...`); `None` if uncontained.
     fn location(&self) -> Option<String>;
+    /// The cores the workload runs on, as a cpuset list, for the log: the cpuset of its group
+    /// (Linux), the cores the job is pinned to (Windows); `None` where unknown or unpinned.
+    fn cpuset(&self) -> Option<String>;
     /// Starts the command inside the container and returns its process id.
     fn spawn(&mut self, command: &[OsString]) -> Result<u32, SpawnError>;
     /// How the child came into the container, for the "child started" line, where the platform
@@ -206,6 +213,16 @@ impl fmt::Display for SpawnError {
 }
 
 impl std::error::Error for SpawnError {}
+
+/// What a socket was found ready for by [`SocketPoller::wait`] (the metrics server's event loop).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SocketReady {
+    pub read: bool,
+    pub write: bool,
+    /// The peer reset or closed the connection, or the socket failed: the next read or
+    /// write says which.
+    pub closed: bool,
+}
 
 /// What `damon --check` reports about the host.
 pub struct HostReport {

@@ -21,6 +21,7 @@ pub enum Kind {
     LogName,
     LogSuffix,
     User,
+    Cores,
 }
 
 /// Every setting: flag, variable, Nomad variable, kind. `every_setting_is_covered` checks it
@@ -28,6 +29,7 @@ pub enum Kind {
 pub const SETTINGS: &[(&str, &str, Option<&str>, Kind)] = &[
     ("--cpu-limit", "DAMON_CPU_LIMIT", Some("NOMAD_CPU_LIMIT"), Kind::Mhz),
     ("--enforce-cpu-limit", "DAMON_ENFORCE_CPU_LIMIT", None, Kind::Boolean),
+    ("--cpu-cores", "DAMON_CPU_CORES", Some("NOMAD_CPU_CORES"), Kind::Cores),
     ("--memory-limit", "DAMON_MEMORY_LIMIT", Some("NOMAD_MEMORY_LIMIT"), Kind::Mib),
     ("--memory-max-limit", "DAMON_MEMORY_MAX_LIMIT", Some("NOMAD_MEMORY_MAX_LIMIT"), Kind::MaxMib),
     ("--enforce-memory-limit", "DAMON_ENFORCE_MEMORY_LIMIT", None, Kind::Boolean),
@@ -45,8 +47,10 @@ pub const SETTINGS: &[(&str, &str, Option<&str>, Kind)] = &[
     ("--log-max-files", "DAMON_LOG_MAX_FILES", None, Kind::Files),
 ];
 
-const NUMBER: &[(&str, &str)] = &[
+/// Bad numbers by class; also the unit tests of src/config.rs use them.
+pub const NUMBER: &[(&str, &str)] = &[
     ("garbage", "lots"),
+    ("garbage", "12abc"),
     ("garbage", "0x10"),
     ("garbage", "1e3"),
     ("garbage", "1.5"),
@@ -58,12 +62,16 @@ const NUMBER: &[(&str, &str)] = &[
     ("NaN", "inf"),
     ("non-ASCII digits", "٣"),
     ("non-ASCII digits", "５１２"),
+    ("non-ASCII digits", "৫"),
     ("white space", "1 0"),
     ("white space", "5\t0"),
+    ("white space", "1\n0"),
 ];
 
-const BOOLEAN: &[(&str, &str)] = &[
+/// Bad booleans by class.
+pub const BOOLEAN: &[(&str, &str)] = &[
     ("garbage", "maybe"),
+    ("garbage", "yess"),
     ("negative", "-1"),
     ("overflow", "99999999999999999999"),
     ("overflow", "2"),
@@ -71,6 +79,7 @@ const BOOLEAN: &[(&str, &str)] = &[
     ("non-ASCII digits", "١"),
     ("non-ASCII digits", "１"),
     ("white space", "y es"),
+    ("white space", "1\t0"),
 ];
 
 /// Bad values of a kind, by class; the classes that do not apply to a kind (a log directory
@@ -153,6 +162,21 @@ pub fn bad_values(kind: Kind) -> Vec<(&'static str, String)> {
             ("overflow", "4294967295"),
             ("non-ASCII digits", "\u{661}"),
             ("white space", "a b"),
+        ]),
+        Kind::Cores => bad.extend([
+            ("garbage", "lots"),
+            ("garbage", "0,"),
+            ("garbage", "0,,1"),
+            ("garbage", "0-1-2"),
+            ("garbage", "0x1"),
+            ("negative", "-1"),
+            ("range", "3-1"),
+            ("overflow", "8192"),
+            ("overflow", "18446744073709551616"),
+            ("NaN", "NaN"),
+            ("non-ASCII digits", "٣"),
+            ("white space", "0, 1"),
+            ("white space", "1\t2"),
         ]),
     }
     let mut bad: Vec<(&str, String)> = bad.into_iter().map(|(class, value)| (class, value.to_string())).collect();

@@ -170,6 +170,9 @@ pub fn undo(changes: &[Change], in_leaf: &[Pid]) -> Vec<CgroupIoError> {
             Change::Group(dir) => teardown::remove_group(dir),
             Change::Leaf(dir) => teardown::remove_leaf(dir, &spared),
             Change::Parent(dir) => teardown::remove_unused_parent(dir),
+            // Another group below (another damon's, under a shared DAMON_CGROUP_PARENT) may
+            // rely on the controllers since: turning them off would take its limits away.
+            Change::Controllers { dir, .. } if has_foreign_child(dir, changes) => Ok(()),
             Change::Controllers { dir, controllers } => disable_controllers(dir, controllers),
             Change::Joined { parent, .. } => {
                 let procs = parent.join(PROCS_FILE);
@@ -197,22 +200,35 @@ fn subtree_control_value(sign: char, controllers: &[String]) -> String {
 /// nothing), one at a time, so that each that can go goes and each refusal is reported.
 fn disable_controllers(dir: &Path, controllers: &[String]) -> Result<(), CgroupIoError> {
     let path = dir.join(SUBTREE_CONTROL_FILE);
-    let gone_is_done = |result: Result<(), CgroupIoError>| match result {
+    let disable_one = |controller: &String| match file::write(&path, &format!("-{}", controller)) {
         Err(e) if teardown::is_gone(&e.source) => Ok(()),
+        // A child still passes it down (one kept on by its own undo): it stays on here too.
+        Err(e) if e.source.raw_os_error() == Some(nix::libc::EBUSY) => Ok(()),
         other => other,
     };
-    match gone_is_done(file::write(&path, &subtree_control_value('-', controllers))) {
-        Err(_) if controllers.len() > 1 => {
-            // Newest first, as they would have been undone one by one.
-            let mut result = Ok(());
-            for controller in controllers.iter().rev() {
-                let one = gone_is_done(file::write(&path, &format!("-{}", controller)));
-                result = result.and(one);
-            }
-            result
-        }
-        other => other,
+    match file::write(&path, &subtree_control_value('-', controllers)) {
+        Err(e) if teardown::is_gone(&e.source) => Ok(()),
+        // Newest first, as they would have been undone one by one.
+        Err(_) => controllers.iter().rev().map(disable_one).fold(Ok(()), Result::and),
+        Ok(()) => Ok(()),
     }
+}
+
+/// Whether `dir` has a child cgroup that is not on the way to one of damon's own directories.
+fn has_foreign_child(dir: &Path, changes: &[Change]) -> bool {
+    let own: Vec<&Path> = changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::Group(d) | Change::Leaf(d) | Change::Parent(d) => Some(d.as_path()),
+            _ => None,
+        })
+        .collect();
+    std::fs::read_dir(dir).map_or(false, |entries| {
+        entries
+            .flatten()
+            .filter(|e| e.file_type().map_or(false, |t| t.is_dir()))
+            .any(|e| !own.iter().any(|d| d.starts_with(e.path())))
+    })
 }
 
 /// The changes made so far, each known to the guard before it was made.

@@ -3,6 +3,7 @@
 
 mod cgroup_file;
 mod clone3;
+mod cpuset;
 mod guard;
 mod hierarchy;
 mod host;
@@ -10,6 +11,7 @@ mod identity;
 mod limit_watch;
 mod own_process;
 mod signals;
+pub mod sockets;
 mod spawn;
 mod teardown;
 mod v1;
@@ -25,6 +27,7 @@ use nix::sys::signal::{kill, Signal as NixSignal};
 use nix::unistd::Pid;
 
 use self::cgroup_file::CgroupIoError;
+use self::cpuset::{Cpuset, Plan};
 use self::guard::{Change, Journal};
 use self::hierarchy::Hierarchies;
 use self::host::HostCpu;
@@ -138,29 +141,72 @@ fn choose(hierarchies: &Hierarchies) -> Result<CgroupVersion, String> {
     }
 }
 
+/// The cpuset a group created under `parent` (default: damon's own cgroup) would inherit, in
+/// the hierarchy damon uses.
+fn read_cpuset(hierarchies: &Hierarchies, version: CgroupVersion, parent: Option<&Path>) -> Result<Cpuset, String> {
+    let hierarchy = match version {
+        CgroupVersion::V2 => hierarchies.v2.as_ref(),
+        CgroupVersion::V1 => hierarchies.v1_with("cpuset"),
+    };
+    let start = hierarchy.map(|h| parent.map_or_else(|| h.own_dir.clone(), |p| h.dir_of(p)));
+    let located = hierarchy.zip(start.as_deref()).map(|(h, start)| (h.mount_point.as_path(), start));
+    Cpuset::read(located, version == CgroupVersion::V2)
+}
+
+/// What became of the cores: the cpuset inherited (`None` where it could not be read and no
+/// cores were asked for) and the plan followed.
+struct CoresOutcome {
+    cpuset: Option<Cpuset>,
+    plan: Plan,
+}
+
+impl CoresOutcome {
+    /// The workload's cpuset, for the log.
+    fn workload_cpus(&self) -> Option<String> {
+        self.cpuset.as_ref().map(|cpuset| self.plan.workload_cpus(cpuset).to_string())
+    }
+}
+
 impl Cgroup {
     /// Creates the group with its limits, every change through `journal`; on an error the
-    /// caller undoes the journal.
+    /// caller undoes the journal. The cores are decided first, before any change.
     fn create(
         spec: &ContainerSpec,
         hierarchies: &Hierarchies,
         version: CgroupVersion,
         journal: &mut Journal,
-    ) -> Result<Cgroup, ContainerError> {
+    ) -> Result<(Cgroup, CoresOutcome), ContainerError> {
         let cpu = match spec.limits.enforced_cpu() {
             Some(_) => Some(HostCpu::read().map_err(ContainerError::message)?),
             None => None,
         };
         let parent = spec.parent.as_deref();
-        match version {
+        let wanted = spec.limits.cores.as_ref();
+        let cores = match (read_cpuset(hierarchies, version, parent), wanted) {
+            (Ok(cpuset), _) => {
+                let plan = cpuset.plan(wanted).map_err(ContainerError::message)?;
+                CoresOutcome { cpuset: Some(cpuset), plan }
+            }
+            (Err(_), None) => CoresOutcome { cpuset: None, plan: Plan::Inherit },
+            (Err(e), Some(wanted)) => {
+                return Err(ContainerError::message(format!(
+                    "cannot pin the workload to cores {} ({}): {}",
+                    wanted.cores, wanted.source, e
+                )))
+            }
+        };
+        let apply = cores.plan.to_apply();
+        let cgroup = match version {
             CgroupVersion::V2 => {
                 let v2 = hierarchies.v2.as_ref().expect("chosen because it exists");
-                CgroupV2::create(v2, parent, &spec.name, &spec.limits, cpu.as_ref(), journal).map(Cgroup::V2)
+                CgroupV2::create(v2, parent, &spec.name, &spec.limits, cpu.as_ref(), apply, journal).map(Cgroup::V2)
             }
             CgroupVersion::V1 => {
-                CgroupV1::create(hierarchies, parent, &spec.name, &spec.limits, cpu.as_ref(), journal).map(Cgroup::V1)
+                CgroupV1::create(hierarchies, parent, &spec.name, &spec.limits, cpu.as_ref(), apply, journal)
+                    .map(Cgroup::V1)
             }
-        }
+        }?;
+        Ok((cgroup, cores))
     }
 
     fn location(&self) -> String {
@@ -225,6 +271,8 @@ pub struct Backend {
     process_limit_watch: Option<ProcessLimitWatch>,
     child: Option<ChildProcess>,
     identity: Identity,
+    /// The workload's cpuset, for the log; `None` if it could not be read.
+    cpuset: Option<String>,
     /// Set once kill_all ran: a SIGKILLed child was then killed by damon.
     killed_all: bool,
 }
@@ -253,8 +301,8 @@ impl Container for Backend {
         let created = version
             .map_err(ContainerError::message)
             .and_then(|version| Cgroup::create(spec, &hierarchies, version, &mut journal));
-        let cgroup = match created {
-            Ok(cgroup) => cgroup,
+        let (cgroup, cores) = match created {
+            Ok(created) => created,
             Err(e) => {
                 for undo_error in journal.undo() {
                     tracing::error!(error = %undo_error, "cannot undo the cgroup set-up");
@@ -274,6 +322,9 @@ impl Container for Backend {
             tracing::warn!(error = %e, "cannot watch the process limit; refused forks are reported when the run ends");
             None
         });
+        if let Some(cpuset) = &cores.cpuset {
+            cores.plan.log(cpuset, spec.limits.cores.as_ref());
+        }
         Ok(Backend {
             signals,
             cgroup: Some(cgroup),
@@ -282,6 +333,7 @@ impl Container for Backend {
             process_limit_watch,
             child: None,
             identity: spec.identity.clone(),
+            cpuset: cores.workload_cpus(),
             killed_all: false,
         })
     }
@@ -295,12 +347,21 @@ impl Container for Backend {
             process_limit_watch: None,
             child: None,
             identity: spec.identity.clone(),
+            // The child inherits damon's own cpuset.
+            cpuset: Hierarchies::read()
+                .ok()
+                .and_then(|h| choose(&h).ok().and_then(|version| read_cpuset(&h, version, None).ok()))
+                .map(|cpuset| cpuset.effective.to_string()),
             killed_all: false,
         })
     }
 
     fn location(&self) -> Option<String> {
         self.cgroup.as_ref().map(Cgroup::location)
+    }
+
+    fn cpuset(&self) -> Option<String> {
+        self.cpuset.clone()
     }
 
     fn spawn(&mut self, command: &[OsString]) -> Result<u32, SpawnError> {
@@ -466,6 +527,17 @@ pub fn host_report(config: &Config) -> HostReport {
         Err(e) => problem = problem.or(Some(e)),
         Ok(version) => {
             facts.push(("cgroup version used", version.to_string()));
+            match read_cpuset(&hierarchies, version, config.cgroup_parent.as_deref()) {
+                Ok(cpuset) => {
+                    facts.push(("effective cpuset", cpuset.describe()));
+                    match cpuset.plan(config.limits.cores.as_ref()) {
+                        Ok(Plan::Inherit) => {}
+                        Ok(plan) => facts.push(("workload cpuset", plan.describe(&cpuset))),
+                        Err(e) => problem = problem.or(Some(e)),
+                    }
+                }
+                Err(e) => facts.push(("effective cpuset", format!("unknown: {}", e))),
+            }
             // A trial group with the configured limits proves damon may create and limit one here.
             let spec = ContainerSpec {
                 name: format!("damon-check-{}", std::process::id()),
@@ -482,7 +554,7 @@ pub fn host_report(config: &Config) -> HostReport {
                 }
             };
             match Cgroup::create(&spec, &hierarchies, version, &mut journal) {
-                Ok(cgroup) => facts.push(("group would be created at", cgroup.location())),
+                Ok((cgroup, _)) => facts.push(("group would be created at", cgroup.location())),
                 Err(e) if config.limits.container_optional() => {
                     facts.push(("containment", format!("unavailable, the command would run uncontained: {}", e)));
                 }

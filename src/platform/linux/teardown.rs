@@ -50,6 +50,7 @@ pub fn kill_group(dir: &Path) -> Result<(), CgroupIoError> {
 }
 
 fn kill_group_once(dir: &Path) -> Result<(), CgroupIoError> {
+    lift_cpu_cap(dir);
     let kill_file = dir.join(KILL_FILE);
     // cgroup v2 since Linux 5.14: one write kills everything, forks included.
     if kill_file.exists() {
@@ -66,6 +67,18 @@ fn kill_group_once(dir: &Path) -> Result<(), CgroupIoError> {
         std::thread::sleep(Duration::from_millis(1));
     }
     kill_listed_processes(dir, &[], || file::write(&state, "THAWED"))
+}
+
+/// Lifts the group's CPU cap before its processes are killed: a killed process still needs the
+/// CPU to exit, and a capped group that has spent its quota (a fork bomb) would let its tasks
+/// die only a slice per period. Best effort: the group is about to go.
+fn lift_cpu_cap(dir: &Path) {
+    for (file, uncapped) in [("cpu.max", "max"), ("cpu.cfs_quota_us", "-1")] {
+        let path = dir.join(file);
+        if path.exists() {
+            let _ = file::write(&path, uncapped);
+        }
+    }
 }
 
 /// Kills every process listed in `dir`'s cgroup.procs but those in `spared`, round after

@@ -8,17 +8,20 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::cgroup_file::{self as file, CgroupIoError};
+use super::cpuset;
 use super::create_parents;
 use super::guard::{Change, Journal};
 use super::hierarchy::Hierarchies;
 use super::host::{HostCpu, CPU_PERIOD};
 use super::teardown;
-use crate::config::Limits;
+use crate::config::{CpuCores, Limits};
 use crate::platform::ContainerError;
 use crate::stats::Sample;
 
 /// Controllers damon uses; any other hierarchy is left alone.
 const CONTROLLERS: [&str; 6] = ["memory", "cpu", "cpuacct", "pids", "freezer", "blkio"];
+/// Used only to pin the workload to cores, or where it shares a hierarchy with one above.
+const CPUSET: &str = "cpuset";
 
 #[derive(Debug, Clone)]
 pub struct CgroupV1 {
@@ -27,14 +30,16 @@ pub struct CgroupV1 {
 }
 
 impl CgroupV1 {
-    /// Creates the group in each hierarchy with its limits, every change made through
-    /// `journal`: on an error, the caller undoes what was made.
+    /// Creates the group in each hierarchy with its limits and, with `cores`, in the cpuset
+    /// hierarchy with those cpus, every change made through `journal`: on an error, the caller
+    /// undoes what was made.
     pub fn create(
         hierarchies: &Hierarchies,
         parent_path: Option<&Path>,
         name: &str,
         limits: &Limits,
         cpu: Option<&HostCpu>,
+        cores: Option<&CpuCores>,
         journal: &mut Journal,
     ) -> Result<Self, ContainerError> {
         let mut group = CgroupV1 { dirs: Vec::new() };
@@ -42,19 +47,37 @@ impl CgroupV1 {
             ("memory", limits.enforced_memory().is_some()),
             ("cpu", limits.enforced_cpu().is_some()),
             ("pids", limits.process_limit.is_some()),
+            (CPUSET, cores.is_some()),
         ] {
             if needed && hierarchies.v1_with(controller).is_none() {
                 return Err(ContainerError::message(format!("the cgroup v1 {} controller is not mounted", controller)));
             }
         }
         for hierarchy in &hierarchies.v1 {
-            if !hierarchy.controllers.iter().any(|c| CONTROLLERS.contains(&c.as_str())) {
+            let has_cpuset = hierarchy.controllers.iter().any(|c| c == CPUSET);
+            let used = hierarchy.controllers.iter().any(|c| CONTROLLERS.contains(&c.as_str()));
+            if !(used || has_cpuset && cores.is_some()) {
                 continue;
             }
             let parent = parent_path.map_or_else(|| hierarchy.own_dir.clone(), |p| hierarchy.dir_of(p));
+            // A cpuset group nobody set up holds no task: the parents damon makes in that
+            // hierarchy take their own parent's cpus and memory nodes, top down.
+            let mut made: Vec<PathBuf> = parent
+                .ancestors()
+                .take_while(|d| has_cpuset && d.starts_with(&hierarchy.mount_point) && !d.is_dir())
+                .map(Path::to_path_buf)
+                .collect();
+            made.reverse();
             create_parents(&hierarchy.mount_point, &parent, journal)?;
+            for dir in &made {
+                cpuset::fill_v1(dir, None)?;
+            }
             let dir = parent.join(name);
             journal.apply(Change::Group(dir.clone()))?;
+            // Files of the group: removing the group undoes them.
+            if has_cpuset {
+                cpuset::fill_v1(&dir, cores)?;
+            }
             group.dirs.push((hierarchy.controllers.clone(), dir));
         }
         if group.dirs.is_empty() {

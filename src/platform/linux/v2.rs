@@ -10,17 +10,20 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::cgroup_file::{self as file, CgroupIoError};
+use super::cpuset;
 use super::create_parents;
 use super::guard::{Change, Journal};
 use super::hierarchy::Hierarchy;
 use super::host::{HostCpu, CPU_PERIOD};
 use super::teardown;
-use crate::config::Limits;
+use crate::config::{CpuCores, Limits};
 use crate::platform::ContainerError;
 use crate::stats::{Pressure, Sample};
 
 /// Controllers damon enables; the ones a limit needs are required, the rest only feed stats.
 const CONTROLLERS: [&str; 4] = ["memory", "cpu", "pids", "io"];
+/// Enabled only to pin the workload to cores (its enabling has no use otherwise).
+const CPUSET: &str = "cpuset";
 
 #[derive(Debug, Clone)]
 pub struct CgroupV2 {
@@ -29,14 +32,15 @@ pub struct CgroupV2 {
 }
 
 impl CgroupV2 {
-    /// Creates the group with its limits, every change made through `journal`: on an error,
-    /// the caller undoes what was made.
+    /// Creates the group with its limits and, with `cores`, its cpuset, every change made
+    /// through `journal`: on an error, the caller undoes what was made.
     pub fn create(
         hierarchy: &Hierarchy,
         parent_path: Option<&Path>,
         name: &str,
         limits: &Limits,
         cpu: Option<&HostCpu>,
+        cores: Option<&CpuCores>,
         journal: &mut Journal,
     ) -> Result<Self, ContainerError> {
         let parent = parent_path.map_or_else(|| hierarchy.own_dir.clone(), |p| hierarchy.dir_of(p));
@@ -52,20 +56,26 @@ impl CgroupV2 {
             ("memory", limits.enforced_memory().is_some()),
             ("cpu", limits.enforced_cpu().is_some()),
             ("pids", limits.process_limit.is_some()),
+            (CPUSET, cores.is_some()),
         ]
         .iter()
         .filter(|(_, needed)| *needed)
         .map(|(c, _)| *c)
         .collect();
+        let wanted: Vec<&str> = CONTROLLERS.iter().copied().chain(cores.map(|_| CPUSET)).collect();
         // Each ancestor must pass a controller down for the group to have it.
         let mut dirs: Vec<&Path> = parent.ancestors().take_while(|d| d.starts_with(&hierarchy.mount_point)).collect();
         dirs.reverse();
         for dir in dirs {
-            enable_controllers(dir, &required, journal)?;
+            enable_controllers(dir, &wanted, &required, journal)?;
         }
         let group = CgroupV2 { dir: parent.join(name) };
         journal.apply(Change::Group(group.dir.clone()))?;
         group.set_limits(limits, cpu)?;
+        // A file of the group: removing the group undoes it.
+        if let Some(cores) = cores {
+            cpuset::write_v2(&group.dir, cores)?;
+        }
         Ok(group)
     }
 
@@ -167,16 +177,21 @@ impl CgroupV2 {
     }
 }
 
-/// Turns on, in `dir`'s subtree_control, the controllers it offers and does not yet pass
-/// down, each through the journal. A required controller that cannot be enabled is an
+/// Turns on, in `dir`'s subtree_control, the `wanted` controllers it offers and does not yet
+/// pass down, each through the journal. A required controller that cannot be enabled is an
 /// error; the others are only for statistics.
-fn enable_controllers(dir: &Path, required: &[&str], journal: &mut Journal) -> Result<(), ContainerError> {
+fn enable_controllers(
+    dir: &Path,
+    wanted: &[&str],
+    required: &[&str],
+    journal: &mut Journal,
+) -> Result<(), ContainerError> {
     let available = file::read(&dir.join("cgroup.controllers"))?;
     let subtree_control = dir.join("cgroup.subtree_control");
     let active = file::read(&subtree_control)?;
     let has = |list: &str, c: &str| list.split_whitespace().any(|w| w == c);
-    let mut wanted = Vec::new();
-    for controller in CONTROLLERS {
+    let mut to_enable = Vec::new();
+    for &controller in wanted {
         if has(&active, controller) {
             continue;
         }
@@ -191,20 +206,20 @@ fn enable_controllers(dir: &Path, required: &[&str], journal: &mut Journal) -> R
             }
             continue;
         }
-        wanted.push(controller);
+        to_enable.push(controller);
     }
-    if wanted.is_empty() {
+    if to_enable.is_empty() {
         return Ok(());
     }
     // All in one write, which waits for one RCU grace period rather than one per controller.
     // The kernel makes it all or nothing: where it refuses, one at a time below, so that an
     // optional controller it refuses does not keep the required ones off.
     let all =
-        Change::Controllers { dir: dir.to_path_buf(), controllers: wanted.iter().map(|c| c.to_string()).collect() };
+        Change::Controllers { dir: dir.to_path_buf(), controllers: to_enable.iter().map(|c| c.to_string()).collect() };
     if journal.apply(all).is_ok() {
         return Ok(());
     }
-    for controller in wanted {
+    for controller in to_enable {
         match journal.apply(Change::Controllers { dir: dir.to_path_buf(), controllers: vec![controller.to_string()] }) {
             Ok(()) => {}
             Err(e) if required.contains(&controller) => {

@@ -37,10 +37,10 @@ use windows_sys::Win32::System::ProcessStatus::{
 use windows_sys::Win32::System::Registry::{RegGetValueW, HKEY_LOCAL_MACHINE, RRF_RT_REG_DWORD};
 use windows_sys::Win32::System::Threading::{
     CreateEventW, CreateProcessAsUserW, CreateProcessW, DeleteProcThreadAttributeList, GetActiveProcessorCount,
-    GetCurrentProcess, GetExitCodeProcess, GetProcessHandleCount, GetProcessTimes, InitializeProcThreadAttributeList,
-    OpenProcess, OpenProcessToken, ResumeThread, SetEvent, TerminateProcess, UpdateProcThreadAttribute,
-    WaitForMultipleObjects, ALL_PROCESSOR_GROUPS, CREATE_NEW_PROCESS_GROUP, CREATE_SUSPENDED,
-    CREATE_UNICODE_ENVIRONMENT, EXTENDED_STARTUPINFO_PRESENT, INFINITE, LPPROC_THREAD_ATTRIBUTE_LIST,
+    GetActiveProcessorGroupCount, GetCurrentProcess, GetExitCodeProcess, GetProcessHandleCount, GetProcessTimes,
+    InitializeProcThreadAttributeList, OpenProcess, OpenProcessToken, ResumeThread, SetEvent, TerminateProcess,
+    UpdateProcThreadAttribute, WaitForMultipleObjects, ALL_PROCESSOR_GROUPS, CREATE_NEW_PROCESS_GROUP,
+    CREATE_SUSPENDED, CREATE_UNICODE_ENVIRONMENT, EXTENDED_STARTUPINFO_PRESENT, INFINITE, LPPROC_THREAD_ATTRIBUTE_LIST,
     PROCESS_ACCESS_RIGHTS, PROCESS_INFORMATION, PROCESS_QUERY_LIMITED_INFORMATION, PROCESS_VM_READ,
     PROC_THREAD_ATTRIBUTE_JOB_LIST, STARTF_USESTDHANDLES, STARTUPINFOEXW,
 };
@@ -122,6 +122,18 @@ pub fn set_job_information<T: Copy>(job: &OwnedHandle, class: JOBOBJECTINFOCLASS
     // SAFETY: `info` points to a live `T` of the size passed, the structure the caller names with `class`.
     check(
         unsafe { SetInformationJobObject(raw(job), class, info as *const T as *const _, size_u32::<T>()) },
+        "SetInformationJobObject",
+    )
+}
+
+/// Sets an information class that takes an array (JobObjectGroupInformationEx). `T` must be
+/// the element type that class takes.
+pub fn set_job_information_list<T: Copy>(job: &OwnedHandle, class: JOBOBJECTINFOCLASS, info: &[T]) -> io::Result<()> {
+    let bytes = (size_of::<T>() * info.len()) as u32;
+    // SAFETY: `info` points to `info.len()` live elements of `T`, `bytes` long in all, the
+    // structures the caller names with `class`.
+    check(
+        unsafe { SetInformationJobObject(raw(job), class, info.as_ptr() as *const _, bytes) },
         "SetInformationJobObject",
     )
 }
@@ -587,7 +599,48 @@ pub fn registry_mhz() -> io::Result<u32> {
     Ok(mhz)
 }
 
+/// The active logical processors of each active processor group, in group order (Windows
+/// puts at most 64 in a group; a host with more has several).
+pub fn processor_groups() -> Vec<u32> {
+    // SAFETY: plain value; 0 on failure, which gives an empty list.
+    let groups = unsafe { GetActiveProcessorGroupCount() };
+    // SAFETY: plain value; a group number below the active group count.
+    (0..groups).map(|group| unsafe { GetActiveProcessorCount(group) }).collect()
+}
+
 pub fn logical_processors() -> u32 {
     // SAFETY: plain value.
     unsafe { GetActiveProcessorCount(ALL_PROCESSOR_GROUPS) }
+}
+
+// ---- Winsock: the metrics server's sockets
+
+use windows_sys::Win32::Networking::WinSock::{listen, WSAGetLastError, WSAPoll, SOCKET, SOCKET_ERROR, WSAPOLLFD};
+
+fn wsa_error(call: &'static str) -> io::Error {
+    // SAFETY: reads this thread's last Winsock error, which the failed call has just set.
+    let code = unsafe { WSAGetLastError() };
+    io::Error::new(io::Error::from_raw_os_error(code).kind(), Win32Error { call, code })
+}
+
+/// Waits until one of `sockets` is ready or `timeout_ms` passes (-1: no limit), and fills in
+/// their `revents`. The caller made each socket through std, which started Winsock.
+pub fn wsa_poll(sockets: &mut [WSAPOLLFD], timeout_ms: i32) -> io::Result<usize> {
+    // SAFETY: the pointer and length describe a live, writable slice for the whole call;
+    // WSAPoll writes only the revents fields of those entries.
+    let ready = unsafe { WSAPoll(sockets.as_mut_ptr(), sockets.len() as u32, timeout_ms) };
+    if ready == SOCKET_ERROR {
+        return Err(wsa_error("WSAPoll"));
+    }
+    Ok(ready as usize)
+}
+
+/// Listens again on a listening socket with another backlog: Windows keeps the first one
+/// and returns success; Wine passes the new one on to its Linux socket.
+pub fn listen_again(socket: SOCKET, backlog: i32) -> io::Result<()> {
+    // SAFETY: a plain call on a socket handle the caller keeps open for its duration.
+    if unsafe { listen(socket, backlog) } == SOCKET_ERROR {
+        return Err(wsa_error("listen"));
+    }
+    Ok(())
 }

@@ -7,18 +7,20 @@ use std::time::Duration;
 
 use windows_sys::Win32::System::JobObjects::{
     JobObjectAssociateCompletionPortInformation, JobObjectBasicAndIoAccountingInformation,
-    JobObjectCpuRateControlInformation, JobObjectExtendedLimitInformation, JobObjectLimitViolationInformation,
-    JobObjectNotificationLimitInformation, ToleranceIntervalLong, ToleranceLow, JOBOBJECT_ASSOCIATE_COMPLETION_PORT,
-    JOBOBJECT_BASIC_AND_IO_ACCOUNTING_INFORMATION, JOBOBJECT_CPU_RATE_CONTROL_INFORMATION,
-    JOBOBJECT_EXTENDED_LIMIT_INFORMATION, JOBOBJECT_LIMIT_VIOLATION_INFORMATION,
-    JOBOBJECT_NOTIFICATION_LIMIT_INFORMATION, JOB_OBJECT_CPU_RATE_CONTROL_ENABLE, JOB_OBJECT_CPU_RATE_CONTROL_HARD_CAP,
-    JOB_OBJECT_LIMIT, JOB_OBJECT_LIMIT_ACTIVE_PROCESS, JOB_OBJECT_LIMIT_CPU_RATE_CONTROL, JOB_OBJECT_LIMIT_JOB_MEMORY,
-    JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE,
+    JobObjectCpuRateControlInformation, JobObjectExtendedLimitInformation, JobObjectGroupInformationEx,
+    JobObjectLimitViolationInformation, JobObjectNotificationLimitInformation, ToleranceIntervalLong, ToleranceLow,
+    JOBOBJECT_ASSOCIATE_COMPLETION_PORT, JOBOBJECT_BASIC_AND_IO_ACCOUNTING_INFORMATION,
+    JOBOBJECT_CPU_RATE_CONTROL_INFORMATION, JOBOBJECT_EXTENDED_LIMIT_INFORMATION,
+    JOBOBJECT_LIMIT_VIOLATION_INFORMATION, JOBOBJECT_NOTIFICATION_LIMIT_INFORMATION,
+    JOB_OBJECT_CPU_RATE_CONTROL_ENABLE, JOB_OBJECT_CPU_RATE_CONTROL_HARD_CAP, JOB_OBJECT_LIMIT,
+    JOB_OBJECT_LIMIT_ACTIVE_PROCESS, JOB_OBJECT_LIMIT_AFFINITY, JOB_OBJECT_LIMIT_CPU_RATE_CONTROL,
+    JOB_OBJECT_LIMIT_JOB_MEMORY, JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE,
 };
+use windows_sys::Win32::System::SystemInformation::GROUP_AFFINITY;
 
 use super::ffi;
 use super::host::HostCpu;
-use crate::config::Limits;
+use crate::config::{Cores, CpuCores, Limits};
 use crate::platform::ContainerError;
 
 pub struct JobObject {
@@ -46,6 +48,34 @@ fn from_100ns(value: i64) -> Duration {
 
 fn limit_error(limit: &str, e: io::Error) -> ContainerError {
     ContainerError::new(format!("Windows refused the {}", limit), e)
+}
+
+/// The affinity masks that pin to `cores` on a host whose processor groups hold `group_sizes`
+/// active logical processors: one (group, mask) per group holding a core asked for. Cores are
+/// numbered across the groups in order, as a cpuset list counts them (group 0 first), and the
+/// groups may differ in size. `Err` names the cores beyond the host's logical processors and
+/// their count.
+fn group_masks(cores: &CpuCores, group_sizes: &[u32]) -> Result<Vec<(u16, usize)>, (CpuCores, u32)> {
+    // A group holds at most 64 processors, one bit each of its affinity mask.
+    let sizes: Vec<u32> = group_sizes.iter().map(|&size| size.min(usize::BITS)).collect();
+    let total: u32 = sizes.iter().sum();
+    let beyond = cores.without(&CpuCores::from_cores(0..total));
+    if !beyond.is_empty() {
+        return Err((beyond, total));
+    }
+    let mut masks: Vec<(u16, usize)> = Vec::new();
+    let mut first_of_group = 0;
+    for (group, &size) in sizes.iter().enumerate() {
+        let mask = cores
+            .iter()
+            .filter(|core| (first_of_group..first_of_group + size).contains(core))
+            .fold(0usize, |mask, core| mask | 1usize << (core - first_of_group));
+        if mask != 0 {
+            masks.push((group as u16, mask));
+        }
+        first_of_group += size;
+    }
+    Ok(masks)
 }
 
 impl JobObject {
@@ -77,6 +107,9 @@ impl JobObject {
         extended.BasicLimitInformation.LimitFlags = flags;
         ffi::set_job_information(&self.handle, JobObjectExtendedLimitInformation, &extended)
             .map_err(|e| limit_error("memory and process limits (JOBOBJECT_EXTENDED_LIMIT_INFORMATION)", e))?;
+        if let Some(cores) = &limits.cores {
+            self.pin(cores, &mut extended)?;
+        }
 
         let soft_memory = limits.enforced_memory().and_then(|m| m.soft_bytes());
         let cpu_rate = match (limits.enforced_cpu(), cpu) {
@@ -123,6 +156,43 @@ impl JobObject {
             }
         }
         Ok(())
+    }
+
+    /// Pins every process of the job to `cores`: the job's affinity on a host with one processor
+    /// group (at most 64 logical processors), the affinity of each group otherwise. Set in a
+    /// call of its own, so that a refusal names the pin; `extended` is the limit information
+    /// just set, whose flags (KILL_ON_JOB_CLOSE and the limits) are kept.
+    fn pin(&self, cores: &Cores, extended: &mut JOBOBJECT_EXTENDED_LIMIT_INFORMATION) -> Result<(), ContainerError> {
+        let mut groups = ffi::processor_groups();
+        if groups.iter().all(|&size| size == 0) {
+            groups = vec![ffi::logical_processors()];
+        }
+        let masks = group_masks(&cores.cores, &groups).map_err(|(beyond, total)| {
+            let (noun, verb) = if beyond.count() == 1 { ("core", "is") } else { ("cores", "are") };
+            ContainerError::message(format!(
+                "invalid value {:?} for {}: {} {} {} not on this host (logical processors: {})",
+                cores.cores.to_string(),
+                cores.source,
+                noun,
+                beyond,
+                verb,
+                CpuCores::from_cores(0..total)
+            ))
+        })?;
+        if groups.len() == 1 {
+            // The affinity must be a subset of the system's: it is, every core being below the count.
+            extended.BasicLimitInformation.LimitFlags |= JOB_OBJECT_LIMIT_AFFINITY;
+            extended.BasicLimitInformation.Affinity = masks.first().map_or(0, |&(_, mask)| mask);
+            ffi::set_job_information(&self.handle, JobObjectExtendedLimitInformation, &*extended)
+                .map_err(|e| limit_error(&format!("pin to cores {} (JOB_OBJECT_LIMIT_AFFINITY)", cores.cores), e))
+        } else {
+            let affinities: Vec<GROUP_AFFINITY> = masks
+                .iter()
+                .map(|&(group, mask)| GROUP_AFFINITY { Mask: mask, Group: group, Reserved: [0; 3] })
+                .collect();
+            ffi::set_job_information_list(&self.handle, JobObjectGroupInformationEx, &affinities)
+                .map_err(|e| limit_error(&format!("pin to cores {} (JobObjectGroupInformationEx)", cores.cores), e))
+        }
     }
 
     /// Sends the job's notifications to `port`, tagged with `key`.
@@ -179,5 +249,24 @@ impl JobObject {
 
     pub fn process_ids(&self) -> io::Result<Vec<usize>> {
         ffi::job_process_ids(&self.handle)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cores(list: &str) -> CpuCores {
+        CpuCores::from_kernel_list(list).unwrap()
+    }
+
+    #[test]
+    fn cores_map_to_the_affinity_of_their_processor_group() {
+        assert_eq!(group_masks(&cores("0-1"), &[2]), Ok(vec![(0, 0b11)]));
+        assert_eq!(group_masks(&cores("0,3"), &[4]), Ok(vec![(0, 0b1001)]));
+        // Groups of different sizes: 0-39 in group 0, 40-103 in group 1, 104-111 in group 2.
+        assert_eq!(group_masks(&cores("39-40,104,111"), &[40, 64, 8]), Ok(vec![(0, 1 << 39), (1, 1), (2, 1 | 1 << 7)]));
+        assert_eq!(group_masks(&cores("103"), &[40, 64, 8]), Ok(vec![(1, 1 << 63)]));
+        assert_eq!(group_masks(&cores("1,7-8"), &[2]), Err((cores("7-8"), 2)));
     }
 }

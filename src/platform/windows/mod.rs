@@ -7,6 +7,7 @@ mod host;
 mod identity;
 mod job;
 mod notifications;
+pub mod sockets;
 
 use std::ffi::OsString;
 use std::os::windows::io::OwnedHandle;
@@ -57,6 +58,8 @@ struct Child {
 
 pub struct Backend {
     job: Option<Arc<JobObject>>,
+    /// The cores the job is pinned to, for the log.
+    cores: Option<String>,
     notifications: Option<Notifications>,
     restricted_token: bool,
     ctrl_event: OwnedHandle,
@@ -89,7 +92,7 @@ impl Backend {
             },
             None => None,
         };
-        Ok(Backend { job, notifications, restricted_token, ctrl_event, child: None, terminated: false })
+        Ok(Backend { job, cores: None, notifications, restricted_token, ctrl_event, child: None, terminated: false })
     }
 }
 
@@ -101,11 +104,16 @@ impl Container for Backend {
         };
         let job = JobObject::create(&spec.name)?;
         job.set_limits(&spec.limits, cpu.as_ref())?;
+        if let Some(cores) = &spec.limits.cores {
+            tracing::info!(cores = %cores.cores, source = %cores.source, "pinned to cores {}", cores.cores);
+        }
         let limits = ReportedLimits {
             memory_limit_mib: spec.limits.enforced_memory().map_or(0, |m| m.max_mib),
             process_limit: spec.limits.process_limit.unwrap_or(0),
         };
-        Self::with_job(Some(job), limits, spec.restricted_token)
+        let mut backend = Self::with_job(Some(job), limits, spec.restricted_token)?;
+        backend.cores = spec.limits.cores.as_ref().map(|c| c.cores.to_string());
+        Ok(backend)
     }
 
     fn uncontained(spec: &ContainerSpec) -> Result<Self, ContainerError> {
@@ -114,6 +122,10 @@ impl Container for Backend {
 
     fn location(&self) -> Option<String> {
         self.job.as_ref().map(|_| "Job Object".to_string())
+    }
+
+    fn cpuset(&self) -> Option<String> {
+        self.cores.clone()
     }
 
     fn spawn(&mut self, command: &[OsString]) -> Result<u32, SpawnError> {
@@ -312,7 +324,12 @@ pub fn host_report(config: &Config) -> HostReport {
         let cpu = HostCpu::read().ok();
         job.set_limits(&spec.limits, cpu.as_ref())
     }) {
-        Ok(()) => facts.push(("containment", "Job Object with the configured limits".to_string())),
+        Ok(()) => {
+            facts.push(("containment", "Job Object with the configured limits".to_string()));
+            if let Some(cores) = &config.limits.cores {
+                facts.push(("cores", format!("{} (the job's affinity)", cores.cores)));
+            }
+        }
         Err(e) if config.limits.container_optional() => {
             facts.push(("containment", format!("unavailable, the command would run uncontained: {}", e)))
         }
