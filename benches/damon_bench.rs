@@ -744,7 +744,7 @@ mod linux {
             let _ = command(&damon, &log_dir).stdout(Stdio::null()).stderr(Stdio::null()).status();
             walls.push(t0.elapsed().as_secs_f64());
         }
-        let runs = if env.quick { 20 } else { ((5.0 / median(&walls)) as usize).max(20).min(200) };
+        let runs = if env.quick { 20 } else { ((5.0 / median(&walls)) as usize).clamp(20, 200) };
         if available("perf") {
             let runs = runs.to_string();
             for (label, argv) in [("bare /bin/true", vec![OsString::from("/bin/true")]), ("damon", damon.clone())] {
