@@ -280,13 +280,44 @@ fn empty(task: &NomadTask) -> bool {
     })
 }
 
+/// How long each phase of a run took, printed (live, on stderr) when a run is slow: the
+/// Nomad suite is the longest in the VM, and a run that hangs shows where.
+struct Phases {
+    start: Instant,
+    last: Instant,
+    ends: Vec<(&'static str, Duration)>,
+}
+
+impl Phases {
+    fn new() -> Phases {
+        let now = Instant::now();
+        Phases { start: now, last: now, ends: Vec::new() }
+    }
+
+    fn end(&mut self, phase: &'static str) {
+        let now = Instant::now();
+        self.ends.push((phase, now - self.last));
+        self.last = now;
+    }
+
+    fn report_if_slow(&self, run: &str) {
+        if self.last - self.start > Duration::from_secs(8) {
+            let phases: Vec<String> = self.ends.iter().map(|(p, d)| format!("{} {:.1?}", p, d)).collect();
+            eprintln!("nomad: slow run, {}: {}", run, phases.join(", "));
+        }
+    }
+}
+
 /// Runs `runs` tasks through `sequence`, under damon or (`with_damon` false, the control) as
 /// the plain workload, as Nomad would run it without damon.
 fn run_sequence(sequence: Sequence, runs: usize, with_damon: bool) -> Tally {
     let mut tally = Tally::default();
+    // A run takes seconds; a minute without progress is a hang, and its report shows where.
+    let watchdog = Watchdog::new(Duration::from_secs(60));
     for run in 0..runs {
         let task = NomadTask::new(&format!("{:?}-{}-{}", sequence, with_damon, run).to_lowercase());
         let dir = TestDir::new(&format!("nomad-{:?}", sequence).to_lowercase());
+        watchdog.pet(format!("{:?} run {} (with damon: {})", sequence, run, with_damon), dir.path("damon.log"));
         let (damon_timeout, nomad_timeout, behaviour) = match sequence {
             Sequence::ChildObeys => ("4s", Duration::from_secs(5), "obedient-swarm"),
             Sequence::DamonTimeoutFirst => ("200ms", Duration::from_secs(2), "swarm"),
@@ -295,16 +326,20 @@ fn run_sequence(sequence: Sequence, runs: usize, with_damon: bool) -> Tally {
         let env = [("DAMON_KILL_TIMEOUT", damon_timeout), ("DAMON_PROCESS_LIMIT", "500")];
         let program = workload();
         let args = [program.to_str().unwrap(), behaviour, dir.0.to_str().unwrap()];
+        let mut phases = Phases::new();
         let mut damon = if with_damon { task.start(&dir, &env, &args) } else { task.start_plain(&dir, &args) };
         let damon_pid = damon.id();
         wait_for("the workload to start", Duration::from_secs(30), || read_pid(&dir.path("child.pid")).is_some());
+        phases.end("start");
         let status = task.shutdown(&mut damon, nomad_timeout);
+        phases.end("shutdown");
         if sequence == Sequence::NomadKillFirst {
             // Nomad's executor plugin is killed and the task runner's stop hooks run: a moment.
             std::thread::sleep(Duration::from_millis(500));
         }
         task.final_kill();
         let cleanup = task.cleanup();
+        phases.end("final kill and removal");
         let expected = match (sequence, with_damon) {
             (Sequence::ChildObeys, _) => Some(130),
             (Sequence::DamonTimeoutFirst, true) => Some(137),
@@ -316,6 +351,8 @@ fn run_sequence(sequence: Sequence, runs: usize, with_damon: bool) -> Tally {
             std::thread::sleep(Duration::from_millis(10));
         }
         let groups = groups_of(damon_pid);
+        phases.end("waits for survivors and groups");
+        phases.report_if_slow(&format!("{:?} run {}", sequence, run));
         // v2's single removal cannot wait for the processes its cgroup.kill has just killed
         // (when Nomad's kill comes while the guard is still at work, and at once).
         let nomad_killed = matches!(sequence, Sequence::NomadKillFirst | Sequence::FinalKillAtOnce);

@@ -565,3 +565,70 @@ pub fn children_of(parent: u32) -> Vec<u32> {
     }
     children
 }
+
+/// Writes every process on the machine that is not a kernel thread to `out`, a line each as
+/// it is read (a read that blocks on a stuck process shows which): pid, parent, state, kernel
+/// wait channel, cgroup and command; and the kernel stack of each one in uninterruptible sleep
+/// (state D), which is what a hang in the kernel looks like.
+pub fn process_report(out: &mut dyn std::io::Write) {
+    let mut pids: Vec<u32> = fs::read_dir("/proc")
+        .map(|es| es.flatten().filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok())).collect())
+        .unwrap_or_default();
+    pids.sort_unstable();
+    for pid in pids {
+        let stat = fs::read_to_string(format!("/proc/{}/stat", pid)).unwrap_or_default();
+        let name = stat.split(&['(', ')'][..]).nth(1).unwrap_or("?").to_string();
+        let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+        let (state, ppid) = (fields.first().copied().unwrap_or("?"), fields.get(1).copied().unwrap_or("?"));
+        if ppid == "2" || pid == 2 {
+            continue; // a kernel thread
+        }
+        let wchan = fs::read_to_string(format!("/proc/{}/wchan", pid)).unwrap_or_default();
+        let cgroup = fs::read_to_string(format!("/proc/{}/cgroup", pid)).unwrap_or_default().replace('\n', " ");
+        let _ = writeln!(out, "{} ({}) ppid {} {} wchan {} cgroup {}", pid, name, ppid, state, wchan, cgroup.trim());
+        if state == "D" {
+            for task in fs::read_dir(format!("/proc/{}/task", pid)).into_iter().flatten().flatten() {
+                let stack = fs::read_to_string(task.path().join("stack")).unwrap_or_default();
+                let _ = writeln!(out, "  thread {:?} stack:\n{}", task.file_name(), stack);
+            }
+        }
+    }
+}
+
+/// A thread that reports on the machine when `pet` has not been called for `patience`: the
+/// kernel's list of blocked tasks (sysrq w, on the console), every process (`process_report`)
+/// and the log of the work at hand, on stderr past the test harness's capture, so that it shows
+/// while the test still hangs.
+pub struct Watchdog {
+    pet: std::sync::mpsc::Sender<(String, PathBuf)>,
+}
+
+impl Watchdog {
+    pub fn new(patience: Duration) -> Watchdog {
+        let (pet, petted) = std::sync::mpsc::channel::<(String, PathBuf)>();
+        std::thread::spawn(move || {
+            let (mut doing, mut log) = (String::new(), PathBuf::new());
+            loop {
+                match petted.recv_timeout(patience) {
+                    Ok(now) => (doing, log) = now,
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                        let mut err = std::io::stderr();
+                        let _ = writeln!(err, "watchdog: {} for over {:?}; blocked tasks (sysrq w):", doing, patience);
+                        let _ = fs::write("/proc/sysrq-trigger", "w");
+                        let _ = writeln!(err, "watchdog: processes:");
+                        process_report(&mut err);
+                        let _ =
+                            writeln!(err, "--- {}\n{}", log.display(), fs::read_to_string(&log).unwrap_or_default());
+                    }
+                }
+            }
+        });
+        Watchdog { pet }
+    }
+
+    /// Says what the test does now, and which log tells of it; the patience starts again.
+    pub fn pet(&self, doing: String, log: PathBuf) {
+        let _ = self.pet.send((doing, log));
+    }
+}
