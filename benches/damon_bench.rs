@@ -121,6 +121,7 @@ mod linux {
                 }
                 Ok(())
             }
+            Some("floor") => floor(&args[1..]),
             Some("cgroup") => {
                 // First thing: where the process runs from its first instruction on.
                 let line = fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
@@ -559,6 +560,55 @@ mod linux {
 
     // ---------------------------------------------------------------- 1-3: launch
 
+    /// The kernel's part of a launch with limits, and nothing else: a group of its own in each
+    /// hierarchy under `parents` (the ones damon uses), damon's memory and CPU limits written,
+    /// /bin/true forked, written into every group and exec'd, waited for, the groups removed.
+    /// No guard, no log, no configuration: the floor that damon's launch is measured against.
+    fn floor(parents: &[String]) -> Result<()> {
+        let name = format!("damon-bench-floor-{}", std::process::id());
+        let dirs: Vec<PathBuf> = parents.iter().map(|p| Path::new(p).join(&name)).collect();
+        for dir in &dirs {
+            fs::create_dir(dir).map_err(context(|| format!("mkdir {}", dir.display())))?;
+            // 64 MiB and 500 MHz of a 2,600 MHz core, as the damon run is given.
+            for (file, value) in [
+                ("memory.max", "67108864"),
+                ("cpu.max", "19230 100000"),
+                ("memory.limit_in_bytes", "67108864"),
+                ("cpu.cfs_quota_us", "19230"),
+            ] {
+                let path = dir.join(file);
+                if path.exists() {
+                    fs::write(&path, value).map_err(context(|| format!("write {}", path.display())))?;
+                }
+            }
+        }
+        let procs: Vec<PathBuf> = dirs.iter().map(|d| d.join("cgroup.procs")).collect();
+        let (status, _files) = Start::Join(procs, vec![OsString::from("/bin/true")])
+            .command(Path::new("/"))
+            .and_then(|(mut cmd, files)| Ok((cmd.status().map_err(|e| e.to_string())?, files)))?;
+        for dir in &dirs {
+            fs::remove_dir(dir).map_err(context(|| format!("rmdir {}", dir.display())))?;
+        }
+        std::process::exit(status.code().unwrap_or(128));
+    }
+
+    /// The hierarchies damon makes a group in: on v1 each mounted one of memory, cpu, cpuacct,
+    /// pids, freezer and blkio (co-mounted ones once); on v2 the root, where the controllers are on.
+    fn damon_hierarchies(version: Version) -> Vec<String> {
+        if version == Version::V2 {
+            return vec![MOUNT.to_string()];
+        }
+        let mut seen: Vec<PathBuf> = Vec::new();
+        for controller in ["memory", "cpu", "cpuacct", "pids", "freezer", "blkio"] {
+            if let Ok(real) = fs::canonicalize(Path::new(MOUNT).join(controller)) {
+                if !seen.contains(&real) {
+                    seen.push(real);
+                }
+            }
+        }
+        seen.iter().map(|p| p.to_string_lossy().into_owned()).collect()
+    }
+
     fn launch(env: &Env, report: &mut Report) -> Result<()> {
         let runs = env.runs(300, 30);
         let log_dir = env.work.join("launch");
@@ -579,6 +629,15 @@ mod linux {
         starts.push(Start::Join(group.procs(), vec![truth.clone()]));
         labels.push("a supervisor that does nothing: a static binary that starts `/bin/true` and waits");
         starts.push(Start::Plain(env.me(&["run", "/bin/true"])));
+        let floor_row = labels.len();
+        labels.push(
+            "the kernel's part alone: damon's groups made and limited, `/bin/true` joined to them and run, \
+             the groups removed (no guard, no log)",
+        );
+        let hierarchies = damon_hierarchies(env.version);
+        let mut floor_args = vec!["floor"];
+        floor_args.extend(hierarchies.iter().map(String::as_str));
+        starts.push(Start::Plain(env.me(&floor_args)));
         let timings = time_runs(&starts, &log_dir, 10, runs)?;
         drop(group);
 
@@ -608,6 +667,19 @@ mod linux {
         }
         let damon = median(&timings[1].wall);
         let own_cpu = mean(&timings[1].cpu) - mean(&timings[0].cpu);
+        let floor = &timings[floor_row];
+        report.line(format!(
+            "\nThe kernel's part ({} hierarch{}: {}) takes {} of wall time and {} of CPU per run: damon adds \
+             {} and {} to it (its guard, its configuration and log, its reads of the host and of the \
+             group's totals).",
+            hierarchies.len(),
+            if hierarchies.len() == 1 { "y" } else { "ies" },
+            hierarchies.join(", "),
+            ms(median(&floor.wall)),
+            ms(mean(&floor.cpu)),
+            ms(damon - median(&floor.wall)),
+            ms(mean(&timings[1].cpu) - mean(&floor.cpu)),
+        ));
         match env.version {
             Version::V2 => report.goal(
                 "1. launch on cgroup v2 (median)",
