@@ -500,6 +500,19 @@ mod linux {
             self.dirs.iter().map(|d| d.join("cgroup.procs")).collect()
         }
 
+        /// Caps the group at one core (100 ms of CPU per 100 ms period).
+        fn cap_to_one_core(&self) -> Result<()> {
+            for dir in &self.dirs {
+                for (file, value) in [("cpu.max", "100000 100000"), ("cpu.cfs_quota_us", "100000")] {
+                    let path = dir.join(file);
+                    if path.exists() {
+                        fs::write(&path, value).map_err(context(|| format!("write {}", path.display())))?;
+                    }
+                }
+            }
+            Ok(())
+        }
+
         /// The cgexec argument naming this group.
         fn cgexec_spec(&self) -> String {
             let name = self.dirs[0].file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -1401,6 +1414,11 @@ mod linux {
     fn scrape_under_load(env: &Env, report: &mut Report, log_dir: &Path) -> Result<()> {
         let seconds = if env.quick { 3 } else { 10 };
         let half = (env.mhz_per_core / 2).to_string();
+        // The scraper runs on another machine in a cluster; here it shares two CPUs with the
+        // workload and damon, so it is held to one of them: otherwise wrk's two threads take both,
+        // and the workload's share would measure the load generator, not damon's serving.
+        let scraper = ReadyGroup::new(env, "damon-bench-scraper")?;
+        scraper.cap_to_one_core()?;
         // The workload's share over `seconds`, without scrapes, then with wrk running beside it;
         // and damon's RSS before and after.
         let measure = |scraped: bool| -> Result<(f64, Option<String>, u64, u64)> {
@@ -1421,11 +1439,13 @@ mod linux {
                 let rss_before = rss_kib(damon.id());
                 let (cpu0, t0) = (process_cpu(workload), Instant::now());
                 let wrk_output = if scraped {
-                    let out = Command::new("wrk")
-                        .args(["-t2", "-c16", &format!("-d{}s", seconds), "--latency"])
-                        .arg(format!("http://127.0.0.1:{}/metrics", port))
-                        .output()
-                        .map_err(|e| format!("wrk: {}", e))?;
+                    let argv: Vec<OsString> = ["wrk", "-t2", "-c16", &format!("-d{}s", seconds), "--latency"]
+                        .iter()
+                        .map(OsString::from)
+                        .chain(Some(OsString::from(format!("http://127.0.0.1:{}/metrics", port))))
+                        .collect();
+                    let (mut cmd, _files) = Start::Join(scraper.procs(), argv).command(log_dir)?;
+                    let out = cmd.stderr(Stdio::null()).output().map_err(|e| format!("wrk: {}", e))?;
                     Some(String::from_utf8_lossy(&out.stdout).into_owned())
                 } else {
                     std::thread::sleep(Duration::from_secs(seconds));
@@ -1455,7 +1475,8 @@ mod linux {
         let non2xx = field("Non-2xx or 3xx responses:");
         report.line(format!(
             "wrk -t2 -c16 -d{}s --latency against damon's endpoint while the workload spins one thread under a \
-             cap of half a core; its share is its CPU time over the same {} s, from the scheduler's accounting.\n",
+             cap of half a core; its share is its CPU time over the same {} s, from the scheduler's accounting. \
+             wrk runs in a group capped at one core (in a cluster the scraper is on another machine).\n",
             seconds, seconds
         ));
         report.line("| figure | value |\n|---|---|");

@@ -12,7 +12,7 @@ use super::cpuset;
 use super::create_parents;
 use super::guard::{Change, Journal};
 use super::hierarchy::Hierarchies;
-use super::host::{HostCpu, CPU_PERIOD};
+use super::host::HostCpu;
 use super::teardown;
 use crate::config::{CpuCores, Limits};
 use crate::platform::ContainerError;
@@ -101,17 +101,19 @@ impl CgroupV1 {
         if let (Some(memory), Some(dir)) = (limits.enforced_memory(), self.dir("memory")) {
             let max = memory.max_bytes().to_string();
             file::write(&dir.join("memory.limit_in_bytes"), &max)?;
-            // memory+swap must be at least the memory limit, so it is written second.
-            let memsw = dir.join("memory.memsw.limit_in_bytes");
-            if memsw.exists() {
-                file::write(&memsw, &max)?;
+            // memory+swap must be at least the memory limit, so it is written second. The file
+            // exists only with swap accounting: its absence (ENOENT) is no error.
+            match file::write(&dir.join("memory.memsw.limit_in_bytes"), &max) {
+                Err(e) if e.source.kind() == std::io::ErrorKind::NotFound => {}
+                other => other?,
             }
             if let Some(soft) = memory.soft_bytes() {
                 file::write(&dir.join("memory.soft_limit_in_bytes"), &soft.to_string())?;
             }
         }
         if let (Some(limit), Some(cpu), Some(dir)) = (limits.enforced_cpu(), cpu, self.dir("cpu")) {
-            file::write(&dir.join("cpu.cfs_period_us"), &CPU_PERIOD.as_micros().to_string())?;
+            // A new group's cfs_period_us is the kernel's default, CPU_PERIOD (100 ms): the
+            // quota alone is written.
             file::write(&dir.join("cpu.cfs_quota_us"), &cpu.quota(limit).as_micros().to_string())?;
         }
         if let (Some(max), Some(dir)) = (limits.process_limit, self.dir("pids")) {
