@@ -39,6 +39,87 @@ fn damon_in_cgroup(cgroup: &Path, dir: &TestDir) -> std::process::Command {
     cmd
 }
 
+/// The hierarchy roots damon makes its group in.
+fn hierarchy_roots() -> Vec<PathBuf> {
+    if cgroup_version() == "v2" {
+        vec![PathBuf::from("/sys/fs/cgroup")]
+    } else {
+        ["memory", "cpu", "cpuacct", "pids", "freezer", "blkio"]
+            .iter()
+            .map(|c| Path::new("/sys/fs/cgroup").join(c))
+            .filter(|p| p.is_dir())
+            .collect()
+    }
+}
+
+/// A group of damon's name (its pid in it) left by an earlier damon that had the same pid and
+/// whose guard died with it. Empty, it is replaced and damon runs; holding a process, damon
+/// refuses to start (125, naming the group) and leaves the group and its process alone.
+#[test]
+fn a_stale_group_of_damons_name_is_replaced_when_empty_and_left_alone_when_busy() {
+    let parent = format!("/damon-test-stale-{}", std::process::id());
+    let parents: Vec<PathBuf> = hierarchy_roots().iter().map(|r| r.join(parent.trim_start_matches('/'))).collect();
+    let stale = |pid_var: &str| -> Vec<String> {
+        parents.iter().map(|p| format!("{}/damon-{}", p.display(), pid_var)).collect()
+    };
+    // A shell makes the stale groups with its own pid, then execs damon, which keeps that pid.
+    let damon_after = |dir: &TestDir, prelude: String| {
+        let mut cmd = std::process::Command::new("sh");
+        in_clean_environment(&mut cmd, dir);
+        cmd.args(["-c", &format!("{} && exec \"$0\" \"$@\"", prelude), DAMON, "sh", "-c", "cat /proc/self/cgroup"])
+            .env("DAMON_CGROUP_PARENT", &parent)
+            .env("DAMON_MEMORY_LIMIT", "64");
+        cmd
+    };
+    let mkdirs = stale("$$").iter().map(|d| format!("mkdir -p {}", d)).collect::<Vec<_>>().join(" && ");
+
+    let dir = TestDir::new("stale-empty");
+    let run_empty = run(damon_after(&dir, mkdirs.clone()), &dir);
+    run_empty.assert_code(0);
+    let key = if cgroup_version() == "v2" { "0::" } else { ":memory:" };
+    let line = run_empty.stdout.lines().find(|l| l.contains(key)).unwrap_or_else(|| panic!("{}", run_empty.explain()));
+    assert!(line.contains(&format!("{}/damon-", parent)), "{}", run_empty.explain());
+    for p in &parents {
+        assert!(subdirs(p).is_empty(), "left behind in {}: {:?}\n{}", p.display(), subdirs(p), run_empty.explain());
+    }
+
+    // The same, with a process in the stale group of the memory hierarchy (v1) or the group (v2).
+    let dir = TestDir::new("stale-busy");
+    let holder = dir.path("holder.pid");
+    let busy = stale("$$").into_iter().find(|d| cgroup_version() == "v2" || d.contains("/memory/")).unwrap();
+    let damon_pid = dir.path("damon.pid");
+    let prelude = format!(
+        "{} && {{ sleep 60 </dev/null >/dev/null 2>&1 & }} && echo $! > {} && echo $! > {}/cgroup.procs && echo $$ > {}",
+        mkdirs,
+        holder.display(),
+        busy,
+        damon_pid.display()
+    );
+    let run_busy = run(damon_after(&dir, prelude), &dir);
+    let holder_pid = read_pid(&holder).unwrap_or_else(|| panic!("no holder\n{}", run_busy.explain()));
+    let pid = read_pid(&damon_pid).unwrap_or_else(|| panic!("no pid\n{}", run_busy.explain()));
+    let busy_dir = PathBuf::from(busy.replace("$$", &pid.to_string()));
+    let holder_alive = alive(holder_pid);
+    let held = fs::read_to_string(busy_dir.join("cgroup.procs")).unwrap_or_default();
+    signal(holder_pid, Signal::SIGKILL);
+    run_busy.assert_code(125);
+    assert!(run_busy.stderr.contains(&busy_dir.display().to_string()), "{}", run_busy.explain());
+    assert!(
+        holder_alive && held.lines().any(|l| l.trim() == holder_pid.to_string()),
+        "{:?}\n{}",
+        held,
+        run_busy.explain()
+    );
+    assert!(!run_busy.stdout.contains(key), "the command ran\n{}", run_busy.explain());
+    wait_for("the holder to exit", Duration::from_secs(10), || !alive(holder_pid));
+    for p in &parents {
+        for d in subdirs(p) {
+            fs::remove_dir(&d).unwrap_or_else(|e| panic!("rmdir {}: {}", d.display(), e));
+        }
+        fs::remove_dir(p).unwrap();
+    }
+}
+
 #[test]
 fn the_group_goes_under_damon_cgroup_parent() {
     let dir = TestDir::new("parent");

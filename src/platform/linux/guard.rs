@@ -117,7 +117,15 @@ impl Change {
                 Err(e) if e.source.kind() == io::ErrorKind::AlreadyExists => Ok(false),
                 other => other.map(|()| true),
             },
-            Change::Group(dir) | Change::Leaf(dir) => file::create_dir(dir).map(|()| true),
+            Change::Group(dir) | Change::Leaf(dir) => match file::create_dir(dir) {
+                // A group of this name outlived an earlier damon that had this pid (its guard
+                // killed as well, or the host stopped): empty, it is removed and made anew;
+                // holding processes, it is not damon's to touch, and the start fails.
+                Err(e) if e.source.kind() == io::ErrorKind::AlreadyExists && file::remove_dir(dir).is_ok() => {
+                    file::create_dir(dir).map(|()| true)
+                }
+                other => other.map(|()| true),
+            },
             Change::Joined { leaf, .. } => {
                 let procs = leaf.join(PROCS_FILE);
                 // The guard first: it must not stay behind in a parent that is to pass controllers down.
