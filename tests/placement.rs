@@ -132,15 +132,7 @@ fn the_group_goes_under_damon_cgroup_parent() {
     let line = run.stdout.lines().find(|l| l.contains(key)).unwrap_or_else(|| panic!("{}", run.explain()));
     assert!(line.contains(&format!("{}/damon-", parent)), "{}", run.explain());
     // The parent stays (it is the operator's); damon's group in it is gone.
-    let roots: Vec<PathBuf> = if cgroup_version() == "v2" {
-        vec![PathBuf::from("/sys/fs/cgroup")]
-    } else {
-        ["memory", "cpu", "cpuacct", "pids", "freezer", "blkio"]
-            .iter()
-            .map(|c| Path::new("/sys/fs/cgroup").join(c))
-            .collect()
-    };
-    for root in roots {
+    for root in hierarchy_roots() {
         let p = root.join(parent.trim_start_matches('/'));
         if p.exists() {
             assert!(subdirs(&p).is_empty(), "left behind in {}: {:?}", p.display(), subdirs(&p));
