@@ -148,19 +148,7 @@ fn flood_against_damon(hostiles: flood::Hostiles) {
         figures
     };
     println!("{}; connections held at most {}", figures.report(place()), max_held);
-    assert!(figures.failures.is_empty(), "{} scrapes failed: {:?}", figures.failures.len(), figures.failures);
-    assert!(
-        figures.max_rss_kib <= figures.idle_rss_kib + flood::RSS_MARGIN_KIB,
-        "damon's resident memory grew from {} KiB to {} KiB",
-        figures.idle_rss_kib,
-        figures.max_rss_kib
-    );
-    assert!(
-        figures.max_threads <= figures.idle_threads,
-        "damon's threads grew from {} to {}",
-        figures.idle_threads,
-        figures.max_threads
-    );
+    figures.assert_answered_and_bounded("damon");
     // The limit, and the one just accepted that takes the place of another.
     assert!(max_held <= flood::DAMON_MAX_CONNECTIONS + 1, "damon held {} connections", max_held);
     // The hostile clients are gone: damon closes what it held and is idle again.

@@ -492,19 +492,7 @@ fn flood_against_damon_exe(hostiles: flood::Hostiles) {
     signal(damon.id(), Signal::SIGKILL);
     let _ = damon.wait();
     assert!(alive_after, "damon.exe died during the flood\n{}", dir.log());
-    assert!(figures.failures.is_empty(), "{} scrapes failed: {:?}", figures.failures.len(), figures.failures);
-    assert!(
-        figures.max_rss_kib <= figures.idle_rss_kib + flood::RSS_MARGIN_KIB,
-        "damon.exe's resident memory grew from {} KiB to {} KiB",
-        figures.idle_rss_kib,
-        figures.max_rss_kib
-    );
-    assert!(
-        figures.max_threads <= figures.idle_threads,
-        "damon.exe's threads grew from {} to {}",
-        figures.idle_threads,
-        figures.max_threads
-    );
+    figures.assert_answered_and_bounded("damon.exe");
 }
 
 #[test]

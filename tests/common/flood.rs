@@ -340,6 +340,26 @@ pub struct Figures {
 }
 
 impl Figures {
+    /// Every scrape was answered, and `who`'s resident memory and threads stayed within their
+    /// idle figures (the memory within RSS_MARGIN_KIB).
+    pub fn assert_answered_and_bounded(&self, who: &str) {
+        assert!(self.failures.is_empty(), "{} scrapes failed: {:?}", self.failures.len(), self.failures);
+        assert!(
+            self.max_rss_kib <= self.idle_rss_kib + RSS_MARGIN_KIB,
+            "{}'s resident memory grew from {} KiB to {} KiB",
+            who,
+            self.idle_rss_kib,
+            self.max_rss_kib
+        );
+        assert!(
+            self.max_threads <= self.idle_threads,
+            "{}'s threads grew from {} to {}",
+            who,
+            self.idle_threads,
+            self.max_threads
+        );
+    }
+
     pub fn report(&self, place: &str) -> String {
         let (p50, p99, max) = if self.latencies.is_empty() {
             (f64::NAN, f64::NAN, f64::NAN)
