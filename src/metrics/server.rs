@@ -7,7 +7,13 @@
 //! - At most [`Bounds::max_connections`] connections. A new one beyond that takes the place
 //!   of the least useful: one closing, else the oldest that never completed a request (an
 //!   idle or slowloris client), else the oldest answer the client is not taking, else the
-//!   least recently used keep-alive connection. A new connection is never refused.
+//!   least recently used keep-alive connection. A new connection is never refused, and a
+//!   connection is given up only for one waiting to be accepted. One that has not completed a
+//!   request is read once more before it goes, and is not given up in the burst of accepts
+//!   that took it in: a scrape whose request is on its way keeps its place.
+//! - On Linux the kernel hands a connection over only once its first bytes have come, or
+//!   after [`Bounds::defer_accept`] (TCP_DEFER_ACCEPT): a scrape arrives with its request and
+//!   is answered at once, and clients that connect and say nothing stay with the kernel.
 //! - A request head of at most [`http::MAX_HEAD_BYTES`], complete within
 //!   [`Bounds::head_timeout`] of the accept (or of its first byte, on a kept connection).
 //! - An answer is written without blocking, and must be taken within
@@ -35,7 +41,7 @@ use flate2::Compression;
 use self::http::{Body, ConnectionHeader, Method, Parsed, Request, Status, MAX_HEAD_BYTES};
 use super::exposition::{Family, Kind};
 use crate::config::ListenAddr;
-use crate::platform::{self, widen_backlog, SocketPoller, SocketReady};
+use crate::platform::{self, defer_accept, widen_backlog, SocketPoller, SocketReady};
 
 pub type Render = Arc<dyn Fn() -> String + Send + Sync>;
 
@@ -52,6 +58,9 @@ pub struct Bounds {
     /// A kept connection between requests. Prometheus keeps idle connections 5 minutes, and
     /// scrapes every minute by default: this keeps its connection from scrape to scrape.
     pub idle_timeout: Duration,
+    /// How long the kernel holds a new connection that has sent nothing before handing it to
+    /// the server (`platform::defer_accept`; Linux only); zero hands every one over at once.
+    pub defer_accept: Duration,
 }
 
 impl Bounds {
@@ -62,6 +71,7 @@ impl Bounds {
         head_timeout: Duration::from_secs(10),
         write_timeout: Duration::from_secs(10),
         idle_timeout: Duration::from_secs(300),
+        defer_accept: Duration::from_secs(10),
     };
 }
 
@@ -76,6 +86,9 @@ const MAX_DISCARDED_BODY_BYTES: u64 = 64 * 1024;
 const LINGER: Duration = Duration::from_secs(2);
 /// Connections accepted per wake-up before the others get their turn.
 const ACCEPTS_PER_WAKEUP: usize = 64;
+/// The eviction rank of a connection that has not completed a request (idle, slowloris, or
+/// still sending a body): given up first after those closing.
+const NO_REQUEST_YET: u8 = 1;
 /// Connections the kernel may queue before damon accepts them (see `widen_backlog`).
 const BACKLOG: usize = 1024;
 /// How long accepting waits when it fails for want of descriptors or memory and no
@@ -181,6 +194,11 @@ fn start_with(
     if let Err(e) = widen_backlog(&listener, BACKLOG) {
         tracing::debug!(error = %e, "metrics: the listen backlog stays std's");
     }
+    if bounds.defer_accept > Duration::ZERO {
+        if let Err(e) = defer_accept(&listener, bounds.defer_accept) {
+            tracing::debug!(error = %e, "metrics: connections are accepted before their first bytes");
+        }
+    }
     let local = listener.local_addr()?;
     std::thread::Builder::new()
         .name("metrics".to_string())
@@ -192,6 +210,8 @@ struct Server {
     listener: TcpListener,
     connections: Vec<Connection>,
     poller: SocketPoller,
+    /// Looks at the listener alone, between accepts.
+    listener_probe: SocketPoller,
     shared: Shared,
     accepted: u64,
     /// Accepting waits until then (out of descriptors or memory).
@@ -264,6 +284,7 @@ impl Server {
             listener,
             connections: Vec::new(),
             poller: SocketPoller::new(),
+            listener_probe: SocketPoller::new(),
             shared: Shared {
                 endpoint,
                 render,
@@ -333,7 +354,21 @@ impl Server {
 
     fn accept(&mut self, now: Instant) {
         let mut just_made_room = false;
-        for _ in 0..ACCEPTS_PER_WAKEUP {
+        for pass in 0..ACCEPTS_PER_WAKEUP {
+            // A connection is given up only for one that is waiting: the wake-up says one is
+            // for the first pass; later passes look.
+            let waiting = |server: &mut Server| pass == 0 || server.connection_waiting();
+            // At the limit, room is made before the accept, so that no more than the limit is
+            // ever held.
+            if self.connections.len() >= self.shared.bounds.max_connections {
+                if !waiting(self) {
+                    return;
+                }
+                match self.make_room(now) {
+                    Room::Made => self.warn_at_limit(now),
+                    Room::NotYet | Room::None => return,
+                }
+            }
             match self.listener.accept() {
                 Ok((stream, _)) => {
                     just_made_room = false;
@@ -348,9 +383,18 @@ impl Server {
                 Err(e) => {
                     // Out of descriptors (EMFILE, WSAEMFILE) or memory: give up a connection
                     // and try again; if there is none, or that did not help, pause accepting.
-                    if !just_made_room && self.drop_least_useful() {
-                        just_made_room = true;
-                        continue;
+                    if !just_made_room {
+                        if !waiting(self) {
+                            return;
+                        }
+                        match self.make_room(now) {
+                            Room::Made => {
+                                just_made_room = true;
+                                continue;
+                            }
+                            Room::NotYet => return,
+                            Room::None => {}
+                        }
                     }
                     self.accept_paused_until = Some(now + ACCEPT_PAUSE);
                     if self.accept_warned.map_or(true, |at| now.duration_since(at) >= WARNING_INTERVAL) {
@@ -363,23 +407,30 @@ impl Server {
         }
     }
 
+    /// Whether a connection waits to be accepted, without waiting for one.
+    fn connection_waiting(&mut self) -> bool {
+        self.listener_probe.clear();
+        self.listener_probe.add(&self.listener, true, false);
+        self.listener_probe.wait(Some(Duration::ZERO)).is_ok() && self.listener_probe.ready(0).read
+    }
+
+    fn warn_at_limit(&mut self, now: Instant) {
+        if self.limit_warned.map_or(true, |at| now.duration_since(at) >= WARNING_INTERVAL) {
+            self.limit_warned = Some(now);
+            tracing::warn!(
+                limit = self.shared.bounds.max_connections,
+                dropped_so_far = self.shared.counters.dropped_at_limit.load(Ordering::Relaxed),
+                "metrics: connection limit reached; the oldest idle connections make room for new ones"
+            );
+        }
+    }
+
     fn admit(&mut self, stream: TcpStream, now: Instant) {
         // A blocking socket would stall the loop: such a connection is dropped.
         if stream.set_nonblocking(true).is_err() {
             return;
         }
         count(&self.shared.counters.accepted);
-        if self.connections.len() >= self.shared.bounds.max_connections {
-            self.drop_least_useful();
-            if self.limit_warned.map_or(true, |at| now.duration_since(at) >= WARNING_INTERVAL) {
-                self.limit_warned = Some(now);
-                tracing::warn!(
-                    limit = self.shared.bounds.max_connections,
-                    dropped_so_far = self.shared.counters.dropped_at_limit.load(Ordering::Relaxed),
-                    "metrics: connection limit reached; the oldest idle connections make room for new ones"
-                );
-            }
-        }
         self.accepted += 1;
         self.shared.counters.open.store(self.connections.len() as u64 + 1, Ordering::Relaxed);
         let mut connection = Connection::new(stream, self.accepted, now, &self.shared.bounds);
@@ -390,18 +441,51 @@ impl Server {
         }
     }
 
-    /// Closes the connection that matters least to make room; false if there is none.
-    fn drop_least_useful(&mut self) -> bool {
-        let victim = self.connections.iter().enumerate().min_by_key(|(_, c)| c.eviction_rank()).map(|(i, _)| i);
-        match victim {
-            Some(i) => {
-                self.connections.swap_remove(i);
-                count(&self.shared.counters.dropped_at_limit);
-                true
+    /// Closes the connection that matters least to make room.
+    ///
+    /// A connection that has not completed a request is given up only once the loop has
+    /// looked at it after its accept (`now` is the time of the current burst of accepts), and
+    /// is read once more first: a scrape accepted just before a burst of hostile connections
+    /// may have sent its request meanwhile, and it is answered rather than given up for a
+    /// newer connection. Without that, under a flood, a scrape could lose its place before its
+    /// request arrives.
+    fn make_room(&mut self, now: Instant) -> Room {
+        loop {
+            let victim = self.connections.iter().enumerate().min_by_key(|(_, c)| c.eviction_rank()).map(|(i, _)| i);
+            let i = match victim {
+                Some(i) => i,
+                None => return Room::None,
+            };
+            let connection = &mut self.connections[i];
+            if connection.eviction_rank().0 == NO_REQUEST_YET {
+                if connection.accepted >= now {
+                    return Room::NotYet;
+                }
+                if !connection.progress(&mut self.shared, now) {
+                    // Over of itself (the client left): that made the room.
+                    self.connections.swap_remove(i);
+                    return Room::Made;
+                }
+                // A request read and under way: the connection ranks higher now; choose again.
+                // Each pass either returns or takes one connection out of this rank.
+                if connection.eviction_rank().0 != NO_REQUEST_YET {
+                    continue;
+                }
             }
-            None => false,
+            self.connections.swap_remove(i);
+            count(&self.shared.counters.dropped_at_limit);
+            return Room::Made;
         }
     }
+}
+
+/// What making room for a new connection came to.
+enum Room {
+    Made,
+    /// Only connections accepted in this burst could go: accept again after the loop has read them.
+    NotYet,
+    /// No connection to give up.
+    None,
 }
 
 impl Shared {
@@ -494,7 +578,7 @@ impl Connection {
     fn eviction_rank(&self) -> (u8, Instant, u64) {
         match self.state {
             State::Closing => (0, self.deadline, self.id),
-            State::Reading if self.answered == 0 || self.discard > 0 => (1, self.accepted, self.id),
+            State::Reading if self.answered == 0 || self.discard > 0 => (NO_REQUEST_YET, self.accepted, self.id),
             State::Writing(_) => (2, self.deadline, self.id),
             State::Reading if !self.received.is_empty() && !self.incomplete => (2, self.deadline, self.id),
             State::Reading => (3, self.last_answer, self.id),
@@ -674,8 +758,14 @@ mod tests {
 
     const TEXT: &str = "# TYPE up gauge\nup 1\n";
 
-    /// A server on a free port with `bounds`, serving `text`; counts its renderings.
+    /// A server on a free port with `bounds`, serving `text`; counts its renderings. Most
+    /// tests look at connections that send nothing for a while, which a deferred accept would
+    /// keep from the server: they get none unless they ask with `serve_deferred`.
     fn serve(bounds: Bounds, text: String) -> (SocketAddr, Arc<HttpCounters>, Arc<AtomicUsize>) {
+        serve_deferred(Bounds { defer_accept: Duration::ZERO, ..bounds }, text)
+    }
+
+    fn serve_deferred(bounds: Bounds, text: String) -> (SocketAddr, Arc<HttpCounters>, Arc<AtomicUsize>) {
         let renders = Arc::new(AtomicUsize::new(0));
         let counted = Arc::clone(&renders);
         let counters = Arc::new(HttpCounters::default());
@@ -911,6 +1001,57 @@ mod tests {
         }
         // Idle connections never made the server render.
         assert_eq!(renders.load(Ordering::SeqCst), 8);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_connection_that_sends_nothing_never_reaches_the_server_and_takes_no_place() {
+        let bounds = Bounds { max_connections: 2, defer_accept: Duration::from_secs(3), ..Bounds::DEFAULT };
+        let (addr, counters, _) = serve_deferred(bounds, TEXT.to_string());
+        let silent: Vec<TcpStream> = (0..4).map(|_| connect(addr)).collect();
+        // More silent connections than the server holds, and not one of them is handed over,
+        // so none is pushed out or pushes a scrape out: each scrape comes with its request.
+        for _ in 0..3 {
+            let mut scrape = connect(addr);
+            assert_eq!(ask(&mut scrape, "GET /metrics HTTP/1.1\r\n\r\n").status, 200);
+        }
+        assert_eq!(get(&counters.accepted), 3, "{:?}", counters);
+        assert_eq!(get(&counters.dropped_at_limit), 0, "{:?}", counters);
+        // A silent connection that speaks at last is handed over and answered.
+        let mut late = silent.into_iter().next().unwrap();
+        assert_eq!(ask(&mut late, "GET /metrics HTTP/1.1\r\n\r\n").status, 200);
+    }
+
+    #[test]
+    fn a_scrape_whose_request_comes_during_a_burst_of_accepts_is_answered_not_given_up() {
+        // The server's steps are taken by hand, so that the request arrives exactly between
+        // two accepts of one burst, as it can under a flood.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let counters = Arc::new(HttpCounters::default());
+        let render: Render = Arc::new(|| TEXT.to_string());
+        let bounds = Bounds { max_connections: 2, ..Bounds::DEFAULT };
+        let mut server = Server::new(listener, "/metrics".to_string(), render, Arc::clone(&counters), bounds);
+        let mut scrape = connect(addr);
+        server.accept(Instant::now());
+        assert_eq!(server.connections.len(), 1, "the scrape's connection accepted");
+        scrape.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();
+        let mut idle: Vec<TcpStream> = (0..2).map(|_| connect(addr)).collect();
+        // The next burst: the first idle connection fills the server; for the second, the
+        // oldest connection that has not completed a request is the scrape, which is read once
+        // more and answered. The idle one, accepted in this same burst, is not given up before
+        // the loop has looked at it: the second waits in the backlog.
+        server.accept(Instant::now());
+        assert_eq!(reply(&mut scrape, false).status, 200);
+        assert_eq!(get(&counters.dropped_at_limit), 0, "{:?}", counters);
+        assert_eq!(get(&counters.accepted), 2, "{:?}", counters);
+        // A burst later, the first idle connection makes room for the second.
+        server.accept(Instant::now());
+        assert_eq!(get(&counters.dropped_at_limit), 1, "{:?}", counters);
+        assert_eq!(get(&counters.accepted), 3, "{:?}", counters);
+        assert!(closed_by_server(&mut idle[0]));
+        assert!(still_open(&mut idle[1]));
     }
 
     #[test]

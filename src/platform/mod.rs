@@ -14,13 +14,13 @@ use crate::stats::Sample;
 #[cfg(target_os = "linux")]
 mod linux;
 #[cfg(target_os = "linux")]
-pub use linux::sockets::{widen_backlog, SocketPoller};
+pub use linux::sockets::{defer_accept, widen_backlog, SocketPoller};
 #[cfg(target_os = "linux")]
 pub use linux::{defer_signals, host_cpu, host_report, own_process, Backend, Identity};
 #[cfg(windows)]
 mod windows;
 #[cfg(windows)]
-pub use windows::sockets::{widen_backlog, SocketPoller};
+pub use windows::sockets::{defer_accept, widen_backlog, SocketPoller};
 #[cfg(windows)]
 pub use windows::{defer_signals, host_cpu, host_report, own_process, Backend, Identity};
 

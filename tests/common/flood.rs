@@ -51,6 +51,8 @@ pub struct Counts {
     pub connect_failures: AtomicU64,
     /// Connections damon closed under a hostile client (seen at its next round).
     pub closed_by_damon: AtomicU64,
+    /// Of those, connections of idle clients.
+    pub idle_closed_by_damon: AtomicU64,
     /// Header bytes the slowloris clients sent.
     pub slow_bytes: AtomicU64,
     /// Requests the client that never reads sent.
@@ -94,6 +96,23 @@ impl Flood {
             connected.recv_timeout(Duration::from_secs(120)).expect("the hostile clients to connect");
         }
         Flood { stop, counts, threads }
+    }
+
+    /// Waits until damon has had the idle clients' connections, and returns how long that
+    /// took. On Linux the kernel holds a connection that sends nothing for a while before
+    /// damon sees it (TCP_DEFER_ACCEPT, src/platform/linux/sockets.rs): the scrapes are made
+    /// once the held connections have come through, not while the kernel keeps them away.
+    /// Seen when damon first closes one of them; at once where accepts are not deferred.
+    pub fn until_idle_clients_reach_damon(&self, hostiles: Hostiles) -> Option<Duration> {
+        if hostiles.idle == 0 {
+            return None;
+        }
+        let (started, patience) = (Instant::now(), Duration::from_secs(90));
+        while self.counts.idle_closed_by_damon.load(Ordering::Relaxed) == 0 {
+            assert!(started.elapsed() < patience, "damon never had the idle connections in {:?}", patience);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(started.elapsed())
     }
 
     pub fn stop(self) -> Arc<Counts> {
@@ -147,6 +166,7 @@ fn idle_clients(addr: SocketAddr, n: usize, stop: &AtomicBool, counts: &Counts, 
             if let Some(stream) = client {
                 if closed_by_damon(stream) {
                     add(&counts.closed_by_damon, 1);
+                    add(&counts.idle_closed_by_damon, 1);
                     *client = None;
                 }
             }
@@ -337,6 +357,8 @@ pub struct Figures {
     pub cpu_ticks: u64,
     pub flood_seconds: f64,
     pub counts: Arc<Counts>,
+    /// How long damon took to have the idle clients' connections, where the flood has some.
+    pub idle_handover: Option<Duration>,
 }
 
 impl Figures {
@@ -373,7 +395,7 @@ impl Figures {
             "flood figures ({}), {}: {} of {} scrapes answered, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms \
              (without a flood: p50 {:.2} ms); damon's CPU {:.0}% of a core; \
              RSS {} KiB idle, {} KiB at most; threads {} idle, {} at most; \
-             hostile connections made {} ({} closed by damon, {} connect failures), slowloris bytes {}, unread requests {}",
+             hostile connections made {} ({} closed by damon, {} connect failures), slowloris bytes {}, unread requests {}{}",
             place,
             self.hostiles.name,
             self.latencies.len(),
@@ -392,6 +414,10 @@ impl Figures {
             c.connect_failures.load(Ordering::Relaxed),
             c.slow_bytes.load(Ordering::Relaxed),
             c.unread_requests.load(Ordering::Relaxed),
+            self.idle_handover.map_or(String::new(), |d| format!(
+                "; scrapes began once damon had the idle connections, {:.1} s after they connected",
+                d.as_secs_f64()
+            )),
         )
     }
 }
@@ -442,8 +468,10 @@ pub fn flood(addr: SocketAddr, pid: u32, hostiles: Hostiles, settled: impl Fn() 
         cpu_ticks: 0,
         flood_seconds: 0.0,
         counts: Arc::default(),
+        idle_handover: None,
     };
     let flood = Flood::start(addr, hostiles);
+    figures.idle_handover = flood.until_idle_clients_reach_damon(hostiles);
     let (started, ticks) = (Instant::now(), cpu_ticks(pid));
     scrape_and_watch(addr, pid, 100, Duration::from_millis(30), &mut figures);
     figures.cpu_ticks = cpu_ticks(pid) - ticks;

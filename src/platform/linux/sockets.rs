@@ -8,6 +8,7 @@ use std::os::unix::io::AsRawFd;
 use std::time::Duration;
 
 use nix::errno::Errno;
+use nix::libc;
 use nix::poll::{poll, PollFd, PollFlags};
 
 use crate::platform::SocketReady;
@@ -72,4 +73,31 @@ impl SocketPoller {
 pub fn widen_backlog(listener: &TcpListener, backlog: usize) -> io::Result<()> {
     nix::sys::socket::listen(listener.as_raw_fd(), backlog)
         .map_err(|e| io::Error::new(io::Error::from(e).kind(), format!("listen: {}", e)))
+}
+
+/// Has the kernel hold a new connection until its first bytes arrive, for up to `wait`
+/// (TCP_DEFER_ACCEPT), before it is handed to accept. A scrape sends its request with its
+/// connection, so it arrives with it and is answered at once; a client that connects and says
+/// nothing (a scanner, an idle flood) takes no place among the server's connections meanwhile,
+/// and none it could push out. Past `wait` the kernel hands the connection over anyway, and the
+/// server's own head timeout applies. nix has no wrapper for this option.
+pub fn defer_accept(listener: &TcpListener, wait: Duration) -> io::Result<()> {
+    let seconds = wait.as_secs().clamp(1, i32::MAX as u64) as libc::c_int;
+    // SAFETY: the descriptor is the listener's, open for the borrow; the option value is a
+    // c_int that lives across the call, and its size is passed with it.
+    let result = unsafe {
+        libc::setsockopt(
+            listener.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            (&seconds as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if result == 0 {
+        Ok(())
+    } else {
+        let e = io::Error::last_os_error();
+        Err(io::Error::new(e.kind(), format!("setsockopt TCP_DEFER_ACCEPT: {}", e)))
+    }
 }

@@ -73,3 +73,9 @@ impl SocketPoller {
 pub fn widen_backlog(listener: &TcpListener, backlog: usize) -> io::Result<()> {
     ffi::listen_again(listener.as_raw_socket() as SOCKET, backlog.min(i32::MAX as usize) as i32)
 }
+
+/// Windows has no counterpart of Linux's TCP_DEFER_ACCEPT (see the Linux version): a
+/// connection is accepted as soon as it is made.
+pub fn defer_accept(_listener: &TcpListener, _wait: Duration) -> io::Result<()> {
+    Err(io::Error::new(io::ErrorKind::Unsupported, "Windows cannot defer an accept until data arrives"))
+}
