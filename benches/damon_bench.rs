@@ -605,14 +605,15 @@ mod linux {
         std::process::exit(status.code().unwrap_or(128));
     }
 
-    /// The hierarchies damon makes a group in: on v1 each mounted one of memory, cpu, cpuacct,
-    /// pids, freezer and blkio (co-mounted ones once); on v2 the root, where the controllers are on.
+    /// The hierarchies damon makes a group in without a process limit, as in the launch runs:
+    /// on v1 each mounted one of memory, cpu, cpuacct, freezer and blkio (co-mounted ones once;
+    /// pids is joined only with a limit); on v2 the root, where the controllers are on.
     fn damon_hierarchies(version: Version) -> Vec<String> {
         if version == Version::V2 {
             return vec![MOUNT.to_string()];
         }
         let mut seen: Vec<PathBuf> = Vec::new();
-        for controller in ["memory", "cpu", "cpuacct", "pids", "freezer", "blkio"] {
+        for controller in ["memory", "cpu", "cpuacct", "freezer", "blkio"] {
             if let Ok(real) = fs::canonicalize(Path::new(MOUNT).join(controller)) {
                 if !seen.contains(&real) {
                     seen.push(real);

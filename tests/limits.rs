@@ -138,6 +138,38 @@ fn scraped(scrape: &str, family: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// On v1 the pids hierarchy is joined for a process limit only (each hierarchy costs every
+/// launch); the workload's tasks are counted either way, from the freezer's `tasks` without it.
+#[test]
+fn the_workloads_tasks_are_counted_whether_or_not_a_process_limit_joins_pids() {
+    for limit in [None, Some("64")] {
+        let dir = TestDir::new(if limit.is_some() { "tasks-limited" } else { "tasks" });
+        let port = free_port();
+        let mut cmd = damon(&dir);
+        cmd.env("DAMON_ADDR", format!("127.0.0.1:{}", port))
+            .args(["sh", "-c", "sleep 60 & sleep 60 & wait"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(limit) = limit {
+            cmd.env("DAMON_PROCESS_LIMIT", limit);
+        }
+        let damon = cmd.spawn().expect("spawn damon");
+        let dirs = container_dirs(&dir);
+        if cgroup_version() == "v1" {
+            let in_pids = dirs.iter().any(|d| d.starts_with("/sys/fs/cgroup/pids"));
+            assert_eq!(in_pids, limit.is_some(), "process limit {:?}, groups {:?}", limit, dirs);
+        }
+        let mut last = String::new();
+        wait_for("damon to count the workload's 3 tasks", Duration::from_secs(10), || {
+            last = http_get(port, "/metrics").unwrap_or_default();
+            scraped(&last, "damon_processes") == Some(3.0)
+        });
+        assert_eq!(scraped(&last, "damon_process_limit_refusals_total"), Some(0.0), "{}", last);
+        signal(damon.id(), Signal::SIGTERM);
+        finish(damon, &dir, "damon sh -c 'sleep 60 & sleep 60 & wait'", Duration::from_secs(30)).assert_code(143);
+    }
+}
+
 #[test]
 fn a_fork_bomb_is_held_at_the_process_limit_reported_counted_and_cleaned_up() {
     let dir = TestDir::new("fork-bomb");

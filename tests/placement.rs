@@ -39,12 +39,13 @@ fn damon_in_cgroup(cgroup: &Path, dir: &TestDir) -> std::process::Command {
     cmd
 }
 
-/// The hierarchy roots damon makes its group in.
+/// The hierarchy roots damon makes its group in without a process limit (v1 joins pids only
+/// with one).
 fn hierarchy_roots() -> Vec<PathBuf> {
     if cgroup_version() == "v2" {
         vec![PathBuf::from("/sys/fs/cgroup")]
     } else {
-        ["memory", "cpu", "cpuacct", "pids", "freezer", "blkio"]
+        ["memory", "cpu", "cpuacct", "freezer", "blkio"]
             .iter()
             .map(|c| Path::new("/sys/fs/cgroup").join(c))
             .filter(|p| p.is_dir())
@@ -269,15 +270,7 @@ fn damons_sharing_a_cgroup_parent_keep_each_others_controllers() {
     // must keep its limit (the controller stays on: the second did not turn it on, and cannot
     // tell it from one the operator turned on, so it stays after both). Nothing else is left.
     let parent = format!("/damon-test-shared-{}", std::process::id());
-    let roots: Vec<PathBuf> = if cgroup_version() == "v2" {
-        vec![PathBuf::from("/sys/fs/cgroup")]
-    } else {
-        ["memory", "cpu", "cpuacct", "pids", "freezer", "blkio"]
-            .iter()
-            .map(|c| Path::new("/sys/fs/cgroup").join(c))
-            .collect()
-    };
-    let parents: Vec<PathBuf> = roots.iter().map(|r| r.join(parent.trim_start_matches('/'))).collect();
+    let parents: Vec<PathBuf> = hierarchy_roots().iter().map(|r| r.join(parent.trim_start_matches('/'))).collect();
     for p in &parents {
         fs::create_dir(p).unwrap();
     }

@@ -1,8 +1,13 @@
 //! cgroup v1: one group of the same name in each hierarchy damon uses.
 //!
 //! v1 has a hierarchy per controller (or per set of co-mounted controllers): memory, cpu,
-//! cpuacct, pids, freezer and blkio each get the group, and the child joins all of them.
-//! The freezer stops the tree while it is killed, so nothing forks past the kill.
+//! cpuacct, freezer and blkio each get the group, pids too when there is a process limit,
+//! and the child joins all of them. The freezer stops the tree while it is killed, so nothing
+//! forks past the kill.
+//!
+//! Each hierarchy costs a launch a mkdir, a join and an rmdir in the kernel (see the README's
+//! "Cost"). pids is joined only to enforce a limit: without one its only figures are the task
+//! count, which the freezer's `tasks` file gives as well, and refusals, which are then none.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -19,7 +24,9 @@ use crate::platform::ContainerError;
 use crate::stats::Sample;
 
 /// Controllers damon uses; any other hierarchy is left alone.
-const CONTROLLERS: [&str; 6] = ["memory", "cpu", "cpuacct", "pids", "freezer", "blkio"];
+const CONTROLLERS: [&str; 6] = ["memory", "cpu", "cpuacct", PIDS, "freezer", "blkio"];
+/// Joined only with a process limit, unless it shares a hierarchy with another of CONTROLLERS.
+const PIDS: &str = "pids";
 /// Used only to pin the workload to cores, or where it shares a hierarchy with one above.
 const CPUSET: &str = "cpuset";
 
@@ -46,16 +53,17 @@ impl CgroupV1 {
         for (controller, needed) in [
             ("memory", limits.enforced_memory().is_some()),
             ("cpu", limits.enforced_cpu().is_some()),
-            ("pids", limits.process_limit.is_some()),
+            (PIDS, limits.process_limit.is_some()),
             (CPUSET, cores.is_some()),
         ] {
             if needed && hierarchies.v1_with(controller).is_none() {
                 return Err(ContainerError::message(format!("the cgroup v1 {} controller is not mounted", controller)));
             }
         }
+        let wanted = |c: &str| CONTROLLERS.contains(&c) && (c != PIDS || limits.process_limit.is_some());
         for hierarchy in &hierarchies.v1 {
             let has_cpuset = hierarchy.controllers.iter().any(|c| c == CPUSET);
-            let used = hierarchy.controllers.iter().any(|c| CONTROLLERS.contains(&c.as_str()));
+            let used = hierarchy.controllers.iter().any(|c| wanted(c));
             if !(used || has_cpuset && cores.is_some()) {
                 continue;
             }
@@ -116,7 +124,7 @@ impl CgroupV1 {
             // quota alone is written.
             file::write(&dir.join("cpu.cfs_quota_us"), &cpu.quota(limit).as_micros().to_string())?;
         }
-        if let (Some(max), Some(dir)) = (limits.process_limit, self.dir("pids")) {
+        if let (Some(max), Some(dir)) = (limits.process_limit, self.dir(PIDS)) {
             file::write(&dir.join("pids.max"), &max.to_string())?;
         }
         Ok(())
@@ -163,9 +171,10 @@ impl CgroupV1 {
             io_write_bytes: bytes.map(|t| t.1),
             io_read_operations: ops.map(|t| t.0),
             io_write_operations: ops.map(|t| t.1),
-            processes: number("pids", "pids.current"),
+            processes: number(PIDS, "pids.current")
+                .or_else(|| file::read(&self.any_dir().join("tasks")).ok().map(|c| c.lines().count() as u64)),
             oom_kills: self.oom_kills(),
-            process_limit_refusals: read("pids", "pids.events").and_then(|c| file::keyed_value(&c, "max")),
+            process_limit_refusals: self.process_limit_refusals(),
             cpu_throttled_periods: cpu_stat_value("nr_throttled"),
             cpu_throttled: cpu_stat_value("throttled_time").map(Duration::from_nanos),
             ..Sample::default()
@@ -187,9 +196,18 @@ impl CgroupV1 {
             io_read_bytes: bytes.map(|t| t.0),
             io_write_bytes: bytes.map(|t| t.1),
             oom_kills: self.oom_kills(),
-            process_limit_refusals: read("pids", "pids.events").and_then(|c| file::keyed_value(&c, "max")),
+            process_limit_refusals: self.process_limit_refusals(),
             cpu_throttled_periods: read("cpu", "cpu.stat").and_then(|c| file::keyed_value(&c, "nr_throttled")),
             ..Sample::default()
+        }
+    }
+
+    /// pids.events' max counter; none refused where the group has no pids hierarchy, which
+    /// is joined with every process limit.
+    fn process_limit_refusals(&self) -> Option<u64> {
+        match self.dir(PIDS) {
+            Some(dir) => file::read_keyed(&dir.join("pids.events"), "max"),
+            None => Some(0),
         }
     }
 
