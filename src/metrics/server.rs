@@ -7,10 +7,10 @@
 //! - At most [`Bounds::max_connections`] connections. A new one beyond that takes the place
 //!   of the least useful: one closing, else the oldest that never completed a request (an
 //!   idle or slowloris client), else the oldest answer the client is not taking, else the
-//!   least recently used keep-alive connection. A new connection is never refused, and a
-//!   connection is given up only for one waiting to be accepted. One that has not completed a
-//!   request is read once more before it goes, and is not given up in the burst of accepts
-//!   that took it in: a scrape whose request is on its way keeps its place.
+//!   least recently used keep-alive connection. A new connection is never refused. One that
+//!   has not completed a request is read once more before it goes, and is not given up in the
+//!   burst of accepts that took it in (the newest is then held beyond the limit, one more at
+//!   most, until the loop's next turn): a scrape whose request is on its way keeps its place.
 //! - On Linux the kernel hands a connection over only once its first bytes have come, or
 //!   after [`Bounds::defer_accept`] (TCP_DEFER_ACCEPT): a scrape arrives with its request and
 //!   is answered at once, and clients that connect and say nothing stay with the kernel.
@@ -210,8 +210,6 @@ struct Server {
     listener: TcpListener,
     connections: Vec<Connection>,
     poller: SocketPoller,
-    /// Looks at the listener alone, between accepts.
-    listener_probe: SocketPoller,
     shared: Shared,
     accepted: u64,
     /// Accepting waits until then (out of descriptors or memory).
@@ -284,7 +282,6 @@ impl Server {
             listener,
             connections: Vec::new(),
             poller: SocketPoller::new(),
-            listener_probe: SocketPoller::new(),
             shared: Shared {
                 endpoint,
                 render,
@@ -305,6 +302,7 @@ impl Server {
         loop {
             let now = Instant::now();
             self.drop_expired(now);
+            self.trim_to_limit(now);
             self.shared.counters.open.store(self.connections.len() as u64, Ordering::Relaxed);
             let accepting = self.accept_paused_until.map_or(true, |until| now >= until);
             if accepting {
@@ -354,25 +352,27 @@ impl Server {
 
     fn accept(&mut self, now: Instant) {
         let mut just_made_room = false;
-        for pass in 0..ACCEPTS_PER_WAKEUP {
-            // A connection is given up only for one that is waiting: the wake-up says one is
-            // for the first pass; later passes look.
-            let waiting = |server: &mut Server| pass == 0 || server.connection_waiting();
-            // At the limit, room is made before the accept, so that no more than the limit is
-            // ever held.
-            if self.connections.len() >= self.shared.bounds.max_connections {
-                if !waiting(self) {
-                    return;
-                }
-                match self.make_room(now) {
-                    Room::Made => self.warn_at_limit(now),
-                    Room::NotYet | Room::None => return,
-                }
-            }
+        for _ in 0..ACCEPTS_PER_WAKEUP {
             match self.listener.accept() {
                 Ok((stream, _)) => {
                     just_made_room = false;
+                    // At the limit the new connection takes the place of the least useful. If
+                    // only connections of this burst could go, it is held beyond the limit for
+                    // now (one more at most) and accepting waits for the next wake-up.
+                    let mut full = false;
+                    while self.connections.len() >= self.shared.bounds.max_connections {
+                        match self.make_room(now) {
+                            Room::Made => self.warn_at_limit(now),
+                            Room::NotYet | Room::None => {
+                                full = true;
+                                break;
+                            }
+                        }
+                    }
                     self.admit(stream, now);
+                    if full {
+                        return;
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e)
@@ -384,9 +384,6 @@ impl Server {
                     // Out of descriptors (EMFILE, WSAEMFILE) or memory: give up a connection
                     // and try again; if there is none, or that did not help, pause accepting.
                     if !just_made_room {
-                        if !waiting(self) {
-                            return;
-                        }
                         match self.make_room(now) {
                             Room::Made => {
                                 just_made_room = true;
@@ -407,11 +404,14 @@ impl Server {
         }
     }
 
-    /// Whether a connection waits to be accepted, without waiting for one.
-    fn connection_waiting(&mut self) -> bool {
-        self.listener_probe.clear();
-        self.listener_probe.add(&self.listener, true, false);
-        self.listener_probe.wait(Some(Duration::ZERO)).is_ok() && self.listener_probe.ready(0).read
+    /// Gives up connections held beyond the limit (see `accept`), now that the loop has looked
+    /// at them.
+    fn trim_to_limit(&mut self, now: Instant) {
+        while self.connections.len() > self.shared.bounds.max_connections {
+            if !matches!(self.make_room(now), Room::Made) {
+                return;
+            }
+        }
     }
 
     fn warn_at_limit(&mut self, now: Instant) {
@@ -1040,16 +1040,17 @@ mod tests {
         let mut idle: Vec<TcpStream> = (0..2).map(|_| connect(addr)).collect();
         // The next burst: the first idle connection fills the server; for the second, the
         // oldest connection that has not completed a request is the scrape, which is read once
-        // more and answered. The idle one, accepted in this same burst, is not given up before
-        // the loop has looked at it: the second waits in the backlog.
+        // more and answered. The first idle one, accepted in this same burst, is not given up
+        // before the loop has looked at it: the second is held beyond the limit for now.
         server.accept(Instant::now());
         assert_eq!(reply(&mut scrape, false).status, 200);
         assert_eq!(get(&counters.dropped_at_limit), 0, "{:?}", counters);
-        assert_eq!(get(&counters.accepted), 2, "{:?}", counters);
-        // A burst later, the first idle connection makes room for the second.
-        server.accept(Instant::now());
-        assert_eq!(get(&counters.dropped_at_limit), 1, "{:?}", counters);
         assert_eq!(get(&counters.accepted), 3, "{:?}", counters);
+        assert_eq!(server.connections.len(), 3);
+        // At the loop's next turn, the first idle connection makes room.
+        server.trim_to_limit(Instant::now());
+        assert_eq!(get(&counters.dropped_at_limit), 1, "{:?}", counters);
+        assert_eq!(server.connections.len(), 2);
         assert!(closed_by_server(&mut idle[0]));
         assert!(still_open(&mut idle[1]));
     }
