@@ -302,7 +302,8 @@ impl Server {
         loop {
             let now = Instant::now();
             self.drop_expired(now);
-            self.trim_to_limit(now);
+            // A connection held beyond the limit (see `accept`) goes now that the loop looked at it.
+            self.keep_at_most(self.shared.bounds.max_connections, now);
             self.shared.counters.open.store(self.connections.len() as u64, Ordering::Relaxed);
             let accepting = self.accept_paused_until.map_or(true, |until| now >= until);
             if accepting {
@@ -359,18 +360,13 @@ impl Server {
                     // At the limit the new connection takes the place of the least useful. If
                     // only connections of this burst could go, it is held beyond the limit for
                     // now (one more at most) and accepting waits for the next wake-up.
-                    let mut full = false;
-                    while self.connections.len() >= self.shared.bounds.max_connections {
-                        match self.make_room(now) {
-                            Room::Made => self.warn_at_limit(now),
-                            Room::NotYet | Room::None => {
-                                full = true;
-                                break;
-                            }
-                        }
+                    let limit = self.shared.bounds.max_connections;
+                    if self.connections.len() >= limit {
+                        self.warn_at_limit(now);
                     }
+                    let room = self.keep_at_most(limit.saturating_sub(1), now);
                     self.admit(stream, now);
-                    if full {
+                    if !room {
                         return;
                     }
                 }
@@ -404,14 +400,15 @@ impl Server {
         }
     }
 
-    /// Gives up connections held beyond the limit (see `accept`), now that the loop has looked
-    /// at them.
-    fn trim_to_limit(&mut self, now: Instant) {
-        while self.connections.len() > self.shared.bounds.max_connections {
+    /// Gives up the least useful connections until at most `most` are held; false if only
+    /// connections of this burst of accepts were left to give up (see `make_room`).
+    fn keep_at_most(&mut self, most: usize, now: Instant) -> bool {
+        while self.connections.len() > most {
             if !matches!(self.make_room(now), Room::Made) {
-                return;
+                return false;
             }
         }
+        true
     }
 
     fn warn_at_limit(&mut self, now: Instant) {
@@ -1048,7 +1045,7 @@ mod tests {
         assert_eq!(get(&counters.accepted), 3, "{:?}", counters);
         assert_eq!(server.connections.len(), 3);
         // At the loop's next turn, the first idle connection makes room.
-        server.trim_to_limit(Instant::now());
+        server.keep_at_most(2, Instant::now());
         assert_eq!(get(&counters.dropped_at_limit), 1, "{:?}", counters);
         assert_eq!(server.connections.len(), 2);
         assert!(closed_by_server(&mut idle[0]));
