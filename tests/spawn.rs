@@ -69,7 +69,7 @@ fn the_workload_runs_in_its_group_from_its_start_and_damon_stays_where_it_was() 
     if cgroup_version() == "v2" {
         assert_eq!(start, "clone3 into its cgroup", "{}", run.explain());
     } else {
-        assert_eq!(start, "fork, joined its cgroup before exec", "{}", run.explain());
+        assert_eq!(start, "joined its cgroup before exec", "{}", run.explain());
     }
     // damon (the workload's parent) was, when the workload started, where this test put it.
     let test_v2_line = std::fs::read_to_string("/proc/self/cgroup").unwrap();
@@ -146,13 +146,13 @@ fn where_a_seccomp_filter_refuses_clone3_the_workload_joins_its_group_before_exe
         let start = assert_in_group_from_the_start(&run, &dir);
         if cgroup_version() == "v2" {
             assert!(
-                start.starts_with("fork, joined its cgroup before exec (clone3 into the cgroup refused"),
+                start.starts_with("joined its cgroup before exec (clone3 into the cgroup refused"),
                 "{}",
                 run.explain()
             );
             assert!(start.contains(errno), "{}", run.explain());
         } else {
-            assert_eq!(start, "fork, joined its cgroup before exec", "{}", run.explain());
+            assert_eq!(start, "joined its cgroup before exec", "{}", run.explain());
         }
     }
 }

@@ -3,16 +3,21 @@
 //!
 //! A SIGKILL gives damon no chance to clean up, and a parent-death signal would reach only
 //! the direct child. So before damon creates the first directory or writes the first cgroup
-//! file, it forks the guard: a small process in its own session that holds one end of a
-//! SOCK_SEQPACKET pair and sleeps until damon's end closes. Every change goes through
+//! file, it forks the guard: a small process in a process group of its own (a kill of damon's
+//! group, as Nomad sends one after every task, must not take it along) that holds one end of
+//! a SOCK_SEQPACKET pair and sleeps until damon's end closes. Every change goes through
 //! [`Journal::apply`], which sends it to the guard *before* making it (write-ahead). A message
 //! sent is in the guard's receive queue even if damon is killed the next instant, so the guard
 //! always knows every change that may have been made; it reads them once damon's end has
-//! closed (the guard asks to be woken for that alone: a message does not wake it), and
-//! without a "done" message among them it undoes them, newest first, exactly as damon would
-//! at its end: the same code, in [`undo`]. Every
+//! closed (the guard asks to be woken for that alone: a message does not wake it) and undoes
+//! them, newest first, exactly as damon would at its end: the same code, in [`undo`]. Every
 //! step of the undo is idempotent (a group already removed, a controller already off), so the
-//! guard may safely repeat what damon had undone before it was killed.
+//! guard may safely repeat what damon had undone before it was killed. When damon has undone
+//! everything itself, it kills the guard, which then runs no instruction more.
+//!
+//! damon waits for nothing of the guard's: it puts the guard in its process group and, where
+//! it is asked to, in its home cgroup itself, so that a launch costs the guard's fork and
+//! nothing more (README, "Cost").
 //!
 //! If the guard itself dies, damon notices (the socket hangs up), says so, and still undoes
 //! everything at its own end.
@@ -26,9 +31,10 @@ use std::path::{Path, PathBuf};
 use nix::errno::Errno;
 use nix::libc;
 use nix::poll::{poll, PollFd, PollFlags};
+use nix::sys::signal::{kill, Signal};
 use nix::sys::socket::{recv, send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
 use nix::sys::wait::{waitpid, WaitStatus};
-use nix::unistd::{fork, getpid, setsid, ForkResult, Pid};
+use nix::unistd::{fork, getpid, setpgid, ForkResult, Pid};
 
 use super::cgroup_file::{self as file, CgroupIoError};
 use super::teardown;
@@ -62,14 +68,8 @@ const TAG_JOINED: u8 = b'J';
 const TAG_CONTROLLER: u8 = b'C';
 /// damon → guard: the change last sent was not made.
 const TAG_CANCEL: u8 = b'x';
-/// damon → guard: everything is undone; exit without acting.
-const TAG_DONE: u8 = b'd';
-/// guard → damon: the guard runs in its own session and is listening; then one of:
-const TAG_READY: u8 = b'r';
-/// it moved to its home, out of damon's cgroups;
-const AWAY: u8 = b'a';
-/// it stays in damon's cgroups.
-const STAYED: u8 = b's';
+/// damon → guard: damon moved the guard to its home, out of damon's cgroups.
+const TAG_AWAY: u8 = b'a';
 /// Paths are at most PATH_MAX (4096) bytes; a message holds two and a tag.
 const MAX_MESSAGE_BYTES: usize = 3 * 4096;
 
@@ -246,9 +246,9 @@ pub struct Journal {
 }
 
 impl Journal {
-    /// Forks the guard and waits until it listens in its own session (and, given `home`, a
-    /// `cgroup.procs` file, in that cgroup: best effort). Must be called while damon has a
-    /// single thread, before any change is made.
+    /// Forks the guard, in a process group of its own and, given `home` (a `cgroup.procs`
+    /// file), in that cgroup: best effort. Must be called while damon has a single thread,
+    /// before any change is made.
     pub fn start(home: Option<&Path>) -> io::Result<Journal> {
         Ok(Journal { changes: Vec::new(), guard: Some(Guard::start(home)?) })
     }
@@ -342,28 +342,20 @@ impl Guard {
         match unsafe { fork() }.map_err(io::Error::from)? {
             ForkResult::Parent { child } => {
                 drop(guard_end);
-                let mut guard = Guard { pid: child, socket: damon_end, away: false };
-                // Wait until the guard left damon's session: a kill of damon's process group
-                // from now on cannot take the guard with it.
-                let mut reply = [0u8; 2];
-                loop {
-                    match recv(guard.socket.as_raw_fd(), &mut reply, MsgFlags::empty()) {
-                        Ok(2) if reply[0] == TAG_READY => {
-                            guard.away = reply[1] == AWAY;
-                            return Ok(guard);
-                        }
-                        Err(Errno::EINTR) => continue,
-                        Ok(_) => {
-                            let _ = waitpid(guard.pid, None);
-                            return Err(io::Error::new(io::ErrorKind::Other, "the guard process ended at once"));
-                        }
-                        Err(e) => return Err(e.into()),
-                    }
+                // Out of damon's process group before the first change: a kill of that group
+                // must not take the guard. (The guard, freshly forked, has not exec'd, so this
+                // cannot fail but for a guard already dead, which damon hears of on the socket.)
+                if let Err(e) = setpgid(child, child) {
+                    tracing::debug!(guard_pid = child.as_raw(), error = %e, "cannot put the guard in a process group of its own");
                 }
+                // Where it cannot move (no right to), it stays in damon's cgroups and follows damon.
+                let away = home.map_or(false, |home| file::write(home, &child.to_string()).is_ok())
+                    && send(damon_end.as_raw_fd(), &[TAG_AWAY], MsgFlags::MSG_NOSIGNAL).is_ok();
+                Ok(Guard { pid: child, socket: damon_end, away })
             }
             ForkResult::Child => {
                 drop(damon_end);
-                guard_main(guard_end, home);
+                guard_main(guard_end);
                 // SAFETY: _exit ends the process without running damon's atexit handlers or
                 // flushing stdio buffers copied from damon, which would write their content twice.
                 unsafe { libc::_exit(0) }
@@ -371,31 +363,19 @@ impl Guard {
         }
     }
 
-    /// Tells the guard that damon cleaned up, and reaps it.
+    /// damon undid everything itself: the guard is killed, without a word, and reaped.
     fn dismiss(self) {
-        let Guard { pid, socket, .. } = self;
-        let _ = send(socket.as_raw_fd(), &[TAG_DONE], MsgFlags::MSG_NOSIGNAL);
-        // The guard wakes when this end closes, reads "done" and exits.
-        drop(socket);
-        let _ = waitpid(pid, None);
+        let _ = kill(self.pid, Signal::SIGKILL);
+        let _ = waitpid(self.pid, None);
     }
 }
 
-fn guard_main(socket: OwnedFd, home: Option<&Path>) {
-    // Out of damon's session and process group: a kill aimed at those must not take the guard.
+fn guard_main(socket: OwnedFd) {
     // The signals damon handles stay blocked (the mask is inherited), so a stop sent to the
-    // guard does nothing.
-    let _ = setsid();
-    // Where it cannot move (no right to), it stays in damon's cgroups and follows damon.
-    let away = home.map_or(false, |home| file::write(home, "0").is_ok());
-    let ready = [TAG_READY, if away { AWAY } else { STAYED }];
-    if send(socket.as_raw_fd(), &ready, MsgFlags::MSG_NOSIGNAL).is_err() {
-        return;
-    }
-    // Asleep until damon's end closes (POLLHUP, which poll reports unasked): damon dismissed
-    // the guard, or died. The kernel wakes a poller only for the events it waits for, so the
-    // messages queue up meanwhile without waking it (a wake-up per change would cost damon's
-    // start a context switch each).
+    // guard does nothing. Asleep until damon's end closes (POLLHUP, which poll reports unasked):
+    // damon died (a damon that ends normally kills the guard instead). The kernel wakes a
+    // poller only for the events it waits for, so the messages queue up meanwhile without
+    // waking it (a wake-up per change would cost damon's start a context switch each).
     loop {
         let mut fds = [PollFd::new(socket.as_raw_fd(), PollFlags::empty())];
         match poll(&mut fds, -1) {
@@ -404,19 +384,18 @@ fn guard_main(socket: OwnedFd, home: Option<&Path>) {
         }
     }
     let mut changes: Vec<Change> = Vec::new();
+    let mut away = false;
     let mut message = vec![0u8; MAX_MESSAGE_BYTES];
     loop {
         match recv(socket.as_raw_fd(), &mut message, MsgFlags::empty()) {
-            // End-of-file: damon is gone without saying it was done.
+            // End-of-file: every message is read.
             Ok(0) => break,
-            Ok(_) if message[0] == TAG_DONE => return,
             Ok(_) if message[0] == TAG_CANCEL => {
                 changes.pop();
             }
+            Ok(_) if message[0] == TAG_AWAY => away = true,
             Ok(n) => changes.extend(Change::decode(&message[..n])),
-            // ECONNRESET comes once, before the queued messages, if damon died with a message
-            // of the guard's unread.
-            Err(Errno::EINTR | Errno::ECONNRESET) => continue,
+            Err(Errno::EINTR) => continue,
             Err(_) => break,
         }
     }

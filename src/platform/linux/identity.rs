@@ -170,13 +170,13 @@ impl Identity {
         }
     }
 
-    /// Takes on this identity. Runs between fork (or clone3) and exec, once the child is in its
-    /// cgroup (afterwards it could no longer join it): only system calls on data prepared
-    /// before fork, no allocation, no lock.
+    /// Takes on this identity. Runs between the child's clone and its exec, once the child is in
+    /// its cgroup (afterwards it could no longer join it): only system calls on data prepared
+    /// before the clone, no allocation, no lock.
     ///
     /// The ids change through the system calls themselves, not libc's wrappers: glibc and musl
     /// apply a uid change to every thread they know of by signalling it, and in a child started
-    /// with clone3, which they know nothing of, those are damon's threads. The system call
+    /// with clone, which they know nothing of, those are damon's threads. The system call
     /// changes the calling thread, which is the whole child.
     pub fn apply(&self) -> io::Result<()> {
         let check = |result: libc::c_long| if result == -1 { Err(io::Error::last_os_error()) } else { Ok(()) };

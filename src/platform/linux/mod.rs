@@ -1,8 +1,9 @@
 //! The Linux backend: the workload in a cgroup (v2 where the host has it, else v1), started
-//! into it between fork and exec, watched through a signalfd, and removed however damon ends.
+//! into it between its clone and its exec, watched through a signalfd, and removed however damon
+//! ends.
 
 mod cgroup_file;
-mod clone3;
+mod clone;
 mod cpuset;
 mod guard;
 mod hierarchy;

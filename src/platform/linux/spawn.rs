@@ -1,9 +1,9 @@
 //! Starting the child inside its cgroup.
 //!
-//! On cgroup v2 the child is born in its group: clone3 with CLONE_INTO_CGROUP (see clone3.rs),
+//! On cgroup v2 the child is born in its group: clone3 with CLONE_INTO_CGROUP (see clone.rs),
 //! so nothing is moved and no move waits for an RCU grace period. Where that is refused (a
 //! kernel before 5.7, a seccomp filter that does not know clone3) and on cgroup v1, the child
-//! writes itself into each `cgroup.procs` between fork and exec. Either way it runs no
+//! writes itself into each `cgroup.procs` between its clone and its exec. Either way it runs no
 //! instruction of the command outside the group, and everything it starts is inside too. Only
 //! then does it take on its [`Identity`] (another user, no privileges): a child that is no
 //! longer root could not write itself into a group that root owns.
@@ -13,22 +13,20 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::io::AsRawFd;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use nix::sys::signal::{sigprocmask, SigHandler, SigSet, SigmaskHow, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-use super::clone3::{self, Clone3Error};
+use super::clone::{self, CloneError, Destination};
 use super::identity::Identity;
 use super::signals::HANDLED_SIGNALS;
 use crate::platform::SpawnError;
 
 /// How the child came into its group, for the "child started" line.
 pub const BORN_IN_GROUP: &str = "clone3 into its cgroup";
-pub const JOINED_GROUP: &str = "fork, joined its cgroup before exec";
+pub const JOINED_GROUP: &str = "joined its cgroup before exec";
 
 /// Where the child is to run.
 pub struct Placement<'a> {
@@ -38,7 +36,7 @@ pub struct Placement<'a> {
     pub procs_files: &'a [PathBuf],
 }
 
-/// The started child, reaped with waitpid: a child started with clone3 is no std `Child`.
+/// The started child, reaped with waitpid: a child started with clone(2) is no std `Child`.
 #[derive(Debug)]
 pub struct ChildProcess {
     pid: Pid,
@@ -90,7 +88,7 @@ impl ChildProcess {
 /// Gives the command the signal dispositions and mask it would have without damon: damon
 /// blocks the signals it handles (for its signalfd), and may have been started with them
 /// ignored (a background job of a script ignores SIGINT), which exec keeps; Rust ignores
-/// SIGPIPE. Runs between fork (or clone3) and exec: sigaction(2) and sigprocmask(2) only.
+/// SIGPIPE. Runs between the clone and the exec: sigaction(2) and sigprocmask(2) only.
 fn reset_signals() -> io::Result<()> {
     let to_io = |e: nix::errno::Errno| io::Error::from_raw_os_error(e as i32);
     for signal in HANDLED_SIGNALS.iter().chain(&[Signal::SIGPIPE]) {
@@ -147,30 +145,16 @@ pub fn spawn_in(
 ) -> Result<ChildProcess, SpawnError> {
     let mut refused = None;
     if let Some(group) = placement.v2_group {
-        match clone3::spawn_into(group, program, argv, reset_signals, identity) {
+        match clone::spawn(Destination::Group(group), program, argv, reset_signals, identity) {
             Ok(pid) => return Ok(ChildProcess { pid, start: BORN_IN_GROUP.to_string() }),
-            // The portable way below.
-            Err(Clone3Error::Refused(e)) => refused = Some(e),
-            Err(Clone3Error::Prepare(context, e)) => return Err(SpawnError::Other(context, e)),
-            Err(Clone3Error::Child(e)) => return Err(spawn_error(e, argv, identity)),
+            // Joining, below.
+            Err(CloneError::Refused(e)) => refused = Some(e),
+            Err(e) => return Err(clone_error(e, argv, identity)),
         }
     }
-    let mut child = fork_and_join(program, argv, placement.procs_files, identity)?;
-    if let Some(e) = refused {
-        child.start = format!("{} (clone3 into the cgroup refused: {})", JOINED_GROUP, e);
-    }
-    Ok(child)
-}
-
-/// The child forks in damon's cgroup and writes itself into each group before exec.
-fn fork_and_join(
-    program: &Path,
-    argv: &[OsString],
-    procs_files: &[PathBuf],
-    identity: &Identity,
-) -> Result<ChildProcess, SpawnError> {
-    // Opened before fork: after fork only async-signal-safe calls are allowed.
-    let procs: Vec<File> = procs_files
+    // Opened before the clone: the child makes system calls only.
+    let procs: Vec<File> = placement
+        .procs_files
         .iter()
         .map(|path| {
             OpenOptions::new()
@@ -180,29 +164,22 @@ fn fork_and_join(
         })
         .collect::<Result<_, _>>()?;
     let fds: Vec<i32> = procs.iter().map(|f| f.as_raw_fd()).collect();
-    // Moved into the closure whole: its ids and groups are buffers made before fork.
-    let child_identity = identity.clone();
-    let mut command = Command::new(program);
-    command.arg0(&argv[0]).args(&argv[1..]);
-    // SAFETY: the closure runs between fork and exec; it only calls sigaction(2),
-    // sigprocmask(2) and write(2), which are async-signal-safe, the last on descriptors
-    // opened above and kept alive by `procs` until spawn returns, then Identity::apply, which
-    // makes only setgroups/setres[ug]id/prctl/capset calls on data prepared before fork; it
-    // neither allocates nor locks.
-    unsafe {
-        command.pre_exec(move || {
-            reset_signals()?;
-            for fd in &fds {
-                // "0" is the writing process itself.
-                nix::unistd::write(*fd, b"0").map_err(|e| io::Error::from_raw_os_error(e as i32))?;
-            }
-            child_identity.apply()
-        });
+    let pid = clone::spawn(Destination::Join(&fds), program, argv, reset_signals, identity)
+        .map_err(|e| clone_error(e, argv, identity))?;
+    let start = match refused {
+        Some(e) => format!("{} (clone3 into the cgroup refused: {})", JOINED_GROUP, e),
+        None => JOINED_GROUP.to_string(),
+    };
+    Ok(ChildProcess { pid, start })
+}
+
+fn clone_error(e: CloneError, argv: &[OsString], identity: &Identity) -> SpawnError {
+    match e {
+        CloneError::Child(e) => spawn_error(e, argv, identity),
+        CloneError::Prepare(context, e) => SpawnError::Other(context, e),
+        // Only a clone3 is refused, and spawn_in then joins instead.
+        CloneError::Refused(e) => SpawnError::Other(format!("cannot start {:?}", argv[0]), e),
     }
-    let child = command.spawn().map_err(|e| spawn_error(e, argv, identity))?;
-    drop(procs);
-    // Reaped with waitpid from now on; dropping a std Child neither kills nor waits.
-    Ok(ChildProcess { pid: Pid::from_raw(child.id() as i32), start: JOINED_GROUP.to_string() })
 }
 
 /// The error of a start that failed in the child (its exec, or a step before it).

@@ -1,0 +1,336 @@
+//! The child's clone and exec, as posix_spawn makes them: the child shares damon's memory
+//! (CLONE_VM) and damon waits (CLONE_VFORK) until the child's exec or exit. Nothing of damon's
+//! memory is copied: no page tables, no copy-on-write faults afterwards in damon, no address
+//! space to tear down at the exec. That is most of a fork's cost, and a fork is much of a
+//! launch's (README, "Cost").
+//!
+//! Two ways into the group:
+//! - cgroup v2: clone3(2) with CLONE_INTO_CGROUP (Linux 5.7): the kernel creates the child in
+//!   its group. Nothing is moved, so the start does not wait for the RCU grace period that
+//!   every move between cgroups waits for (the move takes the cgroup threadgroup lock for
+//!   writing). A clone3 child that shares memory needs a stack of its own from its first
+//!   instruction, which no libc wrapper gives: on x86_64 a few instructions of assembly start
+//!   it there ([`clone3_on_stack`]); elsewhere the child gets a copy of damon's memory, as fork
+//!   gives it.
+//! - otherwise (cgroup v1, or clone3 refused): clone(2), and the child writes itself into each
+//!   group's `cgroup.procs` before its exec.
+//!
+//! Either way the child runs no instruction of the command outside its group. damon may have
+//! other threads by now (the metrics server), which the child does not have, and libc does
+//! not know the child exists: so until execve the child makes only system calls, on data
+//! prepared before the clone, with no allocation, no lock, no libc function that keeps state
+//! per thread. An error before exec comes back as the errno through a close-on-exec pipe, as
+//! std's own spawn reports it.
+
+use std::ffi::{CString, OsStr, OsString};
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::io::{AsRawFd, FromRawFd, RawFd};
+use std::path::Path;
+
+use nix::libc;
+use nix::unistd::Pid;
+
+use super::identity::Identity;
+
+/// linux/sched.h: place the child in the cgroup v2 directory given by `CloneArgs::cgroup`.
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// The child's stack until its exec. It needs a few KiB (the identity's and the signals' system
+/// calls); the rest is margin, and untouched pages cost nothing.
+const CHILD_STACK_BYTES: usize = 256 * 1024;
+
+/// struct clone_args (linux/sched.h), as of Linux 5.7 (CLONE_ARGS_SIZE_VER2, 88 bytes).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+/// Why no child runs in its group.
+#[derive(Debug)]
+pub enum CloneError {
+    /// The kernel or a seccomp filter refuses clone3 or CLONE_INTO_CGROUP: ENOSYS (no clone3:
+    /// before Linux 5.3, or a filter), E2BIG or EINVAL (before 5.7: a larger clone_args or an
+    /// unknown flag), EPERM (a filter). Nothing was started; joining the group may work.
+    Refused(io::Error),
+    /// Nothing was started: the group could not be opened, an argument holds a NUL byte, or
+    /// the clone failed otherwise (EAGAIN at the process limit...).
+    Prepare(String, io::Error),
+    /// The child started but could not become the command: the errno of the failed step
+    /// (joining the group, taking on the identity, execve); the child is reaped.
+    Child(io::Error),
+}
+
+/// Where the child goes.
+pub enum Destination<'a> {
+    /// cgroup v2: born in this group's directory.
+    Group(&'a Path),
+    /// Writes itself into each of these open `cgroup.procs` files.
+    Join(&'a [RawFd]),
+}
+
+/// The command's argv and damon's environment as execve takes them, made before the clone.
+struct ExecArgs {
+    program: CString,
+    // The pointers below point into these.
+    _argv: Vec<CString>,
+    _envp: Vec<CString>,
+    argv_ptrs: Vec<*const libc::c_char>,
+    envp_ptrs: Vec<*const libc::c_char>,
+}
+
+fn c_string(value: &OsStr) -> io::Result<CString> {
+    CString::new(value.as_bytes()).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
+}
+
+impl ExecArgs {
+    fn new(program: &Path, argv: &[OsString]) -> io::Result<ExecArgs> {
+        let program = c_string(program.as_os_str())?;
+        let argv: Vec<CString> = argv.iter().map(|a| c_string(a)).collect::<io::Result<_>>()?;
+        // The child inherits damon's environment, as with std's Command.
+        let envp: Vec<CString> = std::env::vars_os()
+            .map(|(key, value)| {
+                let mut pair = key;
+                pair.push("=");
+                pair.push(value);
+                c_string(&pair)
+            })
+            .collect::<io::Result<_>>()?;
+        let pointers = |strings: &[CString]| {
+            strings.iter().map(|s| s.as_ptr()).chain(std::iter::once(std::ptr::null())).collect::<Vec<_>>()
+        };
+        let (argv_ptrs, envp_ptrs) = (pointers(&argv), pointers(&envp));
+        Ok(ExecArgs { program, _argv: argv, _envp: envp, argv_ptrs, envp_ptrs })
+    }
+}
+
+/// Everything the child needs between the clone and its exec, made before the clone.
+struct Child<'a> {
+    exec: ExecArgs,
+    prepare: fn() -> io::Result<()>,
+    join: &'a [RawFd],
+    identity: &'a Identity,
+    error_pipe: RawFd,
+}
+
+impl Child<'_> {
+    /// The child, between the clone and its exec: system calls only (see the module's comment).
+    fn run(&self) -> ! {
+        let join = || {
+            self.join.iter().try_for_each(|fd| {
+                // "0" is the writing process itself.
+                nix::unistd::write(*fd, b"0").map(drop).map_err(|e| io::Error::from_raw_os_error(e as i32))
+            })
+        };
+        let result: io::Result<()> =
+            (self.prepare)().and_then(|()| join()).and_then(|()| self.identity.apply()).and_then(|()| {
+                // SAFETY: execve(2) with NUL-terminated strings and NULL-terminated pointer arrays,
+                // all made before the clone and alive: damon waits for the exec (CLONE_VFORK), or
+                // this is a copy of its memory. It returns only on failure.
+                unsafe {
+                    libc::execve(self.exec.program.as_ptr(), self.exec.argv_ptrs.as_ptr(), self.exec.envp_ptrs.as_ptr())
+                };
+                Err(io::Error::last_os_error())
+            });
+        let errno = result.err().and_then(|e| e.raw_os_error()).unwrap_or(libc::EINVAL).to_ne_bytes();
+        // SAFETY: write(2) of a buffer on this stack to the pipe's end, then _exit(2), which ends the
+        // child without running damon's exit handlers or destructors.
+        unsafe {
+            libc::write(self.error_pipe, errno.as_ptr().cast(), errno.len());
+            libc::_exit(127)
+        }
+    }
+}
+
+/// The child's first Rust function on its own stack, for clone(2) and [`clone3_on_stack`].
+extern "C" fn child_entry(child: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `child` is the `Child` that `spawn` made and keeps alive until the child has
+    // exec'd or exited (CLONE_VFORK); the child only reads it.
+    let child = unsafe { &*(child as *const Child) };
+    child.run()
+}
+
+/// Starts `program` (argv[0] and the rest in `argv`) `into` its group, after `prepare`
+/// (signal dispositions and mask) and as `identity`.
+pub fn spawn(
+    into: Destination,
+    program: &Path,
+    argv: &[OsString],
+    prepare: fn() -> io::Result<()>,
+    identity: &Identity,
+) -> Result<Pid, CloneError> {
+    let exec = ExecArgs::new(program, argv)
+        .map_err(|e| CloneError::Prepare(format!("cannot pass {:?} to execve", argv[0]), e))?;
+    let (error_read, error_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| CloneError::Prepare("cannot make a pipe".to_string(), io::Error::from(e)))?;
+    // SAFETY: pipe2(2) just returned these descriptors; nothing else owns them.
+    let (mut error_read, error_write) = unsafe { (File::from_raw_fd(error_read), File::from_raw_fd(error_write)) };
+    let join = match into {
+        Destination::Join(fds) => fds,
+        Destination::Group(_) => &[],
+    };
+    let child = Child { exec, prepare, join, identity, error_pipe: error_write.as_raw_fd() };
+    // Capacity only: the pages the child does not touch are never faulted in.
+    let mut stack: Vec<u8> = Vec::with_capacity(CHILD_STACK_BYTES);
+    // The stack grows down from its top, which the ABI wants 16-byte aligned.
+    let stack_top = (stack.as_mut_ptr() as usize + CHILD_STACK_BYTES) & !15;
+    let child_arg = &child as *const Child as *mut libc::c_void;
+    let result = match into {
+        Destination::Group(group) => {
+            // Opened close-on-exec, as std opens everything: the command does not inherit it.
+            let dir =
+                File::open(group).map_err(|e| CloneError::Prepare(format!("cannot open {}", group.display()), e))?;
+            let pid = clone3_into(&dir, stack.as_mut_ptr() as u64, stack_top as u64, &child, child_arg);
+            match pid {
+                Err(e) if refused(&e) => return Err(CloneError::Refused(e)),
+                Err(e) => {
+                    return Err(CloneError::Prepare(format!("cannot start {:?} in {}", argv[0], group.display()), e))
+                }
+                Ok(pid) => pid,
+            }
+        }
+        Destination::Join(_) => {
+            // SAFETY: clone(2) as posix_spawn uses it. The child runs `child_entry` on `stack`, which
+            // outlives it: CLONE_VFORK keeps this function here until the child has exec'd or
+            // exited. The child shares this memory and only reads `child` and makes system calls.
+            let pid = unsafe {
+                libc::clone(
+                    child_entry,
+                    stack_top as *mut libc::c_void,
+                    libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+                    child_arg,
+                )
+            };
+            if pid == -1 {
+                let e = io::Error::last_os_error();
+                return Err(CloneError::Prepare(format!("cannot start {:?}", argv[0]), e));
+            }
+            Pid::from_raw(pid)
+        }
+    };
+    drop(error_write);
+    // End of file: the exec closed the pipe. Four bytes: the errno of a failed step.
+    let mut errno = [0u8; 4];
+    let mut filled = 0;
+    while filled < errno.len() {
+        match error_read.read(&mut errno[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    drop(stack);
+    if filled == 0 {
+        return Ok(result);
+    }
+    let _ = nix::sys::wait::waitpid(result, None);
+    Err(CloneError::Child(io::Error::from_raw_os_error(i32::from_ne_bytes(errno))))
+}
+
+/// Whether a failed clone3 means the kernel or a filter refuses it, so that joining may work.
+fn refused(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::E2BIG | libc::EINVAL | libc::EPERM))
+}
+
+/// clone3 with CLONE_INTO_CGROUP, sharing damon's memory on the stack `[stack, stack_top)`.
+#[cfg(target_arch = "x86_64")]
+fn clone3_into(
+    dir: &File,
+    stack: u64,
+    stack_top: u64,
+    _child: &Child,
+    child_arg: *mut libc::c_void,
+) -> io::Result<Pid> {
+    let mut args = CloneArgs {
+        flags: CLONE_INTO_CGROUP | libc::CLONE_VM as u64 | libc::CLONE_VFORK as u64,
+        exit_signal: libc::SIGCHLD as u64,
+        stack,
+        stack_size: stack_top - stack,
+        cgroup: dir.as_raw_fd() as u64,
+        ..CloneArgs::default()
+    };
+    // SAFETY: see clone3_on_stack; `args` names a stack that outlives the child's use of it
+    // (CLONE_VFORK: this thread waits until the child has exec'd or exited).
+    let result = unsafe { clone3_on_stack(&mut args, child_arg) };
+    if result < 0 {
+        Err(io::Error::from_raw_os_error(-result as i32))
+    } else {
+        Ok(Pid::from_raw(result as i32))
+    }
+}
+
+/// The clone3 system call, whose child starts on the stack that `args` names and calls
+/// [`child_entry`] with `child_arg` there. Returns the child's pid or minus the errno.
+///
+/// # Safety
+/// `args` must name a stack that stays allocated and unused by anything else until the child
+/// has exec'd or exited, and `child_arg` must be what `child_entry` expects.
+#[cfg(target_arch = "x86_64")]
+unsafe fn clone3_on_stack(args: &mut CloneArgs, child_arg: *mut libc::c_void) -> isize {
+    let result: isize;
+    // The child returns from the system call with 0 in rax and rsp at the top of its stack
+    // (16-byte aligned: `call` then leaves the alignment the ABI gives a function's entry).
+    // It never comes back: child_entry ends in execve or _exit. The parent skips to label 2.
+    // SAFETY: the caller's contract; the system call clobbers rcx and r11, declared below.
+    unsafe {
+        std::arch::asm!(
+            "syscall",
+            "test rax, rax",
+            "jnz 2f",
+            "mov rdi, r12",
+            "call r13",
+            "ud2",
+            "2:",
+            inlateout("rax") libc::SYS_clone3 as isize => result,
+            in("rdi") args as *mut CloneArgs,
+            in("rsi") std::mem::size_of::<CloneArgs>(),
+            in("r12") child_arg,
+            in("r13") child_entry as extern "C" fn(*mut libc::c_void) -> libc::c_int,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    result
+}
+
+/// Elsewhere: clone3 with fork's semantics (no CLONE_VM): the child returns here on a copy of
+/// damon's memory and stack, and goes straight into the child's steps.
+#[cfg(not(target_arch = "x86_64"))]
+fn clone3_into(
+    dir: &File,
+    _stack: u64,
+    _stack_top: u64,
+    child: &Child,
+    _child_arg: *mut libc::c_void,
+) -> io::Result<Pid> {
+    let mut args = CloneArgs {
+        flags: CLONE_INTO_CGROUP,
+        exit_signal: libc::SIGCHLD as u64,
+        cgroup: dir.as_raw_fd() as u64,
+        ..CloneArgs::default()
+    };
+    // SAFETY: clone3(2) reads `size_of::<CloneArgs>()` bytes of a live, properly laid out
+    // struct. Without CLONE_VM the child runs on a copy of this stack and memory, like fork's
+    // child; it returns here with 0 and goes straight into `child.run`, which never returns.
+    let result =
+        unsafe { libc::syscall(libc::SYS_clone3, &mut args as *mut CloneArgs, std::mem::size_of::<CloneArgs>()) };
+    match result {
+        -1 => Err(io::Error::last_os_error()),
+        0 => child.run(),
+        pid => Ok(Pid::from_raw(pid as i32)),
+    }
+}
