@@ -1,7 +1,9 @@
 //! How the child comes into its group. On cgroup v2 it is born there (clone3 with
 //! CLONE_INTO_CGROUP): no process is moved, damon included. Where clone3 is refused, as a
 //! container runtime's seccomp profile that predates it refuses it, and on cgroup v1, the child
-//! joins its group between fork and exec. Either way the workload runs no instruction outside it.
+//! joins its group between its clone and its exec. Either way the workload runs no instruction
+//! outside it. And either way it shares damon's memory until its exec, as posix_spawn's child
+//! does, rather than getting a copy.
 
 #![cfg(target_os = "linux")]
 
@@ -154,5 +156,39 @@ fn where_a_seccomp_filter_refuses_clone3_the_workload_joins_its_group_before_exe
         } else {
             assert_eq!(start, "joined its cgroup before exec", "{}", run.explain());
         }
+    }
+}
+
+/// The pid in damon's "child started" line.
+fn child_pid(log: &str) -> String {
+    log.lines()
+        .find(|l| l.contains("\"msg\":\"child started\""))
+        .and_then(|l| l.split("\"pid\":").nth(1))
+        .map(|rest| rest.chars().take_while(char::is_ascii_digit).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn the_child_shares_damons_memory_until_its_exec_instead_of_getting_a_copy() {
+    // strace shows the flags of the clone that started the workload, and its pid.
+    let dir = TestDir::new("vfork");
+    let trace = dir.path("clones.strace");
+    let mut cmd = Command::new("strace");
+    cmd.args(["-f", "-qq", "-e", "trace=clone,clone3,fork,vfork", "-o"]).arg(&trace).arg(DAMON);
+    in_clean_environment(&mut cmd, &dir);
+    cmd.env("DAMON_MEMORY_LIMIT", "64").arg(workload()).args(["exit", "0"]);
+    let run = run(cmd, &dir);
+    run.assert_code(0);
+    let trace = std::fs::read_to_string(&trace).expect("strace's output (is strace installed?)");
+    let pid = child_pid(&run.log);
+    assert!(!pid.is_empty(), "no child started\n{}", run.explain());
+    // "1234 clone3({flags=CLONE_VM|CLONE_VFORK|CLONE_INTO_CGROUP, ...}, 88) = 1235"
+    let start = trace
+        .lines()
+        .find(|l| l.trim_end().ends_with(&format!("= {}", pid)))
+        .unwrap_or_else(|| panic!("no clone returned the child's pid {}:\n{}\n{}", pid, trace, run.explain()));
+    assert!(start.contains("CLONE_VM") && start.contains("CLONE_VFORK"), "the child got a copy: {}", start);
+    if cgroup_version() == "v2" {
+        assert!(start.contains("clone3(") && start.contains("CLONE_INTO_CGROUP"), "not born in its group: {}", start);
     }
 }
