@@ -23,10 +23,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
 
 use tracing::field::{Field, Visit};
-use tracing::{Event, Level, Subscriber};
-use tracing_subscriber::filter::LevelFilter;
-use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
-use tracing_subscriber::Registry;
+use tracing::level_filters::LevelFilter;
+use tracing::span::{Attributes, Id, Record};
+use tracing::{Event, Level, Metadata, Subscriber};
 
 use self::rotate::{Note, RotatingFile};
 pub use self::time::rfc3339_millis;
@@ -105,7 +104,7 @@ impl Sink {
     }
 }
 
-/// The sink and what the layer knows of its health; one lock, so lines never interleave.
+/// The sink and what the subscriber knows of its health; one lock, so lines never interleave.
 struct Output {
     sink: Sink,
     /// Where an outage and its end are said: stderr (a buffer in unit tests).
@@ -153,15 +152,17 @@ pub fn init(settings: &LogSettings) -> LogGuard {
 }
 
 fn install(sink: Sink, labels: &[(&'static str, String)]) -> LogGuard {
-    let layer = JsonLayer::new(sink, Box::new(io::stderr()), labels, &LINES_LOST);
-    let guard = LogGuard { output: Arc::clone(&layer.output) };
+    let subscriber = JsonSubscriber::new(sink, Box::new(io::stderr()), labels, &LINES_LOST);
+    let guard = LogGuard { output: Arc::clone(&subscriber.output) };
     // Only the first call can win; a later one (tests) keeps logging where it did.
-    let _ = tracing::subscriber::set_global_default(Registry::default().with(MAX_LEVEL).with(layer));
+    let _ = tracing::subscriber::set_global_default(subscriber);
     guard
 }
 
-/// Formats each event as one JSON line and writes it whole; spans are ignored.
-pub struct JsonLayer {
+/// The global subscriber: formats each event as one JSON line and writes it whole. damon makes
+/// no span (nor does any crate it uses), so spans are only given an id and otherwise ignored:
+/// tracing-subscriber's registry, which keeps them, cost every launch 32 KiB of zeroed pages.
+pub struct JsonSubscriber {
     output: SharedOutput,
     /// `,"label":"value"` for every label, rendered once.
     labels_json: String,
@@ -169,7 +170,7 @@ pub struct JsonLayer {
     lost: &'static AtomicU64,
 }
 
-impl JsonLayer {
+impl JsonSubscriber {
     fn new(
         sink: Sink,
         notices: Box<dyn Write + Send>,
@@ -180,7 +181,7 @@ impl JsonLayer {
         for (name, value) in labels {
             push_field_str(&mut labels_json, name, value);
         }
-        JsonLayer { output: Arc::new(Mutex::new(Output { sink, notices, outage: None })), labels_json, lost }
+        JsonSubscriber { output: Arc::new(Mutex::new(Output { sink, notices, outage: None })), labels_json, lost }
     }
 
     fn format_line(&self, event: &Event<'_>, now: SystemTime) -> String {
@@ -277,13 +278,34 @@ impl JsonLayer {
     }
 }
 
-impl<S: Subscriber> Layer<S> for JsonLayer {
-    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+impl Subscriber for JsonSubscriber {
+    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+        metadata.level() <= &MAX_LEVEL
+    }
+
+    fn max_level_hint(&self) -> Option<LevelFilter> {
+        Some(MAX_LEVEL)
+    }
+
+    fn event(&self, event: &Event<'_>) {
         let now = SystemTime::now();
         let line = self.format_line(event, now);
         // Under one lock: lines from several threads never interleave.
         self.deliver(&mut lock(&self.output), &line, now);
     }
+
+    fn new_span(&self, _: &Attributes<'_>) -> Id {
+        // Any id but 0, which tracing reserves.
+        Id::from_u64(1)
+    }
+
+    fn record(&self, _: &Id, _: &Record<'_>) {}
+
+    fn record_follows_from(&self, _: &Id, _: &Id) {}
+
+    fn enter(&self, _: &Id) {}
+
+    fn exit(&self, _: &Id) {}
 }
 
 fn level_name(level: &Level) -> &'static str {
@@ -440,11 +462,11 @@ mod tests {
     }
 
     fn with_sink(sink: Sink, notices: Capture, labels: &[(&'static str, String)], f: impl FnOnce()) {
-        let layer = JsonLayer::new(sink, Box::new(notices), labels, counter());
-        tracing::subscriber::with_default(Registry::default().with(MAX_LEVEL).with(layer), f);
+        let subscriber = JsonSubscriber::new(sink, Box::new(notices), labels, counter());
+        tracing::subscriber::with_default(subscriber, f);
     }
 
-    fn with_layer(writer: Box<dyn Write + Send>, labels: &[(&'static str, String)], f: impl FnOnce()) {
+    fn with_stream(writer: Box<dyn Write + Send>, labels: &[(&'static str, String)], f: impl FnOnce()) {
         with_sink(Sink::Stream(writer), Capture::default(), labels, f)
     }
 
@@ -475,7 +497,7 @@ mod tests {
     fn line_shape_and_escaping() {
         let capture = Capture::default();
         let labels = [("nomad_task_name", "w\"eb".to_string()), ("nomad_alloc_index", "0".to_string())];
-        with_layer(Box::new(capture.clone()), &labels, || {
+        with_stream(Box::new(capture.clone()), &labels, || {
             tracing::info!(
                 text = "a\"b\\c\nd\te\u{1}\u{8}é",
                 n = 42u64,
@@ -519,7 +541,7 @@ mod tests {
             }
         }
         let capture = Capture::default();
-        with_layer(Box::new(capture.clone()), &[], || tracing::info!(bad = %Failing, "still logged"));
+        with_stream(Box::new(capture.clone()), &[], || tracing::info!(bad = %Failing, "still logged"));
         assert!(capture.text().contains("\"msg\":\"still logged\",\"bad\":\"\"}"), "{}", capture.text());
     }
 
@@ -528,8 +550,9 @@ mod tests {
     fn lost_lines_are_counted_and_said_once_per_outage() {
         let (sink, notices) = (Capture::default(), Capture::default());
         let lost = counter();
-        let layer = JsonLayer::new(Sink::Stream(Box::new(sink.clone())), Box::new(notices.clone()), &[], lost);
-        tracing::subscriber::with_default(Registry::default().with(MAX_LEVEL).with(layer), || {
+        let subscriber =
+            JsonSubscriber::new(Sink::Stream(Box::new(sink.clone())), Box::new(notices.clone()), &[], lost);
+        tracing::subscriber::with_default(subscriber, || {
             tracing::info!(i = 1u64, "written");
             sink.fail(true);
             for i in 0..5u64 {
@@ -610,8 +633,9 @@ mod tests {
         let dir = fresh_dir("removed");
         let path = dir.join("logs").join("damon.log");
         let (notices, lost) = (Capture::default(), counter());
-        let layer = JsonLayer::new(open_file(&settings(path.clone(), 1000, 2)), Box::new(notices.clone()), &[], lost);
-        tracing::subscriber::with_default(Registry::default().with(MAX_LEVEL).with(layer), || {
+        let subscriber =
+            JsonSubscriber::new(open_file(&settings(path.clone(), 1000, 2)), Box::new(notices.clone()), &[], lost);
+        tracing::subscriber::with_default(subscriber, || {
             tracing::info!("before");
             fs::remove_dir_all(dir.join("logs")).unwrap();
             tracing::info!("after");
