@@ -192,7 +192,7 @@ pub fn spawn(
             // Opened close-on-exec, as std opens everything: the command does not inherit it.
             let dir =
                 File::open(group).map_err(|e| CloneError::Prepare(format!("cannot open {}", group.display()), e))?;
-            let pid = clone3_into(&dir, stack.as_mut_ptr() as u64, stack_top as u64, &child, child_arg);
+            let pid = clone3_into(&dir, stack.as_mut_ptr() as u64, stack_top as u64, &child);
             match pid {
                 Err(e) if refused(&e) => return Err(CloneError::Refused(e)),
                 Err(e) => {
@@ -245,26 +245,40 @@ fn refused(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::E2BIG | libc::EINVAL | libc::EPERM))
 }
 
-/// clone3 with CLONE_INTO_CGROUP, sharing damon's memory on the stack `[stack, stack_top)`.
-#[cfg(target_arch = "x86_64")]
-fn clone3_into(
-    dir: &File,
-    stack: u64,
-    stack_top: u64,
-    _child: &Child,
-    child_arg: *mut libc::c_void,
-) -> io::Result<Pid> {
+/// clone3 with CLONE_INTO_CGROUP. On x86_64 the child shares damon's memory and runs on the
+/// stack `[stack, stack_top)`; elsewhere it gets a copy of damon's memory, as fork gives it,
+/// and returns here on a copy of this stack, going straight into the child's steps.
+fn clone3_into(dir: &File, stack: u64, stack_top: u64, child: &Child) -> io::Result<Pid> {
     let mut args = CloneArgs {
-        flags: CLONE_INTO_CGROUP | libc::CLONE_VM as u64 | libc::CLONE_VFORK as u64,
+        flags: CLONE_INTO_CGROUP,
         exit_signal: libc::SIGCHLD as u64,
-        stack,
-        stack_size: stack_top - stack,
         cgroup: dir.as_raw_fd() as u64,
         ..CloneArgs::default()
     };
-    // SAFETY: see clone3_on_stack; `args` names a stack that outlives the child's use of it
-    // (CLONE_VFORK: this thread waits until the child has exec'd or exited).
-    let result = unsafe { clone3_on_stack(&mut args, child_arg) };
+    // The child's pid, or minus the errno.
+    #[cfg(target_arch = "x86_64")]
+    let result = {
+        args.flags |= libc::CLONE_VM as u64 | libc::CLONE_VFORK as u64;
+        args.stack = stack;
+        args.stack_size = stack_top - stack;
+        // SAFETY: see clone3_on_stack; `args` names a stack that outlives the child's use of it
+        // (CLONE_VFORK: this thread waits until the child has exec'd or exited), and `child` is
+        // what child_entry reads.
+        unsafe { clone3_on_stack(&mut args, child as *const Child as *mut libc::c_void) }
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let result = {
+        let _ = (stack, stack_top);
+        // SAFETY: clone3(2) reads `size_of::<CloneArgs>()` bytes of a live, properly laid out
+        // struct. Without CLONE_VM the child runs on a copy of this stack and memory, like fork's
+        // child; it returns here with 0 and goes straight into `child.run`, which never returns.
+        match unsafe { libc::syscall(libc::SYS_clone3, &mut args as *mut CloneArgs, std::mem::size_of::<CloneArgs>()) }
+        {
+            -1 => -(io::Error::last_os_error().raw_os_error().unwrap_or(libc::EINVAL) as isize),
+            0 => child.run(),
+            pid => pid as isize,
+        }
+    };
     if result < 0 {
         Err(io::Error::from_raw_os_error(-result as i32))
     } else {
@@ -305,32 +319,4 @@ unsafe fn clone3_on_stack(args: &mut CloneArgs, child_arg: *mut libc::c_void) ->
         );
     }
     result
-}
-
-/// Elsewhere: clone3 with fork's semantics (no CLONE_VM): the child returns here on a copy of
-/// damon's memory and stack, and goes straight into the child's steps.
-#[cfg(not(target_arch = "x86_64"))]
-fn clone3_into(
-    dir: &File,
-    _stack: u64,
-    _stack_top: u64,
-    child: &Child,
-    _child_arg: *mut libc::c_void,
-) -> io::Result<Pid> {
-    let mut args = CloneArgs {
-        flags: CLONE_INTO_CGROUP,
-        exit_signal: libc::SIGCHLD as u64,
-        cgroup: dir.as_raw_fd() as u64,
-        ..CloneArgs::default()
-    };
-    // SAFETY: clone3(2) reads `size_of::<CloneArgs>()` bytes of a live, properly laid out
-    // struct. Without CLONE_VM the child runs on a copy of this stack and memory, like fork's
-    // child; it returns here with 0 and goes straight into `child.run`, which never returns.
-    let result =
-        unsafe { libc::syscall(libc::SYS_clone3, &mut args as *mut CloneArgs, std::mem::size_of::<CloneArgs>()) };
-    match result {
-        -1 => Err(io::Error::last_os_error()),
-        0 => child.run(),
-        pid => Ok(Pid::from_raw(pid as i32)),
-    }
 }
