@@ -15,8 +15,8 @@
 //! guard may safely repeat what damon had undone before it was killed. When damon has undone
 //! everything itself, it kills the guard, which then runs no instruction more.
 //!
-//! damon waits for nothing of the guard's: it puts the guard in its process group and, where
-//! it is asked to, in its home cgroup itself, so that a launch costs the guard's fork and
+//! damon waits for nothing of the guard's: damon itself puts the guard in that process group
+//! and, where it is asked to, in its home cgroup, so that a launch costs the guard's fork and
 //! nothing more (README, "Cost").
 //!
 //! If the guard itself dies, damon notices (the socket hangs up), says so, and still undoes
