@@ -1,8 +1,10 @@
 //! damon killed at any instant leaves nothing behind: hundreds of starts, each SIGKILLed at a
 //! random moment (in its first milliseconds, and around the child's start), inside a task
 //! cgroup as Nomad gives one; after each, the task cgroup must be exactly as it was made: no
-//! group, no leaf, the same controllers passed down, no process. And the guard itself killed
-//! while damon runs: damon says so and still cleans up at its end.
+//! group, no leaf, the same controllers passed down, no process. The same with damon's whole
+//! process group SIGKILLed, as Nomad kills it after every task: damon puts its guard in a group
+//! of its own before the first change, and a kill a moment earlier finds nothing to undo. And
+//! the guard itself killed while damon runs: damon says so and still cleans up at its end.
 //!
 //! DAMON_FAULT_TRIALS sets the number of starts (default 500 on the host, 200 in the cgroup v2
 //! VM, where a start is far slower); DAMON_FAULT_SEED replays a sequence of moments.
@@ -12,8 +14,10 @@
 mod common;
 
 use common::*;
-use nix::sys::signal::Signal;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 use std::fs;
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -29,8 +33,16 @@ impl Moments {
     }
 }
 
-fn start_contained(task: &TaskCgroup, dir: &TestDir) -> Child {
+/// damon in the task cgroup; with `own_group`, as the leader of a new process group, as Nomad
+/// starts a task.
+fn start_contained(task: &TaskCgroup, dir: &TestDir, own_group: bool) -> Child {
     let mut cmd = task.damon(dir);
+    if own_group {
+        // SAFETY: setpgid(2) only, between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0)).map_err(std::io::Error::from));
+        }
+    }
     cmd.env("DAMON_MEMORY_LIMIT", "64")
         .env("DAMON_CPU_LIMIT", "1000")
         .env("DAMON_PROCESS_LIMIT", "100")
@@ -53,7 +65,7 @@ fn exec_of_damon(damon: &Child) -> Instant {
 
 /// How long damon takes from its exec until the workload's child runs, in an unharmed start.
 fn time_to_child(task: &TaskCgroup, dir: &TestDir) -> Duration {
-    let mut damon = start_contained(task, dir);
+    let mut damon = start_contained(task, dir, false);
     let exec = exec_of_damon(&damon);
     wait_for("the workload's child", Duration::from_secs(30), || read_pid(&dir.path("child.pid")).is_some());
     let elapsed = exec.elapsed();
@@ -64,17 +76,37 @@ fn time_to_child(task: &TaskCgroup, dir: &TestDir) -> Duration {
     elapsed
 }
 
+/// Who the SIGKILL at each random moment reaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Killed {
+    Damon,
+    /// damon's process group (damon leads it), as Nomad's killProcessTree sends it.
+    ProcessGroup,
+}
+
 #[test]
 fn damon_sigkilled_at_random_moments_leaves_the_task_cgroup_as_it_found_it() {
     let default_trials = if cgroup_version() == "v2" { 200 } else { 500 };
+    sigkilled_at_random_moments("faults", Killed::Damon, default_trials);
+}
+
+#[test]
+fn damons_process_group_sigkilled_at_random_moments_leaves_the_task_cgroup_as_it_found_it() {
+    let default_trials = if cgroup_version() == "v2" { 100 } else { 250 };
+    sigkilled_at_random_moments("faults-group", Killed::ProcessGroup, default_trials);
+}
+
+/// `default_trials` starts (DAMON_FAULT_TRIALS), each SIGKILLed (`killed`) at a random moment;
+/// the task cgroup must be as it was made after each.
+fn sigkilled_at_random_moments(name: &str, killed: Killed, default_trials: u64) {
     let trials: u64 = std::env::var("DAMON_FAULT_TRIALS").ok().and_then(|v| v.parse().ok()).unwrap_or(default_trials);
     let seed = std::env::var("DAMON_FAULT_SEED")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64 | 1);
     let mut moments = Moments(seed);
-    let task = TaskCgroup::new("faults");
-    let dir = TestDir::new("faults");
+    let task = TaskCgroup::new(name);
+    let dir = TestDir::new(name);
     let child_start = time_to_child(&task, &dir);
 
     let (mut with_child, mut groups_left, mut processes_left) = (0, 0, 0);
@@ -90,10 +122,15 @@ fn damon_sigkilled_at_random_moments_leaves_the_task_cgroup_as_it_found_it() {
             let around = child_start.as_micros() as u64;
             around / 2 + moments.next_below(around)
         };
-        let mut damon = start_contained(&task, &dir);
+        let mut damon = start_contained(&task, &dir, killed == Killed::ProcessGroup);
         let at = exec_of_damon(&damon) + Duration::from_micros(delay_us);
         std::thread::sleep(at.saturating_duration_since(Instant::now()));
-        signal(damon.id(), Signal::SIGKILL);
+        match killed {
+            Killed::Damon => signal(damon.id(), Signal::SIGKILL),
+            Killed::ProcessGroup => {
+                let _ = kill(Pid::from_raw(-(damon.id() as i32)), Signal::SIGKILL);
+            }
+        }
         let _ = damon.wait();
         if read_pid(&dir.path("child.pid")).is_some() {
             with_child += 1;
@@ -112,8 +149,8 @@ fn damon_sigkilled_at_random_moments_leaves_the_task_cgroup_as_it_found_it() {
         }
     }
     println!(
-        "faults: {} starts SIGKILLed (seed {}, child started {:?} after exec; {} of them with the workload running): {} groups left, {} processes left",
-        trials, seed, child_start, with_child, groups_left, processes_left
+        "faults: {} starts SIGKILLed ({:?}; seed {}, child started {:?} after exec; {} of them with the workload running): {} groups left, {} processes left",
+        trials, killed, seed, child_start, with_child, groups_left, processes_left
     );
     assert!(
         reports.is_empty(),
@@ -128,7 +165,7 @@ fn damon_sigkilled_at_random_moments_leaves_the_task_cgroup_as_it_found_it() {
 fn when_the_guard_is_killed_damon_says_so_and_still_cleans_up() {
     let task = TaskCgroup::new("guard-killed");
     let dir = TestDir::new("guard-killed");
-    let mut damon = start_contained(&task, &dir);
+    let mut damon = start_contained(&task, &dir, false);
     damon.stderr = None;
     wait_for("the workload's pid files", Duration::from_secs(30), || {
         read_pid(&dir.path("child.pid")).is_some() && read_pid(&dir.path("grandchild.pid")).is_some()
