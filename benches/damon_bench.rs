@@ -122,6 +122,23 @@ mod linux {
                 Ok(())
             }
             Some("floor") => floor(&args[1..]),
+            Some("time") => {
+                // "time RUNS LOG_DIR CMD... [-- CMD...]": the commands timed as the launch section
+                // times them, one line each: median wall time and mean CPU, in seconds.
+                let runs = number(1)? as usize;
+                let log_dir = Path::new(args.get(2).ok_or("child time: no log directory")?);
+                let starts: Vec<Start> = args[3..]
+                    .split(|a| a == "--")
+                    .map(|argv| Start::Plain(argv.iter().map(OsString::from).collect()))
+                    .collect();
+                for t in time_runs(&starts, log_dir, 10, runs)? {
+                    if let Some(failure) = t.failures.first() {
+                        return Err(failure.clone());
+                    }
+                    println!("{} {}", median(&t.wall), mean(&t.cpu));
+                }
+                Ok(())
+            }
             Some("cgroup") => {
                 // First thing: where the process runs from its first instruction on.
                 let line = fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
@@ -653,7 +670,6 @@ mod linux {
         floor_args.extend(hierarchies.iter().map(String::as_str));
         starts.push(Start::Plain(env.me(&floor_args)));
         let timings = time_runs(&starts, &log_dir, 10, runs)?;
-        drop(group);
 
         report.line(format!(
             "\n### Launch: `/bin/true`, {} runs of each, interleaved\n\nWall time from spawn to exit as the \
@@ -721,8 +737,76 @@ mod linux {
             "≤ 1 ms",
             Some(own_cpu <= 0.001),
         );
+        launch_as_mounts_grow(env, report, if cgexec { Some(&group) } else { None })?;
+        drop(group);
         if env.version == Version::V2 {
             launch_nomad_layout(env, report, runs)?;
+        }
+        Ok(())
+    }
+
+    /// Launches as the host's mounts grow: a Nomad client mounts a secrets tmpfs for each task,
+    /// and /proc/self/mountinfo, which the kernel formats whole at every read, grows with them.
+    /// Each count is made in a mount namespace of its own (`unshare -m`), where the commands run.
+    fn launch_as_mounts_grow(env: &Env, report: &mut Report, cgexec: Option<&ReadyGroup>) -> Result<()> {
+        let runs = env.runs(100, 10);
+        let log_dir = env.work.join("launch-mounts");
+        fs::create_dir_all(&log_dir).map_err(|e| e.to_string())?;
+        let mut labels = vec!["bare `/bin/true`", "damon, memory and CPU limits"];
+        let mut commands = vec![
+            vec!["/bin/true".to_string()],
+            vec![
+                env.damon.display().to_string(),
+                "--memory-limit".into(),
+                "64".into(),
+                "--cpu-limit".into(),
+                "500".into(),
+                "/bin/true".into(),
+            ],
+        ];
+        if let Some(group) = cgexec {
+            labels.push("`cgexec` into a ready-made group");
+            commands.push(vec!["cgexec".into(), "-g".into(), group.cgexec_spec(), "/bin/true".into()]);
+        }
+        report.line(format!(
+            "\n### Launch as the host's mounts grow: {} runs of each, interleaved\n\nA Nomad client mounts a \
+             secrets tmpfs for each task, and `/proc/self/mountinfo`, which the kernel formats whole at each \
+             read, grows with them. Each row is measured in a mount namespace of its own (`unshare -m`) with \
+             that many tmpfs mounts added; median wall time.\n",
+            runs
+        ));
+        report.line(format!("| mounts (mountinfo lines) | {} |", labels.join(" | ")));
+        report.line(format!("|---|{}", "---|".repeat(labels.len())));
+        for added in [0usize, 300, 1000] {
+            let mounts_dir = log_dir.join(format!("mounts-{}", added));
+            fs::create_dir_all(&mounts_dir).map_err(|e| e.to_string())?;
+            let script = format!(
+                "mount --make-rprivate / || exit 1; i=0; while [ $i -lt {added} ]; do mkdir -p {dir}/$i && \
+                 mount -t tmpfs -o size=4k tmpfs {dir}/$i || exit 1; i=$((i+1)); done; \
+                 wc -l < /proc/self/mountinfo; exec \"$0\" \"$@\"",
+                added = added,
+                dir = mounts_dir.display()
+            );
+            let mut cmd = Command::new("unshare");
+            cmd.args(["-m", "sh", "-c", &script]).arg(&env.me).args(["child", "time", &runs.to_string()]).arg(&log_dir);
+            for (i, argv) in commands.iter().enumerate() {
+                if i > 0 {
+                    cmd.arg("--");
+                }
+                cmd.args(argv);
+            }
+            let out = cmd.stderr(Stdio::inherit()).output().map_err(context(|| "unshare -m".to_string()))?;
+            let text = String::from_utf8_lossy(&out.stdout);
+            let mut lines = text.lines();
+            let mountinfo_lines = lines.next().unwrap_or("?").trim().to_string();
+            let medians: Vec<String> = lines
+                .map(|l| l.split(' ').next().and_then(|m| m.parse::<f64>().ok()).map_or("?".to_string(), ms))
+                .collect();
+            if !out.status.success() || medians.len() != labels.len() {
+                report.line(format!("| {} | failed: {} |", added, out.status));
+                continue;
+            }
+            report.line(format!("| {} more ({}) | {} |", added, mountinfo_lines, medians.join(" | ")));
         }
         Ok(())
     }

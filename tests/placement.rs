@@ -311,3 +311,105 @@ fn damons_sharing_a_cgroup_parent_keep_each_others_controllers() {
         fs::remove_dir(p).unwrap();
     }
 }
+
+/// Whether every hierarchy of this process is mounted whole where systemd mounts it
+/// (`/sys/fs/cgroup/<controllers>`, cgroup2 at `/sys/fs/cgroup` or beside v1 at `unified`) and
+/// this process is in the initial cgroup namespace: read from mountinfo by the test itself.
+fn standard_layout_here() -> bool {
+    let ns = fs::read_link("/proc/self/ns/cgroup").map(|l| l.to_string_lossy().into_owned()).unwrap_or_default();
+    if ns != "cgroup:[4026531835]" {
+        return false;
+    }
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let whole_mounts: Vec<&str> = mountinfo
+        .lines()
+        .filter_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            let fields: Vec<&str> = left.split(' ').collect();
+            let cgroup = right.starts_with("cgroup ") || right.starts_with("cgroup2 ");
+            (cgroup && fields.get(3) == Some(&"/")).then(|| fields[4])
+        })
+        .collect();
+    let own = fs::read_to_string("/proc/self/cgroup").unwrap();
+    let has_v1 = own.lines().any(|l| !l.starts_with("0::") && !l.contains("name="));
+    own.lines().all(|line| {
+        let controllers = line.split(':').nth(1).unwrap_or("");
+        let expected = if line.starts_with("0::") {
+            if has_v1 { "/sys/fs/cgroup/unified" } else { "/sys/fs/cgroup" }.to_string()
+        } else if controllers.contains("name=") {
+            return true;
+        } else {
+            format!("/sys/fs/cgroup/{}", controllers)
+        };
+        whole_mounts.contains(&expected.as_str())
+    })
+}
+
+/// /proc/self/mountinfo has a line for every mount of the host (a secrets tmpfs per task on a
+/// Nomad client), formatted by the kernel at each read: where the hierarchies are where systemd
+/// mounts them, damon confirms them there and does not read it.
+#[test]
+fn damon_reads_mountinfo_only_where_the_hierarchies_are_not_where_systemd_mounts_them() {
+    let dir = TestDir::new("mountinfo");
+    let trace = dir.path("opens.strace");
+    let mut cmd = std::process::Command::new("strace");
+    cmd.args(["-f", "-qq", "-e", "trace=open,openat", "-o"]).arg(&trace).arg(DAMON);
+    in_clean_environment(&mut cmd, &dir);
+    cmd.env("DAMON_MEMORY_LIMIT", "64").arg(workload()).args(["exit", "0"]);
+    let run = run(cmd, &dir);
+    run.assert_code(0);
+    let trace = fs::read_to_string(&trace).expect("strace's output (is strace installed?)");
+    let standard = standard_layout_here();
+    assert_eq!(
+        trace.contains("/proc/self/mountinfo"),
+        !standard,
+        "standard layout here: {}; damon's opens:\n{}",
+        standard,
+        trace
+    );
+}
+
+/// A cgroup mount that shows only part of its hierarchy (as a container's bind mount does),
+/// mounted over the standard one: damon must see that it is not the whole hierarchy, take the
+/// mount's root from mountinfo, and make its group in that part, where it is.
+#[test]
+fn over_a_mount_of_part_of_the_hierarchy_damon_makes_its_group_in_that_part() {
+    let (part, mount_point, key) = if cgroup_version() == "v2" {
+        (new_cgroup_beside_this_test("part"), PathBuf::from("/sys/fs/cgroup"), "0::")
+    } else {
+        let own = fs::read_to_string("/proc/self/cgroup").unwrap();
+        let own = own.lines().find_map(|l| l.split_once(":memory:")).map(|(_, p)| p.to_string()).unwrap();
+        let part = Path::new("/sys/fs/cgroup/memory")
+            .join(own.trim_start_matches('/'))
+            .join(format!("damon-test-part-{}", std::process::id()));
+        fs::create_dir(&part).unwrap();
+        (part, PathBuf::from("/sys/fs/cgroup/memory"), ":memory:")
+    };
+    let dir = TestDir::new("part");
+    let mut cmd = std::process::Command::new("unshare");
+    in_clean_environment(&mut cmd, &dir);
+    // In a mount namespace of its own: the part mounted over the hierarchy, the shell moved
+    // into it (through that mount), then damon.
+    let script = format!(
+        "mount --make-rprivate / && mount --bind {part} {point} && echo $$ > {point}/cgroup.procs && exec \"$0\" \"$@\"",
+        part = part.display(),
+        point = mount_point.display()
+    );
+    cmd.args(["-m", "sh", "-c", &script, DAMON, "sh", "-c", "cat /proc/self/cgroup"]).env("DAMON_MEMORY_LIMIT", "64");
+    let run = run(cmd, &dir);
+    run.assert_code(0);
+    let line = run.stdout.lines().find(|l| l.contains(key)).unwrap_or_else(|| panic!("{}", run.explain()));
+    // The child's cgroup is damon's group directly in the part: "<part>/damon-<pid>".
+    let in_hierarchy = Path::new("/").join(part.strip_prefix(&mount_point).unwrap());
+    let group = line.split_once(key).map(|(_, path)| path).unwrap_or_default();
+    let name = group.strip_prefix(&format!("{}/", in_hierarchy.display())).unwrap_or_default();
+    assert!(
+        name.strip_prefix("damon-").map_or(false, |pid| !pid.is_empty() && pid.chars().all(|c| c.is_ascii_digit())),
+        "the child ran in {}, not in a group of damon's directly in {}\n{}",
+        group,
+        in_hierarchy.display(),
+        run.explain()
+    );
+    assert!(subdirs(&part).is_empty(), "left behind: {:?}", subdirs(&part));
+    fs::remove_dir(&part).unwrap();
+}
