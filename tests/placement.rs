@@ -371,9 +371,9 @@ fn damon_reads_mountinfo_only_where_the_hierarchies_are_not_where_systemd_mounts
 
 /// A cgroup mount that shows only part of its hierarchy (as a container's bind mount does),
 /// mounted over the standard one: damon must see that it is not the whole hierarchy, take the
-/// mount's root from mountinfo, and make its group in that part, where it is.
+/// mount's root from mountinfo, and make its group where it is in that part.
 #[test]
-fn over_a_mount_of_part_of_the_hierarchy_damon_makes_its_group_in_that_part() {
+fn over_a_mount_of_part_of_the_hierarchy_damon_makes_its_group_where_it_is_in_that_part() {
     let (part, mount_point, key) = if cgroup_version() == "v2" {
         (new_cgroup_beside_this_test("part"), PathBuf::from("/sys/fs/cgroup"), "0::")
     } else {
@@ -385,31 +385,36 @@ fn over_a_mount_of_part_of_the_hierarchy_damon_makes_its_group_in_that_part() {
         fs::create_dir(&part).unwrap();
         (part, PathBuf::from("/sys/fs/cgroup/memory"), ":memory:")
     };
+    // damon starts in a cgroup below the part's root, as a task below a container's: its guard
+    // waits at the root of what it sees (on v2 only where no controller is passed down).
+    fs::create_dir(part.join("task")).unwrap();
     let dir = TestDir::new("part");
     let mut cmd = std::process::Command::new("unshare");
     in_clean_environment(&mut cmd, &dir);
     // In a mount namespace of its own: the part mounted over the hierarchy, the shell moved
-    // into it (through that mount), then damon.
+    // into its task cgroup (through that mount), then damon.
     let script = format!(
-        "mount --make-rprivate / && mount --bind {part} {point} && echo $$ > {point}/cgroup.procs && exec \"$0\" \"$@\"",
+        "mount --make-rprivate / && mount --bind {part} {point} && echo $$ > {point}/task/cgroup.procs && \
+         exec \"$0\" \"$@\"",
         part = part.display(),
         point = mount_point.display()
     );
-    cmd.args(["-m", "sh", "-c", &script, DAMON, "sh", "-c", "cat /proc/self/cgroup"]).env("DAMON_MEMORY_LIMIT", "64");
+    cmd.args(["-m", "sh", "-c", &script, DAMON, "sh", "-c", "cat /proc/self/cgroup"]);
     let run = run(cmd, &dir);
     run.assert_code(0);
     let line = run.stdout.lines().find(|l| l.contains(key)).unwrap_or_else(|| panic!("{}", run.explain()));
-    // The child's cgroup is damon's group directly in the part: "<part>/damon-<pid>".
-    let in_hierarchy = Path::new("/").join(part.strip_prefix(&mount_point).unwrap());
+    // The child's cgroup is damon's group directly in the task's: "<part>/task/damon-<pid>".
+    let task = Path::new("/").join(part.strip_prefix(&mount_point).unwrap()).join("task");
     let group = line.split_once(key).map(|(_, path)| path).unwrap_or_default();
-    let name = group.strip_prefix(&format!("{}/", in_hierarchy.display())).unwrap_or_default();
+    let name = group.strip_prefix(&format!("{}/", task.display())).unwrap_or_default();
     assert!(
         name.strip_prefix("damon-").map_or(false, |pid| !pid.is_empty() && pid.chars().all(|c| c.is_ascii_digit())),
         "the child ran in {}, not in a group of damon's directly in {}\n{}",
         group,
-        in_hierarchy.display(),
+        task.display(),
         run.explain()
     );
-    assert!(subdirs(&part).is_empty(), "left behind: {:?}", subdirs(&part));
+    assert!(subdirs(&part.join("task")).is_empty(), "left behind: {:?}", subdirs(&part.join("task")));
+    fs::remove_dir(part.join("task")).unwrap();
     fs::remove_dir(&part).unwrap();
 }
