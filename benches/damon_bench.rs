@@ -624,13 +624,21 @@ mod linux {
 
     /// The hierarchies damon makes a group in without a process limit, as in the launch runs:
     /// on v1 each mounted one of memory, cpu, cpuacct, freezer and blkio (co-mounted ones once;
-    /// pids is joined only with a limit); on v2 the root, where the controllers are on.
+    /// pids is joined only with a limit, blkio only where blk-throttle counts on some device,
+    /// which its root's statistics show by a row per device); on v2 the root, where the
+    /// controllers are on.
     fn damon_hierarchies(version: Version) -> Vec<String> {
         if version == Version::V2 {
             return vec![MOUNT.to_string()];
         }
+        let root_stats = fs::read_to_string(Path::new(MOUNT).join("blkio/blkio.throttle.io_service_bytes"));
+        let blk_throttle_counts =
+            root_stats.unwrap_or_default().lines().any(|l| !l.is_empty() && !l.starts_with("Total "));
         let mut seen: Vec<PathBuf> = Vec::new();
         for controller in ["memory", "cpu", "cpuacct", "freezer", "blkio"] {
+            if controller == "blkio" && !blk_throttle_counts {
+                continue;
+            }
             if let Ok(real) = fs::canonicalize(Path::new(MOUNT).join(controller)) {
                 if !seen.contains(&real) {
                     seen.push(real);

@@ -8,6 +8,8 @@
 //! Each hierarchy costs a launch a mkdir, a join and an rmdir in the kernel (see the README's
 //! "Cost"). pids is joined only to enforce a limit: without one its only figures are the task
 //! count, which the freezer's `tasks` file gives as well, and refusals, which are then none.
+//! blkio is joined only where blk-throttle, which keeps its figures, counts on some device
+//! ([`blk_throttle_counts`]).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -24,11 +26,15 @@ use crate::platform::ContainerError;
 use crate::stats::Sample;
 
 /// Controllers damon uses; any other hierarchy is left alone.
-const CONTROLLERS: [&str; 6] = ["memory", "cpu", "cpuacct", PIDS, "freezer", "blkio"];
+const CONTROLLERS: [&str; 6] = ["memory", "cpu", "cpuacct", PIDS, "freezer", BLKIO];
 /// Joined only with a process limit, unless it shares a hierarchy with another of CONTROLLERS.
 const PIDS: &str = "pids";
 /// Used only to pin the workload to cores, or where it shares a hierarchy with one above.
 const CPUSET: &str = "cpuset";
+/// Joined only where its figures can count anything, unless it shares a hierarchy.
+const BLKIO: &str = "blkio";
+/// blkio's figures: bytes and operations by device, from blk-throttle.
+const BLKIO_BYTES: &str = "blkio.throttle.io_service_bytes";
 
 #[derive(Debug, Clone)]
 pub struct CgroupV1 {
@@ -60,7 +66,10 @@ impl CgroupV1 {
                 return Err(ContainerError::message(format!("the cgroup v1 {} controller is not mounted", controller)));
             }
         }
-        let wanted = |c: &str| CONTROLLERS.contains(&c) && (c != PIDS || limits.process_limit.is_some());
+        let counts_io = hierarchies.v1_with(BLKIO).map_or(false, blk_throttle_counts);
+        let wanted = |c: &str| {
+            CONTROLLERS.contains(&c) && (c != PIDS || limits.process_limit.is_some()) && (c != BLKIO || counts_io)
+        };
         for hierarchy in &hierarchies.v1 {
             let has_cpuset = hierarchy.controllers.iter().any(|c| c == CPUSET);
             let used = hierarchy.controllers.iter().any(|c| wanted(c));
@@ -157,8 +166,8 @@ impl CgroupV1 {
         let memory_stat = read("memory", "memory.stat");
         let memory_stat_value = |key| memory_stat.as_deref().and_then(|c| file::keyed_value(c, key));
         let number = |controller: &str, name: &str| read(controller, name).and_then(|c| c.trim().parse().ok());
-        let blkio = |name| read("blkio", name).map(|c| blkio_totals(&c));
-        let bytes = blkio("blkio.throttle.io_service_bytes");
+        let blkio = |name| read(BLKIO, name).map(|c| blkio_totals(&c));
+        let bytes = blkio(BLKIO_BYTES);
         let ops = blkio("blkio.throttle.io_serviced");
         Sample {
             cpu_user: ticks("user"),
@@ -188,7 +197,7 @@ impl CgroupV1 {
         let cpuacct = read("cpuacct", "cpuacct.stat");
         let ticks =
             |key| cpuacct.as_deref().and_then(|c| file::keyed_value(c, key)).map(|t| Duration::from_millis(t * 10));
-        let bytes = read("blkio", "blkio.throttle.io_service_bytes").map(|c| blkio_totals(&c));
+        let bytes = read(BLKIO, BLKIO_BYTES).map(|c| blkio_totals(&c));
         Sample {
             cpu_user: ticks("user"),
             cpu_system: ticks("system"),
@@ -215,6 +224,16 @@ impl CgroupV1 {
     pub fn oom_kills(&self) -> Option<u64> {
         self.dir("memory").and_then(|d| file::read_keyed(&d.join("memory.oom_control"), "oom_kill"))
     }
+}
+
+/// Whether blk-throttle counts IO on any device, from the statistics of the hierarchy's root
+/// (which has a row per device where it is on). Kernels that switch it on for a device only
+/// once some group has a throttle rule there (this host's 6.18) list none without one: every
+/// group's figures stay 0, and joining blkio would cost a launch its mkdir, join and rmdir
+/// for nothing. Without blk-throttle in the kernel the file is missing: nothing counts either.
+fn blk_throttle_counts(hierarchy: &super::hierarchy::Hierarchy) -> bool {
+    let root_stats = file::read(&hierarchy.mount_point.join(BLKIO_BYTES)).unwrap_or_default();
+    root_stats.lines().any(|line| !line.is_empty() && !line.starts_with("Total "))
 }
 
 /// Sums the "Read" and "Write" rows of a blkio.throttle file over devices.
