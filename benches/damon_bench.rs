@@ -592,8 +592,9 @@ mod linux {
 
     /// The kernel's part of a launch with limits, and nothing else: a group of its own in each
     /// hierarchy under `parents` (the ones damon uses), damon's memory and CPU limits written,
-    /// /bin/true forked, written into every group and exec'd, waited for, the groups removed.
-    /// No guard, no log, no configuration: the floor that damon's launch is measured against.
+    /// /bin/true started in them as damon starts its child (v1: forked, written into every
+    /// group and exec'd; v2: born in its group by clone3), waited for, the groups removed. No
+    /// guard, no log, no configuration: the floor that damon's launch is measured against.
     fn floor(parents: &[String]) -> Result<()> {
         let name = format!("damon-bench-floor-{}", std::process::id());
         let dirs: Vec<PathBuf> = parents.iter().map(|p| Path::new(p).join(&name)).collect();
@@ -612,14 +613,76 @@ mod linux {
                 }
             }
         }
-        let procs: Vec<PathBuf> = dirs.iter().map(|d| d.join("cgroup.procs")).collect();
-        let (status, _files) = Start::Join(procs, vec![OsString::from("/bin/true")])
-            .command(Path::new("/"))
-            .and_then(|(mut cmd, files)| Ok((cmd.status().map_err(|e| e.to_string())?, files)))?;
+        let code = match dirs.as_slice() {
+            // cgroup v2, as damon starts its child there: born in the group, no process moved.
+            [group] if group.join("cgroup.type").exists() => born_in(group)?,
+            _ => {
+                let procs: Vec<PathBuf> = dirs.iter().map(|d| d.join("cgroup.procs")).collect();
+                let (status, _files) = Start::Join(procs, vec![OsString::from("/bin/true")])
+                    .command(Path::new("/"))
+                    .and_then(|(mut cmd, files)| Ok((cmd.status().map_err(|e| e.to_string())?, files)))?;
+                status.code().unwrap_or(128)
+            }
+        };
         for dir in &dirs {
             fs::remove_dir(dir).map_err(context(|| format!("rmdir {}", dir.display())))?;
         }
-        std::process::exit(status.code().unwrap_or(128));
+        std::process::exit(code);
+    }
+
+    /// Runs /bin/true born in the cgroup v2 group `dir`, with clone3 and CLONE_INTO_CGROUP as
+    /// damon starts its child, and returns its exit code. The child gets a copy of this process
+    /// (damon's shares its memory until the exec), which is no part of the kernel's cgroup work.
+    fn born_in(dir: &Path) -> Result<i32> {
+        /// struct clone_args of <linux/sched.h>, up to `cgroup` (Linux 5.7).
+        #[repr(C)]
+        #[derive(Default)]
+        struct CloneArgs {
+            flags: u64,
+            pidfd: u64,
+            child_tid: u64,
+            parent_tid: u64,
+            exit_signal: u64,
+            stack: u64,
+            stack_size: u64,
+            tls: u64,
+            set_tid: u64,
+            set_tid_size: u64,
+            cgroup: u64,
+        }
+        const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+        let group = File::open(dir).map_err(context(|| format!("open {}", dir.display())))?;
+        let program = std::ffi::CString::new("/bin/true").map_err(|e| e.to_string())?;
+        let argv = [program.as_ptr(), std::ptr::null()];
+        let envp = [std::ptr::null()];
+        let mut args = CloneArgs {
+            flags: CLONE_INTO_CGROUP,
+            exit_signal: nix::libc::SIGCHLD as u64,
+            cgroup: group.as_raw_fd() as u64,
+            ..CloneArgs::default()
+        };
+        // SAFETY: clone3 reads a live CloneArgs of the size given. Without CLONE_VM the child
+        // has its own copy of this single-threaded process, and calls only execve and _exit,
+        // which are async-signal-safe, on data prepared before the clone.
+        let pid = unsafe {
+            let pid = nix::libc::syscall(
+                nix::libc::SYS_clone3,
+                &mut args as *mut CloneArgs,
+                std::mem::size_of::<CloneArgs>(),
+            );
+            if pid == 0 {
+                nix::libc::execve(program.as_ptr(), argv.as_ptr(), envp.as_ptr());
+                nix::libc::_exit(127);
+            }
+            pid
+        };
+        if pid < 0 {
+            return Err(format!("clone3 into {}: {}", dir.display(), io::Error::last_os_error()));
+        }
+        match nix::sys::wait::waitpid(Pid::from_raw(pid as i32), None) {
+            Ok(nix::sys::wait::WaitStatus::Exited(_, code)) => Ok(code),
+            other => Err(format!("/bin/true born in {}: {:?}", dir.display(), other)),
+        }
     }
 
     /// The hierarchies damon makes a group in without a process limit, as in the launch runs:
@@ -670,8 +733,9 @@ mod linux {
         starts.push(Start::Plain(env.me(&["run", "/bin/true"])));
         let floor_row = labels.len();
         labels.push(
-            "the kernel's part alone: damon's groups made and limited, `/bin/true` joined to them and run, \
-             the groups removed (no guard, no log)",
+            "the kernel's part alone: damon's groups made and limited, `/bin/true` started in them as damon \
+             starts its child (v1: joined before its exec; v2: born there) and run, the groups removed (no \
+             guard, no log)",
         );
         let hierarchies = damon_hierarchies(env.version);
         let mut floor_args = vec!["floor"];

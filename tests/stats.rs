@@ -57,14 +57,6 @@ fn cpu_time_and_throttling_are_counted() {
     );
 }
 
-/// The blkio hierarchy's root statistics: where they list a device, blk-throttle counts there.
-const BLKIO_ROOT_BYTES: &str = "/sys/fs/cgroup/blkio/blkio.throttle.io_service_bytes";
-
-fn blk_throttle_counts_somewhere() -> bool {
-    let stats = std::fs::read_to_string(BLKIO_ROOT_BYTES).unwrap_or_default();
-    stats.lines().any(|l| !l.is_empty() && !l.starts_with("Total "))
-}
-
 /// A loop device on a file of 4 MiB; blk-throttle is switched on for it while `rule` holds a
 /// throttle rule for it. Dropped, the device is detached and removed and made again, which
 /// leaves the kernel as it was: nothing else switches blk-throttle off again for a device.

@@ -192,6 +192,21 @@ pub fn cgroup_version() -> &'static str {
     }
 }
 
+/// The blkio hierarchy's root statistics on v1: where they list a device, blk-throttle counts there.
+pub const BLKIO_ROOT_BYTES: &str = "/sys/fs/cgroup/blkio/blkio.throttle.io_service_bytes";
+
+/// Whether blk-throttle, which keeps v1's IO figures, counts on any device.
+pub fn blk_throttle_counts_somewhere() -> bool {
+    let stats = fs::read_to_string(BLKIO_ROOT_BYTES).unwrap_or_default();
+    stats.lines().any(|l| !l.is_empty() && !l.starts_with("Total "))
+}
+
+/// Whether damon reports IO figures here: on v2 always (io.stat), on v1 where blk-throttle
+/// counts on some device (elsewhere they are left out).
+pub fn io_is_measured() -> bool {
+    cgroup_version() == "v2" || blk_throttle_counts_somewhere()
+}
+
 /// Every cgroup directory damon with this pid created (`damon-...-PID`, `...-PID.supervisor`).
 pub fn groups_of(damon_pid: u32) -> Vec<PathBuf> {
     fn walk(dir: &Path, depth: usize, suffixes: &[String], found: &mut Vec<PathBuf>) {
