@@ -61,7 +61,7 @@ mod linux {
     }
 
     fn usage() -> String {
-        "usage: damon_bench run --damon PATH --out FILE [--title TEXT] [--quick] [--wine-dir DIR] [SECTION...] \
+        "usage: damon_bench run --damon PATH --out FILE [--title TEXT] [--quick] [--emulated] [--wine-dir DIR] [SECTION...] \
          | damon_bench child MODE [ARGS]"
             .to_string()
     }
@@ -190,6 +190,9 @@ mod linux {
         out: PathBuf,
         title: String,
         quick: bool,
+        /// A machine of its own under QEMU's TCG (scripts/bench-vm), whose kernel settings the
+        /// driver may change for a while.
+        emulated: bool,
         wine_dir: Option<PathBuf>,
         sections: Vec<String>,
     }
@@ -202,6 +205,7 @@ mod linux {
             let mut out = None;
             let mut title = String::from("this machine");
             let mut quick = false;
+            let mut emulated = false;
             let mut wine_dir = None;
             let mut sections = Vec::new();
             let mut args = args.iter();
@@ -213,6 +217,7 @@ mod linux {
                     "--title" => title = value()?,
                     "--wine-dir" => wine_dir = Some(PathBuf::from(value()?)),
                     "--quick" => quick = true,
+                    "--emulated" => emulated = true,
                     s if SECTIONS.contains(&s) => sections.push(s.to_string()),
                     other => return Err(format!("unknown argument {:?}; {}", other, usage())),
                 }
@@ -222,7 +227,7 @@ mod linux {
             }
             let damon = damon.ok_or_else(usage)?;
             let damon = fs::canonicalize(&damon).map_err(context(|| format!("--damon {}", damon.display())))?;
-            Ok(Options { damon, out: out.ok_or_else(usage)?, title, quick, wine_dir, sections })
+            Ok(Options { damon, out: out.ok_or_else(usage)?, title, quick, emulated, wine_dir, sections })
         }
     }
 
@@ -241,6 +246,7 @@ mod linux {
         mhz_per_core: u64,
         work: PathBuf,
         quick: bool,
+        emulated: bool,
     }
 
     impl Env {
@@ -321,6 +327,7 @@ mod linux {
             mhz_per_core,
             work,
             quick: options.quick,
+            emulated: options.emulated,
         })
     }
 
@@ -809,10 +816,64 @@ mod linux {
             "≤ 1 ms",
             Some(own_cpu <= 0.001),
         );
+        if env.emulated {
+            launch_without_address_randomization(env, report, &labels, &starts, floor_row)?;
+        }
         launch_as_mounts_grow(env, report, if cgexec { Some(&group) } else { None })?;
         drop(group);
         if env.version == Version::V2 {
             launch_nomad_layout(env, report, runs)?;
+        }
+        Ok(())
+    }
+
+    /// Under QEMU's TCG, guest code runs as host code translated from it, and a translation is
+    /// found again by the code's virtual address. A program mapped at a new random address at
+    /// each exec (a position-independent executable, as damon and /bin/true are) has everything
+    /// it runs translated again at each start, which a real CPU never does. The same launches
+    /// with the kernel's address randomization off for a while show that part.
+    fn launch_without_address_randomization(
+        env: &Env,
+        report: &mut Report,
+        labels: &[&str],
+        starts: &[Start],
+        floor_row: usize,
+    ) -> Result<()> {
+        const SETTING: &str = "/proc/sys/kernel/randomize_va_space";
+        let runs = env.runs(100, 10);
+        let log_dir = env.work.join("launch-fixed-addresses");
+        fs::create_dir_all(&log_dir).map_err(|e| e.to_string())?;
+        // bare, damon, the do-nothing supervisor and the kernel's part.
+        let rows: Vec<usize> = vec![0, 1, floor_row - 1, floor_row];
+        let chosen: Vec<Start> = rows.iter().map(|&i| starts[i].clone()).collect();
+        let before = fs::read_to_string(SETTING).map_err(context(|| format!("read {}", SETTING)))?;
+        fs::write(SETTING, "0").map_err(context(|| format!("write {}", SETTING)))?;
+        let timings = time_runs(&chosen, &log_dir, 10, runs);
+        fs::write(SETTING, before.trim()).map_err(context(|| format!("restore {}", SETTING)))?;
+        let timings = timings?;
+        report.line(format!(
+            "\n### Launch with the kernel's address randomization off ({} = 0 for these runs only): {} runs of \
+             each, interleaved\n\nQEMU's TCG runs guest code as host code translated from it and finds a \
+             translation again by the code's virtual address. damon and `/bin/true` are position-independent and \
+             mapped at a new random address at each exec, so all the code each start runs is translated again: \
+             a cost of the emulator that no real CPU (nor KVM) has. Here the same launches with fixed \
+             addresses:\n",
+            SETTING, runs
+        ));
+        report.line("| run | median | CPU per run (mean) | median vs bare |\n|---|---|---|---|");
+        let bare = median(&timings[0].wall);
+        for (&row, t) in rows.iter().zip(&timings) {
+            if let Some(failure) = t.failures.first() {
+                report.line(format!("| {} | failed: {} | | |", labels[row], failure));
+                continue;
+            }
+            report.line(format!(
+                "| {} | {} | {} | {} |",
+                labels[row],
+                ms(median(&t.wall)),
+                ms(mean(&t.cpu)),
+                ratio(median(&t.wall), bare)
+            ));
         }
         Ok(())
     }
