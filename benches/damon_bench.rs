@@ -641,41 +641,32 @@ mod linux {
     /// damon starts its child, and returns its exit code. The child gets a copy of this process
     /// (damon's shares its memory until the exec), which is no part of the kernel's cgroup work.
     fn born_in(dir: &Path) -> Result<i32> {
-        /// struct clone_args of <linux/sched.h>, up to `cgroup` (Linux 5.7).
-        #[repr(C)]
-        #[derive(Default)]
-        struct CloneArgs {
-            flags: u64,
-            pidfd: u64,
-            child_tid: u64,
-            parent_tid: u64,
-            exit_signal: u64,
-            stack: u64,
-            stack_size: u64,
-            tls: u64,
-            set_tid: u64,
-            set_tid_size: u64,
-            cgroup: u64,
-        }
         const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
         let group = File::open(dir).map_err(context(|| format!("open {}", dir.display())))?;
         let program = std::ffi::CString::new("/bin/true").map_err(|e| e.to_string())?;
         let argv = [program.as_ptr(), std::ptr::null()];
         let envp = [std::ptr::null()];
-        let mut args = CloneArgs {
+        let mut args = nix::libc::clone_args {
             flags: CLONE_INTO_CGROUP,
+            pidfd: 0,
+            child_tid: 0,
+            parent_tid: 0,
             exit_signal: nix::libc::SIGCHLD as u64,
+            stack: 0,
+            stack_size: 0,
+            tls: 0,
+            set_tid: 0,
+            set_tid_size: 0,
             cgroup: group.as_raw_fd() as u64,
-            ..CloneArgs::default()
         };
-        // SAFETY: clone3 reads a live CloneArgs of the size given. Without CLONE_VM the child
+        // SAFETY: clone3 reads a live struct clone_args of the size given. Without CLONE_VM the child
         // has its own copy of this single-threaded process, and calls only execve and _exit,
         // which are async-signal-safe, on data prepared before the clone.
         let pid = unsafe {
             let pid = nix::libc::syscall(
                 nix::libc::SYS_clone3,
-                &mut args as *mut CloneArgs,
-                std::mem::size_of::<CloneArgs>(),
+                &mut args as *mut nix::libc::clone_args,
+                std::mem::size_of::<nix::libc::clone_args>(),
             );
             if pid == 0 {
                 nix::libc::execve(program.as_ptr(), argv.as_ptr(), envp.as_ptr());
