@@ -810,7 +810,9 @@ mod linux {
         if env.emulated {
             launch_without_address_randomization(env, report, &labels, &starts, floor_row)?;
         }
-        launch_as_mounts_grow(env, report, if cgexec { Some(&group) } else { None })?;
+        // bare, damon and cgexec (which needs the ready-made group until then).
+        let peers = if cgexec { 3 } else { 2 };
+        launch_as_mounts_grow(env, report, &labels[..peers], &starts[..peers])?;
         drop(group);
         if env.version == Version::V2 {
             launch_nomad_layout(env, report, runs)?;
@@ -872,26 +874,17 @@ mod linux {
     /// Launches as the host's mounts grow: a Nomad client mounts a secrets tmpfs for each task,
     /// and /proc/self/mountinfo, which the kernel formats whole at every read, grows with them.
     /// Each count is made in a mount namespace of its own (`unshare -m`), where the commands run.
-    fn launch_as_mounts_grow(env: &Env, report: &mut Report, cgexec: Option<&ReadyGroup>) -> Result<()> {
+    fn launch_as_mounts_grow(env: &Env, report: &mut Report, labels: &[&str], starts: &[Start]) -> Result<()> {
         let runs = env.runs(100, 10);
         let log_dir = env.work.join("launch-mounts");
         fs::create_dir_all(&log_dir).map_err(|e| e.to_string())?;
-        let mut labels = vec!["bare `/bin/true`", "damon, memory and CPU limits"];
-        let mut commands = vec![
-            vec!["/bin/true".to_string()],
-            vec![
-                env.damon.display().to_string(),
-                "--memory-limit".into(),
-                "64".into(),
-                "--cpu-limit".into(),
-                "500".into(),
-                "/bin/true".into(),
-            ],
-        ];
-        if let Some(group) = cgexec {
-            labels.push("`cgexec` into a ready-made group");
-            commands.push(vec!["cgexec".into(), "-g".into(), group.cgexec_spec(), "/bin/true".into()]);
-        }
+        let commands = starts
+            .iter()
+            .map(|start| match start {
+                Start::Plain(argv) => Ok(argv),
+                Start::Join(..) => Err(format!("{} cannot be timed in a mount namespace", start.describe())),
+            })
+            .collect::<Result<Vec<_>>>()?;
         report.line(format!(
             "\n### Launch as the host's mounts grow: {} runs of each, interleaved\n\nA Nomad client mounts a \
              secrets tmpfs for each task, and `/proc/self/mountinfo`, which the kernel formats whole at each \
@@ -917,7 +910,7 @@ mod linux {
                 if i > 0 {
                     cmd.arg("--");
                 }
-                cmd.args(argv);
+                cmd.args(argv.iter());
             }
             let out = cmd.stderr(Stdio::inherit()).output().map_err(context(|| "unshare -m".to_string()))?;
             let text = String::from_utf8_lossy(&out.stdout);
