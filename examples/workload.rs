@@ -27,6 +27,9 @@
 //!   spawner FILE        ignore stop signals, write FILE, then start a sleeping process every
 //!                       millisecond, forever, whether or not the start succeeds
 //!   fork-bomb           start copies of itself, forever: every copy does the same
+//!   drain MS DIR        start a setsid() daemon (DIR/daemon.pid), write DIR/child.pid, wait for
+//!                       SIGINT or SIGTERM, then drain: sleep MS milliseconds, write DIR/drained
+//!                       and exit 0 (a service that needs time to stop)
 //!   ride-out MS         block SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 first thing,
 //!                       sleep MS milliseconds, exit 7
 //!   whoami              print the Uid, Gid, Groups, Cap* and NoNewPrivs lines of /proc/self/status
@@ -93,6 +96,8 @@ fn main() {
         "fork-bomb" => unix::fork_bomb(),
         #[cfg(unix)]
         "ride-out" => unix::ride_out(number(1)),
+        #[cfg(unix)]
+        "drain" => unix::drain(number(1), Path::new(arg(2))),
         #[cfg(unix)]
         "whoami" => privilege::whoami(),
         #[cfg(unix)]
@@ -316,6 +321,19 @@ mod unix {
         for line in parent.lines() {
             println!("parent: {}", line);
         }
+    }
+
+    pub fn drain(ms: u64, dir: &Path) {
+        let set = block(&[Signal::SIGINT, Signal::SIGTERM]);
+        let daemon = dir.join("daemon.pid");
+        start(&["daemon".as_ref(), daemon.as_os_str()]).expect("start the daemon");
+        wait_for_file(&daemon);
+        write_pid(&dir.join("child.pid"));
+        let mut fd = SignalFd::new(&set).expect("signalfd");
+        while !matches!(fd.read_signal(), Ok(Some(_))) {}
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+        std::fs::write(dir.join("drained"), "").expect("write DIR/drained");
+        std::process::exit(0)
     }
 
     pub fn ride_out(ms: u64) {

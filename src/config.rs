@@ -68,7 +68,7 @@ settings! {
     PROCESS_LIMIT: "process-limit", "DAMON_PROCESS_LIMIT", None, "N",
         "Most processes and threads the workload may hold [default: no limit]";
     KILL_TIMEOUT: "kill-timeout", "DAMON_KILL_TIMEOUT", None, "DURATION",
-        "Time between passing a stop signal on and killing the whole tree, e.g. 500ms, 30s, 2m or plain seconds, at most 24h [default: 4s, below Nomad's default kill_timeout of 5s]";
+        "Time between passing a stop signal on and killing the whole tree, e.g. 500ms, 30s, 2m or plain seconds, at most 24h [default: under Nomad (NOMAD_ALLOC_ID set), none of damon's own: the job's kill_timeout ends the stop; elsewhere 30s, and a second stop signal kills the tree at once]";
     CGROUP_PARENT: "cgroup-parent", "DAMON_CGROUP_PARENT", None, "PATH",
         "cgroup under which damon creates its group [default: damon's own cgroup]";
     RESTRICTED_TOKEN: "restricted-token", "DAMON_RESTRICTED_TOKEN", None, "Y|N",
@@ -94,10 +94,10 @@ settings! {
 const CHECK_FLAG: &str = "check";
 const COMMAND_ARG: &str = "command";
 
-/// A second below Nomad's default kill_timeout (5 s): with Nomad's defaults damon kills the
-/// tree itself, logs it and reports 137, with time to clean up before Nomad's SIGKILL.
-/// (The original Damon waited 30 s, so Nomad's SIGKILL always came first.)
-const DEFAULT_KILL_TIMEOUT: Duration = Duration::from_secs(4);
+/// Outside Nomad without DAMON_KILL_TIMEOUT: the original Damon's ExitTimeout.
+const TERMINAL_KILL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Set by Nomad for every task: damon runs under Nomad.
+const NOMAD_ALLOC_ID: &str = "NOMAD_ALLOC_ID";
 const DEFAULT_LOG_MAX_SIZE_MIB: u64 = 10;
 const DEFAULT_LOG_MAX_FILES: usize = 5;
 const DEFAULT_LOG_SUFFIX: &str = ".damon.log";
@@ -185,6 +185,47 @@ impl Limits {
     }
 }
 
+/// When a stop the child does not obey ends in a kill of the whole tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KillTimeout {
+    /// DAMON_KILL_TIMEOUT: damon kills the tree itself this long after the stop signal.
+    Set(Duration),
+    /// Under Nomad without DAMON_KILL_TIMEOUT: none of damon's own. Nomad does not tell a task
+    /// its kill_timeout, so any figure of damon's could cut the job's short; damon waits for the
+    /// child, and Nomad's SIGKILL at the job's kill_timeout ends damon, whose guard ends the tree.
+    Nomad,
+    /// Outside Nomad without DAMON_KILL_TIMEOUT: this long (the original's 30 s), and a second
+    /// stop signal kills the tree at once, as a person at a terminal expects of a second Ctrl+C.
+    Terminal(Duration),
+}
+
+impl KillTimeout {
+    /// How long after the stop signal damon kills the tree itself; `None`: never.
+    pub fn after_stop(self) -> Option<Duration> {
+        match self {
+            KillTimeout::Set(timeout) | KillTimeout::Terminal(timeout) => Some(timeout),
+            KillTimeout::Nomad => None,
+        }
+    }
+
+    /// Whether a second stop signal kills the tree at once (otherwise it is passed on again).
+    pub fn second_stop_kills(self) -> bool {
+        matches!(self, KillTimeout::Terminal(_))
+    }
+}
+
+impl fmt::Display for KillTimeout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KillTimeout::Set(timeout) => write!(f, "{}", humantime::format_duration(*timeout)),
+            KillTimeout::Nomad => f.write_str("none (under Nomad: the job's kill_timeout ends the stop)"),
+            KillTimeout::Terminal(timeout) => {
+                write!(f, "{} (a second stop signal kills at once)", humantime::format_duration(*timeout))
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MetricsConfig {
     pub addr: ListenAddr,
@@ -196,7 +237,7 @@ pub struct Config {
     /// The program and its arguments; never empty.
     pub command: Vec<OsString>,
     pub limits: Limits,
-    pub kill_timeout: Duration,
+    pub kill_timeout: KillTimeout,
     /// Path inside the cgroup hierarchy (`/` is its root), when the user chose one.
     pub cgroup_parent: Option<PathBuf>,
     pub restricted_token: bool,
@@ -228,7 +269,7 @@ impl Config {
             (MEMORY_MAX_LIMIT.var, opt(limits.memory.as_ref().map(|m| m.max_mib))),
             (ENFORCE_MEMORY_LIMIT.var, yes_no(limits.enforce_memory)),
             (PROCESS_LIMIT.var, opt(limits.process_limit)),
-            (KILL_TIMEOUT.var, humantime::format_duration(self.kill_timeout).to_string()),
+            (KILL_TIMEOUT.var, self.kill_timeout.to_string()),
             (
                 CGROUP_PARENT.var,
                 self.cgroup_parent
@@ -491,7 +532,11 @@ fn build(
     let cores = lookup(&CPU_CORES)
         .map(|raw| raw.parse(values::cpu_cores).map(|cores| Cores { cores, source: raw.source.clone() }))
         .transpose()?;
-    let kill_timeout = read(lookup, &KILL_TIMEOUT, values::kill_timeout)?.unwrap_or(DEFAULT_KILL_TIMEOUT);
+    let kill_timeout = match read(lookup, &KILL_TIMEOUT, values::kill_timeout)? {
+        Some(timeout) => KillTimeout::Set(timeout),
+        None if env.var(NOMAD_ALLOC_ID).is_some() => KillTimeout::Nomad,
+        None => KillTimeout::Terminal(TERMINAL_KILL_TIMEOUT),
+    };
     let cgroup_parent = read(lookup, &CGROUP_PARENT, values::cgroup_path)?;
 
     // The endpoint is checked even without an address: a bad value never passes silently.
@@ -519,7 +564,7 @@ fn build(
             .transpose()?,
         metrics,
         log,
-        alloc_id: env.var("NOMAD_ALLOC_ID"),
+        alloc_id: env.var(NOMAD_ALLOC_ID),
         task_name: env.var("NOMAD_TASK_NAME"),
     })
 }
@@ -738,10 +783,30 @@ mod tests {
 
     #[test]
     fn kill_timeout_takes_durations_and_seconds() {
-        assert_eq!(config(&["x"], &[]).kill_timeout, Duration::from_secs(4));
-        assert_eq!(config(&["x"], &[("DAMON_KILL_TIMEOUT", "500ms")]).kill_timeout, Duration::from_millis(500));
-        assert_eq!(config(&["x"], &[("DAMON_KILL_TIMEOUT", "2m")]).kill_timeout, Duration::from_secs(120));
-        assert_eq!(config(&["x"], &[("DAMON_KILL_TIMEOUT", "7")]).kill_timeout, Duration::from_secs(7));
+        let set = |text: &str, env: &[(&str, &str)]| {
+            let env: Vec<(&str, &str)> = env.iter().copied().chain(Some(("DAMON_KILL_TIMEOUT", text))).collect();
+            config(&["x"], &env).kill_timeout
+        };
+        assert_eq!(set("500ms", &[]), KillTimeout::Set(Duration::from_millis(500)));
+        assert_eq!(set("2m", &[]), KillTimeout::Set(Duration::from_secs(120)));
+        assert_eq!(set("7", &[]), KillTimeout::Set(Duration::from_secs(7)));
+        // Set explicitly, it holds under Nomad too.
+        assert_eq!(set("7", &[("NOMAD_ALLOC_ID", "a1")]), KillTimeout::Set(Duration::from_secs(7)));
+    }
+
+    #[test]
+    fn kill_timeout_defaults_to_none_under_nomad_and_thirty_seconds_elsewhere() {
+        let under_nomad = config(&["x"], &[("NOMAD_ALLOC_ID", "a1")]).kill_timeout;
+        assert_eq!(under_nomad, KillTimeout::Nomad);
+        assert_eq!(under_nomad.after_stop(), None);
+        assert!(!under_nomad.second_stop_kills());
+        let at_a_terminal = config(&["x"], &[]).kill_timeout;
+        assert_eq!(at_a_terminal, KillTimeout::Terminal(Duration::from_secs(30)));
+        assert_eq!(at_a_terminal.after_stop(), Some(Duration::from_secs(30)));
+        assert!(at_a_terminal.second_stop_kills());
+        // Nomad's other variables alone (a person trying damon at a terminal) are not Nomad.
+        assert_eq!(config(&["x"], &[("NOMAD_MEMORY_LIMIT", "64")]).kill_timeout, at_a_terminal);
+        assert!(!KillTimeout::Set(Duration::from_secs(1)).second_stop_kills());
     }
 
     #[test]

@@ -26,6 +26,8 @@ pub enum Ending {
     OutOfMemory,
     /// The child ignored the stop and was killed when the kill timeout passed.
     KilledAfterTimeout,
+    /// The child ignored the stop and was killed on a second stop signal (outside Nomad).
+    KilledOnSecondStop,
     /// The command was never started (or damon failed around it).
     NotStarted(i32),
 }
@@ -35,7 +37,7 @@ impl Ending {
         match self {
             Ending::Exited(code) | Ending::NotStarted(code) => code,
             Ending::Signaled(signal) => 128 + signal.0,
-            Ending::OutOfMemory | Ending::KilledAfterTimeout => 128 + SIGKILL,
+            Ending::OutOfMemory | Ending::KilledAfterTimeout | Ending::KilledOnSecondStop => 128 + SIGKILL,
         }
     }
 
@@ -45,17 +47,18 @@ impl Ending {
             Ending::Signaled(_) => "killed by a signal",
             Ending::OutOfMemory => "killed by the OOM killer",
             Ending::KilledAfterTimeout => "killed after the kill timeout",
+            Ending::KilledOnSecondStop => "killed on a second stop signal",
             Ending::NotStarted(_) => "not started",
         }
     }
 
-    /// Classifies a child's exit status.
-    fn of(status: ExitStatus, oom_kills: u64) -> Ending {
+    /// Classifies a child's exit status; `killed_for` is why damon killed the tree, if it did.
+    fn of(status: ExitStatus, oom_kills: u64, killed_for: Ending) -> Ending {
         match status {
             ExitStatus::Code(code) => Ending::Exited(code),
             ExitStatus::Signal(Signal(SIGKILL)) if oom_kills > 0 => Ending::OutOfMemory,
             ExitStatus::Signal(signal) => Ending::Signaled(signal),
-            ExitStatus::Terminated => Ending::KilledAfterTimeout,
+            ExitStatus::Terminated => killed_for,
         }
     }
 }
@@ -141,7 +144,7 @@ pub fn run(config: Config) -> i32 {
         enforce_cpu_limit = limits.enforce_cpu,
         cpu_cores = limits.cores.as_ref().map(|c| c.cores.to_string()).as_deref(),
         process_limit = limits.process_limit.unwrap_or(0),
-        kill_timeout = %humantime::format_duration(config.kill_timeout),
+        kill_timeout = %config.kill_timeout,
         user = %identity.describe_user(),
         privileges = identity.describe_privileges(),
         "damon starting"
@@ -233,15 +236,26 @@ fn supervise(config: &Config, identity: Identity) -> (Ending, Option<Sample>) {
     let mut process_limit = ProcessLimitReporter { limit: config.limits.process_limit.unwrap_or(0), reported: false };
     let mut deadline = None;
     let mut stopping = false;
+    // Why damon killed the tree itself, if it did: a child SIGKILLed then was killed by damon.
+    let mut killed_for = None;
     let status = loop {
         match container.next_event(deadline) {
             Ok(Event::ChildExited(status)) => break Some(status),
+            Ok(Event::Stop(signal)) if stopping && config.kill_timeout.second_stop_kills() => {
+                tracing::warn!(
+                    signal = signal.name(),
+                    "a second stop signal: killing every process of the workload now"
+                );
+                kill_tree(&mut container, &mut killed_for, Ending::KilledOnSecondStop);
+                deadline = None;
+            }
             Ok(Event::Stop(signal)) => {
                 container.signal_child(signal);
                 if !stopping {
                     stopping = true;
-                    deadline = Some(Instant::now() + config.kill_timeout);
-                    tracing::info!(signal = signal.name(), kill_timeout = %humantime::format_duration(config.kill_timeout), "stopping: signal passed on to the child");
+                    container.stopping(signal);
+                    deadline = config.kill_timeout.after_stop().map(|timeout| Instant::now() + timeout);
+                    tracing::info!(signal = signal.name(), kill_timeout = %config.kill_timeout, "stopping: signal passed on to the child");
                 }
             }
             Ok(Event::MemoryLimitHit) => oom.report_new(container.totals().oom_kills),
@@ -251,10 +265,8 @@ fn supervise(config: &Config, identity: Identity) -> (Ending, Option<Sample>) {
                 container.signal_child(signal);
             }
             Ok(Event::DeadlinePassed) => {
-                tracing::warn!(kill_timeout = %humantime::format_duration(config.kill_timeout), "the child did not stop in time: killing every process of the workload");
-                if let Err(e) = container.kill_all() {
-                    tracing::error!(error = %e, "cannot kill the workload");
-                }
+                tracing::warn!(kill_timeout = %config.kill_timeout, "the child did not stop in time: killing every process of the workload");
+                kill_tree(&mut container, &mut killed_for, Ending::KilledAfterTimeout);
                 deadline = None;
             }
             Err(e) => {
@@ -274,7 +286,7 @@ fn supervise(config: &Config, identity: Identity) -> (Ending, Option<Sample>) {
         Some(status) => status,
         None => return (Ending::NotStarted(EXIT_DAMON_FAILED), Some(totals)),
     };
-    let ending = Ending::of(status, oom_kills);
+    let ending = Ending::of(status, oom_kills, killed_for.unwrap_or(Ending::KilledAfterTimeout));
     if ending == Ending::OutOfMemory {
         tracing::error!(
             pid,
@@ -356,6 +368,17 @@ impl OomReporter {
     }
 }
 
+/// Kills every process of the workload, once, for `reason` (a kill already made stands).
+fn kill_tree(container: &mut Backend, killed_for: &mut Option<Ending>, reason: Ending) {
+    if killed_for.is_some() {
+        return;
+    }
+    *killed_for = Some(reason);
+    if let Err(e) = container.kill_all() {
+        tracing::error!(error = %e, "cannot kill the workload");
+    }
+}
+
 /// Kills what is left of the workload and removes the container, logging what failed.
 fn remove(container: Backend) {
     for e in container.remove() {
@@ -370,10 +393,14 @@ mod tests {
 
     #[test]
     fn exit_codes_follow_the_shell_convention() {
-        assert_eq!(Ending::of(ExitStatus::Code(3), 0).exit_code(), 3);
-        assert_eq!(Ending::of(ExitStatus::Signal(Signal(15)), 0).exit_code(), 143);
-        assert_eq!(Ending::of(ExitStatus::Signal(Signal(9)), 1), Ending::OutOfMemory);
-        assert_eq!(Ending::of(ExitStatus::Terminated, 0), Ending::KilledAfterTimeout);
+        let timeout = Ending::KilledAfterTimeout;
+        assert_eq!(Ending::of(ExitStatus::Code(3), 0, timeout).exit_code(), 3);
+        assert_eq!(Ending::of(ExitStatus::Signal(Signal(15)), 0, timeout).exit_code(), 143);
+        assert_eq!(Ending::of(ExitStatus::Signal(Signal(9)), 1, timeout), Ending::OutOfMemory);
+        assert_eq!(Ending::of(ExitStatus::Terminated, 0, timeout), Ending::KilledAfterTimeout);
+        let second_stop = Ending::KilledOnSecondStop;
+        assert_eq!(Ending::of(ExitStatus::Terminated, 0, second_stop), second_stop);
+        assert_eq!(second_stop.exit_code(), 137);
         assert_eq!(Ending::KilledAfterTimeout.exit_code(), 137);
         assert_eq!(Ending::OutOfMemory.exit_code(), 137);
         assert_eq!(Ending::NotStarted(EXIT_NOT_FOUND).exit_code(), 127);

@@ -148,10 +148,28 @@ fn check_reports_the_host_and_the_configuration() {
         "DAMON_MEMORY_LIMIT:          64".to_string(),
         "DAMON_CPU_LIMIT:             500".to_string(),
         "ok: damon can run a contained child here".to_string(),
+        "DAMON_KILL_TIMEOUT:          30s (a second stop signal kills at once)".to_string(),
     ] {
         assert!(run.stdout.contains(&needle), "--check lacks {:?}\n{}", needle, run.explain());
     }
     assert!(!dir.path("damon.log").exists(), "--check must not start a run");
+}
+
+/// The kill timeout an operator gets without setting DAMON_KILL_TIMEOUT: under Nomad none of
+/// damon's own (the job's kill_timeout ends the stop), and a set value holds there too.
+#[test]
+fn check_shows_the_kill_timeout_under_nomad() {
+    let dir = TestDir::new("check-nomad");
+    for (env, expected) in [
+        (&[("NOMAD_ALLOC_ID", "a1")][..], "none (under Nomad: the job's kill_timeout ends the stop)"),
+        (&[("NOMAD_ALLOC_ID", "a1"), ("DAMON_KILL_TIMEOUT", "40s")][..], "40s"),
+    ] {
+        let mut cmd = damon(&dir);
+        cmd.arg("--check").envs(env.iter().copied());
+        let run = run(cmd, &dir);
+        let line = run.stdout.lines().find(|l| l.starts_with("DAMON_KILL_TIMEOUT:")).unwrap_or_default();
+        assert_eq!(line.trim_start_matches("DAMON_KILL_TIMEOUT:").trim(), expected, "{}", run.explain());
+    }
 }
 
 #[test]

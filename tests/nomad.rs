@@ -244,7 +244,16 @@ enum Sequence {
     NomadKillFirst,
     /// As above, with Nomad's final kill at once after the SIGKILL.
     FinalKillAtOnce,
+    /// damon's defaults (no DAMON_KILL_TIMEOUT): the child drains for 5 s on the kill signal,
+    /// within the job's kill_timeout of 8 s, and exits 0.
+    DrainWithinKillTimeout,
+    /// damon's defaults: the child would drain for 5 s, but the job's kill_timeout is 2 s:
+    /// Nomad's SIGKILL ends damon, and its guard the tree.
+    DrainCutByKillTimeout,
 }
+
+/// How long the drain sequences' child drains.
+const DRAIN: Duration = Duration::from_secs(5);
 
 /// What one pass of a sequence left.
 #[derive(Default)]
@@ -257,7 +266,51 @@ struct Tally {
     /// v2: Nomad's single removal failed while processes its own cgroup.kill had just killed
     /// were still exiting; the scope then holds nothing but is left (Nomad's race, not damon's).
     raced_own_kill: usize,
+    /// The drain sequences: milliseconds from Nomad's kill signal to damon's end.
+    stop_ms: Vec<u128>,
     reports: Vec<String>,
+}
+
+/// What is wrong with a drain sequence's run, if anything: within the job's kill_timeout the
+/// child drained its whole time; cut short, the guard ended the tree after Nomad's SIGKILL and
+/// said so, with the processes it ended and how long after the stop signal.
+fn drain_problem(sequence: Sequence, dir: &TestDir, stop_took: Duration, kill_timeout: Duration) -> Option<String> {
+    let drained = dir.path("drained").exists();
+    if sequence == Sequence::DrainWithinKillTimeout {
+        return match drained && stop_took >= DRAIN {
+            true => None,
+            false => Some(format!("the child did not drain its {:?} (stop took {:?})", DRAIN, stop_took)),
+        };
+    }
+    if drained {
+        return Some("the child drained although Nomad's kill_timeout is shorter".to_string());
+    }
+    let guard_line = |log: &str| log.lines().find(|l| l.contains("its guard killed the workload")).map(str::to_string);
+    let mut line = None;
+    wait_for("the guard's log line", Duration::from_secs(10), || {
+        line = guard_line(&dir.log());
+        line.is_some()
+    });
+    let line = line.unwrap_or_default();
+    let killed = log_number(&line, "processes_killed").unwrap_or(0);
+    let since_stop_ms = log_number(&line, "since_stop_ms").unwrap_or(0);
+    // Nomad's SIGKILL comes at the kill_timeout, never before; the guard acts after it.
+    if killed == 0 || since_stop_ms < kill_timeout.as_millis() as u64 {
+        return Some(format!("the guard's line lacks the processes it ended or the time since the stop: {}", line));
+    }
+    println!(
+        "nomad ({}): the guard ended {} processes {} ms after the stop signal",
+        cgroup_version(),
+        killed,
+        since_stop_ms
+    );
+    None
+}
+
+/// The whole number `"key":N` of a JSON log line.
+fn log_number(line: &str, key: &str) -> Option<u64> {
+    let rest = &line[line.find(&format!("\"{}\":", key))? + key.len() + 3..];
+    rest[..rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len())].parse().ok()
 }
 
 /// Waits up to 10 s for the SIGKILLed processes to finish exiting (on a slow VM hundreds of
@@ -319,19 +372,30 @@ fn run_sequence(sequence: Sequence, runs: usize, with_damon: bool) -> Tally {
         let dir = TestDir::new(&format!("nomad-{:?}", sequence).to_lowercase());
         watchdog.pet(format!("{:?} run {} (with damon: {})", sequence, run, with_damon), dir.path("damon.log"));
         let (damon_timeout, nomad_timeout, behaviour) = match sequence {
-            Sequence::ChildObeys => ("4s", Duration::from_secs(5), "obedient-swarm"),
-            Sequence::DamonTimeoutFirst => ("200ms", Duration::from_secs(2), "swarm"),
-            Sequence::NomadKillFirst | Sequence::FinalKillAtOnce => ("10s", Duration::from_millis(200), "swarm"),
+            Sequence::ChildObeys => (Some("4s"), Duration::from_secs(5), "obedient-swarm"),
+            Sequence::DamonTimeoutFirst => (Some("200ms"), Duration::from_secs(2), "swarm"),
+            Sequence::NomadKillFirst | Sequence::FinalKillAtOnce => (Some("10s"), Duration::from_millis(200), "swarm"),
+            Sequence::DrainWithinKillTimeout => (None, Duration::from_secs(8), "drain"),
+            Sequence::DrainCutByKillTimeout => (None, Duration::from_secs(2), "drain"),
         };
-        let env = [("DAMON_KILL_TIMEOUT", damon_timeout), ("DAMON_PROCESS_LIMIT", "500")];
+        let drains = behaviour == "drain";
+        let mut env = vec![("DAMON_PROCESS_LIMIT", "500")];
+        env.extend(damon_timeout.map(|timeout| ("DAMON_KILL_TIMEOUT", timeout)));
         let program = workload();
-        let args = [program.to_str().unwrap(), behaviour, dir.0.to_str().unwrap()];
+        let drain_ms = DRAIN.as_millis().to_string();
+        let mut args = vec![program.to_str().unwrap(), behaviour];
+        if drains {
+            args.push(&drain_ms);
+        }
+        args.push(dir.0.to_str().unwrap());
         let mut phases = Phases::new();
         let mut damon = if with_damon { task.start(&dir, &env, &args) } else { task.start_plain(&dir, &args) };
         let damon_pid = damon.id();
         wait_for("the workload to start", Duration::from_secs(30), || read_pid(&dir.path("child.pid")).is_some());
         phases.end("start");
+        let stop = Instant::now();
         let status = task.shutdown(&mut damon, nomad_timeout);
+        let stop_took = stop.elapsed();
         phases.end("shutdown");
         if sequence == Sequence::NomadKillFirst {
             // Nomad's executor plugin is killed and the task runner's stop hooks run: a moment.
@@ -343,6 +407,7 @@ fn run_sequence(sequence: Sequence, runs: usize, with_damon: bool) -> Tally {
         let expected = match (sequence, with_damon) {
             (Sequence::ChildObeys, _) => Some(130),
             (Sequence::DamonTimeoutFirst, true) => Some(137),
+            (Sequence::DrainWithinKillTimeout, _) => Some(0),
             _ => None,
         };
         let survivors = survivors(&dir);
@@ -365,15 +430,42 @@ fn run_sequence(sequence: Sequence, runs: usize, with_damon: bool) -> Tally {
             *tally.removed_at.entry(attempt).or_insert(0) += 1;
         }
         let status_wrong = with_damon && status.code() != expected;
-        if status_wrong || (cleanup.is_err() && !raced) || !survivors.is_empty() || !groups.is_empty() {
+        let drain_wrong = if drains { drain_problem(sequence, &dir, stop_took, nomad_timeout) } else { None };
+        if drains {
+            tally.stop_ms.push(stop_took.as_millis());
+        }
+        if status_wrong
+            || drain_wrong.is_some()
+            || (cleanup.is_err() && !raced)
+            || !survivors.is_empty()
+            || !groups.is_empty()
+        {
             tally.reports.push(format!(
-                "{:?} run {}: damon {} (expected {:?}); Nomad's removal: {:?}; processes left: {:?}; damon's groups left: {:?}\n--- log\n{}",
-                sequence, run, status, expected, cleanup, survivors, groups, dir.log()
+                "{:?} run {}: damon {} (expected {:?}); {}Nomad's removal: {:?}; processes left: {:?}; damon's groups left: {:?}\n--- log\n{}",
+                sequence,
+                run,
+                status,
+                expected,
+                drain_wrong.map(|p| format!("{}; ", p)).unwrap_or_default(),
+                cleanup,
+                survivors,
+                groups,
+                dir.log()
             ));
             for pid in PID_FILES.iter().filter_map(|f| read_pid(&dir.path(f))).filter(|&pid| alive(pid)) {
                 signal(pid, Signal::SIGKILL);
             }
         }
+    }
+    let mut notes = String::new();
+    if tally.raced_own_kill > 0 {
+        notes += &format!(
+            ", Nomad's single removal raced its own cgroup.kill {} times (empty scope left)",
+            tally.raced_own_kill
+        );
+    }
+    if !tally.stop_ms.is_empty() {
+        notes += &format!(", from the kill signal to damon's end (ms): {:?}", tally.stop_ms);
     }
     println!(
         "nomad ({}): {:?}{}: {} runs, {} processes left, {} groups left, removal succeeded at attempt {:?}{}",
@@ -384,14 +476,7 @@ fn run_sequence(sequence: Sequence, runs: usize, with_damon: bool) -> Tally {
         tally.processes_left,
         tally.groups_left,
         tally.removed_at,
-        if tally.raced_own_kill > 0 {
-            format!(
-                ", Nomad's single removal raced its own cgroup.kill {} times (empty scope left)",
-                tally.raced_own_kill
-            )
-        } else {
-            String::new()
-        }
+        notes
     );
     tally
 }
@@ -432,6 +517,25 @@ fn nomad_stop_with_the_final_kill_at_once_leaves_nothing() {
         run_sequence(Sequence::FinalKillAtOnce, (runs() / 5).max(1), false);
     }
     assert_clean(with_damon);
+}
+
+fn drain_runs() -> usize {
+    // Each run waits out a drain or a kill_timeout of seconds.
+    (runs() / 10).max(1)
+}
+
+/// damon's defaults under Nomad give the service the job's whole kill_timeout: with 8 s, a
+/// child that drains for 5 s does so and exits 0 (with damon's old 4 s default it was killed).
+#[test]
+fn nomad_stop_with_defaults_gives_the_child_the_whole_kill_timeout() {
+    assert_clean(run_sequence(Sequence::DrainWithinKillTimeout, drain_runs(), true));
+}
+
+/// With a kill_timeout of 2 s the same child is cut short by Nomad's SIGKILL of damon, and
+/// damon's guard ends the tree: nothing left, and the guard's line says what it ended, when.
+#[test]
+fn nomad_stop_with_defaults_and_a_short_kill_timeout_ends_the_tree_through_the_guard() {
+    assert_clean(run_sequence(Sequence::DrainCutByKillTimeout, drain_runs(), true));
 }
 
 /// raw_exec's `cgroup_v2_override` / `cgroup_v1_override` put the task in an operator's cgroup,

@@ -175,6 +175,49 @@ fn a_child_ignoring_ctrl_break_is_terminated_with_its_tree_after_the_timeout() {
     wait_for("the tree to be gone", Duration::from_secs(10), || !alive(child) && !alive(grandchild));
 }
 
+/// Outside Nomad, without DAMON_KILL_TIMEOUT, damon.exe waits (30 s) for a child that ignores
+/// the stop, and a second Ctrl+C kills the job at once.
+#[test]
+#[ignore = "needs the Windows build and Wine: scripts/windows-test"]
+fn outside_nomad_a_second_ctrl_c_terminates_the_job_at_once() {
+    let dir = TestDir::new("wine-second-stop");
+    let (damon, child, grandchild) = start_stubborn_tree(&dir, &[]);
+    signal(damon.id(), Signal::SIGINT);
+    wait_for("damon.exe to pass the stop on", Duration::from_secs(30), || {
+        dir.log().contains("stopping: signal passed on to the child")
+    });
+    assert!(alive(child), "the child was killed at the first stop\n{}", dir.log());
+    signal(damon.id(), Signal::SIGINT);
+    let run = common::finish(damon, &dir, "damon.exe workload ignore-stop", Duration::from_secs(30));
+    run.assert_code(137)
+        .assert_log_contains("a second stop signal: killing every process of the workload now")
+        .assert_log_contains("\"ending\":\"killed on a second stop signal\"");
+    wait_for("the tree to be gone", Duration::from_secs(10), || !alive(child) && !alive(grandchild));
+}
+
+/// Under Nomad (NOMAD_ALLOC_ID set), without DAMON_KILL_TIMEOUT, damon.exe never ends a stop
+/// itself: Nomad's kill of damon.exe at the job's kill_timeout does, and KILL_ON_JOB_CLOSE
+/// takes the tree with it.
+#[test]
+#[ignore = "needs the Windows build and Wine: scripts/windows-test"]
+fn under_nomad_damon_exe_waits_for_nomads_kill() {
+    let dir = TestDir::new("wine-nomad-waits");
+    let (mut damon, child, grandchild) = start_stubborn_tree(&dir, &[("NOMAD_ALLOC_ID", "a1")]);
+    signal(damon.id(), Signal::SIGINT);
+    wait_for("damon.exe to pass the stop on", Duration::from_secs(30), || {
+        dir.log().contains("stopping: signal passed on to the child")
+    });
+    assert!(dir.log().contains("under Nomad: the job's kill_timeout ends the stop"), "{}", dir.log());
+    signal(damon.id(), Signal::SIGINT);
+    std::thread::sleep(Duration::from_millis(4500));
+    assert!(alive(child), "damon.exe ended the stop itself under Nomad\n{}", dir.log());
+    signal(damon.id(), Signal::SIGKILL);
+    let _ = damon.wait();
+    wait_for("the job's processes to end with damon.exe", Duration::from_secs(30), || {
+        !alive(child) && !alive(grandchild)
+    });
+}
+
 #[test]
 #[ignore = "needs the Windows build and Wine: scripts/windows-test"]
 fn a_storm_of_console_events_stops_once_and_kills_once_after_the_timeout() {

@@ -416,7 +416,8 @@ fn check_config(c: &Config) -> Result<(), String> {
             return fail("cores that do not read back");
         }
     }
-    if c.kill_timeout > MAX_KILL_TIMEOUT || Instant::now().checked_add(c.kill_timeout).is_none() {
+    let kill_timeout = c.kill_timeout.after_stop().unwrap_or_default();
+    if kill_timeout > MAX_KILL_TIMEOUT || Instant::now().checked_add(kill_timeout).is_none() {
         return fail("a kill timeout out of range");
     }
     if let Some(parent) = &c.cgroup_parent {

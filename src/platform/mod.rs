@@ -116,6 +116,9 @@ pub trait Container: Sized {
     fn next_event(&mut self, deadline: Option<Instant>) -> Result<Event, ContainerError>;
     /// Sends a signal to the direct child (its process group on Windows).
     fn signal_child(&mut self, signal: Signal);
+    /// The stop began with `signal`. Linux tells the guard when, so that, should Nomad's
+    /// SIGKILL end damon before the workload, the guard's report says how long the stop lasted.
+    fn stopping(&mut self, _signal: Signal) {}
     /// Kills every process in the container.
     fn kill_all(&mut self) -> Result<(), ContainerError>;
     fn sample(&self) -> Sample {

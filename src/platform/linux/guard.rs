@@ -21,6 +21,11 @@
 //!
 //! If the guard itself dies, damon notices (the socket hangs up), says so, and still undoes
 //! everything at its own end.
+//!
+//! When a stop begins damon tells the guard when (the monotonic clock, which both share): under
+//! Nomad damon has no kill timeout of its own, so a stop the workload does not obey ends with
+//! Nomad's SIGKILL of damon at the job's kill_timeout, and the guard's report then says how long
+//! after the stop signal it ended the tree and how many processes it killed.
 
 use std::ffi::OsStr;
 use std::io;
@@ -34,6 +39,7 @@ use nix::poll::{poll, PollFd, PollFlags};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::socket::{recv, send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
 use nix::sys::wait::{waitpid, WaitStatus};
+use nix::time::{clock_gettime, ClockId};
 use nix::unistd::{fork, getpid, setpgid, ForkResult, Pid};
 
 use super::cgroup_file::{self as file, CgroupIoError};
@@ -70,6 +76,8 @@ const TAG_CONTROLLER: u8 = b'C';
 const TAG_CANCEL: u8 = b'x';
 /// damon → guard: damon moved the guard to its home, out of damon's cgroups.
 const TAG_AWAY: u8 = b'a';
+/// damon → guard: the stop began; the monotonic time in nanoseconds and the signal follow.
+const TAG_STOP: u8 = b's';
 /// Paths are at most PATH_MAX (4096) bytes; a message holds two and a tag.
 const MAX_MESSAGE_BYTES: usize = 3 * 4096;
 
@@ -147,12 +155,19 @@ impl Change {
     }
 }
 
+/// What [`undo`] did.
+pub struct Undone {
+    /// Processes of the workload still in its groups, killed by the undo.
+    pub processes_killed: usize,
+    pub errors: Vec<CgroupIoError>,
+}
+
 /// Undoes `changes`, newest first, after stopping the workload: what damon does at its end
 /// and what the guard does when damon died. `in_leaf` are the processes that moved into damon's
 /// leaf and move back: damon (and the guard, if it shares damon's cgroup) when damon undoes;
 /// the guard alone (if it moved) when the guard does: it never moves damon, whose pid may have
 /// been reused once damon is dead.
-pub fn undo(changes: &[Change], in_leaf: &[Pid]) -> Vec<CgroupIoError> {
+pub fn undo(changes: &[Change], in_leaf: &[Pid]) -> Undone {
     let mut errors = Vec::new();
     // The usual end first: the workload has exited, so its groups are empty and go at once.
     // Only a group that still holds processes needs the kill below. (An error here is met
@@ -165,6 +180,10 @@ pub fn undo(changes: &[Change], in_leaf: &[Pid]) -> Vec<CgroupIoError> {
             _ => None,
         })
         .collect();
+    // Counted before the kill (one list per group; on v1 every hierarchy lists the same processes).
+    let mut listed: Vec<i32> = busy.iter().flat_map(|dir| file::pids(dir).unwrap_or_default()).collect();
+    listed.sort_unstable();
+    listed.dedup();
     // On v1, stop the tree first where the freezer can hold it, so nothing forks past the kill.
     for dir in &busy {
         if dir.join("freezer.state").exists() {
@@ -196,7 +215,7 @@ pub fn undo(changes: &[Change], in_leaf: &[Pid]) -> Vec<CgroupIoError> {
         };
         errors.extend(result.err());
     }
-    errors
+    Undone { processes_killed: listed.len(), errors }
 }
 
 /// "+memory +cpu" for `sign` '+' and ["memory", "cpu"]: one write for every controller.
@@ -277,6 +296,11 @@ impl Journal {
         }
     }
 
+    /// Tells the guard that the stop began now, with `signal`.
+    pub fn stop_began(&mut self, signal: i32) {
+        self.send(&StopBegan { at_ns: monotonic_ns(), signal }.encode());
+    }
+
     fn send(&mut self, message: &[u8]) {
         if let Some(guard) = &self.guard {
             // MSG_NOSIGNAL: a dead guard must not take damon with it through SIGPIPE.
@@ -313,7 +337,7 @@ impl Journal {
     pub fn undo(mut self) -> Vec<CgroupIoError> {
         let guard = self.guard.as_ref().filter(|g| !g.away).map(|g| g.pid);
         let in_leaf: Vec<Pid> = Some(getpid()).into_iter().chain(guard).collect();
-        let errors = undo(&self.changes, &in_leaf);
+        let errors = undo(&self.changes, &in_leaf).errors;
         self.changes.clear();
         if let Some(guard) = self.guard.take() {
             guard.dismiss();
@@ -385,6 +409,7 @@ fn guard_main(socket: OwnedFd) {
     }
     let mut changes: Vec<Change> = Vec::new();
     let mut away = false;
+    let mut stop = None;
     let mut message = vec![0u8; MAX_MESSAGE_BYTES];
     loop {
         match recv(socket.as_raw_fd(), &mut message, MsgFlags::empty()) {
@@ -394,6 +419,7 @@ fn guard_main(socket: OwnedFd) {
                 changes.pop();
             }
             Ok(_) if message[0] == TAG_AWAY => away = true,
+            Ok(n) if message[0] == TAG_STOP => stop = StopBegan::decode(&message[..n]).or(stop),
             Ok(n) => changes.extend(Change::decode(&message[..n])),
             Err(Errno::EINTR) => continue,
             Err(_) => break,
@@ -403,7 +429,10 @@ fn guard_main(socket: OwnedFd) {
         return;
     }
     let in_leaf: Vec<Pid> = if away { Vec::new() } else { vec![getpid()] };
-    let errors = undo(&changes, &in_leaf);
+    // Damon's end is now: how long the stop lasted is measured before the undo's own time.
+    let since_stop_ms = stop.map(|s| monotonic_ns().saturating_sub(s.at_ns) / 1_000_000);
+    let stop_signal = stop.and_then(|s| Signal::try_from(s.signal).ok()).map(Signal::as_str);
+    let undone = undo(&changes, &in_leaf);
     let groups: Vec<String> = changes
         .iter()
         .filter_map(|c| match c {
@@ -412,12 +441,62 @@ fn guard_main(socket: OwnedFd) {
         })
         .collect();
     let cgroup = groups.join(" ");
-    if errors.is_empty() {
-        tracing::warn!(cgroup = %cgroup, "damon ended without cleaning up: its guard killed the workload and removed the cgroup");
+    let when = match since_stop_ms {
+        Some(ms) => format!("{} ms after the stop signal", ms),
+        None => "before any stop signal".to_string(),
+    };
+    let processes_killed = undone.processes_killed;
+    if undone.errors.is_empty() {
+        tracing::warn!(
+            cgroup = %cgroup,
+            processes_killed,
+            since_stop_ms,
+            stop_signal,
+            "damon ended without cleaning up ({}): its guard killed the workload ({} processes) and removed the cgroup",
+            when,
+            processes_killed
+        );
     } else {
-        let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
-        tracing::error!(cgroup = %cgroup, errors = %errors.join("; "), "damon ended without cleaning up: its guard could not remove everything");
+        let errors: Vec<String> = undone.errors.iter().map(ToString::to_string).collect();
+        tracing::error!(
+            cgroup = %cgroup,
+            processes_killed,
+            since_stop_ms,
+            stop_signal,
+            errors = %errors.join("; "),
+            "damon ended without cleaning up ({}): its guard could not remove everything",
+            when
+        );
     }
+}
+
+/// The stop's beginning, as damon told the guard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct StopBegan {
+    /// CLOCK_MONOTONIC, which damon and the guard share.
+    at_ns: u64,
+    signal: i32,
+}
+
+impl StopBegan {
+    fn encode(&self) -> Vec<u8> {
+        let mut message = vec![TAG_STOP];
+        message.extend_from_slice(&self.at_ns.to_le_bytes());
+        message.extend_from_slice(&self.signal.to_le_bytes());
+        message
+    }
+
+    fn decode(message: &[u8]) -> Option<StopBegan> {
+        let at: [u8; 8] = message.get(1..9)?.try_into().ok()?;
+        let signal: [u8; 4] = message.get(9..13)?.try_into().ok()?;
+        Some(StopBegan { at_ns: u64::from_le_bytes(at), signal: i32::from_le_bytes(signal) })
+    }
+}
+
+/// Now on the monotonic clock, in nanoseconds (0 should the clock fail, which it cannot here).
+fn monotonic_ns() -> u64 {
+    clock_gettime(ClockId::CLOCK_MONOTONIC)
+        .map_or(0, |t| (t.tv_sec() as u64).saturating_mul(1_000_000_000).saturating_add(t.tv_nsec() as u64))
 }
 
 #[cfg(test)]
@@ -442,5 +521,12 @@ mod tests {
         }
         assert_eq!(Change::decode(b""), None);
         assert_eq!(Change::decode(b"?abc"), None);
+    }
+
+    #[test]
+    fn the_stop_survives_the_wire() {
+        let stop = StopBegan { at_ns: 123_456_789_000, signal: 2 };
+        assert_eq!(StopBegan::decode(&stop.encode()), Some(stop));
+        assert_eq!(StopBegan::decode(&stop.encode()[..5]), None);
     }
 }

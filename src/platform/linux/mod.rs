@@ -441,6 +441,12 @@ impl Container for Backend {
         }
     }
 
+    fn stopping(&mut self, signal: Signal) {
+        if let Some(journal) = self.journal.as_mut() {
+            journal.stop_began(signal.0);
+        }
+    }
+
     fn kill_all(&mut self) -> Result<(), ContainerError> {
         self.killed_all = true;
         match &self.cgroup {
