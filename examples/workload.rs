@@ -30,6 +30,12 @@
 //!   drain MS DIR        start a setsid() daemon (DIR/daemon.pid), write DIR/child.pid, wait for
 //!                       SIGINT or SIGTERM, then drain: sleep MS milliseconds, write DIR/drained
 //!                       and exit 0 (a service that needs time to stop)
+//!   recorder STEM [setsid]  (setsid() first with "setsid"), write STEM.pid, wait for SIGINT or
+//!                       SIGTERM, count further ones for 300 ms, write "SIGNAL COUNT" to STEM.got,
+//!                       exit 0
+//!   recorded-tree DIR   start recorders DIR/plain, DIR/setsid (setsid) and DIR/orphan (through a
+//!                       parent that exits at once), write DIR/child.pid once all are up, then
+//!                       record as a recorder does, to DIR/child.got, and exit 3
 //!   ride-out MS         block SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 first thing,
 //!                       sleep MS milliseconds, exit 7
 //!   whoami              print the Uid, Gid, Groups, Cap* and NoNewPrivs lines of /proc/self/status
@@ -96,6 +102,12 @@ fn main() {
         "fork-bomb" => unix::fork_bomb(),
         #[cfg(unix)]
         "ride-out" => unix::ride_out(number(1)),
+        #[cfg(unix)]
+        "recorder" => unix::recorder(Path::new(arg(1)), args.get(2).map(String::as_str) == Some("setsid")),
+        #[cfg(unix)]
+        "orphan-recorder" => unix::orphan_recorder(Path::new(arg(1))),
+        #[cfg(unix)]
+        "recorded-tree" => unix::recorded_tree(Path::new(arg(1))),
         #[cfg(unix)]
         "drain" => unix::drain(number(1), Path::new(arg(2))),
         #[cfg(unix)]
@@ -334,6 +346,54 @@ mod unix {
         std::thread::sleep(std::time::Duration::from_millis(ms));
         std::fs::write(dir.join("drained"), "").expect("write DIR/drained");
         std::process::exit(0)
+    }
+
+    pub fn recorder(stem: &Path, setsid: bool) {
+        if setsid {
+            nix::unistd::setsid().expect("setsid");
+        }
+        record_stop(stem);
+        std::process::exit(0)
+    }
+
+    /// Writes STEM.pid, waits for a stop, counts the stops of the next 300 ms and writes STEM.got.
+    fn record_stop(stem: &Path) {
+        let set = block(&[Signal::SIGINT, Signal::SIGTERM]);
+        write_pid(&stem.with_extension("pid"));
+        let mut fd = SignalFd::new(&set).expect("signalfd");
+        let first = loop {
+            if let Ok(Some(info)) = fd.read_signal() {
+                break Signal::try_from(info.ssi_signo as i32).expect("known signal");
+            }
+        };
+        let mut fd = SignalFd::with_flags(&set, nix::sys::signalfd::SfdFlags::SFD_NONBLOCK).expect("signalfd");
+        let mut count = 1;
+        let until = std::time::Instant::now() + std::time::Duration::from_millis(300);
+        while std::time::Instant::now() < until {
+            match fd.read_signal() {
+                Ok(Some(_)) => count += 1,
+                _ => std::thread::sleep(std::time::Duration::from_millis(5)),
+            }
+        }
+        std::fs::write(stem.with_extension("got"), format!("{} {}", first.as_str(), count)).expect("write STEM.got");
+    }
+
+    pub fn orphan_recorder(stem: &Path) {
+        start(&["recorder".as_ref(), stem.as_os_str()]).expect("start the orphan's recorder");
+    }
+
+    pub fn recorded_tree(dir: &Path) {
+        let recorders: [(&str, &[&str]); 3] =
+            [("plain", &["recorder"]), ("setsid", &["recorder", "setsid"]), ("orphan", &["orphan-recorder"])];
+        for (name, how) in recorders {
+            let stem = dir.join(name);
+            let mut args: Vec<&std::ffi::OsStr> = vec![how[0].as_ref(), stem.as_os_str()];
+            args.extend(how[1..].iter().map(|a| a.as_ref() as &std::ffi::OsStr));
+            start(&args).expect("start a recorder");
+            wait_for_file(&stem.with_extension("pid"));
+        }
+        record_stop(&dir.join("child"));
+        std::process::exit(3)
     }
 
     pub fn ride_out(ms: u64) {

@@ -69,6 +69,8 @@ settings! {
         "Most processes and threads the workload may hold [default: no limit]";
     KILL_TIMEOUT: "kill-timeout", "DAMON_KILL_TIMEOUT", None, "DURATION",
         "Time between passing a stop signal on and killing the whole tree, e.g. 500ms, 30s, 2m or plain seconds, at most 24h [default: under Nomad (NOMAD_ALLOC_ID set), none of damon's own: the job's kill_timeout ends the stop; elsewhere 30s, and a second stop signal kills the tree at once]";
+    STOP_SIGNAL_SCOPE: "stop-signal-scope", "DAMON_STOP_SIGNAL_SCOPE", None, "child|tree",
+        "Where a stop signal goes: child (the child alone, as Nomad does) or tree (every process of the workload, setsid and double-forked ones too, once each; Linux only) [default: child]";
     CGROUP_PARENT: "cgroup-parent", "DAMON_CGROUP_PARENT", None, "PATH",
         "cgroup under which damon creates its group [default: damon's own cgroup]";
     RESTRICTED_TOKEN: "restricted-token", "DAMON_RESTRICTED_TOKEN", None, "Y|N",
@@ -226,6 +228,15 @@ impl fmt::Display for KillTimeout {
     }
 }
 
+/// Which processes a stop signal reaches (DAMON_STOP_SIGNAL_SCOPE).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopScope {
+    /// The child alone: the original's and Nomad's behaviour.
+    Child,
+    /// Every process of the workload, once each.
+    Tree,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MetricsConfig {
     pub addr: ListenAddr,
@@ -238,6 +249,7 @@ pub struct Config {
     pub command: Vec<OsString>,
     pub limits: Limits,
     pub kill_timeout: KillTimeout,
+    pub stop_scope: StopScope,
     /// Path inside the cgroup hierarchy (`/` is its root), when the user chose one.
     pub cgroup_parent: Option<PathBuf>,
     pub restricted_token: bool,
@@ -270,6 +282,13 @@ impl Config {
             (ENFORCE_MEMORY_LIMIT.var, yes_no(limits.enforce_memory)),
             (PROCESS_LIMIT.var, opt(limits.process_limit)),
             (KILL_TIMEOUT.var, self.kill_timeout.to_string()),
+            (
+                STOP_SIGNAL_SCOPE.var,
+                match self.stop_scope {
+                    StopScope::Child => "child".to_string(),
+                    StopScope::Tree => "tree (every process of the workload)".to_string(),
+                },
+            ),
             (
                 CGROUP_PARENT.var,
                 self.cgroup_parent
@@ -537,6 +556,7 @@ fn build(
         None if env.var(NOMAD_ALLOC_ID).is_some() => KillTimeout::Nomad,
         None => KillTimeout::Terminal(TERMINAL_KILL_TIMEOUT),
     };
+    let stop_scope = read(lookup, &STOP_SIGNAL_SCOPE, values::stop_scope)?.unwrap_or(StopScope::Child);
     let cgroup_parent = read(lookup, &CGROUP_PARENT, values::cgroup_path)?;
 
     // The endpoint is checked even without an address: a bad value never passes silently.
@@ -557,6 +577,7 @@ fn build(
             cores,
         },
         kill_timeout,
+        stop_scope,
         cgroup_parent,
         restricted_token: bool_or(&RESTRICTED_TOKEN, false)?,
         user: lookup(&USER)
@@ -1010,6 +1031,7 @@ mod tests {
                 ("non-ASCII", "caf\u{e9}"),
                 ("white space", "a b"),
             ]),
+            "stop-signal-scope" => bad.extend([("garbage", "all"), ("garbage", "children"), ("white space", "tr ee")]),
             other => panic!("no bad values for --{}: add them here and in tests/bad_input.rs", other),
         }
         let mut bad: Vec<(&str, String)> = bad.into_iter().map(|(class, value)| (class, value.to_string())).collect();
@@ -1039,6 +1061,7 @@ mod tests {
             "log-name" => vec!["-1", "NaN", "a b.log", "٣.log", "..log"],
             "nomad-log-suffix" => vec![".log", "-1", ".٣"],
             "user" => vec!["nobody", " 1000:1000 ", "host$", "NaN"],
+            "stop-signal-scope" => vec![" child ", "CHILD"],
             other => panic!("no accepted values for --{}", other),
         }
     }

@@ -5,7 +5,7 @@
 use std::ffi::OsString;
 use std::time::{Instant, SystemTime};
 
-use crate::config::{Config, LONG_VERSION, VERSION};
+use crate::config::{Config, StopScope, LONG_VERSION, VERSION};
 use crate::logging::{self, LogGuard, LogSettings};
 use crate::metrics::Metrics;
 use crate::platform::{self, Backend, Container, ContainerSpec, Event, ExitStatus, Identity, Signal, SpawnError};
@@ -250,12 +250,19 @@ fn supervise(config: &Config, identity: Identity) -> (Ending, Option<Sample>) {
                 deadline = None;
             }
             Ok(Event::Stop(signal)) => {
-                container.signal_child(signal);
+                let reached = pass_stop_on(&mut container, config.stop_scope, signal);
                 if !stopping {
                     stopping = true;
                     container.stopping(signal);
                     deadline = config.kill_timeout.after_stop().map(|timeout| Instant::now() + timeout);
-                    tracing::info!(signal = signal.name(), kill_timeout = %config.kill_timeout, "stopping: signal passed on to the child");
+                    match reached {
+                        None => {
+                            tracing::info!(signal = signal.name(), kill_timeout = %config.kill_timeout, "stopping: signal passed on to the child")
+                        }
+                        Some(processes) => {
+                            tracing::info!(signal = signal.name(), kill_timeout = %config.kill_timeout, processes, "stopping: signal passed on to every process of the workload")
+                        }
+                    }
                 }
             }
             Ok(Event::MemoryLimitHit) => oom.report_new(container.totals().oom_kills),
@@ -365,6 +372,25 @@ impl OomReporter {
             "memory limit of {} MiB exceeded: a process of the workload was killed by the OOM killer",
             self.limit_mib
         );
+    }
+}
+
+/// Passes a stop on as DAMON_STOP_SIGNAL_SCOPE says; with `tree`, how many processes it reached.
+fn pass_stop_on(container: &mut Backend, scope: StopScope, signal: Signal) -> Option<usize> {
+    match scope {
+        StopScope::Child => {
+            container.signal_child(signal);
+            None
+        }
+        StopScope::Tree => match container.signal_tree(signal) {
+            Ok(processes) => Some(processes),
+            Err(e) => {
+                // The child at least must hear of the stop.
+                tracing::error!(error = %e, "cannot pass the stop on to every process: passing it on to the child");
+                container.signal_child(signal);
+                None
+            }
+        },
     }
 }
 

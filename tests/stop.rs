@@ -162,3 +162,51 @@ fn a_stop_reaches_the_child_even_when_damon_was_started_with_it_ignored() {
     let run = finish(damon, &dir, "sh -c trap '' INT; exec damon workload sleep 60", Duration::from_secs(15));
     run.assert_code(128 + 2).assert_log_contains("\"signal\":\"SIGINT\"");
 }
+
+/// The processes of `workload recorded-tree`, and what each recorded of the stop ("SIGTERM 1":
+/// the signal and how many it got), `None` for one that got none.
+fn recorded_stops(dir: &TestDir) -> Vec<(&'static str, Option<String>)> {
+    ["child", "plain", "setsid", "orphan"]
+        .iter()
+        .map(|name| (*name, std::fs::read_to_string(dir.path(&format!("{}.got", name))).ok()))
+        .collect()
+}
+
+/// Starts `workload recorded-tree` under damon with DAMON_STOP_SIGNAL_SCOPE=`scope`, stops it
+/// with SIGTERM and returns the run once the recorders have had their time to record.
+fn stop_recorded_tree(name: &str, scope: &str) -> (TestDir, Run) {
+    let dir = TestDir::new(name);
+    // A kill would show in the log: the timeout is long, and the run must end without one.
+    let env = [("DAMON_STOP_SIGNAL_SCOPE", scope), ("DAMON_KILL_TIMEOUT", "20s")];
+    let damon = spawn_damon(&dir, &env, &["recorded-tree", dir.0.to_str().unwrap()]);
+    wait_for("the tree to be up", Duration::from_secs(10), || read_pid(&dir.path("child.pid")).is_some());
+    signal(damon.id(), Signal::SIGTERM);
+    let run = finish(damon, &dir, &format!("damon (scope {}) workload recorded-tree", scope), Duration::from_secs(30));
+    (dir, run)
+}
+
+/// DAMON_STOP_SIGNAL_SCOPE=tree: the stop reaches every process of the workload once, the
+/// setsid() one and the double-forked orphan too; each exits on it, the run ends without a
+/// kill, and damon's status is the child's.
+#[test]
+fn with_the_tree_scope_every_process_gets_the_stop_once() {
+    let (dir, run) = stop_recorded_tree("scope-tree", "tree");
+    run.assert_code(3)
+        .assert_log_contains("stopping: signal passed on to every process of the workload")
+        .assert_log_contains("\"ending\":\"exited\"");
+    assert!(!run.log.contains("did not stop in time"), "the tree was killed\n{}", run.explain());
+    for (name, got) in recorded_stops(&dir) {
+        assert_eq!(got.as_deref(), Some("SIGTERM 1"), "{} got the stop {:?}\n{}", name, got, run.explain());
+    }
+}
+
+/// DAMON_STOP_SIGNAL_SCOPE=child (the default, as Nomad and the original): the child alone.
+#[test]
+fn with_the_child_scope_only_the_child_gets_the_stop() {
+    let (dir, run) = stop_recorded_tree("scope-child", "child");
+    run.assert_code(3).assert_log_contains("stopping: signal passed on to the child");
+    for (name, got) in recorded_stops(&dir) {
+        let expected = if name == "child" { Some("SIGTERM 1") } else { None };
+        assert_eq!(got.as_deref(), expected, "{} got the stop {:?}\n{}", name, got, run.explain());
+    }
+}

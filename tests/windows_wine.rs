@@ -175,6 +175,23 @@ fn a_child_ignoring_ctrl_break_is_terminated_with_its_tree_after_the_timeout() {
     wait_for("the tree to be gone", Duration::from_secs(10), || !alive(child) && !alive(grandchild));
 }
 
+/// The tree scope of a stop cannot be done on Windows (Ctrl+Break reaches one process group):
+/// refused, naming the variable and why, nothing started.
+#[test]
+#[ignore = "needs the Windows build and Wine: scripts/windows-test"]
+fn the_tree_stop_scope_is_refused_on_windows() {
+    let dir = TestDir::new("wine-tree-scope");
+    let mut cmd = damon(&dir);
+    cmd.env("DAMON_STOP_SIGNAL_SCOPE", "tree").args([workload_exe(), "exit".to_string(), "0".to_string()]);
+    let run = common::run(cmd, &dir);
+    run.assert_code(125);
+    assert!(
+        run.stderr.contains("\"tree\" for DAMON_STOP_SIGNAL_SCOPE") && run.stderr.contains("on Windows"),
+        "{}",
+        run.explain()
+    );
+}
+
 /// Outside Nomad, without DAMON_KILL_TIMEOUT, damon.exe waits (30 s) for a child that ignores
 /// the stop, and a second Ctrl+C kills the job at once.
 #[test]

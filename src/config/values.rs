@@ -89,6 +89,16 @@ pub fn log_files(text: &str) -> Result<usize, String> {
     whole_number(text, "files", 0, max).map(|n| usize::try_from(n).unwrap_or(usize::MAX))
 }
 
+/// DAMON_STOP_SIGNAL_SCOPE; `tree` where the platform can reach every process of the workload.
+pub fn stop_scope(text: &str) -> Result<super::StopScope, String> {
+    match (text.to_ascii_lowercase().as_str(), crate::platform::STOP_TREE_REFUSED) {
+        ("child", _) => Ok(super::StopScope::Child),
+        ("tree", None) => Ok(super::StopScope::Tree),
+        ("tree", Some(why)) => Err(format!("child: {}", why)),
+        _ => Err("child or tree".to_string()),
+    }
+}
+
 /// The original's booleans: y, yes, true, 1 and n, no, false, 0, in any case.
 pub fn boolean(text: &str) -> Result<bool, String> {
     match text.to_ascii_lowercase().as_str() {
@@ -442,6 +452,13 @@ fn is_user_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stop_scope_is_child_or_tree() {
+        assert_eq!(stop_scope("child"), Ok(super::super::StopScope::Child));
+        assert_eq!(stop_scope("Tree").is_ok(), crate::platform::STOP_TREE_REFUSED.is_none());
+        assert!(stop_scope("all").unwrap_err().contains("child"));
+    }
 
     #[test]
     fn numbers_are_ascii_digits_within_bounds() {

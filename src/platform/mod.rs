@@ -16,13 +16,13 @@ mod linux;
 #[cfg(target_os = "linux")]
 pub use linux::sockets::{defer_accept, widen_backlog, SocketPoller};
 #[cfg(target_os = "linux")]
-pub use linux::{defer_signals, host_cpu, host_report, own_process, Backend, Identity};
+pub use linux::{defer_signals, host_cpu, host_report, own_process, Backend, Identity, STOP_TREE_REFUSED};
 #[cfg(windows)]
 mod windows;
 #[cfg(windows)]
 pub use windows::sockets::{defer_accept, widen_backlog, SocketPoller};
 #[cfg(windows)]
-pub use windows::{defer_signals, host_cpu, host_report, own_process, Backend, Identity};
+pub use windows::{defer_signals, host_cpu, host_report, own_process, Backend, Identity, STOP_TREE_REFUSED};
 
 /// What the container is asked to be.
 #[derive(Debug, Clone)]
@@ -116,6 +116,9 @@ pub trait Container: Sized {
     fn next_event(&mut self, deadline: Option<Instant>) -> Result<Event, ContainerError>;
     /// Sends a signal to the direct child (its process group on Windows).
     fn signal_child(&mut self, signal: Signal);
+    /// Sends a signal to every process of the workload, once each, processes started meanwhile
+    /// included; returns how many it reached. Only where [`STOP_TREE_REFUSED`] is `None`.
+    fn signal_tree(&mut self, signal: Signal) -> Result<usize, ContainerError>;
     /// The stop began with `signal`. Linux tells the guard when, so that, should Nomad's
     /// SIGKILL end damon before the workload, the guard's report says how long the stop lasted.
     fn stopping(&mut self, _signal: Signal) {}

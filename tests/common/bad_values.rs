@@ -22,6 +22,7 @@ pub enum Kind {
     LogSuffix,
     User,
     Cores,
+    StopScope,
 }
 
 /// Every setting: flag, variable, Nomad variable, kind. `every_setting_is_covered` checks it
@@ -35,6 +36,7 @@ pub const SETTINGS: &[(&str, &str, Option<&str>, Kind)] = &[
     ("--enforce-memory-limit", "DAMON_ENFORCE_MEMORY_LIMIT", None, Kind::Boolean),
     ("--process-limit", "DAMON_PROCESS_LIMIT", None, Kind::Processes),
     ("--kill-timeout", "DAMON_KILL_TIMEOUT", None, Kind::Duration),
+    ("--stop-signal-scope", "DAMON_STOP_SIGNAL_SCOPE", None, Kind::StopScope),
     ("--cgroup-parent", "DAMON_CGROUP_PARENT", None, Kind::CgroupPath),
     ("--restricted-token", "DAMON_RESTRICTED_TOKEN", None, Kind::Boolean),
     ("--user", "DAMON_USER", None, Kind::User),
@@ -155,6 +157,7 @@ pub fn bad_values(kind: Kind) -> Vec<(&'static str, String)> {
             ("garbage", "a\nb"),
         ]),
         Kind::LogSuffix => bad.extend([("garbage", "/x"), ("garbage", "a\nb")]),
+        Kind::StopScope => bad.extend([("garbage", "all"), ("garbage", "children"), ("white space", "tr ee")]),
         Kind::User => bad.extend([
             ("garbage", "-x"),
             ("garbage", "1:2:3"),

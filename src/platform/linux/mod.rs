@@ -245,6 +245,14 @@ impl Cgroup {
         }
     }
 
+    /// Sends `signal` to every process of the workload, once each; returns how many.
+    fn signal_all(&self, signal: NixSignal) -> Result<usize, CgroupIoError> {
+        match self {
+            Cgroup::V1(g) => g.signal_all(signal),
+            Cgroup::V2(g) => g.signal_all(signal),
+        }
+    }
+
     /// A watch on the process limit, where the kernel notifies it (v2) and one is set.
     fn process_limit_watch(&self, limits: &crate::config::Limits) -> Result<Option<ProcessLimitWatch>, CgroupIoError> {
         match self {
@@ -441,6 +449,19 @@ impl Container for Backend {
         }
     }
 
+    fn signal_tree(&mut self, signal: Signal) -> Result<usize, ContainerError> {
+        let nix_signal =
+            NixSignal::try_from(signal.0).map_err(|e| ContainerError::new("cannot pass the stop on", e))?;
+        match &self.cgroup {
+            Some(cgroup) => cgroup.signal_all(nix_signal).map_err(ContainerError::from),
+            // Uncontained: only the direct child is known.
+            None => {
+                self.signal_child(signal);
+                Ok(usize::from(self.child.is_some()))
+            }
+        }
+    }
+
     fn stopping(&mut self, signal: Signal) {
         if let Some(journal) = self.journal.as_mut() {
             journal.stop_began(signal.0);
@@ -485,6 +506,9 @@ impl Container for Backend {
         errors
     }
 }
+
+/// The tree scope of a stop is available: the workload's group lists every process.
+pub const STOP_TREE_REFUSED: Option<&str> = None;
 
 /// Makes the signals damon handles wait (blocked) from damon's first instruction on, so that a
 /// stop sent while damon starts (Nomad may stop a task at any moment) is read by the

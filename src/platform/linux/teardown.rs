@@ -1,11 +1,14 @@
 //! Emptying and removing cgroups: killing every process in a group, waiting until the kernel
 //! says it is empty, and removing it. Used when the kill timeout passes and by the undo of
-//! damon's changes (at its end, or by its guard after damon died).
+//! damon's changes (at its end, or by its guard after damon died). Also the stop signal to
+//! every process of a group (DAMON_STOP_SIGNAL_SCOPE=tree), which holds the group frozen as
+//! the kill does.
 //!
 //! A process can join a group while it is being emptied: a child that damon forked and that
 //! writes itself into the group between fork and exec. So removal kills, waits and removes in
 //! rounds until the directory is gone, rather than killing once.
 
+use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::io::{AsRawFd, FromRawFd, OwnedFd};
@@ -32,6 +35,7 @@ const V1_RECHECK: Duration = Duration::from_millis(2);
 const MAX_KILL_ROUNDS: usize = 200;
 
 const KILL_FILE: &str = "cgroup.kill";
+const FREEZE_FILE: &str = "cgroup.freeze";
 const EVENTS_FILE: &str = "cgroup.events";
 const FREEZER_STATE_FILE: &str = "freezer.state";
 
@@ -61,12 +65,101 @@ fn kill_group_once(dir: &Path) -> Result<(), CgroupIoError> {
         return kill_listed_processes(dir, &[], || Ok(()));
     }
     // v1 freezer: stop the tree so nothing forks past the kill; frozen tasks die once thawed.
-    file::write(&state, "FROZEN")?;
+    freeze_v1(&state)?;
+    kill_listed_processes(dir, &[], || file::write(&state, "THAWED"))
+}
+
+/// Freezes a v1 freezer group and waits (v1 gives no notification) until it says FROZEN, or
+/// FREEZE_TIMEOUT: `Ok(false)` then, with the freeze still asked for.
+fn freeze_v1(state: &Path) -> Result<bool, CgroupIoError> {
+    file::write(state, "FROZEN")?;
     let deadline = Instant::now() + FREEZE_TIMEOUT;
-    while file::read(&state)?.trim() != "FROZEN" && Instant::now() < deadline {
+    loop {
+        if file::read(state)?.trim() == "FROZEN" {
+            return Ok(true);
+        }
+        if Instant::now() >= deadline {
+            return Ok(false);
+        }
         std::thread::sleep(Duration::from_millis(1));
     }
-    kill_listed_processes(dir, &[], || file::write(&state, "THAWED"))
+}
+
+/// How a group was held still for [`signal_group`].
+enum Hold {
+    /// cgroup v2's cgroup.freeze (Linux 5.2).
+    Freeze,
+    /// v1's freezer.state.
+    Freezer,
+    /// Neither: the processes are listed in rounds instead.
+    Running,
+}
+
+/// Sends `signal` to every process in the group `dir`, once each, and returns how many it
+/// reached. The group is frozen meanwhile (v2's cgroup.freeze, v1's freezer), so that no
+/// process forks past the listing and each gets the signal once, when thawed; where it cannot
+/// be frozen, the group is listed again until a listing holds no process not yet signalled.
+pub fn signal_group(dir: &Path, signal: Signal) -> Result<usize, CgroupIoError> {
+    let hold = hold_still(dir)?;
+    let signalled = signal_listed_processes(dir, signal, !matches!(hold, Hold::Running));
+    let thawed = match hold {
+        Hold::Freeze => file::write(&dir.join(FREEZE_FILE), "0"),
+        Hold::Freezer => file::write(&dir.join(FREEZER_STATE_FILE), "THAWED"),
+        Hold::Running => Ok(()),
+    };
+    let signalled = signalled?;
+    thawed.map(|()| signalled)
+}
+
+/// Freezes the group where the kernel can, waiting until it is frozen (v2: the kernel says so
+/// in cgroup.events). A freeze that does not complete in time is undone: the caller lists in rounds.
+fn hold_still(dir: &Path) -> Result<Hold, CgroupIoError> {
+    let freeze = dir.join(FREEZE_FILE);
+    if freeze.exists() {
+        file::write(&freeze, "1")?;
+        if wait_for_event(dir, "frozen", 1, Instant::now() + FREEZE_TIMEOUT) {
+            return Ok(Hold::Freeze);
+        }
+        file::write(&freeze, "0")?;
+        return Ok(Hold::Running);
+    }
+    let state = dir.join(FREEZER_STATE_FILE);
+    if state.exists() {
+        if freeze_v1(&state)? {
+            return Ok(Hold::Freezer);
+        }
+        file::write(&state, "THAWED")?;
+    }
+    Ok(Hold::Running)
+}
+
+/// Signals each process listed in the group once: pinned by a pidfd and signalled only if
+/// still listed once pinned (as [`kill_listed_processes`] does), so that no signal reaches a
+/// process outside the group. `frozen`: one listing is the whole group; otherwise rounds.
+fn signal_listed_processes(dir: &Path, signal: Signal, frozen: bool) -> Result<usize, CgroupIoError> {
+    let mut signalled = BTreeSet::new();
+    for _ in 0..MAX_KILL_ROUNDS {
+        let pids: Vec<i32> = file::pids(dir)?.into_iter().filter(|p| !signalled.contains(p)).collect();
+        if pids.is_empty() {
+            break;
+        }
+        let pinned: Vec<Option<OwnedFd>> = pids.iter().map(|&pid| pidfd_open(pid)).collect();
+        let still_listed: BTreeSet<i32> = file::pids(dir)?.into_iter().collect();
+        for (pid, pidfd) in pids.iter().zip(pinned) {
+            match pidfd {
+                Some(pidfd) if still_listed.contains(pid) => pidfd_signal(&pidfd, signal),
+                Some(_) => {}
+                None => {
+                    let _ = kill(Pid::from_raw(*pid), signal);
+                }
+            }
+            signalled.insert(*pid);
+        }
+        if frozen {
+            break;
+        }
+    }
+    Ok(signalled.len())
 }
 
 /// Lifts the group's CPU cap before its processes are killed: a killed process still needs the
@@ -109,7 +202,7 @@ pub fn kill_listed_processes(
         for (pid, pidfd) in pids.iter().zip(pinned) {
             match pidfd {
                 Some(pidfd) if still_listed.binary_search(pid).is_ok() => {
-                    pidfd_kill(&pidfd);
+                    pidfd_signal(&pidfd, Signal::SIGKILL);
                     killed.push(pidfd);
                 }
                 Some(_) => {}
@@ -166,45 +259,54 @@ fn pidfd_open(pid: i32) -> Option<OwnedFd> {
     Some(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
-fn pidfd_kill(pidfd: &OwnedFd) {
-    // SAFETY: pidfd_send_signal(2) with a valid pidfd, SIGKILL, no siginfo (NULL) and no
-    // flags; the descriptor is borrowed for the call only.
+fn pidfd_signal(pidfd: &OwnedFd, signal: Signal) {
+    // SAFETY: pidfd_send_signal(2) with a valid pidfd, a valid signal number, no siginfo (NULL)
+    // and no flags; the descriptor is borrowed for the call only.
     let _ = unsafe {
-        libc::syscall(libc::SYS_pidfd_send_signal, pidfd.as_raw_fd(), libc::SIGKILL, std::ptr::null::<u8>(), 0)
+        libc::syscall(libc::SYS_pidfd_send_signal, pidfd.as_raw_fd(), signal as libc::c_int, std::ptr::null::<u8>(), 0)
     };
 }
 
 /// Waits until the group holds no process, or `deadline`. On v2 this blocks on the kernel's
 /// notification of `cgroup.events` ("populated 0"); v1 has none, so it re-reads the list.
 fn wait_until_empty(dir: &Path, deadline: Instant) {
-    let events_path = dir.join(EVENTS_FILE);
-    let mut events = match File::open(&events_path) {
-        Ok(events) => events,
-        Err(_) => {
-            while file::pids(dir).map_or(false, |pids| !pids.is_empty()) && Instant::now() < deadline {
-                std::thread::sleep(V1_RECHECK);
-            }
-            return;
+    if !dir.join(EVENTS_FILE).exists() {
+        while file::pids(dir).map_or(false, |pids| !pids.is_empty()) && Instant::now() < deadline {
+            std::thread::sleep(V1_RECHECK);
         }
+        return;
+    }
+    wait_for_event(dir, "populated", 0, deadline);
+}
+
+/// Waits until `cgroup.events` (v2) says `key value`, blocking on the kernel's notification of
+/// each change; whether it did before `deadline` (false too if the file cannot be read, or the
+/// group is gone).
+fn wait_for_event(dir: &Path, key: &str, value: u64, deadline: Instant) -> bool {
+    let mut events = match File::open(dir.join(EVENTS_FILE)) {
+        Ok(events) => events,
+        Err(_) => return false,
     };
     let mut content = String::new();
     loop {
         content.clear();
         if events.seek(SeekFrom::Start(0)).and_then(|_| events.read_to_string(&mut content)).is_err() {
-            return;
+            return false;
         }
-        if file::keyed_value(&content, "populated") != Some(1) {
-            return;
+        match file::keyed_value(&content, key) {
+            Some(v) if v == value => return true,
+            None => return false,
+            Some(_) => {}
         }
         let now = Instant::now();
         if now >= deadline {
-            return;
+            return false;
         }
         let timeout_ms = ((deadline - now).as_millis() as u64 + 1).min(i32::MAX as u64) as i32;
         let mut fds = [PollFd::new(events.as_raw_fd(), PollFlags::POLLPRI)];
         match poll(&mut fds, timeout_ms) {
             Ok(_) | Err(Errno::EINTR) => {}
-            Err(_) => return,
+            Err(_) => return false,
         }
     }
 }

@@ -153,6 +153,11 @@ impl CgroupV1 {
         teardown::kill_group(self.any_dir())
     }
 
+    /// Signals every process of the workload, once each, held by the freezer where it is mounted.
+    pub fn signal_all(&self, signal: nix::sys::signal::Signal) -> Result<usize, CgroupIoError> {
+        teardown::signal_group(self.any_dir(), signal)
+    }
+
     pub fn sample(&self) -> Sample {
         let read = |controller: &str, name: &str| self.dir(controller).and_then(|d| file::read(&d.join(name)).ok());
         // cpuacct.stat counts USER_HZ ticks, which is 100 on every Linux architecture damon builds for.

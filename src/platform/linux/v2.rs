@@ -111,6 +111,11 @@ impl CgroupV2 {
         teardown::kill_group(&self.dir)
     }
 
+    /// Signals every process in the group, once each, held by cgroup.freeze meanwhile.
+    pub fn signal_all(&self, signal: nix::sys::signal::Signal) -> Result<usize, CgroupIoError> {
+        teardown::signal_group(&self.dir, signal)
+    }
+
     pub fn sample(&self) -> Sample {
         let d = &self.dir;
         let cpu_stat = file::read(&d.join("cpu.stat")).unwrap_or_default();

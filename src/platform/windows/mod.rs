@@ -197,6 +197,12 @@ impl Container for Backend {
         }
     }
 
+    fn signal_tree(&mut self, signal: Signal) -> Result<usize, ContainerError> {
+        // Not reached: the configuration refuses the tree scope on Windows.
+        self.signal_child(signal);
+        Ok(1)
+    }
+
     fn kill_all(&mut self) -> Result<(), ContainerError> {
         self.terminated = true;
         match (&self.job, &self.child) {
@@ -286,6 +292,13 @@ impl Sampler for JobSampler {
 /// Nothing to defer on Windows: console events reach damon's handler once it is installed,
 /// and the job does not exist before then.
 pub fn defer_signals() {}
+
+/// Why DAMON_STOP_SIGNAL_SCOPE=tree is refused here: a console control event reaches one
+/// process group, and Windows does not tell which groups a job's processes lead (a pid that
+/// leads no group would send the event to every process of the console, damon included).
+pub const STOP_TREE_REFUSED: Option<&str> = Some(
+    "on Windows a stop (Ctrl+Break) reaches the child's process group only: Windows cannot send it to every process group of the job",
+);
 
 /// The host's logical processors and MHz per core, as the CPU limit uses them.
 pub fn host_cpu() -> Option<super::HostCpu> {
