@@ -294,8 +294,9 @@ impl Sampler for JobSampler {
 pub fn defer_signals() {}
 
 /// Why DAMON_STOP_SIGNAL_SCOPE=tree is refused here: a console control event reaches one
-/// process group, and Windows does not tell which groups a job's processes lead (a pid that
-/// leads no group would send the event to every process of the console, damon included).
+/// process group, and Windows does not tell which groups a job's processes lead
+/// (GenerateConsoleCtrlEvent is documented for group ids only: given another pid, what it
+/// reaches is undocumented, possibly processes outside the job or damon.exe itself).
 pub const STOP_TREE_REFUSED: Option<&str> = Some(
     "on Windows a stop (Ctrl+Break) reaches the child's process group only: Windows cannot send it to every process group of the job",
 );
