@@ -302,7 +302,7 @@ fn drain_problem(sequence: Sequence, dir: &TestDir, stop_took: Duration, kill_ti
     println!(
         "nomad ({}): the guard ended {} processes {} ms after the stop signal",
         cgroup_version(),
-        killed,
+        killed.unwrap_or(0),
         since_stop_ms
     );
     None
