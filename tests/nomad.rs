@@ -420,8 +420,10 @@ fn run_sequence(sequence: Sequence, runs: usize, with_damon: bool) -> Tally {
         phases.end("waits for survivors and groups");
         phases.report_if_slow(&format!("{:?} run {}", sequence, run));
         // v2's single removal cannot wait for the processes its cgroup.kill has just killed
-        // (when Nomad's kill comes while the guard is still at work, and at once).
-        let nomad_killed = matches!(sequence, Sequence::NomadKillFirst | Sequence::FinalKillAtOnce);
+        // (when Nomad's kill comes while the guard is still at work, and at once: also when
+        // the kill_timeout cuts a drain short, where the guard starts at Nomad's SIGKILL).
+        let nomad_killed =
+            matches!(sequence, Sequence::NomadKillFirst | Sequence::FinalKillAtOnce | Sequence::DrainCutByKillTimeout);
         let raced = task.v2 && nomad_killed && cleanup.is_err() && empty(&task);
         tally.runs += 1;
         tally.processes_left += survivors.len();
