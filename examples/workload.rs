@@ -58,6 +58,10 @@
 //!   job                 print "in_job=true|false" (is this process in a Job Object?), run itself
 //!                       as `job-child` and exit with its exit code
 //!   job-child           print "child_in_job=true|false"
+//!   sandbox-probe P...  Linux: try each probe P and print "P: allowed" or "P: denied: ERROR":
+//!                       escape:FILE (write own pid to a cgroup.procs), mount:DIR (tmpfs),
+//!                       unshare-mount, init-module, ptrace-parent (damon), write:FILE, read:FILE,
+//!                       exec:FILE
 //!
 //! Under Wine on Linux the .pid files hold the Linux pid, which the Linux side of the tests checks
 //! in /proc (Wine's /proc/self is wineserver, so it comes from a getpid system call); the .winpid
@@ -116,6 +120,8 @@ fn main() {
         "try-write" => privilege::try_write(),
         #[cfg(unix)]
         "cgroups" => unix::cgroups(),
+        #[cfg(target_os = "linux")]
+        "sandbox-probe" => sandbox_probe::run(&args[1..]),
         #[cfg(windows)]
         "wait-signals" => windows::wait_signals(),
         #[cfg(windows)]
@@ -680,5 +686,77 @@ mod windows {
         // FILETIME durations count 100-ns units.
         let ticks = |t: FILETIME| (u64::from(t.dwHighDateTime) << 32 | u64::from(t.dwLowDateTime)) as f64;
         (ticks(kernel) + ticks(user)) / 1e7
+    }
+}
+
+/// What a sandboxed root workload tries, each probe reported on its own line.
+#[cfg(target_os = "linux")]
+mod sandbox_probe {
+    use nix::libc;
+    use std::io;
+
+    fn result(code: libc::c_long) -> io::Result<()> {
+        if code == -1 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    }
+
+    fn probe(spec: &str) -> io::Result<()> {
+        let (name, path) = spec.split_once(':').unwrap_or((spec, ""));
+        let c_path = std::ffi::CString::new(path).expect("a path without NUL");
+        match name {
+            "escape" => std::fs::write(path, std::process::id().to_string()),
+            "mount" => {
+                // SAFETY: mount(2) with NUL-terminated strings alive for the call.
+                result(
+                    unsafe {
+                        libc::mount(
+                            b"none\0".as_ptr().cast(),
+                            c_path.as_ptr(),
+                            b"tmpfs\0".as_ptr().cast(),
+                            0,
+                            std::ptr::null(),
+                        )
+                    }
+                    .into(),
+                )?;
+                // SAFETY: as above; undoes what a failing sandbox let through.
+                unsafe { libc::umount2(c_path.as_ptr(), libc::MNT_DETACH) };
+                Ok(())
+            }
+            // SAFETY: unshare(2) with a flag; it changes only this process.
+            "unshare-mount" => result(unsafe { libc::unshare(libc::CLONE_NEWNS) }.into()),
+            // SAFETY: init_module(2) of an empty image: the kernel reads 0 bytes and refuses it,
+            // unless the filter refuses the call first (EPERM).
+            "init-module" => {
+                result(unsafe { libc::syscall(libc::SYS_init_module, b"\0".as_ptr(), 0usize, b"\0".as_ptr()) })
+            }
+            "ptrace-parent" => {
+                let parent = nix::unistd::getppid().as_raw();
+                // SAFETY: ptrace(2) requests with integer arguments only.
+                result(unsafe { libc::ptrace(libc::PTRACE_ATTACH, parent, 0usize, 0usize) })?;
+                // SAFETY: as above; lets damon go on if a failing sandbox let the attach through.
+                unsafe { libc::ptrace(libc::PTRACE_DETACH, parent, 0usize, 0usize) };
+                Ok(())
+            }
+            "write" => std::fs::write(path, "written by the workload"),
+            "read" => std::fs::read(path).map(drop),
+            "exec" => std::process::Command::new(path).arg("-c").arg("true").status().and_then(|s| match s.success() {
+                true => Ok(()),
+                false => Err(io::Error::new(io::ErrorKind::Other, format!("exited {}", s))),
+            }),
+            other => panic!("no probe {}", other),
+        }
+    }
+
+    pub fn run(probes: &[String]) {
+        for spec in probes {
+            match probe(spec) {
+                Ok(()) => println!("{}: allowed", spec),
+                Err(e) => println!("{}: denied: {}", spec, e),
+            }
+        }
     }
 }

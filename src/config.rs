@@ -21,8 +21,10 @@ use crate::logging::LogSettings;
 
 #[cfg(test)]
 mod fuzz;
+mod sandbox;
 mod values;
 
+pub use sandbox::{Access, PathEntry, PathRule, SandboxMode, SandboxSettings};
 pub use values::{CpuCores, ListenAddr, UserSpec};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -77,6 +79,10 @@ settings! {
         "Run the child with its privileges dropped: Windows: a restricted token; Linux: no_new_privs, no capabilities, and as DAMON_USER when damon is root [default: N]";
     USER: "user", "DAMON_USER", None, "NAME|UID[:GID]",
         "Linux: run the child as this user, with its groups (needs root) [default: damon's own; nobody with --restricted-token as root]";
+    SANDBOX: "sandbox", "DAMON_SANDBOX", None, "Y|N|STRICT",
+        "Confine the workload, even as root: Linux: only the paths of --sandbox-paths (Landlock), no mount, module, namespace, clock, bpf or perf call and no ptrace outside its tree (seccomp), no way out of its cgroup; Windows: no desktop, atoms, USER handles, system parameters or exit-Windows, no breakaway from the job. Y does what the host allows and logs what it does not; strict refuses to start without all of it [default: N]";
+    SANDBOX_PATHS: "sandbox-paths", "DAMON_SANDBOX_PATHS", None, "MODE:PATH,...",
+        "Linux: where a sandboxed workload may go, as exec2's unveil: MODE is r (read), w (write), x (execute), c (create), e.g. rx:/usr,r:/etc,rwc:/data; commas or colons between rules; `defaults` adds the defaults [default: rwxc the Nomad task, alloc and secrets directories; rx /usr, /bin, /sbin, /lib*; r /etc, /proc, /sys; rw /dev/null, /dev/zero, /dev/full; r /dev/random, /dev/urandom]";
     ADDR: "addr", "DAMON_ADDR", Some("NOMAD_ADDR_damon"), "HOST:PORT",
         "Serve Prometheus metrics on this address: HOST:PORT, [IPv6]:PORT or :PORT [default: no metrics server]";
     METRICS_ENDPOINT: "metrics-endpoint", "DAMON_METRICS_ENDPOINT", None, "PATH",
@@ -257,6 +263,7 @@ pub struct Config {
     pub user: Option<UserSetting>,
     pub metrics: Option<MetricsConfig>,
     pub log: LogSettings,
+    pub sandbox: SandboxSettings,
     /// NOMAD_ALLOC_ID and NOMAD_TASK_NAME, used to name the container.
     pub alloc_id: Option<String>,
     pub task_name: Option<String>,
@@ -302,6 +309,8 @@ impl Config {
                 METRICS_ENDPOINT.var,
                 self.metrics.as_ref().map_or_else(|| DEFAULT_METRICS_ENDPOINT.to_string(), |m| m.endpoint.clone()),
             ),
+            (SANDBOX.var, self.sandbox.mode.to_string()),
+            (SANDBOX_PATHS.var, self.sandbox.paths.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")),
             ("log file", self.log.path.display().to_string()),
             (LOG_MAX_SIZE.var, format!("{} MiB", self.log.max_size_bytes / BYTES_PER_MIB)),
             (LOG_MAX_FILES.var, self.log.max_files.to_string()),
@@ -565,6 +574,7 @@ fn build(
         .map(|addr| MetricsConfig { addr, endpoint: endpoint.unwrap_or_else(|| DEFAULT_METRICS_ENDPOINT.to_string()) });
 
     let log = LogValues::read(lookup).settings(env)?;
+    let sandbox = sandbox_settings(lookup, env)?;
 
     Ok(Config {
         command,
@@ -585,9 +595,43 @@ fn build(
             .transpose()?,
         metrics,
         log,
+        sandbox,
         alloc_id: env.var(NOMAD_ALLOC_ID),
         task_name: env.var("NOMAD_TASK_NAME"),
     })
+}
+
+/// DAMON_SANDBOX and its paths. The paths are read even with the sandbox off, so that a bad
+/// value never passes silently; each must exist.
+fn sandbox_settings(
+    lookup: &dyn Fn(&Setting) -> Option<Raw>,
+    env: &dyn Environment,
+) -> Result<SandboxSettings, ConfigError> {
+    let mode = read(lookup, &SANDBOX, sandbox::mode)?.unwrap_or(SandboxMode::Off);
+    let (paths, paths_source) = match lookup(&SANDBOX_PATHS) {
+        None => (vec![PathEntry::Defaults], None),
+        Some(raw) => {
+            let paths = raw.parse(sandbox::paths)?;
+            for entry in &paths {
+                if let PathEntry::Rule(rule) = entry {
+                    if let Err(e) = std::fs::metadata(&rule.path) {
+                        return Err(raw.invalid(format!(
+                            "{}: {} (every path of a rule must exist)",
+                            rule.path.display(),
+                            e
+                        )));
+                    }
+                }
+            }
+            (paths, Some(raw.source))
+        }
+    };
+    let nomad_dirs = ["NOMAD_TASK_DIR", "NOMAD_ALLOC_DIR", "NOMAD_SECRETS_DIR"]
+        .iter()
+        .filter_map(|v| env.var(v))
+        .map(PathBuf::from)
+        .collect();
+    Ok(SandboxSettings { mode, paths, paths_source, nomad_dirs })
 }
 
 /// A setting's value read with one of the [`values`] parsers, if it is set.
@@ -1032,6 +1076,19 @@ mod tests {
                 ("white space", "a b"),
             ]),
             "stop-signal-scope" => bad.extend([("garbage", "all"), ("garbage", "children"), ("white space", "tr ee")]),
+            "sandbox" => bad.extend(boolean.into_iter().chain([("garbage", "strictly"), ("garbage", "strict!")])),
+            "sandbox-paths" => bad.extend([
+                ("garbage", "/etc"),
+                ("garbage", "r:etc"),
+                ("garbage", "q:/etc"),
+                ("garbage", "r:/etc,"),
+                ("garbage", "rx"),
+                ("garbage", "r:/no/such/path"),
+                ("negative", "-1"),
+                ("NaN", "NaN"),
+                ("white space", "r:/etc, rx:/usr"),
+                ("non-ASCII", "ř:/etc"),
+            ]),
             other => panic!("no bad values for --{}: add them here and in tests/bad_input.rs", other),
         }
         let mut bad: Vec<(&str, String)> = bad.into_iter().map(|(class, value)| (class, value.to_string())).collect();
@@ -1062,6 +1119,8 @@ mod tests {
             "nomad-log-suffix" => vec![".log", "-1", ".٣"],
             "user" => vec!["nobody", " 1000:1000 ", "host$", "NaN"],
             "stop-signal-scope" => vec![" child ", "CHILD"],
+            "sandbox" => vec!["y", " Strict ", "0"],
+            "sandbox-paths" => vec!["defaults", "r:/", "rwxc:/tmp:r:/etc,defaults"],
             other => panic!("no accepted values for --{}", other),
         }
     }

@@ -5,10 +5,12 @@
 use std::ffi::OsString;
 use std::time::{Instant, SystemTime};
 
-use crate::config::{Config, StopScope, LONG_VERSION, VERSION};
+use crate::config::{Config, SandboxMode, StopScope, LONG_VERSION, VERSION};
 use crate::logging::{self, LogGuard, LogSettings};
 use crate::metrics::Metrics;
-use crate::platform::{self, Backend, Container, ContainerSpec, Event, ExitStatus, Identity, Signal, SpawnError};
+use crate::platform::{
+    self, Backend, Container, ContainerSpec, Event, ExitStatus, Identity, Sandbox, Signal, SpawnError,
+};
 use crate::stats::Sample;
 
 /// Exit status when damon itself failed (configuration, container), as `docker run` and `env`.
@@ -86,6 +88,10 @@ pub fn check(config: &Config) -> i32 {
         Ok(identity) => {
             report.facts.push(("child runs as", identity.describe_user()));
             report.facts.push(("child privileges", identity.describe_privileges().to_string()));
+            match Sandbox::resolve(&config.sandbox, &identity) {
+                Ok(sandbox) => report.facts.extend(sandbox.describe()),
+                Err(e) => report.problem = report.problem.or_else(|| Some(e.to_string())),
+            }
         }
         Err(e) => report.problem = report.problem.or_else(|| Some(e.to_string())),
     }
@@ -130,6 +136,10 @@ pub fn run(config: Config) -> i32 {
         Ok(identity) => identity,
         Err(e) => return refuse(&config.log, &e),
     };
+    let sandbox = match Sandbox::resolve(&config.sandbox, &identity) {
+        Ok(sandbox) => sandbox,
+        Err(e) => return refuse(&config.log, &e),
+    };
     let _log: LogGuard = logging::init(&config.log);
     let started = SystemTime::now();
     let started_at = Instant::now();
@@ -149,7 +159,7 @@ pub fn run(config: Config) -> i32 {
         privileges = identity.describe_privileges(),
         "damon starting"
     );
-    let (ending, totals) = supervise(&config, identity);
+    let (ending, totals) = supervise(&config, identity, sandbox);
     let ended = SystemTime::now();
     let code = ending.exit_code();
     let totals = totals.unwrap_or_default();
@@ -182,17 +192,19 @@ fn fail(message: &str, error: &dyn std::fmt::Display, code: i32) -> (Ending, Opt
 }
 
 /// Runs the child to its end; returns how it ended and the workload's totals.
-fn supervise(config: &Config, identity: Identity) -> (Ending, Option<Sample>) {
+fn supervise(config: &Config, identity: Identity, sandbox: Sandbox) -> (Ending, Option<Sample>) {
     let spec = ContainerSpec {
         name: container_name(config),
         limits: config.limits.clone(),
         parent: config.cgroup_parent.clone(),
         restricted_token: config.restricted_token,
         identity,
+        sandbox,
     };
     let mut container = match Backend::create(&spec) {
         Ok(container) => container,
-        Err(e) if config.limits.container_optional() => {
+        // A sandboxed workload is never run outside its container: no way out of it is part of the sandbox.
+        Err(e) if config.limits.container_optional() && config.sandbox.mode == SandboxMode::Off => {
             tracing::warn!(error = %e, "cannot create a container; running the command uncontained, as no limit is enforced");
             match Backend::uncontained(&spec) {
                 Ok(container) => container,
@@ -226,6 +238,7 @@ fn supervise(config: &Config, identity: Identity) -> (Ending, Option<Sample>) {
         container = %container.location().unwrap_or_else(|| "none".to_string()),
         cpuset = container.cpuset().as_deref(),
         start = container.start_method().as_deref(),
+        sandbox = %spec.sandbox.enforced(),
         "child started"
     );
     if let Some(metrics) = &metrics {

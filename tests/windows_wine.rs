@@ -192,6 +192,19 @@ fn the_tree_stop_scope_is_refused_on_windows() {
     );
 }
 
+/// DAMON_SANDBOX=Y on Windows: the job takes its UI restrictions (Wine accepts the call; what
+/// they deny shows only on Windows), the child runs, its exit code comes back, and the log says
+/// what is enforced.
+#[test]
+#[ignore = "needs the Windows build and Wine: scripts/windows-test"]
+fn the_sandbox_puts_the_ui_restrictions_on_the_job() {
+    let dir = TestDir::new("wine-sandbox");
+    let mut cmd = damon(&dir);
+    cmd.env("DAMON_SANDBOX", "Y").args([workload_exe(), "exit".to_string(), "3".to_string()]);
+    let run = common::run(cmd, &dir);
+    run.assert_code(3).assert_log_contains("\"sandbox\":\"UI restrictions (desktop");
+}
+
 /// Outside Nomad, without DAMON_KILL_TIMEOUT, damon.exe waits (30 s) for a child that ignores
 /// the stop, and a second Ctrl+C kills the job at once.
 #[test]

@@ -16,13 +16,13 @@ mod linux;
 #[cfg(target_os = "linux")]
 pub use linux::sockets::{defer_accept, widen_backlog, SocketPoller};
 #[cfg(target_os = "linux")]
-pub use linux::{defer_signals, host_cpu, host_report, own_process, Backend, Identity, STOP_TREE_REFUSED};
+pub use linux::{defer_signals, host_cpu, host_report, own_process, Backend, Identity, Sandbox, STOP_TREE_REFUSED};
 #[cfg(windows)]
 mod windows;
 #[cfg(windows)]
 pub use windows::sockets::{defer_accept, widen_backlog, SocketPoller};
 #[cfg(windows)]
-pub use windows::{defer_signals, host_cpu, host_report, own_process, Backend, Identity, STOP_TREE_REFUSED};
+pub use windows::{defer_signals, host_cpu, host_report, own_process, Backend, Identity, Sandbox, STOP_TREE_REFUSED};
 
 /// What the container is asked to be.
 #[derive(Debug, Clone)]
@@ -38,10 +38,14 @@ pub struct ContainerSpec {
     /// Who the child runs as and what it may gain, resolved before anything started
     /// (Linux: DAMON_USER and DAMON_RESTRICTED_TOKEN).
     pub identity: Identity,
+    /// What confines the workload beyond its limits (DAMON_SANDBOX), decided before anything
+    /// started.
+    pub sandbox: Sandbox,
 }
 
-/// DAMON_USER names no user damon can start the child as: a configuration error (125),
-/// found when damon starts, before anything is created.
+/// DAMON_USER names no user damon can start the child as, or DAMON_SANDBOX asks what this
+/// host cannot give: a configuration error (125), found when damon starts, before anything
+/// is created.
 #[derive(Debug)]
 pub struct IdentityError {
     /// `--user` or `DAMON_USER`.

@@ -23,6 +23,8 @@ pub enum Kind {
     User,
     Cores,
     StopScope,
+    Sandbox,
+    SandboxPaths,
 }
 
 /// Every setting: flag, variable, Nomad variable, kind. `every_setting_is_covered` checks it
@@ -40,6 +42,8 @@ pub const SETTINGS: &[(&str, &str, Option<&str>, Kind)] = &[
     ("--cgroup-parent", "DAMON_CGROUP_PARENT", None, Kind::CgroupPath),
     ("--restricted-token", "DAMON_RESTRICTED_TOKEN", None, Kind::Boolean),
     ("--user", "DAMON_USER", None, Kind::User),
+    ("--sandbox", "DAMON_SANDBOX", None, Kind::Sandbox),
+    ("--sandbox-paths", "DAMON_SANDBOX_PATHS", None, Kind::SandboxPaths),
     ("--addr", "DAMON_ADDR", Some("NOMAD_ADDR_damon"), Kind::Address),
     ("--metrics-endpoint", "DAMON_METRICS_ENDPOINT", None, Kind::Endpoint),
     ("--log-dir", "DAMON_LOG_DIR", None, Kind::LogDir),
@@ -157,6 +161,19 @@ pub fn bad_values(kind: Kind) -> Vec<(&'static str, String)> {
             ("garbage", "a\nb"),
         ]),
         Kind::LogSuffix => bad.extend([("garbage", "/x"), ("garbage", "a\nb")]),
+        Kind::Sandbox => bad.extend(BOOLEAN.iter().copied().chain([("garbage", "strictly"), ("garbage", "strict!")])),
+        Kind::SandboxPaths => bad.extend([
+            ("garbage", "/etc"),
+            ("garbage", "r:etc"),
+            ("garbage", "q:/etc"),
+            ("garbage", "r:/etc,"),
+            ("garbage", "rx"),
+            ("garbage", "r:/no/such/path"),
+            ("negative", "-1"),
+            ("NaN", "NaN"),
+            ("white space", "r:/etc, rx:/usr"),
+            ("non-ASCII", "\u{159}:/etc"),
+        ]),
         Kind::StopScope => bad.extend([("garbage", "all"), ("garbage", "children"), ("white space", "tr ee")]),
         Kind::User => bad.extend([
             ("garbage", "-x"),

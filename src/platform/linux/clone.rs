@@ -33,6 +33,7 @@ use nix::libc;
 use nix::unistd::Pid;
 
 use super::identity::Identity;
+use super::sandbox::Prepared;
 
 /// linux/sched.h: place the child in the cgroup v2 directory given by `CloneArgs::cgroup`.
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
@@ -122,6 +123,7 @@ struct Child<'a> {
     prepare: fn() -> io::Result<()>,
     join: &'a [RawFd],
     identity: &'a Identity,
+    sandbox: &'a Prepared<'a>,
     error_pipe: RawFd,
 }
 
@@ -134,8 +136,13 @@ impl Child<'_> {
                 nix::unistd::write(*fd, b"0").map(drop).map_err(|e| io::Error::from_raw_os_error(e as i32))
             })
         };
-        let result: io::Result<()> =
-            (self.prepare)().and_then(|()| join()).and_then(|()| self.identity.apply()).and_then(|()| {
+        // The sandbox once in the group (its domain would refuse the write to cgroup.procs), and
+        // before the identity: a user that is not root may install neither without no_new_privs.
+        let result: io::Result<()> = (self.prepare)()
+            .and_then(|()| join())
+            .and_then(|()| self.sandbox.apply())
+            .and_then(|()| self.identity.apply())
+            .and_then(|()| {
                 // SAFETY: execve(2) with NUL-terminated strings and NULL-terminated pointer arrays,
                 // all made before the clone and alive: damon waits for the exec (CLONE_VFORK), or
                 // this is a copy of its memory. It returns only on failure.
@@ -163,13 +170,14 @@ extern "C" fn child_entry(child: *mut libc::c_void) -> libc::c_int {
 }
 
 /// Starts `program` (argv[0] and the rest in `argv`) `into` its group, after `prepare`
-/// (signal dispositions and mask) and as `identity`.
+/// (signal dispositions and mask), confined by `sandbox` and as `identity`.
 pub fn spawn(
     into: Destination,
     program: &Path,
     argv: &[OsString],
     prepare: fn() -> io::Result<()>,
     identity: &Identity,
+    sandbox: &Prepared,
 ) -> Result<Pid, CloneError> {
     let exec = ExecArgs::new(program, argv)
         .map_err(|e| CloneError::Prepare(format!("cannot pass {:?} to execve", argv[0]), e))?;
@@ -181,7 +189,7 @@ pub fn spawn(
         Destination::Join(fds) => fds,
         Destination::Group(_) => &[],
     };
-    let child = Child { exec, prepare, join, identity, error_pipe: error_write.as_raw_fd() };
+    let child = Child { exec, prepare, join, identity, sandbox, error_pipe: error_write.as_raw_fd() };
     // Capacity only: the pages the child does not touch are never faulted in.
     let mut stack: Vec<u8> = Vec::with_capacity(CHILD_STACK_BYTES);
     // The stack grows down from its top, which the ABI wants 16-byte aligned.

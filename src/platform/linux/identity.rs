@@ -145,6 +145,11 @@ impl Identity {
         self.ids.as_ref().map(Ids::describe)
     }
 
+    /// Whether the child runs as uid 0, which owns the cgroup files.
+    pub fn runs_as_root(&self) -> bool {
+        self.ids.as_ref().map_or_else(|| geteuid().is_root(), |ids| ids.uid.is_root())
+    }
+
     /// The user, for the "damon starting" line and `--check`.
     pub fn describe_user(&self) -> String {
         match &self.ids {

@@ -11,6 +11,7 @@ mod host;
 mod identity;
 mod limit_watch;
 mod own_process;
+mod sandbox;
 mod signals;
 pub mod sockets;
 mod spawn;
@@ -45,6 +46,7 @@ use crate::config::Config;
 use crate::stats::Sample;
 
 pub use self::identity::Identity;
+pub use self::sandbox::Sandbox;
 
 impl From<CgroupIoError> for ContainerError {
     fn from(e: CgroupIoError) -> Self {
@@ -280,6 +282,7 @@ pub struct Backend {
     process_limit_watch: Option<ProcessLimitWatch>,
     child: Option<ChildProcess>,
     identity: Identity,
+    sandbox: Sandbox,
     /// The workload's cpuset, for the log; `None` if it could not be read.
     cpuset: Option<String>,
     /// Set once kill_all ran: a SIGKILLed child was then killed by damon.
@@ -342,6 +345,7 @@ impl Container for Backend {
             process_limit_watch,
             child: None,
             identity: spec.identity.clone(),
+            sandbox: spec.sandbox.clone(),
             cpuset: cores.workload_cpus(),
             killed_all: false,
         })
@@ -356,6 +360,7 @@ impl Container for Backend {
             process_limit_watch: None,
             child: None,
             identity: spec.identity.clone(),
+            sandbox: spec.sandbox.clone(),
             // The child inherits damon's own cpuset.
             cpuset: Hierarchies::read()
                 .ok()
@@ -380,7 +385,12 @@ impl Container for Backend {
         let procs_files = self.cgroup.as_ref().map(Cgroup::procs_files).unwrap_or_default();
         let placement =
             Placement { v2_group: self.cgroup.as_ref().and_then(Cgroup::v2_dir), procs_files: &procs_files };
-        let child = spawn::spawn_in(&program, command, &placement, &self.identity)?;
+        for gap in self.sandbox.gaps() {
+            tracing::warn!(gap = %gap, "sandbox: not all of it is enforced on this host");
+        }
+        let sandbox =
+            self.sandbox.prepare().map_err(|e| SpawnError::Other("cannot prepare the sandbox".to_string(), e))?;
+        let child = spawn::spawn_in(&program, command, &placement, &self.identity, &sandbox)?;
         let pid = child.id();
         self.child = Some(child);
         Ok(pid)
@@ -576,6 +586,7 @@ pub fn host_report(config: &Config) -> HostReport {
                 parent: config.cgroup_parent.clone(),
                 restricted_token: false,
                 identity: Identity::unchanged(),
+                sandbox: Sandbox::none(),
             };
             let mut journal = match Journal::start(guard_home(&hierarchies, Some(version)).as_deref()) {
                 Ok(journal) => journal,

@@ -21,6 +21,7 @@ use nix::unistd::Pid;
 
 use super::clone::{self, CloneError, Destination};
 use super::identity::Identity;
+use super::sandbox::Prepared;
 use super::signals::HANDLED_SIGNALS;
 use crate::platform::SpawnError;
 
@@ -142,10 +143,11 @@ pub fn spawn_in(
     argv: &[OsString],
     placement: &Placement,
     identity: &Identity,
+    sandbox: &Prepared,
 ) -> Result<ChildProcess, SpawnError> {
     let mut refused = None;
     if let Some(group) = placement.v2_group {
-        match clone::spawn(Destination::Group(group), program, argv, reset_signals, identity) {
+        match clone::spawn(Destination::Group(group), program, argv, reset_signals, identity, sandbox) {
             Ok(pid) => return Ok(ChildProcess { pid, start: BORN_IN_GROUP.to_string() }),
             // Joining, below.
             Err(CloneError::Refused(e)) => refused = Some(e),
@@ -164,7 +166,7 @@ pub fn spawn_in(
         })
         .collect::<Result<_, _>>()?;
     let fds: Vec<i32> = procs.iter().map(|f| f.as_raw_fd()).collect();
-    let pid = clone::spawn(Destination::Join(&fds), program, argv, reset_signals, identity)
+    let pid = clone::spawn(Destination::Join(&fds), program, argv, reset_signals, identity, sandbox)
         .map_err(|e| clone_error(e, argv, identity))?;
     let start = match refused {
         Some(e) => format!("{} (clone3 into the cgroup refused: {})", JOINED_GROUP, e),

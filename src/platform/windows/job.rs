@@ -7,14 +7,15 @@ use std::time::Duration;
 
 use windows_sys::Win32::System::JobObjects::{
     JobObjectAssociateCompletionPortInformation, JobObjectBasicAndIoAccountingInformation,
-    JobObjectCpuRateControlInformation, JobObjectExtendedLimitInformation, JobObjectGroupInformationEx,
-    JobObjectLimitViolationInformation, JobObjectNotificationLimitInformation, ToleranceIntervalLong, ToleranceLow,
-    JOBOBJECT_ASSOCIATE_COMPLETION_PORT, JOBOBJECT_BASIC_AND_IO_ACCOUNTING_INFORMATION,
+    JobObjectBasicUIRestrictions, JobObjectCpuRateControlInformation, JobObjectExtendedLimitInformation,
+    JobObjectGroupInformationEx, JobObjectLimitViolationInformation, JobObjectNotificationLimitInformation,
+    ToleranceIntervalLong, ToleranceLow, JOBOBJECT_ASSOCIATE_COMPLETION_PORT,
+    JOBOBJECT_BASIC_AND_IO_ACCOUNTING_INFORMATION, JOBOBJECT_BASIC_UI_RESTRICTIONS,
     JOBOBJECT_CPU_RATE_CONTROL_INFORMATION, JOBOBJECT_EXTENDED_LIMIT_INFORMATION,
     JOBOBJECT_LIMIT_VIOLATION_INFORMATION, JOBOBJECT_NOTIFICATION_LIMIT_INFORMATION,
     JOB_OBJECT_CPU_RATE_CONTROL_ENABLE, JOB_OBJECT_CPU_RATE_CONTROL_HARD_CAP, JOB_OBJECT_LIMIT,
     JOB_OBJECT_LIMIT_ACTIVE_PROCESS, JOB_OBJECT_LIMIT_AFFINITY, JOB_OBJECT_LIMIT_CPU_RATE_CONTROL,
-    JOB_OBJECT_LIMIT_JOB_MEMORY, JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE,
+    JOB_OBJECT_LIMIT_JOB_MEMORY, JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE, JOB_OBJECT_UILIMIT,
 };
 use windows_sys::Win32::System::SystemInformation::GROUP_AFFINITY;
 
@@ -87,6 +88,13 @@ impl JobObject {
 
     pub fn handle(&self) -> &OwnedHandle {
         &self.handle
+    }
+
+    /// DAMON_SANDBOX: what the job's processes may not do to the desktop and the session.
+    pub fn restrict_ui(&self, restrictions: JOB_OBJECT_UILIMIT) -> Result<(), ContainerError> {
+        let info = JOBOBJECT_BASIC_UI_RESTRICTIONS { UIRestrictionsClass: restrictions };
+        ffi::set_job_information(&self.handle, JobObjectBasicUIRestrictions, &info)
+            .map_err(|e| limit_error("sandbox's UI restrictions (JOBOBJECT_BASIC_UI_RESTRICTIONS)", e))
     }
 
     /// Puts the limits in force. KILL_ON_JOB_CLOSE always: when damon's handle closes,

@@ -7,6 +7,7 @@ mod host;
 mod identity;
 mod job;
 mod notifications;
+mod sandbox;
 pub mod sockets;
 
 use std::ffi::OsString;
@@ -33,6 +34,7 @@ use crate::config::Config;
 use crate::stats::Sample;
 
 pub use self::identity::Identity;
+pub use self::sandbox::Sandbox;
 
 /// The exit code the job's processes get when damon terminates the job; the supervisor
 /// reports the run as killed (137, as a SIGKILL on Linux).
@@ -104,6 +106,9 @@ impl Container for Backend {
         };
         let job = JobObject::create(&spec.name)?;
         job.set_limits(&spec.limits, cpu.as_ref())?;
+        if let Some(restrictions) = spec.sandbox.ui_restrictions() {
+            job.restrict_ui(restrictions)?;
+        }
         if let Some(cores) = &spec.limits.cores {
             tracing::info!(cores = %cores.cores, source = %cores.source, "pinned to cores {}", cores.cores);
         }
@@ -333,6 +338,7 @@ pub fn host_report(config: &Config) -> HostReport {
         parent: None,
         restricted_token: config.restricted_token,
         identity: Identity::unchanged(),
+        sandbox: Sandbox::none(),
     };
     match JobObject::create(&spec.name).and_then(|job| {
         let cpu = HostCpu::read().ok();

@@ -1,0 +1,209 @@
+//! The syntax of DAMON_SANDBOX and DAMON_SANDBOX_PATHS.
+//!
+//! DAMON_SANDBOX is a boolean or `strict`: Y confines the workload as far as the kernel allows
+//! and says what it could not; strict refuses to start (125) unless all of it is in force.
+//!
+//! DAMON_SANDBOX_PATHS holds rules in the syntax of Nomad's exec2 driver (its `unveil` and
+//! `unveil_paths`), `MODE:PATH`, where MODE is one or more of r (read), w (write), x (execute)
+//! and c (create and remove in a directory): `rx:/usr`, `r:/etc`, `rwc:/data`. exec2 takes a
+//! list from HCL; one variable holds them separated by commas or colons (`r:/etc,rx:/usr` and
+//! `r:/etc:rx:/usr` are the same two rules), so a path cannot hold either. The word `defaults`
+//! stands for the rules damon uses when the variable is unset, so that a task can add to them
+//! (`defaults,rx:/opt/app`). Whether a path exists is the caller's to check.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use super::values;
+
+/// How far DAMON_SANDBOX confines the workload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SandboxMode {
+    Off,
+    /// What the kernel allows; what it does not is logged.
+    On,
+    /// All of it, or nothing starts.
+    Strict,
+}
+
+impl fmt::Display for SandboxMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SandboxMode::Off => "N",
+            SandboxMode::On => "Y",
+            SandboxMode::Strict => "strict",
+        })
+    }
+}
+
+/// What a rule allows beneath its path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Access {
+    pub read: bool,
+    pub write: bool,
+    pub execute: bool,
+    /// Create and remove entries of a directory (no meaning for a file, as in exec2).
+    pub create: bool,
+}
+
+impl fmt::Display for Access {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (on, letter) in [(self.read, 'r'), (self.write, 'w'), (self.execute, 'x'), (self.create, 'c')] {
+            if on {
+                write!(f, "{}", letter)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One rule: `access` to `path` and everything beneath it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathRule {
+    pub access: Access,
+    pub path: PathBuf,
+}
+
+impl fmt::Display for PathRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.access, self.path.display())
+    }
+}
+
+/// DAMON_SANDBOX and DAMON_SANDBOX_PATHS, read; the platform decides what it can enforce.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxSettings {
+    pub mode: SandboxMode,
+    /// `[Defaults]` when DAMON_SANDBOX_PATHS is unset. Every path exists (checked when read).
+    pub paths: Vec<PathEntry>,
+    /// `--sandbox-paths` or `DAMON_SANDBOX_PATHS`, or `None` when unset.
+    pub paths_source: Option<String>,
+    /// NOMAD_TASK_DIR, NOMAD_ALLOC_DIR and NOMAD_SECRETS_DIR, those set: the defaults make them
+    /// writable.
+    pub nomad_dirs: Vec<PathBuf>,
+}
+
+/// An entry of DAMON_SANDBOX_PATHS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathEntry {
+    /// `defaults`: the rules used when the variable is unset.
+    Defaults,
+    Rule(PathRule),
+}
+
+impl fmt::Display for PathEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PathEntry::Defaults => f.write_str(DEFAULTS_WORD),
+            PathEntry::Rule(rule) => rule.fmt(f),
+        }
+    }
+}
+
+const DEFAULTS_WORD: &str = "defaults";
+const SYNTAX: &str = "rules MODE:PATH separated by commas or colons, MODE one or more of r (read), w (write), \
+                      x (execute), c (create), PATH absolute, e.g. rx:/usr,r:/etc,rwc:/data; `defaults` for damon's own";
+
+/// Y, N (the booleans) or `strict`.
+pub fn mode(text: &str) -> Result<SandboxMode, String> {
+    if text.eq_ignore_ascii_case("strict") {
+        return Ok(SandboxMode::Strict);
+    }
+    match values::boolean(text) {
+        Ok(true) => Ok(SandboxMode::On),
+        Ok(false) => Ok(SandboxMode::Off),
+        Err(e) => Err(format!("Y, N or strict ({})", e)),
+    }
+}
+
+/// The rules of DAMON_SANDBOX_PATHS, in their order.
+pub fn paths(text: &str) -> Result<Vec<PathEntry>, String> {
+    let mut entries = Vec::new();
+    for item in text.split(',') {
+        if item == DEFAULTS_WORD {
+            entries.push(PathEntry::Defaults);
+            continue;
+        }
+        if item.is_empty() {
+            return Err(format!("an empty rule: {}", SYNTAX));
+        }
+        let mut tokens = item.split(':');
+        while let Some(mode) = tokens.next() {
+            let access = access(mode).ok_or_else(|| format!("{:?} is not a mode: {}", mode, SYNTAX))?;
+            let path = match tokens.next() {
+                Some(path) if path.starts_with('/') => path,
+                Some(path) => return Err(format!("{:?} is not an absolute path: {}", path, SYNTAX)),
+                None => return Err(format!("the mode {:?} has no path: {}", mode, SYNTAX)),
+            };
+            if path.chars().any(char::is_control) {
+                return Err(format!("{:?} holds a control character: {}", path, SYNTAX));
+            }
+            entries.push(PathEntry::Rule(PathRule { access, path: PathBuf::from(path) }));
+        }
+    }
+    Ok(entries)
+}
+
+fn access(mode: &str) -> Option<Access> {
+    let mut access = Access::default();
+    for letter in mode.chars() {
+        match letter {
+            'r' => access.read = true,
+            'w' => access.write = true,
+            'x' => access.execute = true,
+            'c' => access.create = true,
+            _ => return None,
+        }
+    }
+    Some(access).filter(|_| !mode.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(access: &str, path: &str) -> PathEntry {
+        PathEntry::Rule(PathRule { access: super::access(access).unwrap(), path: PathBuf::from(path) })
+    }
+
+    #[test]
+    fn modes_are_booleans_or_strict() {
+        assert_eq!(mode("Y"), Ok(SandboxMode::On));
+        assert_eq!(mode("no"), Ok(SandboxMode::Off));
+        assert_eq!(mode("STRICT"), Ok(SandboxMode::Strict));
+        assert!(mode("strictly").unwrap_err().starts_with("Y, N or strict"));
+    }
+
+    #[test]
+    fn rules_are_exec2_unveil_rules_separated_by_commas_or_colons() {
+        let expected = vec![rule("rx", "/usr"), rule("r", "/etc"), rule("rwc", "/data")];
+        assert_eq!(paths("rx:/usr,r:/etc,rwc:/data"), Ok(expected.clone()));
+        assert_eq!(paths("rx:/usr:r:/etc:rwc:/data"), Ok(expected.clone()));
+        assert_eq!(paths("rx:/usr:r:/etc,rwc:/data"), Ok(expected));
+        assert_eq!(paths("defaults,x:/opt/a b"), Ok(vec![PathEntry::Defaults, rule("x", "/opt/a b")]));
+        assert_eq!(paths("crwx:/"), Ok(vec![rule("rwxc", "/")]));
+        assert_eq!(rule("cxwr", "/d").to_string(), "rwxc:/d");
+    }
+
+    #[test]
+    fn malformed_rules_are_refused_saying_why() {
+        for (bad, why) in [
+            ("/etc", "not a mode"),
+            ("r", "has no path"),
+            ("r:", "not an absolute path"),
+            ("r:etc", "not an absolute path"),
+            ("rq:/etc", "not a mode"),
+            (":/etc", "not a mode"),
+            ("R:/etc", "not a mode"),
+            ("r:/etc,", "an empty rule"),
+            ("r:/etc,,rx:/usr", "an empty rule"),
+            ("r:/etc, rx:/usr", "not a mode"),
+            ("r:/a:b", "not a mode"),
+            ("r:/a\tb", "control character"),
+            ("default", "not a mode"),
+        ] {
+            let message = paths(bad).unwrap_err();
+            assert!(message.contains(why), "{:?}: {}", bad, message);
+        }
+    }
+}

@@ -1,0 +1,508 @@
+//! DAMON_SANDBOX on Linux: what confines a workload that may be root.
+//!
+//! - Paths: a Landlock domain (Linux 5.13) holding the rules of DAMON_SANDBOX_PATHS, or the
+//!   defaults. Everything else is out of reach for reading, writing, executing, creating and
+//!   removing, whatever the workload's uid and capabilities. The cgroup files are read-only at
+//!   most: a rule that would let the workload write one is refused, so no write reaches a
+//!   `cgroup.procs`, and the workload cannot leave its group or raise its limits.
+//! - ptrace: a Landlock domain also keeps ptrace, /proc/PID/mem and process_vm_* within the
+//!   domain: the workload may trace its own tree, not damon, its guard, or anything else.
+//!   Without Landlock, the filter below refuses to attach to any process instead.
+//! - System calls: a seccomp filter (seccomp.rs) that refuses with EPERM mounting, modules,
+//!   kexec, reboot, bpf, perf_event_open, setting the clock, new namespaces and joining others,
+//!   and clone3 with ENOSYS (its CLONE_INTO_CGROUP would place a child in any group whose
+//!   cgroup.procs the workload could open, and its flags cannot be filtered).
+//!
+//! Everything is decided and built before the clone: the rules' paths are opened, the ruleset
+//! is made and the filter assembled in damon. Between the clone and the exec the child makes
+//! three system calls on them ([`Prepared::apply`]), after it has joined its group and before
+//! it takes on its identity (a user that is not root may not install either without
+//! no_new_privs, which would also take setuid programs away from it).
+//!
+//! A kernel without Landlock, or with an older ABI, gets what it allows, and [`Sandbox::gaps`]
+//! says exactly what is missing; DAMON_SANDBOX=strict refuses to start instead.
+
+mod seccomp;
+
+use std::io;
+use std::os::unix::io::{AsRawFd, OwnedFd};
+use std::path::PathBuf;
+
+use landlock::{
+    make_bitflags, Access as _, AccessFs, BitFlags, PathBeneath, PathFd, Ruleset, RulesetAttr, RulesetCreatedAttr, ABI,
+};
+use nix::libc;
+
+use self::seccomp::SockFilter;
+use super::identity::Identity;
+use crate::config::{Access, PathEntry, PathRule, SandboxMode, SandboxSettings};
+use crate::platform::IdentityError;
+
+/// linux/landlock.h: landlock_create_ruleset(2) returns the ABI version.
+const LANDLOCK_CREATE_RULESET_VERSION: libc::c_uint = 1;
+/// The first ABI that controls truncation (Linux 6.2); before it, truncate(2) and O_TRUNC reach
+/// any file the workload may open, and the rules cannot stop them.
+const ABI_TRUNCATE: i64 = 3;
+/// The first ABI that allows a file to be linked or renamed into another directory (Linux 5.19);
+/// with ABI 1 every such link or rename is refused.
+const ABI_REFER: i64 = 2;
+/// linux/capability.h: installing a filter or a domain without no_new_privs needs it.
+const CAP_SYS_ADMIN: u32 = 21;
+const SANDBOX_VAR: &str = "DAMON_SANDBOX";
+const PATHS_VAR: &str = "DAMON_SANDBOX_PATHS";
+
+/// The rules used when DAMON_SANDBOX_PATHS is unset (or says `defaults`), besides the Nomad
+/// directories (read, write, execute, create): what a typical program needs, those that exist.
+const DEFAULT_RULES: &[(&str, &str)] = &[
+    ("rx", "/usr"),
+    ("rx", "/bin"),
+    ("rx", "/sbin"),
+    ("rx", "/lib"),
+    ("rx", "/lib32"),
+    ("rx", "/lib64"),
+    ("rx", "/libx32"),
+    ("r", "/etc"),
+    // Opened through its link: where systemd-resolved keeps it (/run/systemd/resolve).
+    ("r", "/etc/resolv.conf"),
+    // Runtimes size themselves from /proc/self/{mountinfo,cgroup}, /proc/meminfo and the
+    // cgroup files: read-only, and writing a cgroup file is never allowed.
+    ("r", "/proc"),
+    ("r", "/sys"),
+    ("rw", "/dev/null"),
+    ("rw", "/dev/zero"),
+    ("rw", "/dev/full"),
+    ("r", "/dev/random"),
+    ("r", "/dev/urandom"),
+];
+
+/// A rule as Landlock takes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Rule {
+    path: PathBuf,
+    access: BitFlags<AccessFs>,
+    /// As written, for the log.
+    shown: String,
+}
+
+/// What the sandbox will do, decided when damon starts; `prepare` builds it for one child.
+#[derive(Debug, Clone, Default)]
+pub struct Sandbox {
+    mode: Option<SandboxMode>,
+    rules: Vec<Rule>,
+    /// The kernel's Landlock ABI; 0 if it has none, with the reason.
+    landlock_abi: i64,
+    landlock_missing: Option<String>,
+    /// Empty if the kernel runs no seccomp filter, with the reason.
+    filter: Vec<SockFilter>,
+    seccomp_missing: Option<String>,
+    /// damon lacks CAP_SYS_ADMIN: the child needs no_new_privs for the domain and the filter.
+    no_new_privs: bool,
+    /// Without Landlock the cgroup files are out of reach only of a child that is not root.
+    child_is_root: bool,
+}
+
+/// The domain and filter of one child, made before its clone.
+pub struct Prepared<'a> {
+    ruleset: Option<OwnedFd>,
+    filter: &'a [SockFilter],
+    no_new_privs: bool,
+}
+
+impl Sandbox {
+    /// No sandbox (the trial group of `--check`).
+    pub fn none() -> Sandbox {
+        Sandbox::default()
+    }
+
+    /// Decides what the sandbox can enforce here. An error is a configuration error (125): a
+    /// rule that would let the workload write a cgroup file, or `strict` on a kernel that cannot
+    /// enforce all of it.
+    pub fn resolve(settings: &SandboxSettings, identity: &Identity) -> Result<Sandbox, IdentityError> {
+        if settings.mode == SandboxMode::Off {
+            return Ok(Sandbox::none());
+        }
+        let paths_source =
+            settings.paths_source.clone().unwrap_or_else(|| format!("{} (unset: the defaults)", PATHS_VAR));
+        let written = settings.paths.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
+        let refuse = |source: String, value: String, reason: String| IdentityError { source, value, reason };
+        let mut rules = Vec::new();
+        for entry in &settings.paths {
+            match entry {
+                PathEntry::Defaults => rules.extend(default_rules(&settings.nomad_dirs)),
+                PathEntry::Rule(rule) => rules.push(landlock_rule(rule).map_err(|e| {
+                    refuse(paths_source.clone(), written.clone(), format!("{}: {}", rule.path.display(), e))
+                })?),
+            }
+        }
+        let cgroup_mounts = cgroup_mounts();
+        for rule in rules.iter().filter(|r| r.access.intersects(AccessFs::from_write(ABI::V3))) {
+            let real = rule.path.canonicalize().unwrap_or_else(|_| rule.path.clone());
+            if let Some(mount) = cgroup_mounts.iter().find(|m| m.starts_with(&real) || real.starts_with(m)) {
+                return Err(refuse(
+                    paths_source,
+                    written,
+                    format!(
+                        "the rule {} would let the workload write the cgroup files under {}, and so leave its group; \
+                         give it r at most there",
+                        rule.shown,
+                        mount.display()
+                    ),
+                ));
+            }
+        }
+        let (landlock_abi, landlock_missing) = match landlock_abi() {
+            Ok(abi) => (abi, None),
+            Err(why) => (0, Some(why)),
+        };
+        let seccomp_missing = seccomp::unavailable();
+        let filter = if seccomp_missing.is_none() { seccomp::program(landlock_abi == 0) } else { Vec::new() };
+        let sandbox = Sandbox {
+            mode: Some(settings.mode),
+            rules,
+            landlock_abi,
+            landlock_missing,
+            filter,
+            seccomp_missing,
+            no_new_privs: !holds_cap_sys_admin(),
+            child_is_root: identity.runs_as_root(),
+        };
+        let gaps = sandbox.gaps();
+        if settings.mode == SandboxMode::Strict && !gaps.is_empty() {
+            return Err(refuse(
+                SANDBOX_VAR.to_string(),
+                settings.mode.to_string(),
+                format!(
+                    "the sandbox cannot be enforced in full here: {}; DAMON_SANDBOX=Y runs without it",
+                    gaps.join("; ")
+                ),
+            ));
+        }
+        Ok(sandbox)
+    }
+
+    fn on(&self) -> bool {
+        self.mode.is_some()
+    }
+
+    /// What is not enforced, each with its reason; empty when all of it is (or it is off).
+    pub fn gaps(&self) -> Vec<String> {
+        if !self.on() {
+            return Vec::new();
+        }
+        let mut gaps = Vec::new();
+        if let Some(why) = &self.landlock_missing {
+            gaps.push(format!(
+                "paths: not enforced, the workload may read, write and execute anything its uid may ({})",
+                why
+            ));
+            if self.child_is_root {
+                gaps.push(
+                    "cgroup: not enforced, a workload running as root may write its pid to any cgroup.procs and leave its \
+                     group (run it as another user with DAMON_USER or DAMON_RESTRICTED_TOKEN=Y, whom the cgroup files \
+                     refuse)"
+                        .to_string(),
+                );
+            }
+            gaps.push(
+                "ptrace: only attaching is refused (by the filter); a root workload may still write any process's \
+                 /proc/PID/mem"
+                    .to_string(),
+            );
+        } else if self.landlock_abi < ABI_TRUNCATE {
+            gaps.push(format!(
+                "paths: truncation is not controlled before Landlock ABI {} (Linux 6.2), this kernel has ABI {}: \
+                 truncate(2) and O_TRUNC reach any file the workload may open, even read-only",
+                ABI_TRUNCATE, self.landlock_abi
+            ));
+        }
+        if let Some(why) = &self.seccomp_missing {
+            gaps.push(format!("system calls: not filtered ({})", why));
+        }
+        gaps
+    }
+
+    /// The parts in force, for the "child started" line: e.g. "paths (Landlock ABI 7),
+    /// cgroup, ptrace, system calls"; "off"; or the parts and "not: ..." with those missing.
+    pub fn enforced(&self) -> String {
+        if !self.on() {
+            return "off".to_string();
+        }
+        let landlock = self.landlock_missing.is_none();
+        let mut parts = Vec::new();
+        let mut missing = Vec::new();
+        let mut part = |name: String, on: bool| if on { parts.push(name) } else { missing.push(name) };
+        part(
+            format!(
+                "paths (Landlock ABI {}{})",
+                self.landlock_abi,
+                if self.landlock_abi < ABI_TRUNCATE { ", truncation not controlled" } else { "" }
+            ),
+            landlock,
+        );
+        part(
+            if landlock { "cgroup".to_string() } else { "cgroup (the child is not root)".to_string() },
+            landlock || !self.child_is_root,
+        );
+        part(
+            if landlock { "ptrace (Landlock)".to_string() } else { "ptrace attach (seccomp)".to_string() },
+            landlock || self.seccomp_missing.is_none(),
+        );
+        part("system calls (seccomp)".to_string(), self.seccomp_missing.is_none());
+        if missing.is_empty() {
+            parts.join(", ")
+        } else {
+            format!("{}; not enforced: {}", parts.join(", "), missing.join(", "))
+        }
+    }
+
+    /// For `--check`: the sandbox damon would apply here.
+    pub fn describe(&self) -> Vec<(&'static str, String)> {
+        if !self.on() {
+            return vec![("sandbox", "off".to_string())];
+        }
+        let mut facts = vec![("sandbox", self.enforced())];
+        let landlock = match &self.landlock_missing {
+            Some(why) => format!("not enforced: {}", why),
+            None if self.landlock_abi < ABI_REFER => {
+                format!("Landlock ABI {}: no file may be linked or renamed into another directory", self.landlock_abi)
+            }
+            None => format!("Landlock ABI {}", self.landlock_abi),
+        };
+        facts.push(("sandbox landlock", landlock));
+        facts.push(("sandbox paths", self.rules.iter().map(|r| r.shown.clone()).collect::<Vec<_>>().join(",")));
+        facts.push((
+            "sandbox syscalls denied",
+            match &self.seccomp_missing {
+                Some(why) => format!("none: {}", why),
+                None if self.landlock_missing.is_some() => {
+                    format!("{}, {}", seccomp::DENIED, seccomp::DENIED_WITHOUT_LANDLOCK)
+                }
+                None => seccomp::DENIED.to_string(),
+            },
+        ));
+        for gap in self.gaps() {
+            facts.push(("sandbox not enforced", gap));
+        }
+        facts
+    }
+
+    /// Builds the domain for one child. Nothing when the sandbox is off.
+    pub fn prepare(&self) -> io::Result<Prepared<'_>> {
+        let ruleset = if self.on() && self.landlock_missing.is_none() { Some(self.ruleset()?) } else { None };
+        Ok(Prepared { ruleset, filter: &self.filter, no_new_privs: self.on() && self.no_new_privs })
+    }
+
+    /// The Landlock ruleset as a file descriptor, for the child to restrict itself with. The
+    /// crate's `restrict_self` would also set no_new_privs and runs in the calling process:
+    /// damon keeps the descriptor and the child makes the one system call.
+    fn ruleset(&self) -> io::Result<OwnedFd> {
+        let error = |e: &dyn std::fmt::Display| io::Error::new(io::ErrorKind::Other, e.to_string());
+        // Best effort (the crate's default): the rights this kernel's ABI lacks are left out.
+        let mut ruleset = Ruleset::default()
+            .handle_access(AccessFs::from_all(ABI::V3))
+            .and_then(Ruleset::create)
+            .map_err(|e| error(&e))?;
+        for rule in &self.rules {
+            let fd = PathFd::new(&rule.path).map_err(|e| error(&format!("{}: {}", rule.path.display(), e)))?;
+            ruleset = ruleset
+                .add_rule(PathBeneath::new(fd, rule.access))
+                .map_err(|e| error(&format!("{}: {}", rule.shown, e)))?;
+        }
+        Option::<OwnedFd>::from(ruleset).ok_or_else(|| error(&"the kernel refused to make a Landlock ruleset"))
+    }
+}
+
+impl Prepared<'_> {
+    /// Confines the calling process. Runs between the child's clone and its exec: system calls
+    /// only, on data made before the clone.
+    pub fn apply(&self) -> io::Result<()> {
+        let check = |result: libc::c_long| if result == -1 { Err(io::Error::last_os_error()) } else { Ok(()) };
+        if self.no_new_privs {
+            // SAFETY: prctl(2) with integer arguments only.
+            check(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1 as libc::c_ulong, 0, 0, 0) }.into())?;
+        }
+        if let Some(ruleset) = &self.ruleset {
+            // SAFETY: landlock_restrict_self(2) takes a ruleset descriptor that damon keeps open
+            // until the child has exec'd, and flags 0; it reads no memory of ours.
+            check(unsafe { libc::syscall(libc::SYS_landlock_restrict_self, ruleset.as_raw_fd(), 0 as libc::c_uint) })?;
+        }
+        if !self.filter.is_empty() {
+            let program = seccomp::SockFprog { len: self.filter.len() as u16, filter: self.filter.as_ptr() };
+            // SAFETY: seccomp(2) copies the program that `program` points to, alive on this stack
+            // and in damon's memory (the filter), and keeps no pointer to it.
+            check(unsafe {
+                libc::syscall(
+                    libc::SYS_seccomp,
+                    seccomp::SECCOMP_SET_MODE_FILTER,
+                    0 as libc::c_uint,
+                    &program as *const seccomp::SockFprog,
+                )
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// The defaults that exist here: the Nomad directories, and [`DEFAULT_RULES`].
+fn default_rules(nomad_dirs: &[PathBuf]) -> Vec<Rule> {
+    let all = Access { read: true, write: true, execute: true, create: true };
+    let mut dirs: Vec<PathBuf> = nomad_dirs.to_vec();
+    // exec2's too: the task's tmp directory, beside its local one (NOMAD_TASK_DIR).
+    if let Some(task_root) = nomad_dirs.first().and_then(|task| task.parent()) {
+        dirs.push(task_root.join("tmp"));
+    }
+    let written = dirs.into_iter().map(|path| PathRule { access: all, path });
+    let fixed = DEFAULT_RULES.iter().map(|(mode, path)| PathRule {
+        access: Access {
+            read: mode.contains('r'),
+            write: mode.contains('w'),
+            execute: mode.contains('x'),
+            create: mode.contains('c'),
+        },
+        path: PathBuf::from(path),
+    });
+    written.chain(fixed).filter_map(|rule| landlock_rule(&rule).ok()).collect()
+}
+
+/// A rule's rights, as exec2 gives them: r reads (and lists a directory), w writes and
+/// truncates, x executes, c creates and removes entries of a directory, and renames or links
+/// into it. Never the making of device nodes: a root workload's own node for a disk would
+/// bypass every rule.
+fn landlock_rule(rule: &PathRule) -> io::Result<Rule> {
+    let dir = std::fs::metadata(&rule.path)?.is_dir();
+    let mut access = BitFlags::<AccessFs>::empty();
+    let a = rule.access;
+    if a.read {
+        access |= AccessFs::ReadFile;
+        if dir {
+            access |= AccessFs::ReadDir;
+        }
+    }
+    if a.write {
+        access |= AccessFs::WriteFile | AccessFs::Truncate;
+    }
+    if a.execute {
+        access |= AccessFs::Execute;
+    }
+    if a.create && dir {
+        access |= make_bitflags!(AccessFs::{
+            MakeReg | MakeDir | MakeSock | MakeFifo | MakeSym | RemoveFile | RemoveDir | Refer
+        });
+    }
+    Ok(Rule { path: rule.path.clone(), access, shown: rule.to_string() })
+}
+
+/// The kernel's Landlock ABI, or why there is none.
+fn landlock_abi() -> Result<i64, String> {
+    // SAFETY: landlock_create_ruleset(2) with no attributes and the VERSION flag only returns
+    // the ABI version; it reads no memory.
+    let abi = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<libc::c_void>(),
+            0usize,
+            LANDLOCK_CREATE_RULESET_VERSION,
+        )
+    };
+    if abi >= 1 {
+        return Ok(abi);
+    }
+    let e = io::Error::last_os_error();
+    Err(match e.raw_os_error() {
+        Some(libc::ENOSYS) => {
+            format!("this kernel has no Landlock (Linux 5.13 or later, CONFIG_SECURITY_LANDLOCK): {}", e)
+        }
+        Some(libc::EOPNOTSUPP) => format!(
+            "Landlock is built into this kernel but not enabled: add landlock to the lsm= boot parameter: {}",
+            e
+        ),
+        _ => format!("cannot ask the kernel for Landlock: {}", e),
+    })
+}
+
+/// Where cgroup hierarchies are mounted (/proc/self/mountinfo), and /sys/fs/cgroup.
+fn cgroup_mounts() -> Vec<PathBuf> {
+    let mut mounts = vec![PathBuf::from("/sys/fs/cgroup")];
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    for line in mountinfo.lines() {
+        let (mount, fs_type) = match (line.split(' ').nth(4), line.split(" - ").nth(1)) {
+            (Some(mount), Some(rest)) => (mount, rest.split(' ').next().unwrap_or("")),
+            _ => continue,
+        };
+        if fs_type == "cgroup" || fs_type == "cgroup2" {
+            mounts.push(PathBuf::from(mount));
+        }
+    }
+    mounts
+}
+
+/// Whether damon's effective set holds CAP_SYS_ADMIN (/proc/self/status, CapEff in hex).
+fn holds_cap_sys_admin() -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .map_or(false, |caps| caps & (1 << CAP_SYS_ADMIN) != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn rule(mode: &str, path: &str) -> PathRule {
+        let access = Access {
+            read: mode.contains('r'),
+            write: mode.contains('w'),
+            execute: mode.contains('x'),
+            create: mode.contains('c'),
+        };
+        PathRule { access, path: PathBuf::from(path) }
+    }
+
+    #[test]
+    fn a_rule_gets_exec2s_rights_and_never_device_nodes() {
+        let dir = landlock_rule(&rule("rwxc", "/tmp")).unwrap();
+        assert!(dir.access.contains(AccessFs::ReadDir | AccessFs::MakeReg | AccessFs::Truncate | AccessFs::Refer));
+        assert!(!dir.access.intersects(AccessFs::MakeChar | AccessFs::MakeBlock));
+        // A file takes no directory right: the kernel would refuse the rule.
+        let file = landlock_rule(&rule("rwxc", "/etc/passwd")).unwrap();
+        assert_eq!(file.access, AccessFs::ReadFile | AccessFs::WriteFile | AccessFs::Truncate | AccessFs::Execute);
+        assert_eq!(landlock_rule(&rule("r", "/etc")).unwrap().access, AccessFs::ReadFile | AccessFs::ReadDir);
+    }
+
+    #[test]
+    fn the_defaults_write_only_the_nomad_directories() {
+        // A task directory (NOMAD_TASK_DIR is its local/) with its tmp/ beside.
+        let task = std::env::temp_dir().join(format!("damon-sandbox-defaults-{}", std::process::id()));
+        let (local, tmp) = (task.join("local"), task.join("tmp"));
+        std::fs::create_dir_all(&local).unwrap();
+        std::fs::create_dir_all(&tmp).unwrap();
+        let rules = default_rules(std::slice::from_ref(&local));
+        std::fs::remove_dir_all(&task).unwrap();
+        let writable: Vec<&Path> = rules
+            .iter()
+            .filter(|r| r.access.intersects(AccessFs::WriteFile | AccessFs::MakeReg))
+            .filter(|r| !r.path.starts_with("/dev"))
+            .map(|r| r.path.as_path())
+            .collect();
+        assert_eq!(writable, [local.as_path(), tmp.as_path()]);
+        assert!(rules.iter().any(|r| r.path == Path::new("/usr") && r.access.contains(AccessFs::Execute)));
+    }
+
+    #[test]
+    fn a_rule_that_reaches_a_cgroup_file_is_refused() {
+        for (mode, path) in [("rw", "/sys"), ("rwc", "/"), ("w", "/sys/fs/cgroup"), ("c", "/sys/fs")] {
+            let bad = format!("{}:{}", mode, path);
+            let settings = SandboxSettings {
+                mode: SandboxMode::On,
+                paths: vec![PathEntry::Defaults, PathEntry::Rule(rule(mode, path))],
+                paths_source: Some("DAMON_SANDBOX_PATHS".to_string()),
+                nomad_dirs: Vec::new(),
+            };
+            let e = Sandbox::resolve(&settings, &Identity::unchanged()).unwrap_err().to_string();
+            assert!(e.contains("would let the workload write the cgroup files"), "{}: {}", bad, e);
+        }
+    }
+}

@@ -1,0 +1,341 @@
+//! The sandbox's system call filter: a classic BPF program for seccomp(2), written here rather
+//! than with seccompiler, which builds with Rust 1.63 but cannot express two things this
+//! filter needs: refusing the x32 ABI (on x86_64 its calls arrive with the native architecture
+//! and the number plus 0x40000000, so a filter of native numbers alone lets an x32 `mount`
+//! through), and a different errno for clone3 than for the rest.
+//!
+//! Denied calls fail with EPERM, not a kill: a workload probing for a feature gets an error it
+//! can handle. clone3 fails with ENOSYS instead: its flags are in memory, which a filter
+//! cannot read, and ENOSYS makes glibc fall back to clone(2), whose flags it can. A call
+//! through another ABI (i386's int 0x80 on x86_64, arm32 on aarch64, x32) kills the process:
+//! the filter knows only native numbers, and such a program could not run correctly anyway.
+
+use nix::libc;
+
+/// struct sock_filter (linux/filter.h).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SockFilter {
+    code: u16,
+    jt: u8,
+    jf: u8,
+    k: u32,
+}
+
+/// struct sock_fprog (linux/filter.h).
+#[repr(C)]
+pub struct SockFprog {
+    pub len: u16,
+    pub filter: *const SockFilter,
+}
+
+// linux/bpf_common.h: BPF_LD | BPF_W | BPF_ABS; BPF_JMP | BPF_JEQ (BPF_JGE, BPF_JSET) | BPF_K;
+// BPF_RET | BPF_K.
+const BPF_LD_W_ABS: u16 = 0x20;
+const BPF_JEQ_K: u16 = 0x15;
+const BPF_JGE_K: u16 = 0x35;
+const BPF_JSET_K: u16 = 0x45;
+const BPF_RET_K: u16 = 0x06;
+
+// linux/seccomp.h
+const SECCOMP_RET_KILL_PROCESS: u32 = 0x8000_0000;
+const SECCOMP_RET_ERRNO: u32 = 0x0005_0000;
+const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
+pub const SECCOMP_SET_MODE_FILTER: libc::c_uint = 1;
+const SECCOMP_GET_ACTION_AVAIL: libc::c_uint = 2;
+
+/// Offsets in struct seccomp_data: nr, arch, then six 64-bit arguments after the instruction
+/// pointer. Both architectures are little-endian: an argument's low 32 bits come first.
+const DATA_NR: u32 = 0;
+const DATA_ARCH: u32 = 4;
+fn data_arg_low(index: u32) -> u32 {
+    16 + 8 * index
+}
+
+#[cfg(target_arch = "x86_64")]
+const AUDIT_ARCH_NATIVE: u32 = 0xC000_003E;
+#[cfg(target_arch = "aarch64")]
+const AUDIT_ARCH_NATIVE: u32 = 0xC000_00B7;
+/// asm/unistd.h: the x32 ABI's calls carry this bit.
+#[cfg(target_arch = "x86_64")]
+const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+
+/// musl's aarch64 bindings lack it (asm-generic/unistd.h: 294).
+#[cfg(target_arch = "aarch64")]
+const SYS_KEXEC_FILE_LOAD: libc::c_long = 294;
+#[cfg(target_arch = "x86_64")]
+const SYS_KEXEC_FILE_LOAD: libc::c_long = libc::SYS_kexec_file_load;
+
+/// The namespace flags of clone(2) and unshare(2) (linux/sched.h): mount, cgroup, UTS, IPC,
+/// user, pid, network. CLONE_NEWTIME (0x80) exists for unshare only: in clone's flags that bit
+/// is part of the exit signal.
+const CLONE_NAMESPACES: u32 =
+    0x0002_0000 | 0x0200_0000 | 0x0400_0000 | 0x0800_0000 | 0x1000_0000 | 0x2000_0000 | 0x4000_0000;
+const CLONE_NEWTIME: u32 = 0x80;
+/// linux/ptrace.h
+const PTRACE_ATTACH: u32 = 16;
+const PTRACE_SEIZE: u32 = 0x4206;
+
+/// Calls denied whatever their arguments: mounting (the old and the new mount API),
+/// modules, kexec, reboot, bpf, perf_event_open, the clock, joining a namespace, swap, and
+/// opening a file by handle, which would skip the path walk the path rules act on.
+fn always_denied() -> Vec<libc::c_long> {
+    let mut calls = vec![
+        libc::SYS_mount,
+        libc::SYS_umount2,
+        libc::SYS_pivot_root,
+        libc::SYS_open_tree,
+        libc::SYS_move_mount,
+        libc::SYS_fsopen,
+        libc::SYS_fsconfig,
+        libc::SYS_fsmount,
+        libc::SYS_fspick,
+        libc::SYS_mount_setattr,
+        libc::SYS_init_module,
+        libc::SYS_finit_module,
+        libc::SYS_delete_module,
+        libc::SYS_kexec_load,
+        SYS_KEXEC_FILE_LOAD,
+        libc::SYS_reboot,
+        libc::SYS_bpf,
+        libc::SYS_perf_event_open,
+        libc::SYS_clock_settime,
+        libc::SYS_settimeofday,
+        libc::SYS_adjtimex,
+        libc::SYS_clock_adjtime,
+        libc::SYS_setns,
+        libc::SYS_swapon,
+        libc::SYS_swapoff,
+        libc::SYS_open_by_handle_at,
+    ];
+    // Direct access to I/O ports, below every other control.
+    #[cfg(target_arch = "x86_64")]
+    calls.extend([libc::SYS_iopl, libc::SYS_ioperm]);
+    calls
+}
+
+/// The names of what the filter denies, for --check and the README.
+pub const DENIED: &str = "mount, umount2, pivot_root, the new mount API (open_tree, move_mount, fsopen, fsconfig, \
+                          fsmount, fspick, mount_setattr), init_module, finit_module, delete_module, kexec_load, \
+                          kexec_file_load, reboot, bpf, perf_event_open, clock_settime, settimeofday, adjtimex, \
+                          clock_adjtime, setns, unshare and clone with namespace flags, clone3 (ENOSYS: libc falls \
+                          back to clone), swapon, swapoff, open_by_handle_at, iopl and ioperm (x86_64)";
+/// What it adds where Landlock does not confine ptrace.
+pub const DENIED_WITHOUT_LANDLOCK: &str =
+    "ptrace's PTRACE_ATTACH and PTRACE_SEIZE, process_vm_readv, process_vm_writev";
+
+/// A jump target, resolved when the program is assembled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Label {
+    Next,
+    Allow,
+    Deny,
+    NoSys,
+    Kill,
+    CloneFlags,
+    UnshareFlags,
+    PtraceRequest,
+}
+
+enum Op {
+    Load(u32),
+    Jump { code: u16, k: u32, jt: Label, jf: Label },
+    Return(u32),
+    Here(Label),
+}
+
+fn jeq(k: u32, jt: Label) -> Op {
+    Op::Jump { code: BPF_JEQ_K, k, jt, jf: Label::Next }
+}
+
+/// The filter. `ptrace_from_filter`: Landlock does not scope ptrace here, so the filter
+/// refuses to attach to anything (a tracer may still start its own tracees: PTRACE_TRACEME).
+pub fn program(ptrace_from_filter: bool) -> Vec<SockFilter> {
+    let mut ops = vec![
+        Op::Load(DATA_ARCH),
+        Op::Jump { code: BPF_JEQ_K, k: AUDIT_ARCH_NATIVE, jt: Label::Next, jf: Label::Kill },
+        Op::Load(DATA_NR),
+    ];
+    #[cfg(target_arch = "x86_64")]
+    ops.push(Op::Jump { code: BPF_JGE_K, k: X32_SYSCALL_BIT, jt: Label::Kill, jf: Label::Next });
+    let mut denied = always_denied();
+    if ptrace_from_filter {
+        denied.extend([libc::SYS_process_vm_readv, libc::SYS_process_vm_writev]);
+        ops.push(jeq(libc::SYS_ptrace as u32, Label::PtraceRequest));
+    }
+    ops.extend(denied.into_iter().map(|nr| jeq(nr as u32, Label::Deny)));
+    ops.extend([
+        jeq(libc::SYS_clone3 as u32, Label::NoSys),
+        jeq(libc::SYS_clone as u32, Label::CloneFlags),
+        jeq(libc::SYS_unshare as u32, Label::UnshareFlags),
+        Op::Return(SECCOMP_RET_ALLOW),
+        Op::Here(Label::CloneFlags),
+        Op::Load(data_arg_low(0)),
+        Op::Jump { code: BPF_JSET_K, k: CLONE_NAMESPACES, jt: Label::Deny, jf: Label::Allow },
+        Op::Here(Label::UnshareFlags),
+        Op::Load(data_arg_low(0)),
+        Op::Jump { code: BPF_JSET_K, k: CLONE_NAMESPACES | CLONE_NEWTIME, jt: Label::Deny, jf: Label::Allow },
+    ]);
+    if ptrace_from_filter {
+        ops.extend([
+            Op::Here(Label::PtraceRequest),
+            Op::Load(data_arg_low(0)),
+            jeq(PTRACE_ATTACH, Label::Deny),
+            jeq(PTRACE_SEIZE, Label::Deny),
+            Op::Return(SECCOMP_RET_ALLOW),
+        ]);
+    }
+    ops.extend([
+        Op::Here(Label::Allow),
+        Op::Return(SECCOMP_RET_ALLOW),
+        Op::Here(Label::Deny),
+        Op::Return(SECCOMP_RET_ERRNO | libc::EPERM as u32),
+        Op::Here(Label::NoSys),
+        Op::Return(SECCOMP_RET_ERRNO | libc::ENOSYS as u32),
+        Op::Here(Label::Kill),
+        Op::Return(SECCOMP_RET_KILL_PROCESS),
+    ]);
+    assemble(&ops)
+}
+
+/// Resolves the labels into relative jumps (forward only, as BPF wants them).
+fn assemble(ops: &[Op]) -> Vec<SockFilter> {
+    let mut position = 0;
+    let mut labels = Vec::new();
+    for op in ops {
+        match op {
+            Op::Here(label) => labels.push((*label, position)),
+            _ => position += 1,
+        }
+    }
+    let target = |label: Label, at: usize| -> u8 {
+        if label == Label::Next {
+            return 0;
+        }
+        let to = labels.iter().find(|(l, _)| *l == label).map(|(_, p)| *p).expect("every label is placed");
+        // Every target follows its jump, and the program is short: the offset fits.
+        u8::try_from(to - at - 1).expect("a jump of fewer than 256 instructions")
+    };
+    let mut program = Vec::new();
+    for op in ops {
+        let at = program.len();
+        let instruction = match *op {
+            Op::Here(_) => continue,
+            Op::Load(offset) => SockFilter { code: BPF_LD_W_ABS, jt: 0, jf: 0, k: offset },
+            Op::Jump { code, k, jt, jf } => SockFilter { code, jt: target(jt, at), jf: target(jf, at), k },
+            Op::Return(value) => SockFilter { code: BPF_RET_K, jt: 0, jf: 0, k: value },
+        };
+        program.push(instruction);
+    }
+    program
+}
+
+/// Why the kernel cannot run the filter, if it cannot: no seccomp filters (a kernel without
+/// CONFIG_SECCOMP_FILTER) or no SECCOMP_RET_KILL_PROCESS (before Linux 4.14).
+pub fn unavailable() -> Option<String> {
+    for action in [SECCOMP_RET_ERRNO, SECCOMP_RET_KILL_PROCESS] {
+        // SAFETY: seccomp(2)'s SECCOMP_GET_ACTION_AVAIL reads the u32 `action` points to and
+        // changes nothing.
+        let result = unsafe {
+            libc::syscall(libc::SYS_seccomp, SECCOMP_GET_ACTION_AVAIL, 0 as libc::c_uint, &action as *const u32)
+        };
+        if result != 0 {
+            return Some(format!(
+                "the kernel runs no seccomp filter with the actions the sandbox uses (Linux 4.14 with \
+                 CONFIG_SECCOMP_FILTER): {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs `program` on a system call as the kernel would, with the subset of classic BPF the
+    /// program uses.
+    fn run(program: &[SockFilter], arch: u32, nr: u32, arg0: u32) -> u32 {
+        let load = |offset: u32| match offset {
+            DATA_NR => nr,
+            DATA_ARCH => arch,
+            16 => arg0,
+            other => panic!("load of offset {}", other),
+        };
+        let (mut pc, mut acc) = (0usize, 0u32);
+        loop {
+            let i = program[pc];
+            pc += 1;
+            match i.code {
+                BPF_LD_W_ABS => acc = load(i.k),
+                BPF_RET_K => return i.k,
+                code => {
+                    let taken = match code {
+                        BPF_JEQ_K => acc == i.k,
+                        BPF_JGE_K => acc >= i.k,
+                        BPF_JSET_K => acc & i.k != 0,
+                        other => panic!("opcode {:#x}", other),
+                    };
+                    pc += usize::from(if taken { i.jt } else { i.jf });
+                }
+            }
+        }
+    }
+
+    const DENY: u32 = SECCOMP_RET_ERRNO | libc::EPERM as u32;
+
+    #[test]
+    fn the_filter_denies_what_it_lists_and_allows_the_rest() {
+        for ptrace_from_filter in [false, true] {
+            let p = program(ptrace_from_filter);
+            let call = |nr: libc::c_long, arg0: u32| run(&p, AUDIT_ARCH_NATIVE, nr as u32, arg0);
+            for nr in always_denied() {
+                assert_eq!(call(nr, 0), DENY, "{}", nr);
+            }
+            for nr in [libc::SYS_read, libc::SYS_execve, libc::SYS_openat, libc::SYS_setresuid, libc::SYS_wait4] {
+                assert_eq!(call(nr, 0), SECCOMP_RET_ALLOW, "{}", nr);
+            }
+            assert_eq!(call(libc::SYS_clone3, 0), SECCOMP_RET_ERRNO | libc::ENOSYS as u32);
+            // A thread, a fork: allowed; a new mount or user namespace: denied.
+            let thread = (libc::CLONE_VM | libc::CLONE_THREAD | libc::CLONE_SIGHAND | libc::CLONE_FS) as u32;
+            assert_eq!(call(libc::SYS_clone, thread), SECCOMP_RET_ALLOW);
+            assert_eq!(call(libc::SYS_clone, libc::SIGCHLD as u32), SECCOMP_RET_ALLOW);
+            assert_eq!(call(libc::SYS_clone, libc::CLONE_NEWNS as u32 | libc::SIGCHLD as u32), DENY);
+            assert_eq!(call(libc::SYS_clone, libc::CLONE_NEWUSER as u32), DENY);
+            assert_eq!(call(libc::SYS_unshare, libc::CLONE_NEWNS as u32), DENY);
+            assert_eq!(call(libc::SYS_unshare, libc::CLONE_NEWNET as u32), DENY);
+            assert_eq!(call(libc::SYS_unshare, 0x80), DENY, "CLONE_NEWTIME");
+            assert_eq!(call(libc::SYS_unshare, libc::CLONE_FILES as u32), SECCOMP_RET_ALLOW);
+            let (attach, traceme) = (call(libc::SYS_ptrace, PTRACE_ATTACH), call(libc::SYS_ptrace, 0));
+            let vm_write = call(libc::SYS_process_vm_writev, 0);
+            if ptrace_from_filter {
+                assert_eq!((attach, call(libc::SYS_ptrace, PTRACE_SEIZE), vm_write), (DENY, DENY, DENY));
+            } else {
+                assert_eq!((attach, vm_write), (SECCOMP_RET_ALLOW, SECCOMP_RET_ALLOW));
+            }
+            assert_eq!(traceme, SECCOMP_RET_ALLOW);
+            // Another ABI is killed: its numbers are not the native ones.
+            assert_eq!(run(&p, 0x4000_0003, 21, 0), SECCOMP_RET_KILL_PROCESS, "i386");
+            #[cfg(target_arch = "x86_64")]
+            assert_eq!(call(libc::SYS_mount | X32_SYSCALL_BIT as libc::c_long, 0), SECCOMP_RET_KILL_PROCESS, "x32");
+        }
+    }
+
+    #[test]
+    fn the_numbers_are_the_kernels() {
+        // The constants written here, against libc's for this target.
+        assert_eq!(CLONE_NAMESPACES, {
+            let flags = libc::CLONE_NEWNS
+                | libc::CLONE_NEWCGROUP
+                | libc::CLONE_NEWUTS
+                | libc::CLONE_NEWIPC
+                | libc::CLONE_NEWUSER
+                | libc::CLONE_NEWPID
+                | libc::CLONE_NEWNET;
+            flags as u32
+        });
+        assert_eq!(PTRACE_ATTACH, libc::PTRACE_ATTACH);
+        assert_eq!(PTRACE_SEIZE, libc::PTRACE_SEIZE);
+    }
+}

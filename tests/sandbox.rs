@@ -1,0 +1,219 @@
+//! DAMON_SANDBOX on Linux: a workload that runs as root and tries to undo its containment.
+//! The real binary starts the real workload in a real cgroup; the workload tries each thing the
+//! sandbox must deny (leave its group, mount, make a mount namespace, load a module, trace
+//! damon, write outside its paths) and each thing it must still allow. Every denial is checked
+//! against a control run without the sandbox in which the same attempt gets through (or fails
+//! for another reason), so that no test passes because the attempt could never work here.
+
+#![cfg(target_os = "linux")]
+
+mod common;
+
+/// A module, so that every test name holds "sandbox" (`scripts/vm-test sandbox`).
+mod sandbox {
+    use std::fs;
+    use std::path::{Path, PathBuf};
+    use std::process::Command;
+
+    use crate::common::*;
+
+    /// The root group's cgroup.procs: writing one's pid there leaves every limit behind.
+    fn root_procs() -> PathBuf {
+        match cgroup_version() {
+            "v2" => PathBuf::from("/sys/fs/cgroup/cgroup.procs"),
+            _ => PathBuf::from("/sys/fs/cgroup/memory/cgroup.procs"),
+        }
+    }
+
+    /// The rules a test workload needs: the defaults, its own binary, and `dir` to write.
+    fn rules(dir: &TestDir) -> String {
+        let bin = workload();
+        format!("defaults,rx:{},rwc:{}", bin.parent().unwrap().display(), dir.0.display())
+    }
+
+    fn sandboxed(dir: &TestDir, mode: &str) -> Command {
+        let mut cmd = damon(dir);
+        cmd.env("DAMON_SANDBOX", mode).env("DAMON_SANDBOX_PATHS", rules(dir));
+        cmd
+    }
+
+    /// What `damon --check` says the sandbox cannot enforce on this kernel.
+    fn gaps(test: &str) -> Vec<String> {
+        // A directory per test: TestDir removes its own when dropped, while others may run.
+        let dir = TestDir::new(&format!("sandbox-gaps-{}", test));
+        let out = damon(&dir).env("DAMON_SANDBOX", "Y").arg("--check").output().expect("damon --check");
+        let out = String::from_utf8_lossy(&out.stdout).to_string();
+        out.lines().filter_map(|l| l.strip_prefix("sandbox not enforced:")).map(|l| l.trim().to_string()).collect()
+    }
+
+    /// Each probe's line, "PROBE: allowed" or "PROBE: denied: ERROR".
+    fn probe(mut cmd: Command, dir: &TestDir, probes: &[String]) -> Vec<(String, String)> {
+        cmd.arg(workload()).arg("sandbox-probe").args(probes);
+        let run = run(cmd, dir);
+        run.assert_code(0);
+        probes
+            .iter()
+            .map(|p| {
+                let line = run.stdout.lines().find(|l| l.starts_with(&format!("{}: ", p)));
+                let line = line.unwrap_or_else(|| panic!("no line for {}\n{}", p, run.explain()));
+                (p.clone(), line[p.len() + 2..].to_string())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn sandbox_a_root_workload_cannot_undo_its_containment_and_still_runs() {
+        assert!(nix::unistd::geteuid().is_root(), "the sandbox tests run as root, as raw_exec does");
+        let dir = TestDir::new("sandbox-probes");
+        let outside = TestDir::new("sandbox-outside");
+        let mnt = dir.path("mnt");
+        fs::create_dir_all(&mnt).unwrap();
+        let denied: Vec<String> = vec![
+            format!("escape:{}", root_procs().display()),
+            format!("mount:{}", mnt.display()),
+            "unshare-mount".to_string(),
+            "init-module".to_string(),
+            format!("write:{}", outside.path("written").display()),
+            format!("read:{}", outside.path("secret").display()),
+        ];
+        let allowed: Vec<String> = vec![
+            format!("write:{}", dir.path("written").display()),
+            "read:/etc/passwd".to_string(),
+            "exec:/bin/sh".to_string(),
+        ];
+        fs::write(outside.path("secret"), "not the workload's").unwrap();
+
+        // The control: without the sandbox each attempt gets through, except the module
+        // (an empty image is refused, but not with EPERM).
+        let control = probe(damon(&dir), &dir, &denied);
+        for (p, outcome) in &control {
+            if p == "init-module" {
+                assert!(
+                    !outcome.contains("os error 1)"),
+                    "init_module refused with EPERM without the sandbox: {}",
+                    outcome
+                );
+            } else {
+                assert_eq!(outcome, "allowed", "{} without the sandbox", p);
+            }
+        }
+        let _ = fs::remove_file(outside.path("written"));
+
+        let mut probes = denied.clone();
+        probes.push("ptrace-parent".to_string());
+        probes.extend(allowed.iter().cloned());
+        let gaps = gaps("probes");
+        let outcomes = probe(sandboxed(&dir, "Y"), &dir, &probes);
+        let mut wrong = Vec::new();
+        for (p, outcome) in &outcomes {
+            let should_allow = allowed.contains(p);
+            // Without Landlock only the system calls are denied; --check says so, and the
+            // paths (and the way out of the group, for root) are not enforced.
+            let by_paths = p.starts_with("escape") || p.starts_with("write") || p.starts_with("read");
+            let unenforced = by_paths && gaps.iter().any(|g| g.starts_with("paths: not enforced"));
+            match (should_allow || unenforced, outcome.as_str()) {
+                (true, "allowed") => {}
+                (false, o) if o.starts_with("denied: ") => {}
+                _ => wrong.push(format!("{}: {}", p, outcome)),
+            }
+        }
+        assert!(wrong.is_empty(), "under DAMON_SANDBOX=Y (gaps: {:?}): {:?}\n{}", gaps, wrong, dir.log());
+        // The system calls fail with EPERM, an error a program probing for a feature handles.
+        for (p, outcome) in &outcomes {
+            if ["unshare-mount", "init-module", "ptrace-parent"].contains(&p.as_str()) || p.starts_with("mount") {
+                assert!(outcome.ends_with("(os error 1)"), "{}: {}", p, outcome);
+            }
+        }
+        assert!(!outside.path("written").exists(), "the workload wrote outside its paths");
+        let started = dir.log().lines().rev().find(|l| l.contains("\"child started\"")).unwrap_or_default().to_string();
+        assert!(started.contains("\"sandbox\":\"") && started.contains("system calls (seccomp)"), "{}", started);
+        println!("sandbox ({}): {:?}", cgroup_version(), outcomes);
+    }
+
+    /// The issue's own attempt: a root shell writes its pid to the root group, then allocates
+    /// past the memory limit. Without the sandbox it gets away with it (rc 0); with it, the
+    /// write is refused and the limit ends the hog (137).
+    #[test]
+    fn sandbox_the_memory_limit_still_ends_a_hog_that_tried_to_leave() {
+        let dir = TestDir::new("sandbox-hog");
+        let script = format!("echo $$ > {}; exec \"$0\" alloc 100 0", root_procs().display());
+        let attempt = |mut cmd: Command| {
+            cmd.env("DAMON_MEMORY_LIMIT", "32").args(["sh", "-c", &script]).arg(workload());
+            run(cmd, &dir)
+        };
+        if gaps("hog").iter().any(|g| g.starts_with("cgroup: not enforced")) {
+            eprintln!("sandbox: this kernel has no Landlock; a root workload can leave its group (--check says so)");
+            return;
+        }
+        attempt(damon(&dir)).assert_code(0);
+        let run = attempt(sandboxed(&dir, "Y"));
+        run.assert_code(137);
+        assert!(run.stderr.contains("cgroup.procs") && run.stderr.contains("Permission denied"), "{}", run.explain());
+    }
+
+    /// A rule that would let the workload write a cgroup file is a configuration error that
+    /// names the setting and the way out, and nothing starts.
+    #[test]
+    fn sandbox_a_rule_that_opens_the_cgroup_files_is_refused() {
+        let dir = TestDir::new("sandbox-refused");
+        for rule in ["rw:/sys", "rwc:/", "w:/sys/fs/cgroup"] {
+            let marker = dir.path("MARKER");
+            let mut cmd = damon(&dir);
+            cmd.env("DAMON_SANDBOX", "Y").env("DAMON_SANDBOX_PATHS", rule).arg("touch").arg(&marker);
+            let run = run(cmd, &dir);
+            run.assert_code(125);
+            assert!(
+                run.stderr.contains(&format!("invalid value \"{}\" for DAMON_SANDBOX_PATHS", rule))
+                    && run.stderr.contains("give it r at most there"),
+                "{}",
+                run.explain()
+            );
+            assert!(!marker.exists(), "{}: the command ran", rule);
+        }
+    }
+
+    /// strict runs only where the whole sandbox is enforced, and otherwise refuses naming what
+    /// is missing and the way out (Y); Y always runs and logs each gap.
+    #[test]
+    fn sandbox_strict_runs_only_where_all_of_it_is_enforced() {
+        let dir = TestDir::new("sandbox-strict");
+        let gaps = gaps("strict");
+        let marker = dir.path("MARKER");
+        let mut cmd = sandboxed(&dir, "strict");
+        cmd.arg("/bin/sh").arg("-c").arg(format!("echo > {}", marker.display()));
+        let run = run(cmd, &dir);
+        if gaps.is_empty() {
+            run.assert_code(0);
+            assert!(marker.exists(), "{}", run.explain());
+        } else {
+            run.assert_code(125);
+            assert!(
+                run.stderr.contains("for DAMON_SANDBOX: the sandbox cannot be enforced in full here")
+                    && run.stderr.contains("DAMON_SANDBOX=Y runs without it")
+                    && gaps.iter().all(|g| run.stderr.contains(g.as_str())),
+                "{:?}\n{}",
+                gaps,
+                run.explain()
+            );
+            assert!(!marker.exists(), "the command ran");
+            let mut cmd = sandboxed(&dir, "Y");
+            cmd.arg("/bin/sh").arg("-c").arg(format!("echo > {}", marker.display()));
+            let run = crate::common::run(cmd, &dir);
+            run.assert_code(0).assert_log_contains("sandbox: not all of it is enforced on this host");
+        }
+        println!("sandbox ({}): not enforced here: {:?}", cgroup_version(), gaps);
+    }
+
+    /// The files a path rule names must exist: a typo is a clear error, not a rule that
+    /// silently allows nothing.
+    #[test]
+    fn sandbox_a_path_that_does_not_exist_is_refused() {
+        let dir = TestDir::new("sandbox-missing");
+        let missing = Path::new("/no/such/dir");
+        let mut cmd = damon(&dir);
+        cmd.env("DAMON_SANDBOX", "Y").env("DAMON_SANDBOX_PATHS", format!("r:{}", missing.display())).arg("true");
+        let run = run(cmd, &dir);
+        run.assert_code(125);
+        assert!(run.stderr.contains("/no/such/dir") && run.stderr.contains("must exist"), "{}", run.explain());
+    }
+}
