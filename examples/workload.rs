@@ -132,6 +132,8 @@ fn main() {
         "job" => windows::job(),
         #[cfg(windows)]
         "job-child" => windows::job_child(),
+        #[cfg(windows)]
+        "ui-probe" => windows::ui_probe(),
         _ => usage(),
     }
 }
@@ -139,7 +141,7 @@ fn main() {
 fn usage() -> ! {
     eprintln!(
         "usage: workload exit N | sleep SECS | alloc MIB [SECS] | burn SECS | env | affinity | wait-signals | ignore-stop DIR{}",
-        if cfg!(windows) { " | job" } else { "" }
+        if cfg!(windows) { " | job | ui-probe" } else { "" }
     );
     std::process::exit(2)
 }
@@ -647,6 +649,53 @@ mod windows {
 
     pub fn job_child() {
         println!("child_in_job={}", in_job());
+        let _ = std::io::stdout().flush();
+    }
+
+    /// What DAMON_SANDBOX's job denies, as the workload meets it: the UI restrictions its own
+    /// job holds (`ui_restrictions=0x..`), whether it may change a system parameter (it sets
+    /// the beep to what it is, so that nothing changes when allowed), and whether a child may
+    /// break away from the job.
+    pub fn ui_probe() {
+        use std::ffi::c_void;
+        use windows_sys::Win32::System::JobObjects::{
+            JobObjectBasicUIRestrictions, QueryInformationJobObject, JOBOBJECT_BASIC_UI_RESTRICTIONS,
+        };
+        use windows_sys::Win32::System::Threading::CREATE_BREAKAWAY_FROM_JOB;
+        use windows_sys::Win32::UI::WindowsAndMessaging::{SystemParametersInfoW, SPI_GETBEEP, SPI_SETBEEP};
+
+        let mut ui = JOBOBJECT_BASIC_UI_RESTRICTIONS { UIRestrictionsClass: 0 };
+        // SAFETY: a null job handle names the caller's own job; the buffer is `ui`, alive for the
+        // call, and its size is given; no length is asked back.
+        let queried = unsafe {
+            QueryInformationJobObject(
+                std::ptr::null_mut(),
+                JobObjectBasicUIRestrictions,
+                &mut ui as *mut JOBOBJECT_BASIC_UI_RESTRICTIONS as *mut c_void,
+                std::mem::size_of::<JOBOBJECT_BASIC_UI_RESTRICTIONS>() as u32,
+                std::ptr::null_mut(),
+            )
+        };
+        match queried {
+            FALSE => println!("ui_restrictions: unknown: {}", std::io::Error::last_os_error()),
+            _ => println!("ui_restrictions=0x{:x}", ui.UIRestrictionsClass),
+        }
+        let mut beep: BOOL = FALSE;
+        // SAFETY: SPI_GETBEEP writes one BOOL through the pointer, which points at `beep`.
+        let got = unsafe { SystemParametersInfoW(SPI_GETBEEP, 0, &mut beep as *mut BOOL as *mut c_void, 0) };
+        // SAFETY: SPI_SETBEEP takes its value in uiParam and no pointer; flags 0: neither written
+        // to the user's profile nor broadcast.
+        let set = got != FALSE
+            && unsafe { SystemParametersInfoW(SPI_SETBEEP, beep as u32, std::ptr::null_mut(), 0) } != FALSE;
+        match set {
+            true => println!("system_parameters: allowed"),
+            false => println!("system_parameters: denied: {}", std::io::Error::last_os_error()),
+        }
+        let me = std::env::current_exe().unwrap_or_else(|_| fail("current_exe"));
+        match Command::new(me).args(["exit", "0"]).creation_flags(CREATE_BREAKAWAY_FROM_JOB).status() {
+            Ok(_) => println!("breakaway: allowed"),
+            Err(e) => println!("breakaway: denied: {}", e),
+        }
         let _ = std::io::stdout().flush();
     }
 

@@ -28,6 +28,8 @@ pub use sandbox::{Access, PathEntry, PathRule, SandboxMode, SandboxSettings};
 pub use values::{CpuCores, ListenAddr, UserSpec};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The commit damon was built from (set by build.rs; "unknown" outside a git checkout).
+pub const BUILD_COMMIT: &str = env!("DAMON_BUILD_COMMIT");
 /// What `damon` and `damon --version` print after the name: the version, the target and the
 /// commit (set by build.rs).
 pub const LONG_VERSION: &str =

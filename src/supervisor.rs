@@ -5,7 +5,7 @@
 use std::ffi::OsString;
 use std::time::{Instant, SystemTime};
 
-use crate::config::{Config, SandboxMode, StopScope, LONG_VERSION, VERSION};
+use crate::config::{Config, SandboxMode, StopScope, BUILD_COMMIT, LONG_VERSION, VERSION};
 use crate::logging::{self, LogGuard, LogSettings};
 use crate::metrics::Metrics;
 use crate::platform::{
@@ -119,13 +119,43 @@ pub fn check(config: &Config) -> i32 {
 pub fn refuse(log: &LogSettings, error: &dyn std::fmt::Display) -> i32 {
     logging::stderr_line(&error.to_string());
     let _log: LogGuard = logging::init(log);
+    let build = BuildFields::new();
     tracing::error!(version = VERSION, error = %error, "invalid configuration: nothing started");
     tracing::info!(
+        json.cmdline = %build.cmdline,
+        json.version = %build.version,
+        revision = BUILD_COMMIT,
         exit_status = EXIT_DAMON_FAILED,
         ending = Ending::NotStarted(EXIT_DAMON_FAILED).describe(),
         "damon exiting"
     );
     EXIT_DAMON_FAILED
+}
+
+/// What the original Damon put on its "damon starting" and "damon exiting" lines about itself,
+/// in its shapes: damon's own argv as an array, and its version as Go's `version.Info`.
+struct BuildFields {
+    cmdline: String,
+    version: String,
+}
+
+impl BuildFields {
+    fn new() -> BuildFields {
+        let argv: Vec<String> = std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect();
+        let (number, pre_release) = match VERSION.split_once('-') {
+            Some((number, pre)) => (number, pre),
+            None => (VERSION, ""),
+        };
+        BuildFields {
+            cmdline: logging::json_array(argv.iter().map(String::as_str)),
+            version: logging::json_object([
+                ("Revision", BUILD_COMMIT),
+                ("Number", number),
+                ("PreRelease", pre_release),
+                ("BuildMetadata", ""),
+            ]),
+        }
+    }
 }
 
 /// Runs the configured command to its end and returns damon's exit status.
@@ -144,8 +174,11 @@ pub fn run(config: Config) -> i32 {
     let started = SystemTime::now();
     let started_at = Instant::now();
     let limits = &config.limits;
+    let build = BuildFields::new();
     tracing::info!(
-        version = VERSION,
+        json.cmdline = %build.cmdline,
+        json.version = %build.version,
+        revision = BUILD_COMMIT,
         command = %command_line(&config.command),
         memory_limit_mib = limits.memory.as_ref().map(|m| m.soft_mib.unwrap_or(m.max_mib)).unwrap_or(0),
         memory_max_limit_mib = limits.memory.as_ref().map_or(0, |m| m.max_mib),
@@ -163,11 +196,17 @@ pub fn run(config: Config) -> i32 {
     let ended = SystemTime::now();
     let code = ending.exit_code();
     let totals = totals.unwrap_or_default();
+    let run_time = started_at.elapsed();
     tracing::info!(
+        json.cmdline = %build.cmdline,
+        json.version = %build.version,
+        revision = BUILD_COMMIT,
         // logging's own formatter: humantime's panics on a clock before 1970.
         start = %logging::rfc3339_millis(started),
         end = %logging::rfc3339_millis(ended),
-        run_time_seconds = started_at.elapsed().as_secs_f64(),
+        // Milliseconds, as zerolog writes a duration (the original's key and unit).
+        run_time = run_time.as_micros() as f64 / 1000.0,
+        run_time_seconds = run_time.as_secs_f64(),
         exit_status = code,
         ending = ending.describe(),
         signal = match ending { Ending::Signaled(s) => Some(s.name()), _ => None },

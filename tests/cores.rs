@@ -48,7 +48,7 @@ fn allowed_in(stdout: &str) -> Option<String> {
 
 /// damon's pid, from the name of its group (damon-PID) in the "child started" line.
 fn damon_pid_of(run: &Run) -> u32 {
-    let line = run.log.lines().find(|l| l.contains("\"msg\":\"child started\"")).expect("a child started line");
+    let line = run.log.lines().find(|l| l.contains("\"message\":\"child started\"")).expect("a child started line");
     let container = line.split("\"container\":\"").nth(1).and_then(|r| r.split('"').next()).unwrap_or("");
     let first = container.split(' ').next().unwrap_or("");
     first.rsplit('-').next().and_then(|pid| pid.parse().ok()).unwrap_or_else(|| panic!("{}", run.explain()))

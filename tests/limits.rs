@@ -95,7 +95,7 @@ fn an_oom_kill_of_a_grandchild_is_logged_while_the_service_runs_on() {
     cmd.env("DAMON_MEMORY_LIMIT", "32").args(["sh", "-c", &script]);
     let run = run(cmd, &dir);
     run.assert_code(0).assert_log_contains(
-        "\"msg\":\"memory limit of 32 MiB exceeded: a process of the workload was killed by the OOM killer\",\"oom_kills\":1",
+        "\"message\":\"memory limit of 32 MiB exceeded: a process of the workload was killed by the OOM killer\",\"oom_kills\":1",
     );
     assert!(marker.exists(), "the kill was not logged while the child ran\n{}", run.explain());
 }
@@ -209,7 +209,7 @@ fn a_fork_bomb_is_held_at_the_process_limit_reported_counted_and_cleaned_up() {
     let refusals = run
         .log
         .lines()
-        .find(|l| l.contains("\"msg\":\"damon exiting\""))
+        .find(|l| l.contains("\"message\":\"damon exiting\""))
         .and_then(|l| l.split("\"process_limit_refusals\":").nth(1))
         .and_then(|v| v.split(|c: char| !c.is_ascii_digit()).next())
         .and_then(|v| v.parse::<u64>().ok());

@@ -33,7 +33,7 @@ trap 'echo term; exit 7' TERM
 echo ready
 while :; do i=$((i+1)); echo "tick $i"; echo "tick $i" >&2; sleep 0.05 & wait $!; done"#;
 
-const SIGNAL_LINE: &str = "\"msg\":\"signal passed on to the child\"";
+const SIGNAL_LINE: &str = "\"message\":\"signal passed on to the child\"";
 const LOSS_NOTICE: &str = "its log lines are lost until it can write again";
 
 /// Runs a setup command (mount, umount) and insists that it worked.
@@ -280,7 +280,8 @@ fn a_full_disk_loses_log_lines_counted_and_said_once_then_logging_recovers() {
     running.usr1();
     let content = read(&log);
     assert_whole_lines(&content);
-    let recovered = format!("\"msg\":\"log lines were lost: the log could not be written\",\"lines_lost\":{},", lost);
+    let recovered =
+        format!("\"message\":\"log lines were lost: the log could not be written\",\"lines_lost\":{},", lost);
     assert_eq!(count(&content, &recovered), 1, "{}", content);
     assert_eq!(count(&content, SIGNAL_LINE) as u64, in_file + 1, "{}", content);
     let running_signals = running.signals;
@@ -291,8 +292,8 @@ fn a_full_disk_loses_log_lines_counted_and_said_once_then_logging_recovers() {
     assert_whole_lines(&content);
     // Nothing lost after the recovery: the stop and the exit are in the file.
     assert_eq!(count(&content, SIGNAL_LINE) as u64 + lost, u64::from(running_signals));
-    assert!(content.contains("\"msg\":\"stopping: signal passed on to the child\""), "{}", content);
-    assert!(content.lines().last().unwrap().contains("\"msg\":\"damon exiting\""), "{}", content);
+    assert!(content.contains("\"message\":\"stopping: signal passed on to the child\""), "{}", content);
+    assert!(content.lines().last().unwrap().contains("\"message\":\"damon exiting\""), "{}", content);
     println!(
         "full disk: {} lines damon tried to log on SIGUSR1 ({} while full), {} in the file, {} lost and counted, 1 outage said once, 1 recovery",
         count(&content, SIGNAL_LINE) as u64 + lost,
@@ -320,7 +321,7 @@ fn a_removed_log_directory_is_made_again_and_nothing_is_lost() {
     assert_whole_lines(&content);
     let lines: Vec<&str> = content.lines().collect();
     assert_eq!(lines.len(), 4, "{}", content);
-    assert!(lines[0].contains("\"msg\":\"the log file had vanished from its path"), "{}", content);
+    assert!(lines[0].contains("\"message\":\"the log file had vanished from its path"), "{}", content);
     assert_eq!(count(&content, SIGNAL_LINE), 3, "{}", content);
     assert_eq!(lines_lost_metric(port), 0);
     // Removed again, then the end of the run: the exit line still lands.
@@ -328,7 +329,7 @@ fn a_removed_log_directory_is_made_again_and_nothing_is_lost() {
     let said = running.stop();
     assert!(said.is_empty(), "{:?}", said);
     let content = read(&log);
-    assert!(content.lines().last().unwrap().contains("\"msg\":\"damon exiting\""), "{}", content);
+    assert!(content.lines().last().unwrap().contains("\"message\":\"damon exiting\""), "{}", content);
     println!("removed directory: 2 removals, every line written to a directory made again, 0 lost");
 }
 
@@ -358,7 +359,7 @@ fn a_read_only_directory_over_the_log_loses_lines_counted_then_they_come_back() 
     assert_whole_lines(&content);
     assert_eq!(count(&content, SIGNAL_LINE), 3, "{}", content);
     assert_eq!(count(&content, "\"lines_lost\":10,"), 1, "{}", content);
-    assert_eq!(count(&content, "\"msg\":\"the log file had vanished from its path"), 1, "{}", content);
+    assert_eq!(count(&content, "\"message\":\"the log file had vanished from its path"), 1, "{}", content);
     let said = running.stop();
     assert_eq!(said.len(), 2, "{:?}", said);
     assert!(said[1].contains("again; 10 lines were lost since "), "{:?}", said);
@@ -374,7 +375,7 @@ fn a_read_only_log_from_the_start_goes_to_stderr_and_the_workload_runs() {
     fs::create_dir(&cases[0].1).unwrap();
     let with_file = disk.0.join("with-file");
     fs::create_dir(&with_file).unwrap();
-    fs::write(with_file.join("damon.log"), "{\"msg\":\"an earlier line\"}\n").unwrap();
+    fs::write(with_file.join("damon.log"), "{\"message\":\"an earlier line\"}\n").unwrap();
     cases.push(("read-only log file", with_file));
     disk.remount("ro");
     for (case, log_dir) in cases {
@@ -385,7 +386,7 @@ fn a_read_only_log_from_the_start_goes_to_stderr_and_the_workload_runs() {
         assert!(run.stdout == "out\n" && run.stderr.lines().any(|l| l == "err"), "{}: {}", case, run.explain());
         assert!(run.stderr.contains("cannot open log file, logging to stderr"), "{}: {}", case, run.explain());
         assert!(run.stderr.contains("Read-only file system"), "{}: {}", case, run.explain());
-        assert!(run.stderr.contains("\"msg\":\"damon exiting\""), "{}: {}", case, run.explain());
+        assert!(run.stderr.contains("\"message\":\"damon exiting\""), "{}: {}", case, run.explain());
     }
 }
 

@@ -72,12 +72,85 @@ fn promtool_finds_no_problem_outside_the_original_names() {
     for line in text.lines().filter(|l| !l.starts_with('#')) {
         assert!(line.contains("nomad_job_name=\"shop\",nomad_task_name=\"web\""), "unlabelled: {}", line);
     }
-    let measured = |n: &&&str| {
-        !n.contains("other") && !n.contains("io_notifications") && (io_is_measured() || !n.contains("_io_"))
-    };
-    for name in ORIGINAL_NAMES.iter().filter(measured) {
-        assert!(text.contains(&format!("# TYPE {} gauge", name)), "missing {}\n{}", name, text);
+    let measured =
+        |n: &str| !n.contains("other") && !n.contains("io_notifications") && (io_is_measured() || !n.contains("_io_"));
+    for (name, kind, _) in ORIGINAL_FAMILIES.iter().filter(|(n, _, _)| measured(n)) {
+        assert!(text.contains(&format!("# TYPE {} {}", name, kind)), "missing {} ({})\n{}", name, kind, text);
     }
+}
+
+/// The original's families in its units, each checked against what it must equal or bound:
+/// seconds of a one-second burn, the limits as set (hertz, bytes, percent of the machine from
+/// --check's MHz and CPUs), page faults of 32 MiB touched. And its counters only grow.
+#[test]
+fn the_original_families_keep_their_names_types_and_units() {
+    let dir = TestDir::new("original-units");
+    let port = free_port();
+    let script = format!("{w} burn 1 >/dev/null; exec {w} alloc 32 60", w = workload().display());
+    let mut cmd = damon(&dir);
+    cmd.env("DAMON_ADDR", format!("127.0.0.1:{}", port))
+        .env("DAMON_MEMORY_LIMIT", "256")
+        .env("DAMON_CPU_LIMIT", "1000")
+        .args(["sh", "-c", &script])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let damon = cmd.spawn().unwrap();
+    wait_for("the workload to hold its memory", Duration::from_secs(30), || {
+        value(&scrape(port), "damon_memory_usage_bytes", "").unwrap_or(0.0) > 32.0 * 1048576.0
+    });
+    let first = scrape(port);
+    std::thread::sleep(Duration::from_millis(1100));
+    let text = scrape(port);
+    stop(damon, &dir);
+    assert!(original_type_mismatches(&text).is_empty(), "{:?}\n{}", original_type_mismatches(&text), text);
+    let v = |family: &str| value(&text, family, "").unwrap_or_else(|| panic!("no {}\n{}", family, text));
+    let (mhz, cpus) = (
+        mhz_per_core() as f64,
+        nix::unistd::sysconf(nix::unistd::SysconfVar::_NPROCESSORS_ONLN).unwrap().unwrap() as f64,
+    );
+    // seconds: a one-second burn (not milliseconds, not ticks), as the conventional family says.
+    let cpu = v("damon_cpu_user_seconds") + v("damon_cpu_kernel_seconds");
+    assert!((0.2..5.0).contains(&cpu), "{} s of CPU for a 1 s burn", cpu);
+    let total = value(&text, "damon_cpu_seconds_total", "mode=\"user\"").unwrap()
+        + value(&text, "damon_cpu_seconds_total", "mode=\"system\"").unwrap();
+    assert!((cpu - total).abs() < 1e-6, "{} against damon_cpu_seconds_total {}", cpu, total);
+    // hertz and percent of the machine: the limit as set.
+    assert_eq!(v("damon_cpu_limit_hz"), 1000e6);
+    let percent = 1000.0 / (mhz * cpus) * 100.0;
+    assert!(
+        (v("damon_cpu_limit_percent") - percent).abs() < 1e-6,
+        "{} %, expected {}",
+        v("damon_cpu_limit_percent"),
+        percent
+    );
+    for family in ["damon_cpu_user_percent", "damon_cpu_kernel_percent"] {
+        assert!((0.0..=100.0).contains(&v(family)), "{} {}", family, v(family));
+    }
+    for (hz, percent) in
+        [("damon_cpu_user_hz", "damon_cpu_user_percent"), ("damon_cpu_kernel_hz", "damon_cpu_kernel_percent")]
+    {
+        let expected = v(percent) / 100.0 * cpus * mhz * 1e6;
+        assert!((v(hz) - expected).abs() <= expected * 1e-9 + 1e-6, "{} {}, expected {}", hz, v(hz), expected);
+    }
+    // bytes: the limit as set, and the 32 MiB held within it.
+    assert_eq!(v("damon_memory_limit_bytes"), 256.0 * 1048576.0);
+    for family in ["damon_memory_working_set_bytes", "damon_memory_commit_charge_bytes"] {
+        assert!((32.0 * 1048576.0..256.0 * 1048576.0).contains(&v(family)), "{} {}", family, v(family));
+    }
+    // page faults: at least one for each 4 KiB page of the 32 MiB touched.
+    assert!(v("damon_memory_page_fault_total") >= 8192.0, "{}", v("damon_memory_page_fault_total"));
+    // The counters: whole numbers, never lower than a scrape before.
+    for (name, _, _) in ORIGINAL_FAMILIES.iter().filter(|(_, kind, _)| *kind == "counter") {
+        if let (Some(before), Some(after)) = (value(&first, name, ""), value(&text, name, "")) {
+            assert!(after >= before && after.fract() == 0.0, "{}: {} then {}", name, before, after);
+        }
+    }
+    assert!(
+        value(&text, "damon_cpu_notifications_total", "").is_some()
+            && value(&text, "damon_memory_notifications_total", "").is_some(),
+        "{}",
+        text
+    );
 }
 
 #[test]

@@ -80,7 +80,7 @@ impl Damon {
         assert!(alive(self.pid()), "damon died during the flood\n{}", self.dir.log());
         signal(self.pid(), Signal::SIGTERM);
         let run = finish(self.child, &self.dir, "damon with metrics", Duration::from_secs(20));
-        run.assert_log_contains("\"msg\":\"damon exiting\"");
+        run.assert_log_contains("\"message\":\"damon exiting\"");
         assert!(!run.log.contains("panicked") && !run.stderr.contains("panicked"), "{}", run.explain());
         run
     }

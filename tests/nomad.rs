@@ -644,5 +644,5 @@ fn nomad_layout_nests_damon_limits_and_reports_them() {
     task.final_kill();
     assert_eq!(task.cleanup(), Ok(1), "Nomad's removal\n{}", dir.log());
     let log = dir.log();
-    assert!(log.contains("\"msg\":\"damon exiting\"") && log.contains("\"nomad_task_name\":\"web\""), "{}", log);
+    assert!(log.contains("\"message\":\"damon exiting\"") && log.contains("\"nomad_task_name\":\"web\""), "{}", log);
 }

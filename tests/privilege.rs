@@ -311,7 +311,7 @@ mod privilege {
         let dirs: Vec<PathBuf> = run
             .log
             .lines()
-            .find(|l| l.contains("\"msg\":\"child started\""))
+            .find(|l| l.contains("\"message\":\"child started\""))
             .and_then(|l| l.split("\"container\":\"").nth(1))
             .and_then(|rest| rest.split('"').next())
             .map(|v| v.split(' ').map(PathBuf::from).collect())

@@ -69,7 +69,7 @@ fn assert_decoy_untouched(decoy: Decoy, mut out: BufReader<std::process::ChildSt
 
 /// The exit status the log's "damon exiting" line gives, and its ending.
 fn ending_of(log: &str) -> (Option<i32>, String) {
-    let line = log.lines().find(|l| l.contains("\"msg\":\"damon exiting\"")).unwrap_or("");
+    let line = log.lines().find(|l| l.contains("\"message\":\"damon exiting\"")).unwrap_or("");
     let field = |name: &str| line.split(&format!("\"{}\":", name)).nth(1).map(|rest| rest.to_string());
     let status = field("exit_status").and_then(|v| v.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok());
     let ending = field("ending").and_then(|v| v.split('"').nth(1).map(str::to_string)).unwrap_or_default();

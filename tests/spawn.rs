@@ -18,7 +18,7 @@ use std::process::Command;
 /// damon's "start" field of its "child started" line.
 fn start_method(log: &str) -> String {
     log.lines()
-        .find(|l| l.contains("\"msg\":\"child started\""))
+        .find(|l| l.contains("\"message\":\"child started\""))
         .and_then(|l| l.split("\"start\":\"").nth(1))
         .and_then(|rest| rest.split('"').next())
         .unwrap_or_default()
@@ -162,7 +162,7 @@ fn where_a_seccomp_filter_refuses_clone3_the_workload_joins_its_group_before_exe
 /// The pid in damon's "child started" line.
 fn child_pid(log: &str) -> String {
     log.lines()
-        .find(|l| l.contains("\"msg\":\"child started\""))
+        .find(|l| l.contains("\"message\":\"child started\""))
         .and_then(|l| l.split("\"pid\":").nth(1))
         .map(|rest| rest.chars().take_while(char::is_ascii_digit).collect())
         .unwrap_or_default()

@@ -12,7 +12,7 @@ fn exiting_field(run: &Run, key: &str) -> f64 {
     let line = run
         .log
         .lines()
-        .find(|l| l.contains("\"msg\":\"damon exiting\""))
+        .find(|l| l.contains("\"message\":\"damon exiting\""))
         .unwrap_or_else(|| panic!("{}", run.explain()));
     let pattern = format!("\"{}\":", key);
     line.split(&pattern)

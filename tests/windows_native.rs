@@ -1,7 +1,8 @@
 //! damon.exe on a real Windows host (the workflow in .github/workflows/windows.yml runs these):
 //! what Wine cannot show. The memory limit refuses an allocation, the CPU rate caps a busy
 //! loop, the job's affinity pins the child to the cores asked for, Ctrl+Break reaches the
-//! child's process group, and the tree ends with damon.exe.
+//! child's process group, the tree ends with damon.exe, and DAMON_SANDBOX's UI restrictions
+//! deny what they name.
 //! Written for Windows 10 / Server 2016 and later; they cannot run on the Linux machines this
 //! project is developed on, where tests/windows_wine.rs covers what Wine can show.
 
@@ -240,4 +241,28 @@ fn the_tree_ends_when_damon_is_killed() {
     }
     let _ = damon.wait();
     wait_for("KILL_ON_JOB_CLOSE to end the tree", Duration::from_secs(10), || !alive(child) && !alive(grandchild));
+}
+
+/// DAMON_SANDBOX=Y: the job holds every UI restriction, a system parameter cannot be changed
+/// (SystemParametersInfo, which JOB_OBJECT_UILIMIT_SYSTEMPARAMETERS denies), and no child breaks
+/// away from the job. Without the sandbox (the control) the job holds none and the parameter can
+/// be set (to the value it has: nothing changes on the host).
+#[test]
+fn the_sandbox_denies_what_the_ui_restrictions_name() {
+    let dir = TestDir::new("sandbox");
+    let probe = |sandbox: &str| {
+        let out = damon(&dir).env("DAMON_SANDBOX", sandbox).arg(workload()).arg("ui-probe").output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", explain(&out, &dir));
+        (String::from_utf8_lossy(&out.stdout).into_owned(), explain(&out, &dir))
+    };
+    let (without, why) = probe("N");
+    assert!(without.contains("ui_restrictions=0x0\n") || without.contains("ui_restrictions=0x0\r\n"), "{}", why);
+    assert!(without.contains("system_parameters: allowed"), "{}", why);
+    let (with, why) = probe("Y");
+    // Desktop, display settings, exit Windows, global atoms, handles, both clipboards, system
+    // parameters: JOB_OBJECT_UILIMIT_* 0x1 to 0x80.
+    assert!(with.contains("ui_restrictions=0xff"), "{}", why);
+    assert!(with.contains("system_parameters: denied"), "{}", why);
+    assert!(with.contains("breakaway: denied"), "{}", why);
+    assert!(dir.log().contains("\"sandbox\":\"UI restrictions (desktop"), "{}", why);
 }

@@ -1,7 +1,8 @@
-//! Damon's own log (never the child's stdout/stderr): one flat JSON object per line, in the
-//! shape the original Damon wrote with logrus (`time`, `level`, `msg`, then the event's
+//! Damon's own log (never the child's stdout/stderr): one flat JSON object per line, with the
+//! keys the original Damon wrote with zerolog (`time`, `level`, `message`, then the event's
 //! fields, then the nomad_* labels), to a file rotated by size with timestamped backups like
-//! lumberjack's ([`rotate`]). The module owns the global tracing subscriber; the rest of damon
+//! lumberjack's ([`rotate`]). A field named `json.NAME` is written under NAME as the JSON its
+//! value already is (an array, an object: see [`json_array`], [`json_object`]). The module owns the global tracing subscriber; the rest of damon
 //! only uses the tracing macros.
 //!
 //! A logging problem never touches the workload: nothing here panics or ends damon (a panic
@@ -190,14 +191,14 @@ impl JsonSubscriber {
         self.render(now, level_name(event.metadata().level()), &visitor.msg, &visitor.fields)
     }
 
-    /// One line: time, level, msg, `fields` (as `,"name":value`), then the labels.
+    /// One line: time, level, message, `fields` (as `,"name":value`), then the labels.
     fn render(&self, now: SystemTime, level: &str, msg: &str, fields: &str) -> String {
         let mut line = String::with_capacity(64 + msg.len() + fields.len() + self.labels_json.len());
         line.push_str("{\"time\":\"");
         line.push_str(&time::rfc3339_millis(now));
         line.push_str("\",\"level\":\"");
         line.push_str(level);
-        line.push_str("\",\"msg\":");
+        line.push_str("\",\"message\":");
         push_json_str(&mut line, msg);
         line.push_str(fields);
         line.push_str(&self.labels_json);
@@ -318,6 +319,39 @@ fn level_name(level: &Level) -> &'static str {
     }
 }
 
+/// A field whose name starts with this holds JSON (made by [`json_array`] or [`json_object`]),
+/// written as it is under the rest of its name.
+const RAW_JSON_PREFIX: &str = "json.";
+
+/// `["a","b"]`: strings as a JSON array, for a `json.NAME` field (the original's `cmdline`).
+pub fn json_array<'a>(items: impl IntoIterator<Item = &'a str>) -> String {
+    let mut out = String::from("[");
+    for (i, item) in items.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        push_json_str(&mut out, item);
+    }
+    out.push(']');
+    out
+}
+
+/// `{"k":"v",...}`: string members as a JSON object, for a `json.NAME` field (the original's
+/// `version`).
+pub fn json_object<'a>(members: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    let mut out = String::from("{");
+    for (i, (key, value)) in members.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        push_json_str(&mut out, key);
+        out.push(':');
+        push_json_str(&mut out, value);
+    }
+    out.push('}');
+    out
+}
+
 /// Collects the message and the other fields (as `,"name":value`, in the order given).
 #[derive(Default)]
 struct LineVisitor {
@@ -329,8 +363,8 @@ impl LineVisitor {
     fn push_key(&mut self, field: &Field) {
         self.fields.push(',');
         match field.name() {
-            // logrus renames fields that clash with its own keys the same way.
-            name @ ("time" | "level" | "msg") => push_json_str(&mut self.fields, &format!("fields.{}", name)),
+            // Renamed as logrus renames fields that clash with its own keys.
+            name @ ("time" | "level" | "message") => push_json_str(&mut self.fields, &format!("fields.{}", name)),
             name => push_json_str(&mut self.fields, name),
         }
         self.fields.push(':');
@@ -356,6 +390,11 @@ impl Visit for LineVisitor {
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         if field.name() == "message" {
             let _ = write!(self.msg, "{:?}", value);
+        } else if let Some(name) = field.name().strip_prefix(RAW_JSON_PREFIX) {
+            self.fields.push(',');
+            push_json_str(&mut self.fields, name);
+            self.fields.push(':');
+            let _ = write!(self.fields, "{:?}", value);
         } else {
             self.push_key(field);
             // write!, not format!: a Debug or Display that fails must not panic here.
@@ -519,7 +558,7 @@ mod tests {
         assert_eq!(
             after_time(lines[0]),
             concat!(
-                r#"","level":"info","msg":"hello \"world\"","text":"a\"b\\c\nd\te\u0001\bé","n":42,"neg":-7,"#,
+                r#"","level":"info","message":"hello \"world\"","text":"a\"b\\c\nd\te\u0001\bé","n":42,"neg":-7,"#,
                 r#""ok":true,"ratio":0.5,"nan":null,"shown":"x y","dbg":"Some(\"q\")","fields.time":"clash","#,
                 r#""nomad_task_name":"w\"eb","nomad_alloc_index":"0"}"#,
                 "\n"
@@ -527,7 +566,7 @@ mod tests {
         );
         assert_eq!(
             after_time(lines[1]),
-            "\",\"level\":\"warn\",\"msg\":\"plain\",\"nomad_task_name\":\"w\\\"eb\",\"nomad_alloc_index\":\"0\"}\n"
+            "\",\"level\":\"warn\",\"message\":\"plain\",\"nomad_task_name\":\"w\\\"eb\",\"nomad_alloc_index\":\"0\"}\n"
         );
     }
 
@@ -542,7 +581,7 @@ mod tests {
         }
         let capture = Capture::default();
         with_stream(Box::new(capture.clone()), &[], || tracing::info!(bad = %Failing, "still logged"));
-        assert!(capture.text().contains("\"msg\":\"still logged\",\"bad\":\"\"}"), "{}", capture.text());
+        assert!(capture.text().contains("\"message\":\"still logged\",\"bad\":\"\"}"), "{}", capture.text());
     }
 
     /// An outage is said once, each lost line counted, and its end said in the log and on stderr.
@@ -570,12 +609,12 @@ mod tests {
         let text = sink.text();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 5, "{}", text);
-        assert!(lines[0].contains("\"msg\":\"written\",\"i\":1"), "{}", text);
-        assert!(lines[1].contains("\"level\":\"warn\",\"msg\":\"log lines were lost: the log could not be written\",\"lines_lost\":5,\"since\":\""), "{}", text);
+        assert!(lines[0].contains("\"message\":\"written\",\"i\":1"), "{}", text);
+        assert!(lines[1].contains("\"level\":\"warn\",\"message\":\"log lines were lost: the log could not be written\",\"lines_lost\":5,\"since\":\""), "{}", text);
         assert!(lines[1].contains("\"error\":\"cannot write its log to stderr: no space left (test)\""), "{}", text);
-        assert!(lines[2].contains("\"msg\":\"written\",\"i\":2"), "{}", text);
+        assert!(lines[2].contains("\"message\":\"written\",\"i\":2"), "{}", text);
         assert!(lines[3].contains("\"lines_lost\":1,"), "{}", text);
-        assert!(lines[4].contains("\"msg\":\"written\",\"i\":3"), "{}", text);
+        assert!(lines[4].contains("\"message\":\"written\",\"i\":3"), "{}", text);
         let said = notices.text();
         assert_eq!(said.matches("its log lines are lost until it can write again").count(), 2, "{}", said);
         assert!(said.contains("damon: its log is written to stderr again; 5 lines were lost since "), "{}", said);
@@ -643,8 +682,8 @@ mod tests {
         let content = fs::read_to_string(&path).unwrap();
         let lines: Vec<&str> = content.lines().collect();
         assert_eq!(lines.len(), 2, "{}", content);
-        assert!(lines[0].contains("\"msg\":\"the log file had vanished from its path"), "{}", content);
-        assert!(lines[1].contains("\"msg\":\"after\""), "{}", content);
+        assert!(lines[0].contains("\"message\":\"the log file had vanished from its path"), "{}", content);
+        assert!(lines[1].contains("\"message\":\"after\""), "{}", content);
         assert_eq!((lost.load(Ordering::SeqCst), notices.text()), (0, String::new()));
         let _ = fs::remove_dir_all(&dir);
     }

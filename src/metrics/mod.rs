@@ -168,7 +168,8 @@ impl Metrics {
         let child = self.child.lock().map(|c| *c).unwrap_or_default();
 
         let mut families = vec![
-            // The original Damon's families: same names, meanings and units (all gauges, as there).
+            // The original Damon's families: same names, meanings, units and types (gauges, even the
+            // ever-growing ones, except the three notification counters: prometheus.NewCounter there).
             Family::single("damon_cpu_user_seconds", Gauge, "CPU time in user mode of the whole workload, in seconds (original Damon).", secs(s.cpu_user)),
             Family::single("damon_cpu_kernel_seconds", Gauge, "CPU time in kernel mode of the whole workload, in seconds (original Damon).", secs(s.cpu_system)),
             Family::single("damon_cpu_user_percent", Gauge, "User CPU since the previous sample as a share of the whole machine, in percent (original Damon).", percent.0),
@@ -177,12 +178,12 @@ impl Metrics {
             Family::single("damon_cpu_kernel_hz", Gauge, "Kernel CPU since the previous sample, in hertz of the machine (original Damon).", hz(percent.1)),
             Family::single("damon_cpu_limit_hz", Gauge, "The enforced CPU limit, in hertz; 0 without one (original Damon).", Some(limit_mhz.unwrap_or(0.0) * 1e6)),
             Family::single("damon_cpu_limit_percent", Gauge, "The enforced CPU limit as a share of the whole machine, in percent; 0 without one (original Damon).", cpus.zip(mhz).map(|(c, m)| limit_mhz.unwrap_or(0.0) / (c * m) * 100.0)),
-            Family::single("damon_cpu_notifications_total", Gauge, "CPU limit notifications (Windows); periods throttled by the CPU cap (Linux) (original Damon).", num(cpu_notifications)),
+            Family::single("damon_cpu_notifications_total", Counter, "CPU limit notifications (Windows); periods throttled by the CPU cap (Linux) (original Damon).", num(cpu_notifications)),
             Family::single("damon_memory_working_set_bytes", Gauge, "Memory in use by the workload, in bytes (original Damon).", num(s.memory_bytes)),
             Family::single("damon_memory_commit_charge_bytes", Gauge, "Memory committed by the workload (Windows: private bytes; Linux: charged to the cgroup), in bytes (original Damon).", num(s.memory_commit_bytes.or(s.memory_bytes))),
             Family::single("damon_memory_page_fault_total", Gauge, "Page faults of the workload (original Damon).", num(s.page_faults)),
             Family::single("damon_memory_limit_bytes", Gauge, "The enforced hard memory limit, in bytes; 0 without one (original Damon).", Some(memory.map_or(0.0, |m| m.max_bytes() as f64))),
-            Family::single("damon_memory_notifications_total", Gauge, "Memory limit notifications (Windows); OOM kills (Linux) (original Damon).", num(memory_notifications)),
+            Family::single("damon_memory_notifications_total", Counter, "Memory limit notifications (Windows); OOM kills (Linux) (original Damon).", num(memory_notifications)),
             Family::single("damon_io_read_bytes", Gauge, "Bytes read by the workload (original Damon).", num(io_read_bytes)),
             Family::single("damon_io_write_bytes", Gauge, "Bytes written by the workload (original Damon).", num(io_write_bytes)),
             Family::single("damon_io_other_bytes", Gauge, "Bytes of other IO of the workload, Windows only (original Damon).", num(io_other_bytes)),
@@ -191,7 +192,7 @@ impl Metrics {
             Family::single("damon_io_write_operations_total", Gauge, "Write operations of the workload (original Damon).", num(io_write_ops)),
             Family::single("damon_io_other_operations_total", Gauge, "Other IO operations of the workload, Windows only (original Damon).", num(io_other_ops)),
             Family::single("damon_io_operations_total", Gauge, "All IO operations of the workload (original Damon).", sum(&[io_read_ops, io_write_ops, io_other_ops])),
-            Family::single("damon_io_notifications_total", Gauge, "IO limit notifications, Windows only (original Damon).", num(s.io_notifications)),
+            Family::single("damon_io_notifications_total", Counter, "IO limit notifications, Windows only (original Damon).", num(s.io_notifications)),
             // Conventional families: base units, counters end in _total, cAdvisor's names where it has one.
             cpu_by_mode(s),
             Family::single("damon_spec_cpu_limit_cores", Gauge, "The enforced CPU limit, in cores.", limit_mhz.and_then(|m| Some(m / mhz?))),
