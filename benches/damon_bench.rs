@@ -751,6 +751,22 @@ mod linux {
             "Y",
             "/bin/true",
         ])));
+        let io_row = labels.len();
+        labels.push(
+            "damon, memory and CPU limits, `--io-read-bandwidth 100M --io-write-iops 1000` (the disk of the working \
+             directory)",
+        );
+        starts.push(Start::Plain(env.damon(&[
+            "--memory-limit",
+            "64",
+            "--cpu-limit",
+            "500",
+            "--io-read-bandwidth",
+            "100M",
+            "--io-write-iops",
+            "1000",
+            "/bin/true",
+        ])));
         let timings = time_runs(&starts, &log_dir, 10, runs)?;
 
         report.line(format!(
@@ -826,6 +842,14 @@ mod linux {
             format!("damon {}", ms(damon)),
             "≤ 0.3 ms on the host",
             if env.emulated { None } else { Some(sandbox - damon <= 0.0003) },
+        );
+        let io = median(&timings[io_row].wall);
+        report.goal(
+            "what IO limits add to a launch (issue 17; median, IO-limited run − damon run)",
+            ms(io - damon),
+            format!("damon {}", ms(damon)),
+            "≤ 0.2 ms",
+            if env.emulated { None } else { Some(io - damon <= 0.0002) },
         );
         if env.emulated {
             launch_without_address_randomization(

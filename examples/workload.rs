@@ -122,6 +122,8 @@ fn main() {
         "cgroups" => unix::cgroups(),
         #[cfg(target_os = "linux")]
         "sandbox-probe" => sandbox_probe::run(&args[1..]),
+        #[cfg(target_os = "linux")]
+        "direct-io" => direct_io::run(arg(1), Path::new(arg(2)), number(3), number(4)),
         #[cfg(windows)]
         "wait-signals" => windows::wait_signals(),
         #[cfg(windows)]
@@ -141,7 +143,7 @@ fn main() {
 fn usage() -> ! {
     eprintln!(
         "usage: workload exit N | sleep SECS | alloc MIB [SECS] | burn SECS | env | affinity | wait-signals | ignore-stop DIR{}",
-        if cfg!(windows) { " | job | ui-probe" } else { "" }
+        if cfg!(windows) { " | job | ui-probe" } else { " | direct-io read|write PATH MIB BLOCK_KIB" }
     );
     std::process::exit(2)
 }
@@ -735,6 +737,71 @@ mod windows {
         // FILETIME durations count 100-ns units.
         let ticks = |t: FILETIME| (u64::from(t.dwHighDateTime) << 32 | u64::from(t.dwLowDateTime)) as f64;
         (ticks(kernel) + ticks(user)) / 1e7
+    }
+}
+
+/// `direct-io read|write PATH MIB BLOCK_KIB`: reads or writes MIB of PATH (a block device or
+/// a file) in blocks of BLOCK_KIB with O_DIRECT, so that the page cache neither serves nor
+/// absorbs it and every block reaches the device while it is timed; prints
+/// `bytes=N operations=N seconds=S bytes_per_second=R operations_per_second=R`.
+#[cfg(target_os = "linux")]
+mod direct_io {
+    use std::alloc::{alloc_zeroed, Layout};
+    use std::fs::OpenOptions;
+    use std::io::{Read, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::path::Path;
+    use std::time::Instant;
+
+    /// O_DIRECT wants the buffer, the offset and the length aligned to the logical block size;
+    /// 4096 covers every device.
+    const ALIGN: usize = 4096;
+
+    pub fn run(direction: &str, path: &Path, mib: u64, block_kib: u64) {
+        let block = (block_kib as usize * 1024).max(ALIGN);
+        let total = mib as usize * 1024 * 1024;
+        let layout = Layout::from_size_align(block, ALIGN).expect("block size");
+        // SAFETY: the layout has a non-zero size; the memory lives until the process exits.
+        let buffer = unsafe { std::slice::from_raw_parts_mut(alloc_zeroed(layout), block) };
+        buffer.iter_mut().enumerate().for_each(|(i, b)| *b = i as u8);
+        let mut options = OpenOptions::new();
+        match direction {
+            "read" => options.read(true),
+            "write" => options.write(true).create(true),
+            _ => super::usage(),
+        };
+        let mut file = options.custom_flags(nix::libc::O_DIRECT).open(path).unwrap_or_else(|e| {
+            eprintln!("workload: cannot open {} with O_DIRECT: {}", path.display(), e);
+            std::process::exit(1)
+        });
+        let (mut done, mut operations) = (0usize, 0u64);
+        let started = Instant::now();
+        while done < total {
+            let result = match direction {
+                "read" => file.read(buffer),
+                _ => file.write(buffer),
+            };
+            match result {
+                Ok(0) => break,
+                Ok(n) => {
+                    done += n;
+                    operations += 1;
+                }
+                Err(e) => {
+                    eprintln!("workload: {} {}: {}", direction, path.display(), e);
+                    std::process::exit(1)
+                }
+            }
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        println!(
+            "bytes={} operations={} seconds={:.3} bytes_per_second={:.0} operations_per_second={:.1}",
+            done,
+            operations,
+            seconds,
+            done as f64 / seconds,
+            operations as f64 / seconds
+        );
     }
 }
 

@@ -25,7 +25,7 @@ mod sandbox;
 mod values;
 
 pub use sandbox::{Access, PathEntry, PathRule, SandboxMode, SandboxSettings};
-pub use values::{CpuCores, ListenAddr, UserSpec};
+pub use values::{CpuCores, IoDevice, ListenAddr, UserSpec};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// The commit damon was built from (set by build.rs; "unknown" outside a git checkout).
@@ -71,6 +71,16 @@ settings! {
         "Enforce the memory limit [default: Y]";
     PROCESS_LIMIT: "process-limit", "DAMON_PROCESS_LIMIT", None, "N",
         "Most processes and threads the workload may hold [default: no limit]";
+    IO_READ_BANDWIDTH: "io-read-bandwidth", "DAMON_IO_READ_BANDWIDTH", None, "BYTES/S",
+        "Most bytes per second the workload may read from each device of --io-devices: a number, optionally with K, M, G or T (powers of 1024), e.g. 10M; 0 means none. Linux: io.max (v2), blkio.throttle (v1); Windows: the job's IO rate control, read and write together [default: none]";
+    IO_WRITE_BANDWIDTH: "io-write-bandwidth", "DAMON_IO_WRITE_BANDWIDTH", None, "BYTES/S",
+        "Most bytes per second the workload may write to each device of --io-devices, as --io-read-bandwidth [default: none]";
+    IO_READ_IOPS: "io-read-iops", "DAMON_IO_READ_IOPS", None, "N",
+        "Most read operations per second on each device of --io-devices; 0 means none [default: none]";
+    IO_WRITE_IOPS: "io-write-iops", "DAMON_IO_WRITE_IOPS", None, "N",
+        "Most write operations per second on each device of --io-devices; 0 means none [default: none]";
+    IO_DEVICES: "io-devices", "DAMON_IO_DEVICES", None, "DEVICE,...",
+        "Linux: the block devices the IO limits apply to, as paths (/dev/sda; a partition stands for its disk) or MAJ:MIN (8:0) [default: the disks that hold the task's directories: NOMAD_ALLOC_DIR and NOMAD_TASK_DIR, else the working directory]";
     KILL_TIMEOUT: "kill-timeout", "DAMON_KILL_TIMEOUT", None, "DURATION",
         "Time between passing a stop signal on and killing the whole tree, e.g. 500ms, 30s, 2m or plain seconds, at most 24h [default: under Nomad (NOMAD_ALLOC_ID set), none of damon's own: the job's kill_timeout ends the stop; elsewhere 30s, and a second stop signal kills the tree at once]";
     STOP_SIGNAL_SCOPE: "stop-signal-scope", "DAMON_STOP_SIGNAL_SCOPE", None, "child|tree",
@@ -180,6 +190,33 @@ pub struct Limits {
     pub process_limit: Option<u64>,
     /// Always enforced: a pin is asked for by naming the cores.
     pub cores: Option<Cores>,
+    /// Always enforced, where any is set.
+    pub io: IoLimits,
+}
+
+/// DAMON_IO_*: the most each device of `devices` may serve the workload per second; None is
+/// no limit.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IoLimits {
+    pub read_bytes_per_second: Option<u64>,
+    pub write_bytes_per_second: Option<u64>,
+    pub read_iops: Option<u64>,
+    pub write_iops: Option<u64>,
+    /// DAMON_IO_DEVICES as written, and where it came from; None: the disks of the task's
+    /// directories (`dirs`).
+    pub devices: Option<(Vec<IoDevice>, String)>,
+    /// NOMAD_ALLOC_DIR and NOMAD_TASK_DIR, else the working directory: where the default
+    /// devices are looked for.
+    pub dirs: Vec<PathBuf>,
+}
+
+impl IoLimits {
+    pub fn any(&self) -> bool {
+        self.read_bytes_per_second.is_some()
+            || self.write_bytes_per_second.is_some()
+            || self.read_iops.is_some()
+            || self.write_iops.is_some()
+    }
 }
 
 impl Limits {
@@ -191,7 +228,11 @@ impl Limits {
     }
     /// Whether a container is optional: nothing would be enforced by it.
     pub fn container_optional(&self) -> bool {
-        !self.enforce_memory && !self.enforce_cpu && self.process_limit.is_none() && self.cores.is_none()
+        !self.enforce_memory
+            && !self.enforce_cpu
+            && self.process_limit.is_none()
+            && self.cores.is_none()
+            && !self.io.any()
     }
 }
 
@@ -290,6 +331,24 @@ impl Config {
             (MEMORY_MAX_LIMIT.var, opt(limits.memory.as_ref().map(|m| m.max_mib))),
             (ENFORCE_MEMORY_LIMIT.var, yes_no(limits.enforce_memory)),
             (PROCESS_LIMIT.var, opt(limits.process_limit)),
+            (IO_READ_BANDWIDTH.var, bandwidth(limits.io.read_bytes_per_second)),
+            (IO_WRITE_BANDWIDTH.var, bandwidth(limits.io.write_bytes_per_second)),
+            (IO_READ_IOPS.var, opt(limits.io.read_iops)),
+            (IO_WRITE_IOPS.var, opt(limits.io.write_iops)),
+            (
+                IO_DEVICES.var,
+                match &limits.io.devices {
+                    Some((devices, source)) => format!(
+                        "{} (from {})",
+                        devices.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
+                        source
+                    ),
+                    None => format!(
+                        "(unset: the disks of {})",
+                        limits.io.dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ")
+                    ),
+                },
+            ),
             (KILL_TIMEOUT.var, self.kill_timeout.to_string()),
             (
                 STOP_SIGNAL_SCOPE.var,
@@ -317,6 +376,14 @@ impl Config {
             (LOG_MAX_SIZE.var, format!("{} MiB", self.log.max_size_bytes / BYTES_PER_MIB)),
             (LOG_MAX_FILES.var, self.log.max_files.to_string()),
         ]
+    }
+}
+
+/// `10485760 (10 MiB/s)`, or none.
+fn bandwidth(limit: Option<u64>) -> String {
+    match limit {
+        None => "none".to_string(),
+        Some(bytes) => format!("{} bytes/s ({:.1} MiB/s)", bytes, bytes as f64 / BYTES_PER_MIB as f64),
     }
 }
 
@@ -562,6 +629,7 @@ fn build(
     let cores = lookup(&CPU_CORES)
         .map(|raw| raw.parse(values::cpu_cores).map(|cores| Cores { cores, source: raw.source.clone() }))
         .transpose()?;
+    let io = io_limits(lookup, env)?;
     let kill_timeout = match read(lookup, &KILL_TIMEOUT, values::kill_timeout)? {
         Some(timeout) => KillTimeout::Set(timeout),
         None if env.var(NOMAD_ALLOC_ID).is_some() => KillTimeout::Nomad,
@@ -587,6 +655,7 @@ fn build(
             enforce_cpu,
             process_limit,
             cores,
+            io,
         },
         kill_timeout,
         stop_scope,
@@ -600,6 +669,39 @@ fn build(
         sandbox,
         alloc_id: env.var(NOMAD_ALLOC_ID),
         task_name: env.var("NOMAD_TASK_NAME"),
+    })
+}
+
+/// DAMON_IO_*. A limit of 0 is none; the devices are read (and a path must exist) even
+/// without a limit, so that a bad value never passes silently.
+fn io_limits(lookup: &dyn Fn(&Setting) -> Option<Raw>, env: &dyn Environment) -> Result<IoLimits, ConfigError> {
+    let nonzero = |v: Option<u64>| v.filter(|n| *n > 0);
+    let devices = match lookup(&IO_DEVICES) {
+        None => None,
+        Some(raw) => {
+            let devices = raw.parse(values::io_devices)?;
+            for device in &devices {
+                if let IoDevice::Path(path) = device {
+                    if let Err(e) = std::fs::metadata(path) {
+                        return Err(raw.invalid(format!("{}: {}", path.display(), e)));
+                    }
+                }
+            }
+            Some((devices, raw.source))
+        }
+    };
+    let mut dirs: Vec<PathBuf> =
+        ["NOMAD_ALLOC_DIR", "NOMAD_TASK_DIR"].iter().filter_map(|v| env.var(v)).map(PathBuf::from).collect();
+    if dirs.is_empty() {
+        dirs.push(std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")));
+    }
+    Ok(IoLimits {
+        read_bytes_per_second: nonzero(read(lookup, &IO_READ_BANDWIDTH, values::bytes_per_second)?),
+        write_bytes_per_second: nonzero(read(lookup, &IO_WRITE_BANDWIDTH, values::bytes_per_second)?),
+        read_iops: nonzero(read(lookup, &IO_READ_IOPS, values::iops)?),
+        write_iops: nonzero(read(lookup, &IO_WRITE_IOPS, values::iops)?),
+        devices,
+        dirs,
     })
 }
 
@@ -1091,6 +1193,27 @@ mod tests {
                 ("white space", "r:/etc, rx:/usr"),
                 ("non-ASCII", "ř:/etc"),
             ]),
+            "io-read-bandwidth" | "io-write-bandwidth" => {
+                bad.extend(number);
+                bad.extend([
+                    ("garbage", "10X"),
+                    ("garbage", "1.5M"),
+                    ("white space", "10 M"),
+                    ("product overflow", "17179869184T"),
+                ]);
+            }
+            "io-read-iops" | "io-write-iops" => {
+                bad.extend(number);
+                bad.push(("overflow", "1000000001"));
+            }
+            "io-devices" => bad.extend([
+                ("garbage", "sda"),
+                ("garbage", "8:"),
+                ("garbage", "/no/such/device"),
+                ("negative", "-8:0"),
+                ("overflow", "4294967296:0"),
+                ("white space", "8 :0"),
+            ]),
             other => panic!("no bad values for --{}: add them here and in tests/bad_input.rs", other),
         }
         let mut bad: Vec<(&str, String)> = bad.into_iter().map(|(class, value)| (class, value.to_string())).collect();
@@ -1123,6 +1246,9 @@ mod tests {
             "stop-signal-scope" => vec![" child ", "CHILD"],
             "sandbox" => vec!["y", " Strict ", "0"],
             "sandbox-paths" => vec!["defaults", "r:/", "rwxc:/tmp:r:/etc,defaults"],
+            "io-read-bandwidth" | "io-write-bandwidth" => vec!["0", " 10M ", "512k", "1GiB", "4194304"],
+            "io-read-iops" | "io-write-iops" => vec!["0", "100", "1000000000"],
+            "io-devices" => vec!["8:0", " 8:0,8:16 ", "/dev/null"],
             other => panic!("no accepted values for --{}", other),
         }
     }

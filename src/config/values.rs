@@ -22,6 +22,8 @@ pub const MAX_CPU_MHZ: u64 = u64::MAX / HZ_PER_MHZ;
 pub const MAX_MIB: u64 = u64::MAX / BYTES_PER_MIB;
 /// Linux's PID_MAX_LIMIT: no system holds more processes, and pids.max refuses more.
 pub const MAX_PROCESSES: u64 = 1 << 22;
+/// More operations per second than any device performs (a fast NVMe disk: a few million).
+pub const MAX_IOPS: u64 = 1_000_000_000;
 /// A kill timeout longer than a day is a slip (30d for 30s), and keeps deadlines far from
 /// the clock's range.
 pub const MAX_KILL_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
@@ -87,6 +89,77 @@ pub fn log_size_mib(text: &str) -> Result<u64, String> {
 pub fn log_files(text: &str) -> Result<usize, String> {
     let max = u64::try_from(usize::MAX).unwrap_or(u64::MAX);
     whole_number(text, "files", 0, max).map(|n| usize::try_from(n).unwrap_or(usize::MAX))
+}
+
+/// An IO bandwidth limit in bytes per second: digits, then optionally K, M, G or T (powers of
+/// 1024, as systemd's IOReadBandwidthMax= and docker's --device-read-bps take them; `Ki`,
+/// `KiB` and `KB` mean the same), e.g. 10M, 512K, 1G; 0 means none.
+pub fn bytes_per_second(text: &str) -> Result<u64, String> {
+    const EXPECTED: &str = "bytes per second: a whole number, optionally followed by K, M, G or T \
+                            (powers of 1024), e.g. 10M, 512K, 1G; 0 means none";
+    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
+    let (number, suffix) = text.split_at(digits);
+    let unit = suffix.trim_end_matches(['B', 'b']);
+    let unit = unit.strip_suffix(['i', 'I']).unwrap_or(unit);
+    let shift = match unit.to_ascii_uppercase().as_str() {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        "T" => 40,
+        _ => return Err(EXPECTED.to_string()),
+    };
+    if number.is_empty() || suffix.len() > 3 {
+        return Err(EXPECTED.to_string());
+    }
+    let n: u64 = number.parse().map_err(|_| EXPECTED.to_string())?;
+    n.checked_mul(1 << shift).ok_or_else(|| format!("{} (at most {} bytes per second)", EXPECTED, u64::MAX))
+}
+
+/// An IO operations limit per second; 0 means none.
+pub fn iops(text: &str) -> Result<u64, String> {
+    whole_number(text, "operations per second", 0, MAX_IOPS)
+}
+
+/// A block device named in DAMON_IO_DEVICES.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IoDevice {
+    /// A device node, e.g. /dev/sda or /dev/nvme0n1p2 (a partition stands for its disk).
+    Path(PathBuf),
+    /// MAJ:MIN, as /proc/partitions and `lsblk` show them.
+    Number { major: u32, minor: u32 },
+}
+
+impl fmt::Display for IoDevice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IoDevice::Path(path) => write!(f, "{}", path.display()),
+            IoDevice::Number { major, minor } => write!(f, "{}:{}", major, minor),
+        }
+    }
+}
+
+/// DAMON_IO_DEVICES: device paths or MAJ:MIN numbers, separated by commas.
+pub fn io_devices(text: &str) -> Result<Vec<IoDevice>, String> {
+    const EXPECTED: &str = "block devices separated by commas, each a path such as /dev/sda or MAJ:MIN such as 8:0";
+    let mut devices = Vec::new();
+    for item in text.split(',') {
+        let item = item.trim();
+        let device = if item.starts_with('/') {
+            IoDevice::Path(PathBuf::from(item))
+        } else {
+            let number =
+                |t: &str| if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) { t.parse().ok() } else { None };
+            match item.split_once(':').map(|(a, b)| (number(a), number(b))) {
+                Some((Some(major), Some(minor))) => IoDevice::Number { major, minor },
+                _ => return Err(format!("{}: {:?} is neither", EXPECTED, item)),
+            }
+        };
+        if !devices.contains(&device) {
+            devices.push(device);
+        }
+    }
+    Ok(devices)
 }
 
 /// DAMON_STOP_SIGNAL_SCOPE; `tree` where the platform can reach every process of the workload.
@@ -602,5 +675,30 @@ mod tests {
         assert_eq!(set("0-7").without(&set("2-3,6")).to_string(), "0-1,4-5,7");
         assert_eq!(set("0-3,8").iter().collect::<Vec<_>>(), vec![0, 1, 2, 3, 8]);
         assert!(CpuCores::from_kernel_list("0-1 x").is_err());
+    }
+
+    #[test]
+    fn bandwidths_take_binary_suffixes() {
+        assert_eq!(bytes_per_second("0"), Ok(0));
+        assert_eq!(bytes_per_second("1048576"), Ok(1 << 20));
+        for (text, bytes) in [("512K", 512 << 10), ("10M", 10 << 20), ("10m", 10 << 20), ("10MiB", 10 << 20)] {
+            assert_eq!(bytes_per_second(text), Ok(bytes), "{}", text);
+        }
+        assert_eq!(bytes_per_second("1G"), Ok(1 << 30));
+        assert_eq!(bytes_per_second("2T"), Ok(2 << 40));
+        for bad in ["", "M", "10X", "1.5M", "-1", "10 M", "10MiBs", "17179869184T"] {
+            assert!(bytes_per_second(bad).is_err(), "{:?} accepted", bad);
+        }
+    }
+
+    #[test]
+    fn io_devices_are_paths_or_numbers() {
+        assert_eq!(
+            io_devices("/dev/sda,8:16,/dev/sda"),
+            Ok(vec![IoDevice::Path(PathBuf::from("/dev/sda")), IoDevice::Number { major: 8, minor: 16 }])
+        );
+        for bad in ["sda", "8:", ":0", "8:0:1", "8:0,", "-8:0", "4294967296:0"] {
+            assert!(io_devices(bad).is_err(), "{:?} accepted", bad);
+        }
     }
 }

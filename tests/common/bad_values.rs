@@ -25,6 +25,10 @@ pub enum Kind {
     StopScope,
     Sandbox,
     SandboxPaths,
+    /// Bytes per second, with K, M, G or T.
+    Bandwidth,
+    Iops,
+    IoDevices,
 }
 
 /// Every setting: flag, variable, Nomad variable, kind. `every_setting_is_covered` checks it
@@ -37,6 +41,11 @@ pub const SETTINGS: &[(&str, &str, Option<&str>, Kind)] = &[
     ("--memory-max-limit", "DAMON_MEMORY_MAX_LIMIT", Some("NOMAD_MEMORY_MAX_LIMIT"), Kind::MaxMib),
     ("--enforce-memory-limit", "DAMON_ENFORCE_MEMORY_LIMIT", None, Kind::Boolean),
     ("--process-limit", "DAMON_PROCESS_LIMIT", None, Kind::Processes),
+    ("--io-read-bandwidth", "DAMON_IO_READ_BANDWIDTH", None, Kind::Bandwidth),
+    ("--io-write-bandwidth", "DAMON_IO_WRITE_BANDWIDTH", None, Kind::Bandwidth),
+    ("--io-read-iops", "DAMON_IO_READ_IOPS", None, Kind::Iops),
+    ("--io-write-iops", "DAMON_IO_WRITE_IOPS", None, Kind::Iops),
+    ("--io-devices", "DAMON_IO_DEVICES", None, Kind::IoDevices),
     ("--kill-timeout", "DAMON_KILL_TIMEOUT", None, Kind::Duration),
     ("--stop-signal-scope", "DAMON_STOP_SIGNAL_SCOPE", None, Kind::StopScope),
     ("--cgroup-parent", "DAMON_CGROUP_PARENT", None, Kind::CgroupPath),
@@ -182,6 +191,31 @@ pub fn bad_values(kind: Kind) -> Vec<(&'static str, String)> {
             ("overflow", "4294967295"),
             ("non-ASCII digits", "\u{661}"),
             ("white space", "a b"),
+        ]),
+        Kind::Bandwidth => {
+            bad.extend(NUMBER);
+            bad.extend([
+                ("garbage", "10X"),
+                ("garbage", "10MiBs"),
+                ("garbage", "M"),
+                ("white space", "10 M"),
+                ("product overflow", "17179869184T"), // x 2^40 bytes
+            ]);
+        }
+        Kind::Iops => {
+            bad.extend(NUMBER);
+            bad.push(("overflow", "1000000001"));
+        }
+        Kind::IoDevices => bad.extend([
+            ("garbage", "sda"),
+            ("garbage", "8:"),
+            ("garbage", "8:0:1"),
+            ("garbage", "8:0,,9:0"),
+            ("garbage", "/no/such/device"),
+            ("negative", "-8:0"),
+            ("overflow", "4294967296:0"),
+            ("non-ASCII digits", "٨:٠"),
+            ("white space", "8 :0"),
         ]),
         Kind::Cores => bad.extend([
             ("garbage", "lots"),

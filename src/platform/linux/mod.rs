@@ -2,6 +2,7 @@
 //! into it between its clone and its exec, watched through a signalfd, and removed however damon
 //! ends.
 
+mod block_device;
 mod cgroup_file;
 mod clone;
 mod cpuset;
@@ -156,6 +157,17 @@ fn read_cpuset(hierarchies: &Hierarchies, version: CgroupVersion, parent: Option
     Cpuset::read(located, version == CgroupVersion::V2)
 }
 
+/// What a new group is given, besides its place and name.
+#[derive(Clone, Copy)]
+struct GroupSettings<'a> {
+    limits: &'a crate::config::Limits,
+    cpu: Option<&'a HostCpu>,
+    /// The cpuset to write, where the plan makes one.
+    cores: Option<&'a crate::config::CpuCores>,
+    /// The disks the IO limits apply to.
+    disks: &'a [block_device::Disk],
+}
+
 /// What became of the cores: the cpuset inherited (`None` where it could not be read and no
 /// cores were asked for) and the plan followed.
 struct CoresOutcome {
@@ -198,17 +210,20 @@ impl Cgroup {
                 )))
             }
         };
+        let disks = block_device::limited_disks(&spec.limits.io).map_err(ContainerError::message)?;
         let apply = cores.plan.to_apply();
+        let settings = GroupSettings { limits: &spec.limits, cpu: cpu.as_ref(), cores: apply, disks: &disks };
         let cgroup = match version {
             CgroupVersion::V2 => {
                 let v2 = hierarchies.v2.as_ref().expect("chosen because it exists");
-                CgroupV2::create(v2, parent, &spec.name, &spec.limits, cpu.as_ref(), apply, journal).map(Cgroup::V2)
+                CgroupV2::create(v2, parent, &spec.name, &settings, journal).map(Cgroup::V2)
             }
-            CgroupVersion::V1 => {
-                CgroupV1::create(hierarchies, parent, &spec.name, &spec.limits, cpu.as_ref(), apply, journal)
-                    .map(Cgroup::V1)
-            }
+            CgroupVersion::V1 => CgroupV1::create(hierarchies, parent, &spec.name, &settings, journal).map(Cgroup::V1),
         }?;
+        if !disks.is_empty() {
+            let shown: Vec<String> = disks.iter().map(ToString::to_string).collect();
+            tracing::info!(disks = %shown.join(","), "IO limits set");
+        }
         Ok((cgroup, cores))
     }
 
@@ -578,6 +593,12 @@ pub fn host_report(config: &Config) -> HostReport {
                     }
                 }
                 Err(e) => facts.push(("effective cpuset", format!("unknown: {}", e))),
+            }
+            if let Ok(disks) = block_device::limited_disks(&config.limits.io) {
+                if !disks.is_empty() {
+                    let shown: Vec<String> = disks.iter().map(ToString::to_string).collect();
+                    facts.push(("IO limits on disks", shown.join(",")));
+                }
             }
             // A trial group with the configured limits proves damon may create and limit one here.
             let spec = ContainerSpec {

@@ -14,14 +14,15 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::block_device::Disk;
 use super::cgroup_file::{self as file, CgroupIoError};
 use super::cpuset;
-use super::create_parents;
 use super::guard::{Change, Journal};
 use super::hierarchy::Hierarchies;
 use super::host::HostCpu;
 use super::teardown;
-use crate::config::{CpuCores, Limits};
+use super::{create_parents, GroupSettings};
+use crate::config::Limits;
 use crate::platform::ContainerError;
 use crate::stats::Sample;
 
@@ -50,23 +51,24 @@ impl CgroupV1 {
         hierarchies: &Hierarchies,
         parent_path: Option<&Path>,
         name: &str,
-        limits: &Limits,
-        cpu: Option<&HostCpu>,
-        cores: Option<&CpuCores>,
+        settings: &GroupSettings,
         journal: &mut Journal,
     ) -> Result<Self, ContainerError> {
+        let GroupSettings { limits, cpu, cores, disks } = *settings;
         let mut group = CgroupV1 { dirs: Vec::new() };
         for (controller, needed) in [
             ("memory", limits.enforced_memory().is_some()),
             ("cpu", limits.enforced_cpu().is_some()),
             (PIDS, limits.process_limit.is_some()),
+            (BLKIO, limits.io.any()),
             (CPUSET, cores.is_some()),
         ] {
             if needed && hierarchies.v1_with(controller).is_none() {
                 return Err(ContainerError::message(format!("the cgroup v1 {} controller is not mounted", controller)));
             }
         }
-        let counts_io = hierarchies.v1_with(BLKIO).map_or(false, blk_throttle_counts);
+        // An IO limit is a throttle rule, which also turns blk-throttle's counting on there.
+        let counts_io = limits.io.any() || hierarchies.v1_with(BLKIO).map_or(false, blk_throttle_counts);
         let wanted = |c: &str| {
             CONTROLLERS.contains(&c) && (c != PIDS || limits.process_limit.is_some()) && (c != BLKIO || counts_io)
         };
@@ -102,7 +104,7 @@ impl CgroupV1 {
                 "no cgroup v1 hierarchy with memory, cpu or pids is mounted".to_string(),
             ));
         }
-        group.set_limits(limits, cpu)?;
+        group.set_limits(limits, cpu, disks)?;
         Ok(group)
     }
 
@@ -114,7 +116,22 @@ impl CgroupV1 {
         self.dirs.iter().find(|(cs, _)| cs.iter().any(|c| c == controller)).map(|(_, d)| d.as_path())
     }
 
-    fn set_limits(&self, limits: &Limits, cpu: Option<&HostCpu>) -> Result<(), ContainerError> {
+    fn set_limits(&self, limits: &Limits, cpu: Option<&HostCpu>, disks: &[Disk]) -> Result<(), ContainerError> {
+        if let Some(dir) = self.dir(BLKIO) {
+            // A rule per disk and limit; the group's removal takes them with it.
+            for (name, value) in [
+                ("blkio.throttle.read_bps_device", limits.io.read_bytes_per_second),
+                ("blkio.throttle.write_bps_device", limits.io.write_bytes_per_second),
+                ("blkio.throttle.read_iops_device", limits.io.read_iops),
+                ("blkio.throttle.write_iops_device", limits.io.write_iops),
+            ] {
+                if let Some(value) = value {
+                    for disk in disks {
+                        file::write(&dir.join(name), &format!("{} {}", disk, value))?;
+                    }
+                }
+            }
+        }
         if let (Some(memory), Some(dir)) = (limits.enforced_memory(), self.dir("memory")) {
             let max = memory.max_bytes().to_string();
             file::write(&dir.join("memory.limit_in_bytes"), &max)?;

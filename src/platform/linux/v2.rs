@@ -9,14 +9,15 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::block_device::Disk;
 use super::cgroup_file::{self as file, CgroupIoError};
 use super::cpuset;
-use super::create_parents;
 use super::guard::{Change, Journal};
 use super::hierarchy::Hierarchy;
 use super::host::{HostCpu, CPU_PERIOD};
 use super::teardown;
-use crate::config::{CpuCores, Limits};
+use super::{create_parents, GroupSettings};
+use crate::config::{IoLimits, Limits};
 use crate::platform::ContainerError;
 use crate::stats::{Pressure, Sample};
 
@@ -38,11 +39,10 @@ impl CgroupV2 {
         hierarchy: &Hierarchy,
         parent_path: Option<&Path>,
         name: &str,
-        limits: &Limits,
-        cpu: Option<&HostCpu>,
-        cores: Option<&CpuCores>,
+        settings: &GroupSettings,
         journal: &mut Journal,
     ) -> Result<Self, ContainerError> {
+        let GroupSettings { limits, cpu, cores, disks } = *settings;
         let parent = parent_path.map_or_else(|| hierarchy.own_dir.clone(), |p| hierarchy.dir_of(p));
         create_parents(&hierarchy.mount_point, &parent, journal)?;
         // Leave the parent if damon lives there (the root is exempt from the rule). The guard
@@ -56,6 +56,7 @@ impl CgroupV2 {
             ("memory", limits.enforced_memory().is_some()),
             ("cpu", limits.enforced_cpu().is_some()),
             ("pids", limits.process_limit.is_some()),
+            ("io", limits.io.any()),
             (CPUSET, cores.is_some()),
         ]
         .iter()
@@ -71,7 +72,7 @@ impl CgroupV2 {
         }
         let group = CgroupV2 { dir: parent.join(name) };
         journal.apply(Change::Group(group.dir.clone()))?;
-        group.set_limits(limits, cpu)?;
+        group.set_limits(limits, cpu, disks)?;
         // A file of the group: removing the group undoes it.
         if let Some(cores) = cores {
             cpuset::write_v2(&group.dir, cores)?;
@@ -79,7 +80,11 @@ impl CgroupV2 {
         Ok(group)
     }
 
-    fn set_limits(&self, limits: &Limits, cpu: Option<&HostCpu>) -> Result<(), ContainerError> {
+    fn set_limits(&self, limits: &Limits, cpu: Option<&HostCpu>, disks: &[Disk]) -> Result<(), ContainerError> {
+        // One line per disk; the group's removal takes them with it.
+        for disk in disks {
+            file::write(&self.dir.join("io.max"), &io_max_line(*disk, &limits.io))?;
+        }
         if let Some(memory) = limits.enforced_memory() {
             file::write(&self.dir.join("memory.max"), &memory.max_bytes().to_string())?;
             if let Some(soft) = memory.soft_bytes() {
@@ -275,9 +280,32 @@ fn io_stat_totals(content: &str) -> [u64; 4] {
     totals
 }
 
+/// An io.max line for `disk`: "8:0 rbps=10485760 wiops=100", the keys of the limits set (the
+/// others stay `max`).
+fn io_max_line(disk: Disk, io: &IoLimits) -> String {
+    let mut line = disk.to_string();
+    for (key, value) in [
+        ("rbps", io.read_bytes_per_second),
+        ("wbps", io.write_bytes_per_second),
+        ("riops", io.read_iops),
+        ("wiops", io.write_iops),
+    ] {
+        if let Some(value) = value {
+            line.push_str(&format!(" {}={}", key, value));
+        }
+    }
+    line
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_io_max_line_names_only_the_limits_set() {
+        let io = IoLimits { read_bytes_per_second: Some(10 << 20), write_iops: Some(100), ..IoLimits::default() };
+        assert_eq!(io_max_line(Disk { major: 8, minor: 0 }, &io), "8:0 rbps=10485760 wiops=100");
+    }
 
     #[test]
     fn pressure_totals_are_some_and_full() {

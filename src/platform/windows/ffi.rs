@@ -29,7 +29,8 @@ use windows_sys::Win32::System::Console::{
 };
 use windows_sys::Win32::System::JobObjects::{
     AssignProcessToJobObject, CreateJobObjectW, IsProcessInJob, JobObjectBasicProcessIdList, QueryInformationJobObject,
-    SetInformationJobObject, TerminateJobObject, JOBOBJECTINFOCLASS, JOBOBJECT_BASIC_PROCESS_ID_LIST,
+    SetInformationJobObject, SetIoRateControlInformationJobObject, TerminateJobObject, JOBOBJECTINFOCLASS,
+    JOBOBJECT_BASIC_PROCESS_ID_LIST, JOBOBJECT_IO_RATE_CONTROL_INFORMATION, JOB_OBJECT_IO_RATE_CONTROL_ENABLE,
 };
 use windows_sys::Win32::System::ProcessStatus::{
     K32GetProcessMemoryInfo, PROCESS_MEMORY_COUNTERS, PROCESS_MEMORY_COUNTERS_EX,
@@ -124,6 +125,25 @@ pub fn set_job_information<T: Copy>(job: &OwnedHandle, class: JOBOBJECTINFOCLASS
         unsafe { SetInformationJobObject(raw(job), class, info as *const T as *const _, size_u32::<T>()) },
         "SetInformationJobObject",
     )
+}
+
+/// The job's IO rate control on every volume (no volume named: each volume gets the limits,
+/// not all of them together); 0 is no limit.
+pub fn set_io_rate_control(job: &OwnedHandle, max_bandwidth: i64, max_iops: i64) -> io::Result<()> {
+    let info = JOBOBJECT_IO_RATE_CONTROL_INFORMATION {
+        MaxIops: max_iops,
+        MaxBandwidth: max_bandwidth,
+        ReservationIops: 0,
+        VolumeName: std::ptr::null(),
+        // The function requires 0 here.
+        BaseIoSize: 0,
+        ControlFlags: JOB_OBJECT_IO_RATE_CONTROL_ENABLE as u32,
+    };
+    // SAFETY: `info` is a live structure that the call reads and does not keep; its volume name
+    // is null, which the function takes as every volume.
+    let result = unsafe { SetIoRateControlInformationJobObject(raw(job), &info) };
+    // Nonzero on success, zero with the error in GetLastError (its documentation).
+    check(if result == 0 { FALSE } else { TRUE }, "SetIoRateControlInformationJobObject")
 }
 
 /// Sets an information class that takes an array (JobObjectGroupInformationEx). `T` must be

@@ -21,7 +21,7 @@ use windows_sys::Win32::System::SystemInformation::GROUP_AFFINITY;
 
 use super::ffi;
 use super::host::HostCpu;
-use crate::config::{Cores, CpuCores, Limits};
+use crate::config::{Cores, CpuCores, IoLimits, Limits};
 use crate::platform::ContainerError;
 
 pub struct JobObject {
@@ -164,6 +164,46 @@ impl JobObject {
             }
         }
         Ok(())
+    }
+
+    /// DAMON_IO_*: the job's IO rate control (Windows 10 1607 / Server 2016), one bandwidth and
+    /// one rate of operations for reads and writes together on each volume. So the read and the
+    /// write limit must be equal, and DAMON_IO_DEVICES (Linux's block devices) unset: anything
+    /// else is refused with the way out rather than applied with another meaning.
+    pub fn limit_io(&self, io: &IoLimits) -> Result<(), ContainerError> {
+        if !io.any() {
+            return Ok(());
+        }
+        if let Some((_, source)) = &io.devices {
+            return Err(ContainerError::message(format!(
+                "{} names Linux block devices; on Windows the IO limits apply to every volume: unset it",
+                source
+            )));
+        }
+        let together = |what: &str, read: Option<u64>, write: Option<u64>| match (read, write) {
+            (None, None) => Ok(0),
+            (Some(r), Some(w)) if r == w => Ok(i64::try_from(r).unwrap_or(i64::MAX)),
+            _ => Err(ContainerError::message(format!(
+                "Windows limits reads and writes together (one {} for the job): set DAMON_IO_READ_{} and \
+                 DAMON_IO_WRITE_{} to the same value (read {}, write {})",
+                what.to_lowercase(),
+                what,
+                what,
+                read.map_or_else(|| "unset".to_string(), |v| v.to_string()),
+                write.map_or_else(|| "unset".to_string(), |v| v.to_string())
+            ))),
+        };
+        let bandwidth = together("BANDWIDTH", io.read_bytes_per_second, io.write_bytes_per_second)?;
+        let iops = together("IOPS", io.read_iops, io.write_iops)?;
+        ffi::set_io_rate_control(&self.handle, bandwidth, iops).map_err(|e| {
+            limit_error(
+                &format!(
+                    "IO rate control (JOBOBJECT_IO_RATE_CONTROL_INFORMATION: {} bytes/s, {} operations/s; 0 is none)",
+                    bandwidth, iops
+                ),
+                e,
+            )
+        })
     }
 
     /// Pins every process of the job to `cores`: the job's affinity on a host with one processor

@@ -106,6 +106,7 @@ impl Container for Backend {
         };
         let job = JobObject::create(&spec.name)?;
         job.set_limits(&spec.limits, cpu.as_ref())?;
+        job.limit_io(&spec.limits.io)?;
         if let Some(restrictions) = spec.sandbox.ui_restrictions() {
             job.restrict_ui(restrictions)?;
         }
@@ -342,7 +343,8 @@ pub fn host_report(config: &Config) -> HostReport {
     };
     match JobObject::create(&spec.name).and_then(|job| {
         let cpu = HostCpu::read().ok();
-        job.set_limits(&spec.limits, cpu.as_ref())
+        job.set_limits(&spec.limits, cpu.as_ref())?;
+        job.limit_io(&spec.limits.io)
     }) {
         Ok(()) => {
             facts.push(("containment", "Job Object with the configured limits".to_string()));
