@@ -122,7 +122,7 @@ fn main() {
         "cgroups" => unix::cgroups(),
         #[cfg(target_os = "linux")]
         "sandbox-probe" => sandbox_probe::run(&args[1..]),
-        #[cfg(target_os = "linux")]
+        #[cfg(any(target_os = "linux", windows))]
         "direct-io" => direct_io::run(arg(1), Path::new(arg(2)), number(3), number(4)),
         #[cfg(windows)]
         "wait-signals" => windows::wait_signals(),
@@ -143,7 +143,7 @@ fn main() {
 fn usage() -> ! {
     eprintln!(
         "usage: workload exit N | sleep SECS | alloc MIB [SECS] | burn SECS | env | affinity | wait-signals | ignore-stop DIR{}",
-        if cfg!(windows) { " | job | ui-probe" } else { " | direct-io read|write PATH MIB BLOCK_KIB" }
+        if cfg!(windows) { " | job | ui-probe | direct-io read|write PATH MIB BLOCK_KIB" } else { " | direct-io read|write PATH MIB BLOCK_KIB" }
     );
     std::process::exit(2)
 }
@@ -741,17 +741,28 @@ mod windows {
 }
 
 /// `direct-io read|write PATH MIB BLOCK_KIB`: reads or writes MIB of PATH (a block device or
-/// a file) in blocks of BLOCK_KIB with O_DIRECT, so that the page cache neither serves nor
-/// absorbs it and every block reaches the device while it is timed; prints
+/// a file) in blocks of BLOCK_KIB with O_DIRECT (Windows: FILE_FLAG_NO_BUFFERING and
+/// WRITE_THROUGH), so that the page cache neither serves nor absorbs it and every block
+/// reaches the device while it is timed; prints
 /// `bytes=N operations=N seconds=S bytes_per_second=R operations_per_second=R`.
-#[cfg(target_os = "linux")]
+#[cfg(any(target_os = "linux", windows))]
 mod direct_io {
     use std::alloc::{alloc_zeroed, Layout};
     use std::fs::OpenOptions;
     use std::io::{Read, Write};
-    use std::os::unix::fs::OpenOptionsExt;
     use std::path::Path;
     use std::time::Instant;
+
+    #[cfg(target_os = "linux")]
+    fn uncached(options: &mut OpenOptions) -> &mut OpenOptions {
+        std::os::unix::fs::OpenOptionsExt::custom_flags(options, nix::libc::O_DIRECT)
+    }
+
+    #[cfg(windows)]
+    fn uncached(options: &mut OpenOptions) -> &mut OpenOptions {
+        use windows_sys::Win32::Storage::FileSystem::{FILE_FLAG_NO_BUFFERING, FILE_FLAG_WRITE_THROUGH};
+        std::os::windows::fs::OpenOptionsExt::custom_flags(options, FILE_FLAG_NO_BUFFERING | FILE_FLAG_WRITE_THROUGH)
+    }
 
     /// O_DIRECT wants the buffer, the offset and the length aligned to the logical block size;
     /// 4096 covers every device.
@@ -770,7 +781,7 @@ mod direct_io {
             "write" => options.write(true).create(true),
             _ => super::usage(),
         };
-        let mut file = options.custom_flags(nix::libc::O_DIRECT).open(path).unwrap_or_else(|e| {
+        let mut file = uncached(&mut options).open(path).unwrap_or_else(|e| {
             eprintln!("workload: cannot open {} with O_DIRECT: {}", path.display(), e);
             std::process::exit(1)
         });

@@ -81,6 +81,8 @@ settings! {
         "Most write operations per second on each device of --io-devices; 0 means none [default: none]";
     IO_DEVICES: "io-devices", "DAMON_IO_DEVICES", None, "DEVICE,...",
         "Linux: the block devices the IO limits apply to, as paths (/dev/sda; a partition stands for its disk) or MAJ:MIN (8:0) [default: the disks that hold the task's directories: NOMAD_ALLOC_DIR and NOMAD_TASK_DIR, else the working directory]";
+    NET_MAX_BANDWIDTH: "net-max-bandwidth", "DAMON_NET_MAX_BANDWIDTH", None, "BYTES/S",
+        "Windows: most bytes per second the workload may send, the job's network rate control (Windows 10 1607 / Server 2016), as --io-read-bandwidth; 0 means none. Linux: refused, no cgroup controller limits the network [default: none]";
     KILL_TIMEOUT: "kill-timeout", "DAMON_KILL_TIMEOUT", None, "DURATION",
         "Time between passing a stop signal on and killing the whole tree, e.g. 500ms, 30s, 2m or plain seconds, at most 24h [default: under Nomad (NOMAD_ALLOC_ID set), none of damon's own: the job's kill_timeout ends the stop; elsewhere 30s, and a second stop signal kills the tree at once]";
     STOP_SIGNAL_SCOPE: "stop-signal-scope", "DAMON_STOP_SIGNAL_SCOPE", None, "child|tree",
@@ -192,6 +194,8 @@ pub struct Limits {
     pub cores: Option<Cores>,
     /// Always enforced, where any is set.
     pub io: IoLimits,
+    /// DAMON_NET_MAX_BANDWIDTH: Windows only.
+    pub net_max_bytes_per_second: Option<u64>,
 }
 
 /// DAMON_IO_*: the most each device of `devices` may serve the workload per second; None is
@@ -233,6 +237,7 @@ impl Limits {
             && self.process_limit.is_none()
             && self.cores.is_none()
             && !self.io.any()
+            && self.net_max_bytes_per_second.is_none()
     }
 }
 
@@ -335,6 +340,7 @@ impl Config {
             (IO_WRITE_BANDWIDTH.var, bandwidth(limits.io.write_bytes_per_second)),
             (IO_READ_IOPS.var, opt(limits.io.read_iops)),
             (IO_WRITE_IOPS.var, opt(limits.io.write_iops)),
+            (NET_MAX_BANDWIDTH.var, bandwidth(limits.net_max_bytes_per_second)),
             (
                 IO_DEVICES.var,
                 match &limits.io.devices {
@@ -656,6 +662,7 @@ fn build(
             process_limit,
             cores,
             io,
+            net_max_bytes_per_second: read(lookup, &NET_MAX_BANDWIDTH, values::bytes_per_second)?.filter(|n| *n > 0),
         },
         kill_timeout,
         stop_scope,
@@ -1193,7 +1200,7 @@ mod tests {
                 ("white space", "r:/etc, rx:/usr"),
                 ("non-ASCII", "ř:/etc"),
             ]),
-            "io-read-bandwidth" | "io-write-bandwidth" => {
+            "io-read-bandwidth" | "io-write-bandwidth" | "net-max-bandwidth" => {
                 bad.extend(number);
                 bad.extend([
                     ("garbage", "10X"),
@@ -1246,9 +1253,11 @@ mod tests {
             "stop-signal-scope" => vec![" child ", "CHILD"],
             "sandbox" => vec!["y", " Strict ", "0"],
             "sandbox-paths" => vec!["defaults", "r:/", "rwxc:/tmp:r:/etc,defaults"],
-            "io-read-bandwidth" | "io-write-bandwidth" => vec!["0", " 10M ", "512k", "1GiB", "4194304"],
+            "io-read-bandwidth" | "io-write-bandwidth" | "net-max-bandwidth" => {
+                vec!["0", " 10M ", "512k", "1GiB", "4194304"]
+            }
             "io-read-iops" | "io-write-iops" => vec!["0", "100", "1000000000"],
-            "io-devices" => vec!["8:0", " 8:0,8:16 ", "/dev/null"],
+            "io-devices" => vec!["8:0", " 8:0,8:16 ", "0:0"],
             other => panic!("no accepted values for --{}", other),
         }
     }

@@ -2,8 +2,8 @@
 //! (blkio.throttle.*) and v2 (io.max). A workload reads and writes with O_DIRECT, so that the
 //! page cache neither serves nor absorbs its IO, and times itself: with a limit it runs at the
 //! limit, without one (the control, on the same device) much faster. No rule is left on the
-//! device when damon ends, also when it is SIGKILLed. Every test name holds "io_limit"
-//! (`scripts/vm-test io_limit`).
+//! device when damon ends, also when it is SIGKILLed. DAMON_NET_MAX_BANDWIDTH, which Linux
+//! cannot enforce, is refused. Every test name holds "io_limit" (`scripts/vm-test io_limit`).
 
 #![cfg(target_os = "linux")]
 
@@ -252,4 +252,24 @@ fn io_limits_refuse_what_is_not_a_block_device() {
         );
         assert!(!marker.exists(), "{}: the command ran", device);
     }
+}
+
+/// No cgroup controller limits the network: the setting is refused with the reason and the way
+/// out, and nothing starts.
+#[test]
+fn io_limits_beside_them_a_network_cap_is_refused_on_linux() {
+    let dir = TestDir::new("io-limit-net");
+    let marker = dir.path("MARKER");
+    let mut cmd = damon(&dir);
+    cmd.env("DAMON_NET_MAX_BANDWIDTH", "1M").arg("touch").arg(&marker);
+    let run = run(cmd, &dir);
+    run.assert_code(125);
+    assert!(
+        run.stderr.contains("invalid value \"1048576\" for DAMON_NET_MAX_BANDWIDTH")
+            && run.stderr.contains("no cgroup controller that limits the network")
+            && run.stderr.contains("unset it"),
+        "{}",
+        run.explain()
+    );
+    assert!(!marker.exists(), "the command ran");
 }

@@ -637,3 +637,42 @@ fn flood_while_a_real_prometheus_scrapes_damon_exe_on_its_kept_connection() {
     assert_eq!(lowest_up, Some(1.0), "a scrape by Prometheus failed during the flood");
     assert_eq!(opened, Some(1.0), "Prometheus had to open another connection");
 }
+
+/// DAMON_IO_* and DAMON_NET_MAX_BANDWIDTH under Wine (8): Wine implements neither the job's IO
+/// rate control (its SetIoRateControlInformationJobObject is a stub that would abort damon.exe,
+/// so damon.exe does not call it there) nor its network rate control (Invalid parameter): each
+/// is a clear 125 naming it, and nothing runs. The two refusals Windows would give too: a read
+/// limit unlike the write limit (the job has one bandwidth for both), and DAMON_IO_DEVICES (Linux's
+/// block devices). tests/windows_native.rs checks the limits on Windows.
+#[test]
+#[ignore = "needs the Windows build and Wine: scripts/windows-test"]
+fn io_and_network_limits_are_refused_clearly_where_they_cannot_hold() {
+    let dir = TestDir::new("wine-io");
+    for (env, message) in [
+        (
+            vec![("DAMON_IO_READ_BANDWIDTH", "4M"), ("DAMON_IO_WRITE_BANDWIDTH", "4M")],
+            "IO rate control (JOBOBJECT_IO_RATE_CONTROL_INFORMATION: 4194304 bytes/s, 0 operations/s; 0 is none): \
+             SetIoRateControlInformationJobObject is not there",
+        ),
+        (
+            vec![("DAMON_IO_WRITE_BANDWIDTH", "4M")],
+            "Windows limits reads and writes together (one bandwidth for the job): set DAMON_IO_READ_BANDWIDTH and \
+             DAMON_IO_WRITE_BANDWIDTH to the same value (read unset, write 4194304)",
+        ),
+        (
+            vec![("DAMON_IO_READ_IOPS", "100"), ("DAMON_IO_WRITE_IOPS", "100"), ("DAMON_IO_DEVICES", "8:0")],
+            "DAMON_IO_DEVICES names Linux block devices",
+        ),
+        (
+            vec![("DAMON_NET_MAX_BANDWIDTH", "1M")],
+            "Windows refused the network rate control (JOBOBJECT_NET_RATE_CONTROL_INFORMATION: 1048576 bytes/s)",
+        ),
+    ] {
+        let mut cmd = damon(&dir);
+        cmd.envs(env.iter().copied()).args([workload_exe(), "exit".to_string(), "0".to_string()]);
+        let run = run(cmd, &dir);
+        run.assert_code(125);
+        assert!(run.stderr.contains(message), "{:?}: {}", env, run.explain());
+        assert!(!run.log.contains("child started"), "{:?}: the command ran\n{}", env, run.explain());
+    }
+}

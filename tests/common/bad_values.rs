@@ -46,6 +46,7 @@ pub const SETTINGS: &[(&str, &str, Option<&str>, Kind)] = &[
     ("--io-read-iops", "DAMON_IO_READ_IOPS", None, Kind::Iops),
     ("--io-write-iops", "DAMON_IO_WRITE_IOPS", None, Kind::Iops),
     ("--io-devices", "DAMON_IO_DEVICES", None, Kind::IoDevices),
+    ("--net-max-bandwidth", "DAMON_NET_MAX_BANDWIDTH", None, Kind::Bandwidth),
     ("--kill-timeout", "DAMON_KILL_TIMEOUT", None, Kind::Duration),
     ("--stop-signal-scope", "DAMON_STOP_SIGNAL_SCOPE", None, Kind::StopScope),
     ("--cgroup-parent", "DAMON_CGROUP_PARENT", None, Kind::CgroupPath),

@@ -210,6 +210,14 @@ impl Cgroup {
                 )))
             }
         };
+        if let Some(bytes) = spec.limits.net_max_bytes_per_second {
+            return Err(ContainerError::message(format!(
+                "invalid value \"{}\" for DAMON_NET_MAX_BANDWIDTH: Linux has no cgroup controller that limits the \
+                 network (it is the Windows job's network rate control); unset it, and shape the task's traffic on \
+                 the host (tc on its interface)",
+                bytes
+            )));
+        }
         let disks = block_device::limited_disks(&spec.limits.io).map_err(ContainerError::message)?;
         let apply = cores.plan.to_apply();
         let settings = GroupSettings { limits: &spec.limits, cpu: cpu.as_ref(), cores: apply, disks: &disks };

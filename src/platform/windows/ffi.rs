@@ -29,9 +29,10 @@ use windows_sys::Win32::System::Console::{
 };
 use windows_sys::Win32::System::JobObjects::{
     AssignProcessToJobObject, CreateJobObjectW, IsProcessInJob, JobObjectBasicProcessIdList, QueryInformationJobObject,
-    SetInformationJobObject, SetIoRateControlInformationJobObject, TerminateJobObject, JOBOBJECTINFOCLASS,
-    JOBOBJECT_BASIC_PROCESS_ID_LIST, JOBOBJECT_IO_RATE_CONTROL_INFORMATION, JOB_OBJECT_IO_RATE_CONTROL_ENABLE,
+    SetInformationJobObject, TerminateJobObject, JOBOBJECTINFOCLASS, JOBOBJECT_BASIC_PROCESS_ID_LIST,
+    JOBOBJECT_IO_RATE_CONTROL_INFORMATION, JOB_OBJECT_IO_RATE_CONTROL_ENABLE,
 };
+use windows_sys::Win32::System::LibraryLoader::{GetModuleHandleW, GetProcAddress};
 use windows_sys::Win32::System::ProcessStatus::{
     K32GetProcessMemoryInfo, PROCESS_MEMORY_COUNTERS, PROCESS_MEMORY_COUNTERS_EX,
 };
@@ -127,9 +128,45 @@ pub fn set_job_information<T: Copy>(job: &OwnedHandle, class: JOBOBJECTINFOCLASS
     )
 }
 
+/// kernel32's SetIoRateControlInformationJobObject.
+type SetIoRateControl = unsafe extern "system" fn(HANDLE, *const JOBOBJECT_IO_RATE_CONTROL_INFORMATION) -> u32;
+
+/// SetIoRateControlInformationJobObject, looked up when an IO limit is asked for rather than
+/// imported: Windows 10 and Server 2016 have it, earlier versions do not (an import would keep
+/// damon.exe from loading there at all), and Wine 8 exports a stub that aborts the process
+/// when called, so under Wine (whose ntdll exports wine_get_version) it counts as missing.
+fn io_rate_control_function() -> Option<SetIoRateControl> {
+    let lookup = |module: &str, name: &[u8]| {
+        let module = wide(OsStr::new(module));
+        // SAFETY: both names are NUL-terminated and alive for the calls; the modules are
+        // loaded in every process and their handles need no release.
+        unsafe {
+            let handle = GetModuleHandleW(module.as_ptr());
+            if handle.is_null() {
+                None
+            } else {
+                GetProcAddress(handle, name.as_ptr())
+            }
+        }
+    };
+    if lookup("ntdll.dll", b"wine_get_version\0").is_some() {
+        return None;
+    }
+    let function = lookup("kernel32.dll", b"SetIoRateControlInformationJobObject\0")?;
+    // SAFETY: the export of that name has this signature (jobapi2.h).
+    Some(unsafe { std::mem::transmute::<unsafe extern "system" fn() -> isize, SetIoRateControl>(function) })
+}
+
 /// The job's IO rate control on every volume (no volume named: each volume gets the limits,
 /// not all of them together); 0 is no limit.
 pub fn set_io_rate_control(job: &OwnedHandle, max_bandwidth: i64, max_iops: i64) -> io::Result<()> {
+    let function = io_rate_control_function().ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::Unsupported,
+            "SetIoRateControlInformationJobObject is not there (Windows 10 / Server 2016 and later have it; Wine \
+             does not implement it)",
+        )
+    })?;
     let info = JOBOBJECT_IO_RATE_CONTROL_INFORMATION {
         MaxIops: max_iops,
         MaxBandwidth: max_bandwidth,
@@ -141,7 +178,7 @@ pub fn set_io_rate_control(job: &OwnedHandle, max_bandwidth: i64, max_iops: i64)
     };
     // SAFETY: `info` is a live structure that the call reads and does not keep; its volume name
     // is null, which the function takes as every volume.
-    let result = unsafe { SetIoRateControlInformationJobObject(raw(job), &info) };
+    let result = unsafe { function(raw(job), &info) };
     // Nonzero on success, zero with the error in GetLastError (its documentation).
     check(if result == 0 { FALSE } else { TRUE }, "SetIoRateControlInformationJobObject")
 }

@@ -8,14 +8,15 @@ use std::time::Duration;
 use windows_sys::Win32::System::JobObjects::{
     JobObjectAssociateCompletionPortInformation, JobObjectBasicAndIoAccountingInformation,
     JobObjectBasicUIRestrictions, JobObjectCpuRateControlInformation, JobObjectExtendedLimitInformation,
-    JobObjectGroupInformationEx, JobObjectLimitViolationInformation, JobObjectNotificationLimitInformation,
-    ToleranceIntervalLong, ToleranceLow, JOBOBJECT_ASSOCIATE_COMPLETION_PORT,
+    JobObjectGroupInformationEx, JobObjectLimitViolationInformation, JobObjectNetRateControlInformation,
+    JobObjectNotificationLimitInformation, ToleranceIntervalLong, ToleranceLow, JOBOBJECT_ASSOCIATE_COMPLETION_PORT,
     JOBOBJECT_BASIC_AND_IO_ACCOUNTING_INFORMATION, JOBOBJECT_BASIC_UI_RESTRICTIONS,
     JOBOBJECT_CPU_RATE_CONTROL_INFORMATION, JOBOBJECT_EXTENDED_LIMIT_INFORMATION,
-    JOBOBJECT_LIMIT_VIOLATION_INFORMATION, JOBOBJECT_NOTIFICATION_LIMIT_INFORMATION,
-    JOB_OBJECT_CPU_RATE_CONTROL_ENABLE, JOB_OBJECT_CPU_RATE_CONTROL_HARD_CAP, JOB_OBJECT_LIMIT,
-    JOB_OBJECT_LIMIT_ACTIVE_PROCESS, JOB_OBJECT_LIMIT_AFFINITY, JOB_OBJECT_LIMIT_CPU_RATE_CONTROL,
-    JOB_OBJECT_LIMIT_JOB_MEMORY, JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE, JOB_OBJECT_UILIMIT,
+    JOBOBJECT_LIMIT_VIOLATION_INFORMATION, JOBOBJECT_NET_RATE_CONTROL_INFORMATION,
+    JOBOBJECT_NOTIFICATION_LIMIT_INFORMATION, JOB_OBJECT_CPU_RATE_CONTROL_ENABLE, JOB_OBJECT_CPU_RATE_CONTROL_HARD_CAP,
+    JOB_OBJECT_LIMIT, JOB_OBJECT_LIMIT_ACTIVE_PROCESS, JOB_OBJECT_LIMIT_AFFINITY, JOB_OBJECT_LIMIT_CPU_RATE_CONTROL,
+    JOB_OBJECT_LIMIT_JOB_MEMORY, JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE, JOB_OBJECT_NET_RATE_CONTROL_ENABLE,
+    JOB_OBJECT_NET_RATE_CONTROL_MAX_BANDWIDTH, JOB_OBJECT_UILIMIT,
 };
 use windows_sys::Win32::System::SystemInformation::GROUP_AFFINITY;
 
@@ -203,6 +204,23 @@ impl JobObject {
                 ),
                 e,
             )
+        })
+    }
+
+    /// DAMON_NET_MAX_BANDWIDTH: the job's network rate control (Windows 10 1607 / Server 2016),
+    /// on the bytes its processes send.
+    pub fn limit_network(&self, max_bytes_per_second: Option<u64>) -> Result<(), ContainerError> {
+        let bytes = match max_bytes_per_second {
+            Some(bytes) => bytes,
+            None => return Ok(()),
+        };
+        let info = JOBOBJECT_NET_RATE_CONTROL_INFORMATION {
+            MaxBandwidth: bytes,
+            ControlFlags: JOB_OBJECT_NET_RATE_CONTROL_ENABLE | JOB_OBJECT_NET_RATE_CONTROL_MAX_BANDWIDTH,
+            DscpTag: 0,
+        };
+        ffi::set_job_information(&self.handle, JobObjectNetRateControlInformation, &info).map_err(|e| {
+            limit_error(&format!("network rate control (JOBOBJECT_NET_RATE_CONTROL_INFORMATION: {} bytes/s)", bytes), e)
         })
     }
 
