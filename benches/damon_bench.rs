@@ -97,6 +97,19 @@ mod linux {
                 ready();
                 wait_forever()
             }
+            Some("obedient-tree") => {
+                // As "tree", but every process ends at SIGTERM, as a service does.
+                let n = number(1)?;
+                for _ in 1..n {
+                    // SAFETY: this process has one thread; the child only waits for a signal.
+                    match unsafe { nix::unistd::fork() }.map_err(|e| format!("fork: {}", e))? {
+                        nix::unistd::ForkResult::Child => wait_forever(),
+                        nix::unistd::ForkResult::Parent { .. } => {}
+                    }
+                }
+                ready();
+                wait_forever()
+            }
             Some("burn") => {
                 burn(Duration::from_secs(number(1)?), number(2)? as usize);
                 Ok(())
@@ -1282,9 +1295,11 @@ mod linux {
             if env.version == Version::V2 { "killed with cgroup.kill" } else { "each listed process sent SIGKILL" }
         ));
         report.line(
-            "| processes | damon's kill time | per process | the kernel alone | per process |\n|---|---|---|---|---|",
+            "| processes | damon's kill time | per process | the kernel alone | per process | tree-scope stop (issue 17) |\n\
+             |---|---|---|---|---|---|",
         );
         let mut largest = (0, 0.0, 0.0);
+        let mut tree_stop_of_1000 = None;
         for &size in sizes {
             let start = Start::Plain({
                 let mut argv = env.damon(&["--memory-limit", "4096", "--kill-timeout", "200ms"]);
@@ -1301,16 +1316,48 @@ mod linux {
                 times.push(elapsed - timeout_ms / 1e3);
                 floors.push(kernel_kill(env, size, &log_dir)?);
             }
-            let (kill_time, floor) = (median(&times), median(&floors));
+            // The same tree, obedient, stopped with --stop-signal-scope tree: SIGTERM to damon until
+            // damon's exit, every process having ended at its SIGTERM (no kill).
+            let obedient = Start::Plain({
+                let mut argv =
+                    env.damon(&["--memory-limit", "4096", "--kill-timeout", "60s", "--stop-signal-scope", "tree"]);
+                argv.extend(env.me(&["obedient-tree", &size.to_string()]));
+                argv
+            });
+            let mut stops = Vec::new();
+            for _ in 0..runs {
+                let (elapsed, status) = time_stop(&obedient, &log_dir)?;
+                if status.code() != Some(143) {
+                    return Err(format!(
+                        "a tree of {} stopped with scope tree: damon exited with {} instead of 143",
+                        size, status
+                    ));
+                }
+                stops.push(elapsed);
+            }
+            let (kill_time, floor, stop) = (median(&times), median(&floors), median(&stops));
             largest = (size, kill_time, floor);
+            if size == 1000 {
+                tree_stop_of_1000 = Some((stop, kill_time));
+            }
             report.line(format!(
-                "| {} | {} | {:.1} µs | {} | {:.1} µs |",
+                "| {} | {} | {:.1} µs | {} | {:.1} µs | {} |",
                 size,
                 ms(kill_time),
                 kill_time * 1e6 / size as f64,
                 ms(floor),
-                floor * 1e6 / size as f64
+                floor * 1e6 / size as f64,
+                ms(stop)
             ));
+        }
+        if let Some((stop, kill_time)) = tree_stop_of_1000 {
+            report.goal(
+                "tree-scope stop of 1,000 processes (issue 17; SIGTERM to damon until its exit)",
+                ms(stop),
+                format!("the kill of the same tree {}", ms(kill_time)),
+                "≤ the kill",
+                Some(stop <= kill_time),
+            );
         }
         report.goal(
             "5. kill time after the timeout, largest tree",
