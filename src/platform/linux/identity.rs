@@ -130,7 +130,7 @@ impl Identity {
             None => None,
         };
         let restriction = if restricted {
-            Some(Restriction { last_cap: last_cap(), drop_bounding_set: holds_setpcap() })
+            Some(Restriction { last_cap: last_cap(), drop_bounding_set: holds_capability(CAP_SETPCAP) })
         } else {
             None
         };
@@ -365,14 +365,17 @@ fn last_cap() -> u32 {
         .unwrap_or(MAX_CAP_FALLBACK)
 }
 
-/// Whether damon's effective set holds CAP_SETPCAP (/proc/self/status, CapEff in hex).
-fn holds_setpcap() -> bool {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("CapEff:"))
-        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
-        .map_or(false, |caps| caps & (1 << CAP_SETPCAP) != 0)
+/// Whether damon's effective set holds capability `cap` (capget, version 3: two words of 32).
+pub fn holds_capability(cap: u32) -> bool {
+    let header = CapHeader { version: LINUX_CAPABILITY_VERSION_3, pid: 0 };
+    let mut data = [CapData { effective: 0, permitted: 0, inheritable: 0 }; 2];
+    // SAFETY: both pointers are to live, properly laid out structs on this stack frame; with
+    // version 3 the kernel writes exactly two CapData.
+    if unsafe { libc::syscall(libc::SYS_capget, &header as *const CapHeader, data.as_mut_ptr()) } == -1 {
+        return false;
+    }
+    let effective = u64::from(data[0].effective) | u64::from(data[1].effective) << 32;
+    cap < 64 && effective & (1 << cap) != 0
 }
 
 /// struct __user_cap_header_struct (linux/capability.h).

@@ -26,7 +26,7 @@ mod seccomp;
 
 use std::io;
 use std::os::unix::io::{AsRawFd, OwnedFd};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use landlock::{
     make_bitflags, Access as _, AccessFs, BitFlags, PathBeneath, PathFd, Ruleset, RulesetAttr, RulesetCreatedAttr, ABI,
@@ -34,7 +34,7 @@ use landlock::{
 use nix::libc;
 
 use self::seccomp::SockFilter;
-use super::identity::Identity;
+use super::identity::{holds_capability, Identity};
 use crate::config::{Access, PathEntry, PathRule, SandboxMode, SandboxSettings};
 use crate::platform::IdentityError;
 
@@ -126,29 +126,38 @@ impl Sandbox {
         let written = settings.paths.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
         let refuse = |source: String, value: String, reason: String| IdentityError { source, value, reason };
         let mut rules = Vec::new();
+        // Read only for the operator's rules that may write (reading the mount table is the
+        // costliest part of a sandboxed launch: the kernel formats a line per mount).
+        let mut cgroup_mounts: Option<Vec<PathBuf>> = None;
         for entry in &settings.paths {
-            match entry {
-                PathEntry::Defaults => rules.extend(default_rules(&settings.nomad_dirs)),
-                PathEntry::Rule(rule) => rules.push(landlock_rule(rule).map_err(|e| {
-                    refuse(paths_source.clone(), written.clone(), format!("{}: {}", rule.path.display(), e))
-                })?),
-            }
-        }
-        let cgroup_mounts = cgroup_mounts();
-        for rule in rules.iter().filter(|r| r.access.intersects(AccessFs::from_write(ABI::V3))) {
-            let real = rule.path.canonicalize().unwrap_or_else(|_| rule.path.clone());
-            if let Some(mount) = cgroup_mounts.iter().find(|m| m.starts_with(&real) || real.starts_with(m)) {
-                return Err(refuse(
-                    paths_source,
-                    written,
-                    format!(
-                        "the rule {} would let the workload write the cgroup files under {}, and so leave its group; \
-                         give it r at most there",
-                        rule.shown,
-                        mount.display()
-                    ),
-                ));
-            }
+            let opened = match entry {
+                PathEntry::Defaults => {
+                    let defaults = default_rules(&settings.nomad_dirs);
+                    // The defaults write only to Nomad's task directories and to /dev/null,
+                    // /dev/zero and /dev/full: none of them holds a cgroup mount beneath it
+                    // (nothing can be mounted under a device file; Nomad mounts no cgroup file
+                    // system in an allocation), so the one thing to check is that none is in a
+                    // cgroup file system itself.
+                    if let Some(rule) = defaults.iter().find(|r| writes(r) && in_cgroup_file_system(&r.path)) {
+                        return Err(refuse(paths_source, written, cgroup_files_reason(rule, &rule.path)));
+                    }
+                    defaults
+                }
+                PathEntry::Rule(rule) => {
+                    let rule = landlock_rule(rule).map_err(|e| {
+                        refuse(paths_source.clone(), written.clone(), format!("{}: {}", rule.path.display(), e))
+                    })?;
+                    if writes(&rule) {
+                        let real = rule.path.canonicalize().unwrap_or_else(|_| rule.path.clone());
+                        let mounts = cgroup_mounts.get_or_insert_with(cgroup_mount_points);
+                        if let Some(mount) = mounts.iter().find(|m| m.starts_with(&real) || real.starts_with(m)) {
+                            return Err(refuse(paths_source, written, cgroup_files_reason(&rule, mount)));
+                        }
+                    }
+                    vec![rule]
+                }
+            };
+            rules.extend(opened);
         }
         let (landlock_abi, landlock_missing) = match landlock_abi() {
             Ok(abi) => (abi, None),
@@ -163,7 +172,7 @@ impl Sandbox {
             landlock_missing,
             filter,
             seccomp_missing,
-            no_new_privs: !holds_cap_sys_admin(),
+            no_new_privs: !holds_capability(CAP_SYS_ADMIN),
             child_is_root: identity.runs_as_root(),
         };
         let gaps = sandbox.gaps();
@@ -420,8 +429,28 @@ fn landlock_abi() -> Result<i64, String> {
     })
 }
 
+/// Whether a rule gives any right to write.
+fn writes(rule: &Rule) -> bool {
+    rule.access.intersects(AccessFs::from_write(ABI::V3))
+}
+
+fn cgroup_files_reason(rule: &Rule, under: &Path) -> String {
+    format!(
+        "the rule {} would let the workload write the cgroup files under {}, and so leave its group; give it r at \
+         most there",
+        rule.shown,
+        under.display()
+    )
+}
+
+/// Whether `path` is in a cgroup (v1 or v2) file system.
+fn in_cgroup_file_system(path: &Path) -> bool {
+    use nix::sys::statfs::{statfs, CGROUP2_SUPER_MAGIC, CGROUP_SUPER_MAGIC};
+    statfs(path).map_or(false, |fs| [CGROUP_SUPER_MAGIC, CGROUP2_SUPER_MAGIC].contains(&fs.filesystem_type()))
+}
+
 /// Where cgroup hierarchies are mounted (/proc/self/mountinfo), and /sys/fs/cgroup.
-fn cgroup_mounts() -> Vec<PathBuf> {
+fn cgroup_mount_points() -> Vec<PathBuf> {
     let mut mounts = vec![PathBuf::from("/sys/fs/cgroup")];
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     for line in mountinfo.lines() {
@@ -434,16 +463,6 @@ fn cgroup_mounts() -> Vec<PathBuf> {
         }
     }
     mounts
-}
-
-/// Whether damon's effective set holds CAP_SYS_ADMIN (/proc/self/status, CapEff in hex).
-fn holds_cap_sys_admin() -> bool {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("CapEff:"))
-        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
-        .map_or(false, |caps| caps & (1 << CAP_SYS_ADMIN) != 0)
 }
 
 #[cfg(test)]
