@@ -83,23 +83,14 @@ mod linux {
                 ready();
                 wait_forever()
             }
-            Some("tree") => {
+            // A tree of N processes waiting for a signal; "tree" ignores SIGTERM, so that only a
+            // kill ends it, "obedient-tree" ends at it, as a service does.
+            Some(mode @ ("tree" | "obedient-tree")) => {
                 let n = number(1)?;
-                // SAFETY: SIG_IGN installs no handler; inherited by every process forked below.
-                unsafe { signal(Signal::SIGTERM, SigHandler::SigIgn) }.map_err(|e| e.to_string())?;
-                for _ in 1..n {
-                    // SAFETY: this process has one thread; the child only waits for a signal.
-                    match unsafe { nix::unistd::fork() }.map_err(|e| format!("fork: {}", e))? {
-                        nix::unistd::ForkResult::Child => wait_forever(),
-                        nix::unistd::ForkResult::Parent { .. } => {}
-                    }
+                if mode == "tree" {
+                    // SAFETY: SIG_IGN installs no handler; inherited by every process forked below.
+                    unsafe { signal(Signal::SIGTERM, SigHandler::SigIgn) }.map_err(|e| e.to_string())?;
                 }
-                ready();
-                wait_forever()
-            }
-            Some("obedient-tree") => {
-                // As "tree", but every process ends at SIGTERM, as a service does.
-                let n = number(1)?;
                 for _ in 1..n {
                     // SAFETY: this process has one thread; the child only waits for a signal.
                     match unsafe { nix::unistd::fork() }.map_err(|e| format!("fork: {}", e))? {
