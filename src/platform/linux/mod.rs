@@ -159,13 +159,13 @@ fn read_cpuset(hierarchies: &Hierarchies, version: CgroupVersion, parent: Option
 
 /// What a new group is given, besides its place and name.
 #[derive(Clone, Copy)]
-struct GroupSettings<'a> {
-    limits: &'a crate::config::Limits,
-    cpu: Option<&'a HostCpu>,
+pub struct GroupSettings<'a> {
+    pub limits: &'a crate::config::Limits,
+    pub cpu: Option<&'a HostCpu>,
     /// The cpuset to write, where the plan makes one.
-    cores: Option<&'a crate::config::CpuCores>,
+    pub cores: Option<&'a crate::config::CpuCores>,
     /// The disks the IO limits apply to.
-    disks: &'a [block_device::Disk],
+    pub disks: &'a [block_device::Disk],
 }
 
 /// What became of the cores: the cpuset inherited (`None` where it could not be read and no
