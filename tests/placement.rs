@@ -242,7 +242,10 @@ fn without_the_right_to_create_cgroups_enforced_limits_fail_with_125() {
     let run = run(cmd, &dir);
     run.assert_code(125).assert_log_contains("cannot create the container");
     assert!(
-        run.stderr.contains("cannot create the container") && run.stderr.contains("ermission denied"),
+        run.stderr.contains("cannot create the container")
+            && run.stderr.contains("ermission denied")
+            && run.stderr.contains("damon runs as uid 65534")
+            && run.stderr.contains("with DAMON_USER"),
         "{}",
         run.explain()
     );

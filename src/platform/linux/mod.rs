@@ -157,6 +157,21 @@ fn read_cpuset(hierarchies: &Hierarchies, version: CgroupVersion, parent: Option
     Cpuset::read(located, version == CgroupVersion::V2)
 }
 
+/// A container that cannot be made by a damon that is not root: most often raw_exec's `user`
+/// set to the workload's user, which runs damon itself as that user. The way out is to leave
+/// damon root and give the workload its user through damon.
+fn with_way_out(e: ContainerError) -> ContainerError {
+    let uid = nix::unistd::geteuid();
+    if uid.is_root() {
+        return e;
+    }
+    ContainerError::message(format!(
+        "{}; damon runs as uid {}, which may not create cgroups here: run damon as root (leave raw_exec's `user` \
+         unset) and the workload as that user with DAMON_USER (e.g. DAMON_USER=nobody), or DAMON_RESTRICTED_TOKEN=Y",
+        e, uid
+    ))
+}
+
 /// What a new group is given, besides its place and name.
 #[derive(Clone, Copy)]
 pub struct GroupSettings<'a> {
@@ -342,7 +357,7 @@ impl Container for Backend {
                 for undo_error in journal.undo() {
                     tracing::error!(error = %undo_error, "cannot undo the cgroup set-up");
                 }
-                return Err(e);
+                return Err(with_way_out(e));
             }
         };
         let oom_watch = match cgroup.oom_watch() {
@@ -629,7 +644,7 @@ pub fn host_report(config: &Config) -> HostReport {
                 Err(e) if config.limits.container_optional() => {
                     facts.push(("containment", format!("unavailable, the command would run uncontained: {}", e)));
                 }
-                Err(e) => problem = problem.or(Some(e.to_string())),
+                Err(e) => problem = problem.or(Some(with_way_out(e).to_string())),
             }
             if let Some(e) = journal.undo().first() {
                 problem = problem.or(Some(format!("cannot remove the trial group: {}", e)));
