@@ -4,8 +4,11 @@
 #![cfg(target_os = "linux")]
 
 mod common;
+#[path = "common/loop_device.rs"]
+mod loop_device;
 
 use common::*;
+use loop_device::LoopDevice;
 
 /// A number field of the "damon exiting" line.
 fn exiting_field(run: &Run, key: &str) -> f64 {
@@ -57,61 +60,6 @@ fn cpu_time_and_throttling_are_counted() {
     );
 }
 
-/// A loop device on a file of 4 MiB; blk-throttle is switched on for it while `rule` holds a
-/// throttle rule for it. Dropped, the device is detached and removed and made again, which
-/// leaves the kernel as it was: nothing else switches blk-throttle off again for a device.
-struct LoopDevice {
-    number: u32,
-    rule: Option<std::path::PathBuf>,
-    _dir: TestDir,
-}
-
-impl LoopDevice {
-    fn new() -> LoopDevice {
-        let dir = TestDir::new("loop-device");
-        let backing = dir.path("backing");
-        std::fs::write(&backing, vec![7u8; 4 << 20]).unwrap();
-        let out = std::process::Command::new("losetup").args(["-f", "--show"]).arg(&backing).output().unwrap();
-        assert!(out.status.success(), "losetup: {}", String::from_utf8_lossy(&out.stderr));
-        let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        let number = path.trim_start_matches("/dev/loop").parse().unwrap_or_else(|_| panic!("losetup gave {}", path));
-        LoopDevice { number, rule: None, _dir: dir }
-    }
-
-    fn path(&self) -> String {
-        format!("/dev/loop{}", self.number)
-    }
-
-    /// A rule that never throttles, in a group of its own: blk-throttle comes on for the device.
-    fn switch_blk_throttle_on(&mut self) {
-        let group =
-            std::path::Path::new("/sys/fs/cgroup/blkio").join(format!("damon-test-rule-{}", std::process::id()));
-        std::fs::create_dir(&group).unwrap();
-        let device = read_trimmed(&std::path::Path::new("/sys/block").join(format!("loop{}", self.number)).join("dev"));
-        std::fs::write(group.join("blkio.throttle.read_bps_device"), format!("{} 1000000000000", device)).unwrap();
-        self.rule = Some(group);
-    }
-}
-
-impl Drop for LoopDevice {
-    fn drop(&mut self) {
-        if let Some(group) = &self.rule {
-            let _ = std::fs::remove_dir(group);
-        }
-        let _ = std::process::Command::new("losetup").args(["-d", &self.path()]).status();
-        if let Ok(control) = std::fs::OpenOptions::new().write(true).open("/dev/loop-control") {
-            use std::os::unix::io::AsRawFd;
-            const LOOP_CTL_ADD: u64 = 0x4C80;
-            const LOOP_CTL_REMOVE: u64 = 0x4C81;
-            for request in [LOOP_CTL_REMOVE, LOOP_CTL_ADD] {
-                // SAFETY: both requests take the device number as their argument and touch no
-                // memory of this process; `control` is open for the duration of the call.
-                unsafe { nix::libc::ioctl(control.as_raw_fd(), request as _, self.number as nix::libc::c_ulong) };
-            }
-        }
-    }
-}
-
 /// On v1, IO figures come from blk-throttle, which counts only on devices where it is switched
 /// on (on this host's kernel, where some group has a throttle rule). damon joins blkio exactly
 /// where it counts somewhere, and then counts a task's reads; elsewhere the figures are left
@@ -122,11 +70,11 @@ fn on_v1_blkio_is_joined_where_blk_throttle_counts_and_counts_a_tasks_reads() {
         eprintln!("skipped: cgroup v1 with blk-throttle only (the VM has no block device)");
         return;
     }
-    let mut device = LoopDevice::new();
+    let mut device = LoopDevice::new(4);
     let read_1_mib = |name: &str, device: &LoopDevice| {
         let dir = TestDir::new(name);
         let mut cmd = damon(&dir);
-        let dd = format!("dd if={} of=/dev/null bs=4096 count=256 iflag=direct", device.path());
+        let dd = format!("dd if={} of=/dev/null bs=4096 count=256 iflag=direct", device.path().display());
         cmd.args(["sh", "-c", &dd]);
         let run = run(cmd, &dir);
         run.assert_code(0);

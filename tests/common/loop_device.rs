@@ -1,5 +1,8 @@
 //! A loop device on a file, made with the kernel's ioctls (no losetup: the VM has busybox's,
-//! which cannot name the device it takes). Dropped, it is detached.
+//! which cannot name the device it takes). Dropped, it is detached, and removed and made again:
+//! a throttle rule on a device switches v1's blk-throttle counting on for it for good, and only
+//! a new device leaves the kernel as it was (nothing else switches it off).
+//! Standalone (no other test helper), so that the benchmark uses it too.
 #![allow(dead_code)]
 
 use std::fs::{File, OpenOptions};
@@ -7,17 +10,20 @@ use std::os::unix::io::AsRawFd;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::TestDir;
-
 /// linux/loop.h
 const LOOP_SET_FD: u64 = 0x4C00;
 const LOOP_CLR_FD: u64 = 0x4C01;
+const LOOP_CTL_ADD: u64 = 0x4C80;
+const LOOP_CTL_REMOVE: u64 = 0x4C81;
 const LOOP_CTL_GET_FREE: u64 = 0x4C82;
 
 pub struct LoopDevice {
     pub number: u32,
-    _device: File,
-    _dir: TestDir,
+    device: Option<File>,
+    /// A group of the test's own holding a rule for the device ([`Self::switch_blk_throttle_on`]).
+    rule: Option<PathBuf>,
+    /// Where the backing file is; removed with the device.
+    dir: PathBuf,
 }
 
 impl LoopDevice {
@@ -25,8 +31,13 @@ impl LoopDevice {
     pub fn new(mib: usize) -> LoopDevice {
         // A directory per device: the tests of one executable run at once.
         static MADE: AtomicUsize = AtomicUsize::new(0);
-        let dir = TestDir::new(&format!("loop-device-{}", MADE.fetch_add(1, Ordering::SeqCst)));
-        let backing_path = dir.path("backing");
+        let dir = std::env::temp_dir().join(format!(
+            "damon-loop-device-{}-{}",
+            std::process::id(),
+            MADE.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let backing_path = dir.join("backing");
         std::fs::write(&backing_path, vec![7u8; mib << 20]).unwrap();
         let backing = OpenOptions::new().read(true).write(true).open(&backing_path).unwrap();
         let control = OpenOptions::new()
@@ -45,7 +56,7 @@ impl LoopDevice {
                 OpenOptions::new().read(true).write(true).open(&path).unwrap_or_else(|e| panic!("{}: {}", path, e));
             // SAFETY: LOOP_SET_FD takes the backing file's descriptor, open for the call.
             if unsafe { nix::libc::ioctl(device.as_raw_fd(), LOOP_SET_FD as _, backing.as_raw_fd()) } == 0 {
-                return LoopDevice { number: number as u32, _device: device, _dir: dir };
+                return LoopDevice { number: number as u32, device: Some(device), rule: None, dir };
             }
             let error = std::io::Error::last_os_error();
             assert_eq!(error.raw_os_error(), Some(nix::libc::EBUSY), "LOOP_SET_FD on {}: {}", path, error);
@@ -57,6 +68,16 @@ impl LoopDevice {
         PathBuf::from(format!("/dev/loop{}", self.number))
     }
 
+    /// A rule that never throttles, in a group of its own: blk-throttle (v1) comes on for the
+    /// device. The group goes when the device does.
+    pub fn switch_blk_throttle_on(&mut self) {
+        let group = PathBuf::from("/sys/fs/cgroup/blkio").join(format!("damon-test-rule-{}", std::process::id()));
+        std::fs::create_dir(&group).unwrap();
+        std::fs::write(group.join("blkio.throttle.read_bps_device"), format!("{} 1000000000000", self.device_number()))
+            .unwrap();
+        self.rule = Some(group);
+    }
+
     /// MAJ:MIN, as io.max and blkio.throttle.* name it.
     pub fn device_number(&self) -> String {
         std::fs::read_to_string(format!("/sys/block/loop{}/dev", self.number)).unwrap().trim().to_string()
@@ -65,7 +86,20 @@ impl LoopDevice {
 
 impl Drop for LoopDevice {
     fn drop(&mut self) {
-        // SAFETY: LOOP_CLR_FD takes no argument; the device is open.
-        unsafe { nix::libc::ioctl(self._device.as_raw_fd(), LOOP_CLR_FD as _, 0) };
+        if let Some(group) = &self.rule {
+            let _ = std::fs::remove_dir(group);
+        }
+        if let Some(device) = self.device.take() {
+            // SAFETY: LOOP_CLR_FD takes no argument; the device is open for the call.
+            unsafe { nix::libc::ioctl(device.as_raw_fd(), LOOP_CLR_FD as _, 0) };
+        }
+        if let Ok(control) = OpenOptions::new().read(true).write(true).open("/dev/loop-control") {
+            for request in [LOOP_CTL_REMOVE, LOOP_CTL_ADD] {
+                // SAFETY: both requests take the device number as their argument and touch no
+                // memory of this process; `control` is open for the duration of the call.
+                unsafe { nix::libc::ioctl(control.as_raw_fd(), request as _, self.number as nix::libc::c_ulong) };
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
