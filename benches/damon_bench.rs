@@ -762,9 +762,8 @@ mod linux {
             "/bin/true",
         ])));
         // Where the loop driver is (not in the benchmark's VM, which has no modules).
-        let io_device = Some(())
-            .filter(|_| Path::new("/dev/loop-control").exists())
-            .map(|_| crate::loop_device::LoopDevice::new(4));
+        let io_device =
+            if Path::new("/dev/loop-control").exists() { Some(crate::loop_device::LoopDevice::new(4)) } else { None };
         let io_row = io_device.as_ref().map(|device| {
             labels
                 .push("damon, memory and CPU limits, `--io-read-bandwidth 100M --io-write-iops 1000` on a loop device");
