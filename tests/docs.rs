@@ -81,7 +81,7 @@ fn link_targets(line: &str) -> Vec<String> {
     if trimmed.starts_with('[') {
         if let Some(end) = trimmed.find("]:") {
             let target = trimmed[end + 2..].split_whitespace().next().unwrap_or("");
-            targets.push(target.trim_matches(|c| c == '<' || c == '>').to_string());
+            targets.push(target.trim_matches(&['<', '>'][..]).to_string());
         }
     }
     let bytes = line.as_bytes();
@@ -102,7 +102,7 @@ fn link_targets(line: &str) -> Vec<String> {
         let inside = &line[start..end];
         // `(target "title")`: the title is not part of the target.
         let target = inside.split_whitespace().next().unwrap_or("");
-        targets.push(target.trim_matches(|c| c == '<' || c == '>').to_string());
+        targets.push(target.trim_matches(&['<', '>'][..]).to_string());
         i = end.min(line.len());
         if i >= line.len() {
             break;
@@ -222,7 +222,12 @@ fn every_relative_link_and_anchor_exists() {
                     }
                     let known = anchor_cache.entry(linked.clone()).or_insert_with(|| anchors(&read(&linked)));
                     if !known.contains(fragment) {
-                        broken.push(format!("{}: no heading with the anchor #{} in {}", where_, fragment, linked.display()));
+                        broken.push(format!(
+                            "{}: no heading with the anchor #{} in {}",
+                            where_,
+                            fragment,
+                            linked.display()
+                        ));
                     }
                 }
             }
@@ -251,7 +256,7 @@ fn help() -> Help {
             continue;
         }
         let flag = trimmed
-            .split(|c: char| c == ' ' || c == ',')
+            .split(&[' ', ','][..])
             .find(|word| word.starts_with("--"))
             .unwrap_or_else(|| panic!("no long flag on the option line {:?}", line))
             .to_string();
@@ -274,7 +279,8 @@ fn variables_in(text: &str) -> BTreeSet<String> {
     let mut rest = text;
     while let Some(at) = rest.find("DAMON_") {
         let tail = &rest[at..];
-        let end = tail.find(|c: char| !(c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')).unwrap_or(tail.len());
+        let end =
+            tail.find(|c: char| !(c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')).unwrap_or(tail.len());
         // DAMON_IO_*_BANDWIDTH names a family: keep the star so it is matched as a pattern.
         let name = if tail[end..].starts_with('*') { format!("{}*", &tail[..end]) } else { tail[..end].to_string() };
         found.insert(name);
@@ -302,9 +308,8 @@ fn the_configuration_reference_holds_every_setting_of_help_and_no_other() {
         }
     }
     for (variable, flag, nomad) in &help.settings {
-        let first_cell = |row: &&&str| {
-            row.trim_start_matches('|').split('|').next().map(str::trim) == Some(variable.as_str())
-        };
+        let first_cell =
+            |row: &&&str| row.trim_start_matches('|').split('|').next().map(str::trim) == Some(variable.as_str());
         match rows.iter().find(first_cell) {
             None => missing.push(format!("{} has no row of its own in docs/configuration.md's table", variable)),
             Some(row) => {
