@@ -41,7 +41,7 @@ fn main() {
 
 /// The static (musl) build's allocator. musl's own returns each freed block group to the kernel
 /// at once: a launch made about 90 mmap/munmap calls and their page faults, 0.14 ms of CPU
-/// of a 2.1 ms launch (README, "Cost"). dlmalloc keeps what it freed for the next allocation,
+/// of a 2.1 ms launch (docs/cost.md). dlmalloc keeps what it freed for the next allocation,
 /// as glibc's malloc does; Windows is not concerned.
 #[cfg(all(target_os = "linux", target_env = "musl"))]
 #[global_allocator]

@@ -327,7 +327,7 @@ mod privilege {
         }
     }
 
-    /// The README's warning, shown: a workload that keeps root moves itself out and raises its
+    /// docs/linux.md's warning, shown: a workload that keeps root moves itself out and raises its
     /// limits. (The root of a hierarchy takes any process; on v2 an inner group with controllers
     /// does not, so only the root's cgroup.procs is asserted.)
     #[test]

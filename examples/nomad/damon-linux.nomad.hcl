@@ -1,4 +1,4 @@
-# A web server run under damon with Nomad's raw_exec driver on Linux (README, "Install").
+# A web server run under damon with Nomad's raw_exec driver on Linux (README, "Install"; docs/install.md).
 # Nomad downloads damon from the release and checks it against the line for
 # damon-0.1.0-x86_64-linux in that release's SHA256SUMS: put that hash in `checksum`
 # (for an arm64 client, use damon-0.1.0-aarch64-linux and its line). The workload here is

@@ -1,4 +1,4 @@
-# A program run under damon.exe with Nomad's raw_exec driver on Windows (README, "Install").
+# A program run under damon.exe with Nomad's raw_exec driver on Windows (README, "Install"; docs/install.md).
 # Nomad downloads damon.exe from the release and checks it against the line for
 # damon-0.1.0-x86_64-windows.exe in that release's SHA256SUMS: put that hash in `checksum`.
 # The workload here is ping, which every Windows has; put your program in its place

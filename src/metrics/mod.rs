@@ -162,7 +162,7 @@ impl Metrics {
         let (io_read_bytes, io_write_bytes, io_other_bytes) = (s.io_read_bytes, s.io_write_bytes, s.io_other_bytes);
         let (io_read_ops, io_write_ops, io_other_ops) =
             (s.io_read_operations, s.io_write_operations, s.io_other_operations);
-        // Linux has no limit notifications: the nearest events stand in (documented in the README).
+        // Linux has no limit notifications: the nearest events stand in (documented in docs/metrics.md).
         let cpu_notifications = s.cpu_notifications.or(s.cpu_throttled_periods);
         let memory_notifications = s.memory_notifications.or(s.oom_kills);
         let child = self.child.lock().map(|c| *c).unwrap_or_default();

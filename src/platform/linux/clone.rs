@@ -2,7 +2,7 @@
 //! (CLONE_VM) and damon waits (CLONE_VFORK) until the child's exec or exit. Nothing of damon's
 //! memory is copied: no page tables, no copy-on-write faults afterwards in damon, no address
 //! space to tear down at the exec. That is most of a fork's cost, and a fork is much of a
-//! launch's (README, "Cost").
+//! launch's (docs/cost.md).
 //!
 //! Two ways into the group:
 //! - cgroup v2: clone3(2) with CLONE_INTO_CGROUP (Linux 5.7): the kernel creates the child in

@@ -17,7 +17,7 @@
 //!
 //! damon waits for nothing of the guard's: damon itself puts the guard in that process group
 //! and, where it is asked to, in its home cgroup, so that a launch costs the guard's fork and
-//! nothing more (README, "Cost").
+//! nothing more (docs/cost.md).
 //!
 //! If the guard itself dies, damon notices (the socket hangs up), says so, and still undoes
 //! everything at its own end.

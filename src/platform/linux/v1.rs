@@ -5,8 +5,8 @@
 //! and the child joins all of them. The freezer stops the tree while it is killed, so nothing
 //! forks past the kill.
 //!
-//! Each hierarchy costs a launch a mkdir, a join and an rmdir in the kernel (see the README's
-//! "Cost"). pids is joined only to enforce a limit: without one its only figures are the task
+//! Each hierarchy costs a launch a mkdir, a join and an rmdir in the kernel (see
+//! docs/cost.md). pids is joined only to enforce a limit: without one its only figures are the task
 //! count, which the freezer's `tasks` file gives as well, and refusals, which are then none.
 //! blkio is joined only where blk-throttle, which keeps its figures, counts on some device
 //! ([`blk_throttle_counts`]).

@@ -114,7 +114,7 @@ fn always_denied() -> Vec<libc::c_long> {
     calls
 }
 
-/// The names of what the filter denies, for --check and the README.
+/// The names of what the filter denies, for --check and docs/linux.md.
 pub const DENIED: &str = "mount, umount2, pivot_root, the new mount API (open_tree, move_mount, fsopen, fsconfig, \
                           fsmount, fspick, mount_setattr), init_module, finit_module, delete_module, kexec_load, \
                           kexec_file_load, reboot, bpf, perf_event_open, clock_settime, settimeofday, adjtimex, \
