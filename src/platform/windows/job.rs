@@ -98,7 +98,8 @@ impl JobObject {
             .map_err(|e| limit_error("sandbox's UI restrictions (JOBOBJECT_BASIC_UI_RESTRICTIONS)", e))
     }
 
-    /// Puts the limits in force. KILL_ON_JOB_CLOSE always: when damon's handle closes,
+    /// Puts the limits in force, the IO and network rate control included (the run and --check
+    /// alike). KILL_ON_JOB_CLOSE always: when damon's handle closes,
     /// however damon ends, every process of the job ends with it.
     pub fn set_limits(&self, limits: &Limits, cpu: Option<&HostCpu>) -> Result<(), ContainerError> {
         let mut extended: JOBOBJECT_EXTENDED_LIMIT_INFORMATION =
@@ -164,14 +165,15 @@ impl JobObject {
                 );
             }
         }
-        Ok(())
+        self.limit_io(&limits.io)?;
+        self.limit_network(limits.net_max_bytes_per_second)
     }
 
     /// DAMON_IO_*: the job's IO rate control (Windows 10 1607 / Server 2016), one bandwidth and
     /// one rate of operations for reads and writes together on each volume. So the read and the
     /// write limit must be equal, and DAMON_IO_DEVICES (Linux's block devices) unset: anything
     /// else is refused with the way out rather than applied with another meaning.
-    pub fn limit_io(&self, io: &IoLimits) -> Result<(), ContainerError> {
+    fn limit_io(&self, io: &IoLimits) -> Result<(), ContainerError> {
         if !io.any() {
             return Ok(());
         }
@@ -209,7 +211,7 @@ impl JobObject {
 
     /// DAMON_NET_MAX_BANDWIDTH: the job's network rate control (Windows 10 1607 / Server 2016),
     /// on the bytes its processes send.
-    pub fn limit_network(&self, max_bytes_per_second: Option<u64>) -> Result<(), ContainerError> {
+    fn limit_network(&self, max_bytes_per_second: Option<u64>) -> Result<(), ContainerError> {
         let bytes = match max_bytes_per_second {
             Some(bytes) => bytes,
             None => return Ok(()),

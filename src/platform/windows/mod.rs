@@ -106,11 +106,9 @@ impl Container for Backend {
         };
         let job = JobObject::create(&spec.name)?;
         job.set_limits(&spec.limits, cpu.as_ref())?;
-        job.limit_io(&spec.limits.io)?;
         if spec.limits.io.any() {
             tracing::info!("IO limits set: the job's IO rate control, on every volume");
         }
-        job.limit_network(spec.limits.net_max_bytes_per_second)?;
         if let Some(bytes) = spec.limits.net_max_bytes_per_second {
             tracing::info!(bytes_per_second = bytes, "network limit set: the job's network rate control");
         }
@@ -350,9 +348,7 @@ pub fn host_report(config: &Config) -> HostReport {
     };
     match JobObject::create(&spec.name).and_then(|job| {
         let cpu = HostCpu::read().ok();
-        job.set_limits(&spec.limits, cpu.as_ref())?;
-        job.limit_io(&spec.limits.io)?;
-        job.limit_network(spec.limits.net_max_bytes_per_second)
+        job.set_limits(&spec.limits, cpu.as_ref())
     }) {
         Ok(()) => {
             facts.push(("containment", "Job Object with the configured limits".to_string()));
