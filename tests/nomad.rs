@@ -295,8 +295,11 @@ fn drain_problem(sequence: Sequence, dir: &TestDir, stop_took: Duration, kill_ti
     // The count may be 0: on v2 Nomad's cgroup.kill of the scope can end the workload first.
     let killed = log_number(&line, "processes_killed");
     let since_stop_ms = log_number(&line, "since_stop_ms").unwrap_or(0);
-    // Nomad's SIGKILL comes at the kill_timeout, never before; the guard acts after it.
-    if killed.is_none() || since_stop_ms < kill_timeout.as_millis() as u64 {
+    // Nomad's SIGKILL comes at the kill_timeout, never before; the guard acts after it. damon
+    // notes the stop when it handles the signal, which on a loaded machine is a few ms after
+    // Nomad sent it, so the guard's figure may fall that much short of the kill_timeout.
+    let noted_late = Duration::from_millis(100);
+    if killed.is_none() || since_stop_ms + (noted_late.as_millis() as u64) < kill_timeout.as_millis() as u64 {
         return Some(format!("the guard's line lacks the processes it ended or the time since the stop: {}", line));
     }
     println!(
