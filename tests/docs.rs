@@ -1,7 +1,8 @@
 //! The documentation against itself and against the binary: every relative link in README.md
 //! and docs/*.md leads to a file that exists and, with a `#fragment`, to a heading that
 //! exists (GitHub's anchors); and docs/configuration.md's table holds exactly the settings
-//! `damon --help` lists, so that the two cannot drift apart.
+//! `damon --help` lists, so that the two cannot drift apart; the man page (examples/man.rs)
+//! names every flag and variable and is roff that groff formats without a warning.
 #![cfg(target_os = "linux")]
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -337,4 +338,81 @@ fn the_configuration_reference_holds_every_setting_of_help_and_no_other() {
         }
     }
     assert!(missing.is_empty(), "docs/configuration.md and damon --help differ:\n{}", missing.join("\n"));
+}
+
+/// The man page examples/man.rs writes, built by cargo beside the tests.
+fn man_page() -> String {
+    let exe = std::env::current_exe().expect("current_exe");
+    let generator = exe.parent().and_then(Path::parent).expect("target dir").join("examples").join("man");
+    let output = std::process::Command::new(&generator)
+        .output()
+        .unwrap_or_else(|e| panic!("run {}: {}", generator.display(), e));
+    assert!(output.status.success(), "{} failed: {:?}", generator.display(), output);
+    String::from_utf8(output.stdout).expect("the man page is UTF-8")
+}
+
+#[test]
+fn the_man_page_names_every_flag_every_variable_and_every_nomad_variable_damon_reads() {
+    let page = man_page();
+    // The text a reader sees, near enough: roff writes a dash as \- and a quote as \(aq.
+    let text = page.replace("\\-", "-").replace("\\(aq", "'");
+    let help = help();
+    let mut missing = Vec::new();
+    for flag in &help.flags {
+        if !mentions_flag(&text, flag) {
+            missing.push(flag.clone());
+        }
+    }
+    for (variable, _, nomad) in &help.settings {
+        missing.extend(std::iter::once(variable).chain(nomad).filter(|v| !text.contains(v.as_str())).cloned());
+    }
+    // Every Nomad variable damon's own source reads (the fuzzer's list of them aside).
+    let sources = ["src/config.rs", "src/config/cli.rs", "src/logging/mod.rs", "src/supervisor.rs"];
+    for source in sources.iter().map(|s| read(Path::new(s))) {
+        for (at, _) in source.match_indices("\"NOMAD_") {
+            let name = &source[at + 1..];
+            let name = &name[..name.find('"').expect("a closed string")];
+            if !text.contains(name) && !missing.iter().any(|m| m == name) {
+                missing.push(name.to_string());
+            }
+        }
+    }
+    assert!(missing.is_empty(), "the man page does not name {:?}:\n{}", missing, page);
+    for section in ["NAME", "SYNOPSIS", "DESCRIPTION", "OPTIONS", "EXIT STATUS", "ENVIRONMENT", "FILES", "SEE ALSO"] {
+        assert!(
+            page.contains(&format!(".SH {}\n", section)) || page.contains(&format!(".SH \"{}\"\n", section)),
+            "no {} section:\n{}",
+            section,
+            page
+        );
+    }
+}
+
+/// groff (scripts/test installs it; the VM has none) formats the page without a warning.
+#[test]
+fn the_man_page_is_well_formed_roff() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    if Command::new("groff").arg("--version").output().is_err() {
+        // /vm holds the VM's test list (tests/vm/init); only there may groff be missing.
+        assert!(Path::new("/vm").exists(), "groff is missing: scripts/test installs groff-base");
+        println!("no groff here (the VM): the page's text is checked by the test beside this one");
+        return;
+    }
+    let page = man_page();
+    let mut groff = Command::new("groff")
+        .args(["-man", "-Tutf8", "-ww", "-z"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run groff");
+    groff.stdin.take().expect("stdin").write_all(page.as_bytes()).expect("write to groff");
+    let output = groff.wait_with_output().expect("groff");
+    let warnings = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && warnings.trim().is_empty(),
+        "groff on the man page: {:?}\n{}",
+        output.status,
+        warnings
+    );
 }
