@@ -316,7 +316,9 @@ fn a_cpu_limit_wine_refuses_is_a_clear_125_and_nothing_runs() {
     let run = run(cmd, &dir);
     run.assert_code(125).assert_log_contains("Windows refused the CPU rate limit");
     assert!(
-        run.stderr.contains("CPU rate limit") && run.stderr.contains("SetInformationJobObject"),
+        run.stderr.contains("CPU rate limit")
+            && run.stderr.contains("SetInformationJobObject")
+            && run.stderr.contains("; DAMON_ENFORCE_CPU_LIMIT=N runs without the cap"),
         "{}",
         run.explain()
     );
@@ -643,7 +645,8 @@ fn flood_while_a_real_prometheus_scrapes_damon_exe_on_its_kept_connection() {
 /// so damon.exe does not call it there) nor its network rate control (Invalid parameter): each
 /// is a clear 125 naming it, and nothing runs. The two refusals Windows would give too: a read
 /// limit unlike the write limit (the job has one bandwidth for both), and DAMON_IO_DEVICES (Linux's
-/// block devices). tests/windows_native.rs checks the limits on Windows.
+/// block devices). Each refusal names the way out. tests/windows_native.rs checks the limits on
+/// Windows.
 #[test]
 #[ignore = "needs the Windows build and Wine: scripts/windows-test"]
 fn io_and_network_limits_are_refused_clearly_where_they_cannot_hold() {
@@ -653,6 +656,11 @@ fn io_and_network_limits_are_refused_clearly_where_they_cannot_hold() {
             vec![("DAMON_IO_READ_BANDWIDTH", "4M"), ("DAMON_IO_WRITE_BANDWIDTH", "4M")],
             "IO rate control (JOBOBJECT_IO_RATE_CONTROL_INFORMATION: 4194304 bytes/s, 0 operations/s; 0 is none): \
              SetIoRateControlInformationJobObject is not there",
+        ),
+        (
+            vec![("DAMON_IO_READ_IOPS", "100"), ("DAMON_IO_WRITE_IOPS", "100")],
+            "; unset DAMON_IO_READ_BANDWIDTH, DAMON_IO_WRITE_BANDWIDTH, DAMON_IO_READ_IOPS and DAMON_IO_WRITE_IOPS to \
+             run without it",
         ),
         (
             vec![("DAMON_IO_WRITE_BANDWIDTH", "4M")],
@@ -667,6 +675,7 @@ fn io_and_network_limits_are_refused_clearly_where_they_cannot_hold() {
             vec![("DAMON_NET_MAX_BANDWIDTH", "1M")],
             "Windows refused the network rate control (JOBOBJECT_NET_RATE_CONTROL_INFORMATION: 1048576 bytes/s)",
         ),
+        (vec![("DAMON_NET_MAX_BANDWIDTH", "1M")], "; unset DAMON_NET_MAX_BANDWIDTH to run without it"),
     ] {
         let mut cmd = damon(&dir);
         cmd.envs(env.iter().copied()).args([workload_exe(), "exit".to_string(), "0".to_string()]);

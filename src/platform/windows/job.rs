@@ -48,8 +48,19 @@ fn from_100ns(value: i64) -> Duration {
     Duration::from_nanos(value.max(0) as u64 * 100)
 }
 
-fn limit_error(limit: &str, e: io::Error) -> ContainerError {
-    ContainerError::new(format!("Windows refused the {}", limit), e)
+/// A limit Windows refused, with the Windows error and the way to run without it.
+fn limit_error(limit: &str, e: io::Error, way_out: &str) -> ContainerError {
+    ContainerError::message(format!("Windows refused the {}: {}; {}", limit, e, way_out))
+}
+
+/// How to run without a pin Windows refused: unset the variable it came from.
+fn unpin(cores: &Cores) -> String {
+    match cores.source.starts_with("NOMAD_") {
+        true => {
+            format!("{} comes from the job's resources.cores: ask for cpu instead to run on every core", cores.source)
+        }
+        false => format!("unset {} to run on every core", cores.source),
+    }
 }
 
 /// The affinity masks that pin to `cores` on a host whose processor groups hold `group_sizes`
@@ -94,8 +105,13 @@ impl JobObject {
     /// DAMON_SANDBOX: what the job's processes may not do to the desktop and the session.
     pub fn restrict_ui(&self, restrictions: JOB_OBJECT_UILIMIT) -> Result<(), ContainerError> {
         let info = JOBOBJECT_BASIC_UI_RESTRICTIONS { UIRestrictionsClass: restrictions };
-        ffi::set_job_information(&self.handle, JobObjectBasicUIRestrictions, &info)
-            .map_err(|e| limit_error("sandbox's UI restrictions (JOBOBJECT_BASIC_UI_RESTRICTIONS)", e))
+        ffi::set_job_information(&self.handle, JobObjectBasicUIRestrictions, &info).map_err(|e| {
+            limit_error(
+                "sandbox's UI restrictions (JOBOBJECT_BASIC_UI_RESTRICTIONS)",
+                e,
+                "unset DAMON_SANDBOX to run without them",
+            )
+        })
     }
 
     /// Puts the limits in force, the IO and network rate control included (the run and --check
@@ -104,7 +120,7 @@ impl JobObject {
     pub fn set_limits(&self, limits: &Limits, cpu: Option<&HostCpu>) -> Result<(), ContainerError> {
         let mut extended: JOBOBJECT_EXTENDED_LIMIT_INFORMATION =
             ffi::query_job_information(&self.handle, JobObjectExtendedLimitInformation)
-                .map_err(|e| limit_error("extended limits query", e))?;
+                .map_err(|e| ContainerError::new("cannot read the Job Object's limits", e))?;
         let mut flags: JOB_OBJECT_LIMIT = JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE;
         if let Some(memory) = limits.enforced_memory() {
             flags |= JOB_OBJECT_LIMIT_JOB_MEMORY;
@@ -115,8 +131,13 @@ impl JobObject {
             extended.BasicLimitInformation.ActiveProcessLimit = max.min(u64::from(u32::MAX)) as u32;
         }
         extended.BasicLimitInformation.LimitFlags = flags;
-        ffi::set_job_information(&self.handle, JobObjectExtendedLimitInformation, &extended)
-            .map_err(|e| limit_error("memory and process limits (JOBOBJECT_EXTENDED_LIMIT_INFORMATION)", e))?;
+        ffi::set_job_information(&self.handle, JobObjectExtendedLimitInformation, &extended).map_err(|e| {
+            limit_error(
+                "memory and process limits (JOBOBJECT_EXTENDED_LIMIT_INFORMATION)",
+                e,
+                "DAMON_ENFORCE_MEMORY_LIMIT=N and no DAMON_PROCESS_LIMIT run without them",
+            )
+        })?;
         if let Some(cores) = &limits.cores {
             self.pin(cores, &mut extended)?;
         }
@@ -134,8 +155,13 @@ impl JobObject {
                 },
             };
             info.Anonymous.CpuRate = rate;
-            ffi::set_job_information(&self.handle, JobObjectCpuRateControlInformation, &info)
-                .map_err(|e| limit_error(&format!("CPU rate limit of {} (hundredths of a percent)", rate), e))?;
+            ffi::set_job_information(&self.handle, JobObjectCpuRateControlInformation, &info).map_err(|e| {
+                limit_error(
+                    &format!("CPU rate limit of {} (hundredths of a percent)", rate),
+                    e,
+                    "DAMON_ENFORCE_CPU_LIMIT=N runs without the cap",
+                )
+            })?;
         }
         if soft_memory.is_some() || cpu_rate.is_some() {
             // Notifications: the soft memory limit, and the original's CPU-rate tolerance
@@ -205,6 +231,7 @@ impl JobObject {
                     bandwidth, iops
                 ),
                 e,
+                "unset DAMON_IO_READ_BANDWIDTH, DAMON_IO_WRITE_BANDWIDTH, DAMON_IO_READ_IOPS and DAMON_IO_WRITE_IOPS to run without it",
             )
         })
     }
@@ -222,7 +249,11 @@ impl JobObject {
             DscpTag: 0,
         };
         ffi::set_job_information(&self.handle, JobObjectNetRateControlInformation, &info).map_err(|e| {
-            limit_error(&format!("network rate control (JOBOBJECT_NET_RATE_CONTROL_INFORMATION: {} bytes/s)", bytes), e)
+            limit_error(
+                &format!("network rate control (JOBOBJECT_NET_RATE_CONTROL_INFORMATION: {} bytes/s)", bytes),
+                e,
+                "unset DAMON_NET_MAX_BANDWIDTH to run without it",
+            )
         })
     }
 
@@ -251,15 +282,17 @@ impl JobObject {
             // The affinity must be a subset of the system's: it is, every core being below the count.
             extended.BasicLimitInformation.LimitFlags |= JOB_OBJECT_LIMIT_AFFINITY;
             extended.BasicLimitInformation.Affinity = masks.first().map_or(0, |&(_, mask)| mask);
-            ffi::set_job_information(&self.handle, JobObjectExtendedLimitInformation, &*extended)
-                .map_err(|e| limit_error(&format!("pin to cores {} (JOB_OBJECT_LIMIT_AFFINITY)", cores.cores), e))
+            ffi::set_job_information(&self.handle, JobObjectExtendedLimitInformation, &*extended).map_err(|e| {
+                limit_error(&format!("pin to cores {} (JOB_OBJECT_LIMIT_AFFINITY)", cores.cores), e, &unpin(cores))
+            })
         } else {
             let affinities: Vec<GROUP_AFFINITY> = masks
                 .iter()
                 .map(|&(group, mask)| GROUP_AFFINITY { Mask: mask, Group: group, Reserved: [0; 3] })
                 .collect();
-            ffi::set_job_information_list(&self.handle, JobObjectGroupInformationEx, &affinities)
-                .map_err(|e| limit_error(&format!("pin to cores {} (JobObjectGroupInformationEx)", cores.cores), e))
+            ffi::set_job_information_list(&self.handle, JobObjectGroupInformationEx, &affinities).map_err(|e| {
+                limit_error(&format!("pin to cores {} (JobObjectGroupInformationEx)", cores.cores), e, &unpin(cores))
+            })
         }
     }
 
