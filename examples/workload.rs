@@ -36,6 +36,11 @@
 //!   recorded-tree DIR   start recorders DIR/plain, DIR/setsid (setsid) and DIR/orphan (through a
 //!                       parent that exits at once), write DIR/child.pid once all are up, then
 //!                       record as a recorder does, to DIR/child.got, and exit 3
+//!   child-first MS DIR  start a setsid() drainer (DIR/drainer.pid) that, on SIGINT or SIGTERM,
+//!                       sleeps MS milliseconds, writes DIR/drainer.drained and exits 0; write
+//!                       DIR/child.pid, and on SIGINT or SIGTERM exit 3 at once (a launcher that
+//!                       leaves before the service it started)
+//!   drainer MS DIR      (the drainer of child-first)
 //!   ride-out MS         block SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 first thing,
 //!                       sleep MS milliseconds, exit 7
 //!   whoami              print the Uid, Gid, Groups, Cap* and NoNewPrivs lines of /proc/self/status
@@ -112,6 +117,10 @@ fn main() {
         "orphan-recorder" => unix::orphan_recorder(Path::new(arg(1))),
         #[cfg(unix)]
         "recorded-tree" => unix::recorded_tree(Path::new(arg(1))),
+        #[cfg(unix)]
+        "child-first" => unix::child_first(number(1), Path::new(arg(2))),
+        #[cfg(unix)]
+        "drainer" => unix::drainer(number(1), Path::new(arg(2))),
         #[cfg(unix)]
         "drain" => unix::drain(number(1), Path::new(arg(2))),
         #[cfg(unix)]
@@ -355,6 +364,28 @@ mod unix {
         while !matches!(fd.read_signal(), Ok(Some(_))) {}
         std::thread::sleep(std::time::Duration::from_millis(ms));
         std::fs::write(dir.join("drained"), "").expect("write DIR/drained");
+        std::process::exit(0)
+    }
+
+    pub fn child_first(ms: u64, dir: &Path) {
+        let set = block(&[Signal::SIGINT, Signal::SIGTERM]);
+        let drainer = dir.join("drainer.pid");
+        start(&["drainer".as_ref(), ms.to_string().as_ref(), dir.as_os_str()]).expect("start the drainer");
+        wait_for_file(&drainer);
+        write_pid(&dir.join("child.pid"));
+        let mut fd = SignalFd::new(&set).expect("signalfd");
+        while !matches!(fd.read_signal(), Ok(Some(_))) {}
+        std::process::exit(3)
+    }
+
+    pub fn drainer(ms: u64, dir: &Path) {
+        nix::unistd::setsid().expect("setsid");
+        let set = block(&[Signal::SIGINT, Signal::SIGTERM]);
+        write_pid(&dir.join("drainer.pid"));
+        let mut fd = SignalFd::new(&set).expect("signalfd");
+        while !matches!(fd.read_signal(), Ok(Some(_))) {}
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+        std::fs::write(dir.join("drainer.drained"), "").expect("write DIR/drainer.drained");
         std::process::exit(0)
     }
 

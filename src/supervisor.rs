@@ -290,9 +290,23 @@ fn supervise(config: &Config, identity: Identity, sandbox: Sandbox) -> (Ending, 
     let mut stopping = false;
     // Why damon killed the tree itself, if it did: a child SIGKILLed then was killed by damon.
     let mut killed_for = None;
+    // The child's status while the rest of the workload drains after it (a tree-scope stop).
+    let mut exited = None;
     let status = loop {
         match container.next_event(deadline) {
+            // Every process got the stop, so every process gets its time to act on it: the
+            // tree's kill waits for the kill timeout (or, under Nomad, for Nomad's own kill).
+            Ok(Event::ChildExited(status))
+                if stopping
+                    && killed_for.is_none()
+                    && config.stop_scope == StopScope::Tree
+                    && container.watch_emptying() =>
+            {
+                tracing::info!(pid, "the child exited: waiting for the rest of the workload to stop");
+                exited = Some(status);
+            }
             Ok(Event::ChildExited(status)) => break Some(status),
+            Ok(Event::WorkloadEmpty) => break exited,
             Ok(Event::Stop(signal)) if stopping && config.kill_timeout.second_stop_kills() => {
                 tracing::warn!(
                     signal = signal.name(),
@@ -300,6 +314,9 @@ fn supervise(config: &Config, identity: Identity, sandbox: Sandbox) -> (Ending, 
                 );
                 kill_tree(&mut container, &mut killed_for, Ending::KilledOnSecondStop);
                 deadline = None;
+                if exited.is_some() {
+                    break exited;
+                }
             }
             Ok(Event::Stop(signal)) => {
                 let reached = pass_stop_on(&mut container, config.stop_scope, signal);
@@ -324,9 +341,13 @@ fn supervise(config: &Config, identity: Identity, sandbox: Sandbox) -> (Ending, 
                 container.signal_child(signal);
             }
             Ok(Event::DeadlinePassed) => {
-                tracing::warn!(kill_timeout = %config.kill_timeout, "the child did not stop in time: killing every process of the workload");
+                let late = if exited.is_some() { "the rest of the workload" } else { "the child" };
+                tracing::warn!(kill_timeout = %config.kill_timeout, "{} did not stop in time: killing every process of the workload", late);
                 kill_tree(&mut container, &mut killed_for, Ending::KilledAfterTimeout);
                 deadline = None;
+                if exited.is_some() {
+                    break exited;
+                }
             }
             Err(e) => {
                 tracing::error!(error = %e, "cannot wait for the child: killing the workload");

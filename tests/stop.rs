@@ -200,6 +200,46 @@ fn with_the_tree_scope_every_process_gets_the_stop_once() {
     }
 }
 
+/// Starts `workload child-first DRAIN_MS` under damon with the tree scope and `kill_timeout`,
+/// stops it with SIGTERM: the child exits at once with 3, the setsid() drainer takes DRAIN_MS.
+fn stop_child_first(name: &str, drain_ms: u64, kill_timeout: &str) -> (TestDir, Run, u32) {
+    let dir = TestDir::new(name);
+    let env = [("DAMON_STOP_SIGNAL_SCOPE", "tree"), ("DAMON_KILL_TIMEOUT", kill_timeout)];
+    let damon = spawn_damon(&dir, &env, &["child-first", &drain_ms.to_string(), dir.0.to_str().unwrap()]);
+    wait_for("the tree to be up", Duration::from_secs(10), || read_pid(&dir.path("child.pid")).is_some());
+    let drainer = read_pid(&dir.path("drainer.pid")).expect("the drainer's pid");
+    signal(damon.id(), Signal::SIGTERM);
+    let run =
+        finish(damon, &dir, &format!("damon (scope tree) workload child-first {}", drain_ms), Duration::from_secs(30));
+    (dir, run, drainer)
+}
+
+/// With the tree scope every process got the stop, so every process gets its time: a child that
+/// leaves first does not end the drain of the rest. damon waits for them, without a kill, and
+/// returns the child's status.
+#[test]
+fn with_the_tree_scope_the_rest_of_the_workload_drains_after_the_child_has_exited() {
+    let (dir, run, drainer) = stop_child_first("scope-tree-drain", 1500, "20s");
+    run.assert_code(3)
+        .assert_log_contains("the child exited: waiting for the rest of the workload to stop")
+        .assert_log_contains("\"ending\":\"exited\"");
+    assert!(dir.path("drainer.drained").exists(), "the drainer was not let drain\n{}", run.explain());
+    assert!(!run.log.contains("did not stop in time"), "the workload was killed\n{}", run.explain());
+    assert!(!alive(drainer), "the drainer {} is still alive", drainer);
+}
+
+/// The same with a drain longer than the kill timeout: the rest is killed at the timeout, the
+/// log says so, and damon still returns the child's status.
+#[test]
+fn with_the_tree_scope_a_drain_past_the_kill_timeout_is_killed_at_it() {
+    let (dir, run, drainer) = stop_child_first("scope-tree-late", 20_000, "1s");
+    run.assert_code(3)
+        .assert_log_contains("the child exited: waiting for the rest of the workload to stop")
+        .assert_log_contains("the rest of the workload did not stop in time: killing every process of the workload");
+    assert!(!dir.path("drainer.drained").exists(), "the drainer drained past the kill timeout\n{}", run.explain());
+    assert!(!alive(drainer), "the drainer {} is still alive\n{}", drainer, run.explain());
+}
+
 /// DAMON_STOP_SIGNAL_SCOPE=child (the default, as Nomad and the original): the child alone.
 #[test]
 fn with_the_child_scope_only_the_child_gets_the_stop() {

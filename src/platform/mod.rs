@@ -95,6 +95,9 @@ pub enum Event {
     #[cfg_attr(windows, allow(dead_code))]
     ProcessLimitHit,
     DeadlinePassed,
+    /// The workload holds no process any more, after [`Container::watch_emptying`] (Linux).
+    #[cfg_attr(windows, allow(dead_code))]
+    WorkloadEmpty,
 }
 
 /// The backend a platform provides. One container per run; the supervisor drives it.
@@ -123,6 +126,12 @@ pub trait Container: Sized {
     /// Sends a signal to every process of the workload, once each, processes started meanwhile
     /// included; returns how many it reached. Only where [`STOP_TREE_REFUSED`] is `None`.
     fn signal_tree(&mut self, signal: Signal) -> Result<usize, ContainerError>;
+    /// The child has exited during a tree-scope stop, and the rest of the workload may still be
+    /// draining: whether processes remain, in which case [`Container::next_event`] reports
+    /// [`Event::WorkloadEmpty`] once they are all gone. `false` where nothing can be watched.
+    fn watch_emptying(&mut self) -> bool {
+        false
+    }
     /// The stop began with `signal`. Linux tells the guard when, so that, should Nomad's
     /// SIGKILL end damon before the workload, the guard's report says how long the stop lasted.
     fn stopping(&mut self, _signal: Signal) {}

@@ -124,6 +124,12 @@ impl Hierarchies {
                 continue;
             }
             let (root, mount_point) = (unescape(left[3]), PathBuf::from(unescape(left[4])));
+            // A later mount at or above a hierarchy's mount point hides it (a tmpfs over
+            // /sys/fs/cgroup/pids): it is no longer there to use.
+            found.v1.retain(|h| !h.mount_point.starts_with(&mount_point));
+            if found.v2.as_ref().map_or(false, |h| h.mount_point.starts_with(&mount_point)) {
+                found.v2 = None;
+            }
             // The first mount of a hierarchy is used, unless a later one is mounted over it:
             // mountinfo lists mounts in the order they were made, so the last at a mount point
             // is the one visible there.
@@ -362,6 +368,17 @@ mod tests {
         assert_eq!(h.v1.len(), 1);
         assert_eq!(h.v1[0].own_dir, Path::new("/sys/fs/cgroup/memory/x"));
         assert_eq!(h.v2.unwrap().own_dir, Path::new("/sys/fs/cgroup/unified"));
+    }
+
+    #[test]
+    fn a_mount_of_another_file_system_over_a_hierarchy_or_its_parent_hides_it() {
+        let over_pids = format!("{}42 31 0:39 / /sys/fs/cgroup/pids rw - cgroup cgroup rw,pids\n90 42 0:50 / /sys/fs/cgroup/pids rw - tmpfs none rw\n", HYBRID_MOUNTINFO);
+        let h = Hierarchies::parse(&over_pids, HYBRID_CGROUP);
+        assert!(h.v1_with("pids").is_none(), "{:?}", h.v1);
+        assert!(h.v1_with("memory").is_some() && h.v2.is_some());
+        let over_all = format!("{}90 23 0:50 / /sys/fs/cgroup rw - tmpfs none rw\n", HYBRID_MOUNTINFO);
+        let h = Hierarchies::parse(&over_all, HYBRID_CGROUP);
+        assert!(h.v1.is_empty() && h.v2.is_none(), "{:?}", h.v1);
     }
 
     #[test]

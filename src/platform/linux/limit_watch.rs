@@ -6,11 +6,16 @@
 //! descriptor of them; cgroup v1 needs an eventfd registered for `memory.oom_control` in
 //! `cgroup.event_control`, and has no notification for `pids.events` at all (its refusals are
 //! reported when the run ends, and counted in the metrics whenever they are scraped).
+//!
+//! Also the watch for the workload's group to empty ([`EmptyWatch`]), which a tree-scope stop
+//! waits on once the child has exited: v2 notifies `cgroup.events`' "populated" the same way;
+//! v1 has no notification, so a pidfd of one remaining process at a time stands in for it.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
-use std::os::unix::io::{AsRawFd, FromRawFd, RawFd};
-use std::path::Path;
+use std::os::unix::io::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use nix::poll::PollFlags;
 use nix::sys::eventfd::{eventfd, EfdFlags};
@@ -88,5 +93,68 @@ impl ProcessLimitWatch {
 
     pub fn poll_target(&self) -> (RawFd, PollFlags) {
         (self.events.as_raw_fd(), PollFlags::POLLPRI)
+    }
+}
+
+/// Whether the workload's group holds no process, and a descriptor that becomes ready when that
+/// may have changed.
+pub enum EmptyWatch {
+    /// `cgroup.events`, re-read after each notification.
+    V2 { events: File },
+    /// The group's directory (its `cgroup.procs`), and a pidfd of one process still in it.
+    V1 { dir: PathBuf, pidfd: Option<OwnedFd> },
+}
+
+impl EmptyWatch {
+    /// Before Linux 5.3 (no pidfd), how often v1 reads the list again: the kernel gives no other
+    /// notice there.
+    pub const V1_RECHECK_WITHOUT_PIDFD: Duration = Duration::from_millis(100);
+
+    pub fn v2(group: &Path) -> Result<EmptyWatch, CgroupIoError> {
+        let path = group.join("cgroup.events");
+        let events = File::open(&path).map_err(|e| open_error(&path, e))?;
+        Ok(EmptyWatch::V2 { events })
+    }
+
+    pub fn v1(group: &Path) -> EmptyWatch {
+        EmptyWatch::V1 { dir: group.to_path_buf(), pidfd: None }
+    }
+
+    /// Whether the group holds no process now. If it holds some, arms the watch: reading
+    /// `cgroup.events` (v2), or opening a pidfd of one of them (v1). A group that cannot be read
+    /// counts as empty: there is nothing left to wait for that damon could see.
+    pub fn is_empty(&mut self) -> bool {
+        match self {
+            EmptyWatch::V2 { events } => {
+                let mut content = String::new();
+                let read = events.seek(SeekFrom::Start(0)).and_then(|_| events.read_to_string(&mut content));
+                read.is_err() || file::keyed_value(&content, "populated") != Some(1)
+            }
+            EmptyWatch::V1 { dir, pidfd } => loop {
+                let pids = match file::pids(dir) {
+                    Ok(pids) => pids,
+                    Err(_) => return true,
+                };
+                let first = match pids.first() {
+                    Some(&pid) => pid,
+                    None => return true,
+                };
+                *pidfd = super::teardown::pidfd_open(first);
+                // No pidfd: that process has just exited (list again), or the kernel has no
+                // pidfd_open (the caller re-checks after V1_RECHECK_WITHOUT_PIDFD).
+                if pidfd.is_some() || super::teardown::is_alive(first) {
+                    return false;
+                }
+            },
+        }
+    }
+
+    /// The descriptor to poll, `None` where only a re-check after
+    /// [`Self::V1_RECHECK_WITHOUT_PIDFD`] can tell.
+    pub fn poll_target(&self) -> Option<(RawFd, PollFlags)> {
+        match self {
+            EmptyWatch::V2 { events } => Some((events.as_raw_fd(), PollFlags::POLLPRI)),
+            EmptyWatch::V1 { pidfd, .. } => pidfd.as_ref().map(|fd| (fd.as_raw_fd(), PollFlags::POLLIN)),
+        }
     }
 }

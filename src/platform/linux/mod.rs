@@ -34,7 +34,7 @@ use self::cpuset::{Cpuset, Plan};
 use self::guard::{Change, Journal};
 use self::hierarchy::Hierarchies;
 use self::host::HostCpu;
-use self::limit_watch::{OomWatch, ProcessLimitWatch};
+use self::limit_watch::{EmptyWatch, OomWatch, ProcessLimitWatch};
 use self::signals::{SignalWaiter, Wake, PASS_ON_SIGNALS, STOP_SIGNALS};
 use self::spawn::{ChildProcess, Ended, Placement};
 use self::v1::CgroupV1;
@@ -130,6 +130,11 @@ fn guard_home(hierarchies: &Hierarchies, version: Option<CgroupVersion>) -> Opti
     Some(hierarchy).filter(|h| h.own_dir != h.mount_point).map(|h| h.mount_point.join("cgroup.procs"))
 }
 
+/// The way out when the host mounts no cgroup damon can use.
+const MOUNT_CGROUPS: &str = "mount cgroup v2 at /sys/fs/cgroup (systemd does), or the v1 memory, cpu and pids \
+     controllers; with DAMON_ENFORCE_CPU_LIMIT=N, DAMON_ENFORCE_MEMORY_LIMIT=N and no other limit damon runs \
+     the command uncontained";
+
 /// The version damon would use here, and why not if none.
 fn choose(hierarchies: &Hierarchies) -> Result<CgroupVersion, String> {
     let v2_has_controllers = hierarchies.v2.as_ref().map_or(false, |v2| {
@@ -141,7 +146,7 @@ fn choose(hierarchies: &Hierarchies) -> Result<CgroupVersion, String> {
     } else if ["memory", "cpu", "pids"].iter().any(|c| hierarchies.v1_with(c).is_some()) {
         Ok(CgroupVersion::V1)
     } else {
-        Err("no cgroup hierarchy with the memory, cpu or pids controller is mounted".to_string())
+        Err(format!("no cgroup hierarchy with the memory, cpu or pids controller is mounted: {}", MOUNT_CGROUPS))
     }
 }
 
@@ -170,6 +175,19 @@ fn with_way_out(e: ContainerError) -> ContainerError {
          unset) and the workload as that user with DAMON_USER (e.g. DAMON_USER=nobody), or DAMON_RESTRICTED_TOKEN=Y",
         e, uid
     ))
+}
+
+/// How to run without the limit that needs `controller` (v1 or v2 name), for a refusal that
+/// the controller is missing.
+fn without_controller(controller: &str) -> &'static str {
+    match controller {
+        "memory" => "DAMON_ENFORCE_MEMORY_LIMIT=N runs without the memory limit",
+        "cpu" => "DAMON_ENFORCE_CPU_LIMIT=N runs without the CPU cap",
+        "pids" => "unset DAMON_PROCESS_LIMIT to run without the process limit",
+        "io" | "blkio" => "unset the DAMON_IO_* limits to run without them",
+        "cpuset" => "unset DAMON_CPU_CORES to run on every core",
+        _ => "leave out the limit that needs it",
+    }
 }
 
 /// What a new group is given, besides its place and name.
@@ -301,6 +319,14 @@ impl Cgroup {
         }
     }
 
+    /// A watch for the group to hold no process.
+    fn empty_watch(&self) -> Result<EmptyWatch, CgroupIoError> {
+        match self {
+            Cgroup::V1(g) => Ok(EmptyWatch::v1(g.any_dir())),
+            Cgroup::V2(g) => EmptyWatch::v2(&g.dir),
+        }
+    }
+
     /// A watch on the memory limit, where the group has the memory controller.
     fn oom_watch(&self) -> Result<Option<OomWatch>, CgroupIoError> {
         match self {
@@ -318,6 +344,8 @@ pub struct Backend {
     journal: Option<Journal>,
     oom_watch: Option<OomWatch>,
     process_limit_watch: Option<ProcessLimitWatch>,
+    /// Set while the rest of the workload drains after the child (a tree-scope stop).
+    empty_watch: Option<EmptyWatch>,
     child: Option<ChildProcess>,
     identity: Identity,
     sandbox: Sandbox,
@@ -381,6 +409,7 @@ impl Container for Backend {
             journal: Some(journal),
             oom_watch,
             process_limit_watch,
+            empty_watch: None,
             child: None,
             identity: spec.identity.clone(),
             sandbox: spec.sandbox.clone(),
@@ -396,6 +425,7 @@ impl Container for Backend {
             journal: None,
             oom_watch: None,
             process_limit_watch: None,
+            empty_watch: None,
             child: None,
             identity: spec.identity.clone(),
             sandbox: spec.sandbox.clone(),
@@ -444,12 +474,29 @@ impl Container for Backend {
             let process_limit_target = self.process_limit_watch.as_ref().map(ProcessLimitWatch::poll_target);
             // The guard never writes: its socket becomes readable only when the guard is gone.
             let guard_target = self.journal.as_ref().and_then(Journal::guard_socket).map(|fd| (fd, PollFlags::POLLIN));
+            let empty_target = self.empty_watch.as_ref().and_then(EmptyWatch::poll_target);
+            // A v1 group without pidfds gives no notice of its emptying: look again now and then.
+            let recheck = match (&self.empty_watch, empty_target) {
+                (Some(_), None) => Some(Instant::now() + EmptyWatch::V1_RECHECK_WITHOUT_PIDFD),
+                _ => None,
+            };
+            let wake_at = match (deadline, recheck) {
+                (Some(d), Some(r)) => Some(d.min(r)),
+                (d, r) => d.or(r),
+            };
             let wake = self
                 .signals
-                .next(deadline, &[oom_target, process_limit_target, guard_target])
+                .next(wake_at, &[oom_target, process_limit_target, guard_target, empty_target])
                 .map_err(|e| ContainerError::new("cannot read signals", e))?;
             let signal = match wake {
-                Wake::Deadline => return Ok(Event::DeadlinePassed),
+                Wake::Deadline if deadline.map_or(false, |d| Instant::now() >= d) => return Ok(Event::DeadlinePassed),
+                Wake::Deadline | Wake::Extra(3) => {
+                    if self.empty_watch.as_mut().map_or(false, EmptyWatch::is_empty) {
+                        self.empty_watch = None;
+                        return Ok(Event::WorkloadEmpty);
+                    }
+                    continue;
+                }
                 Wake::Extra(0) => {
                     if let Some(watch) = self.oom_watch.as_mut() {
                         watch.acknowledge();
@@ -460,6 +507,7 @@ impl Container for Backend {
                     self.process_limit_watch = None;
                     return Ok(Event::ProcessLimitHit);
                 }
+                // 2: the guard's socket.
                 Wake::Extra(_) => {
                     if let Some(journal) = self.journal.as_mut() {
                         journal.guard_lost();
@@ -508,6 +556,23 @@ impl Container for Backend {
                 Ok(usize::from(self.child.is_some()))
             }
         }
+    }
+
+    fn watch_emptying(&mut self) -> bool {
+        let watch = match self.cgroup.as_ref().map(Cgroup::empty_watch) {
+            Some(Ok(watch)) => watch,
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "cannot watch the rest of the workload drain: ending it now");
+                return false;
+            }
+            None => return false,
+        };
+        let mut watch = watch;
+        if watch.is_empty() {
+            return false;
+        }
+        self.empty_watch = Some(watch);
+        true
     }
 
     fn stopping(&mut self, signal: Signal) {

@@ -248,7 +248,7 @@ fn wait_for_exits(pidfds: &[OwnedFd], deadline: Instant) {
 }
 
 /// A pidfd for `pid`, or `None` where the kernel has none (before 5.3) or the process is gone.
-fn pidfd_open(pid: i32) -> Option<OwnedFd> {
+pub fn pidfd_open(pid: i32) -> Option<OwnedFd> {
     // SAFETY: pidfd_open(2) takes a pid and flags and returns a new descriptor or -1; it
     // touches no memory of ours.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
@@ -257,6 +257,11 @@ fn pidfd_open(pid: i32) -> Option<OwnedFd> {
     }
     // SAFETY: the kernel just returned this descriptor; nothing else owns it.
     Some(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Whether `pid` names a process (a zombie included).
+pub fn is_alive(pid: i32) -> bool {
+    kill(Pid::from_raw(pid), None).map_or_else(|e| e == Errno::EPERM, |_| true)
 }
 
 fn pidfd_signal(pidfd: &OwnedFd, signal: Signal) {

@@ -21,7 +21,7 @@ use super::guard::{Change, Journal};
 use super::hierarchy::Hierarchies;
 use super::host::HostCpu;
 use super::teardown;
-use super::{create_parents, GroupSettings};
+use super::{create_parents, without_controller, GroupSettings, MOUNT_CGROUPS};
 use crate::config::Limits;
 use crate::platform::ContainerError;
 use crate::stats::Sample;
@@ -64,7 +64,11 @@ impl CgroupV1 {
             (CPUSET, cores.is_some()),
         ] {
             if needed && hierarchies.v1_with(controller).is_none() {
-                return Err(ContainerError::message(format!("the cgroup v1 {} controller is not mounted", controller)));
+                return Err(ContainerError::message(format!(
+                    "the cgroup v1 {} controller is not mounted: mount it, or {}",
+                    controller,
+                    without_controller(controller)
+                )));
             }
         }
         // An IO limit is a throttle rule, which also turns blk-throttle's counting on there.
@@ -100,9 +104,10 @@ impl CgroupV1 {
             group.dirs.push((hierarchy.controllers.clone(), dir));
         }
         if group.dirs.is_empty() {
-            return Err(ContainerError::message(
-                "no cgroup v1 hierarchy with memory, cpu or pids is mounted".to_string(),
-            ));
+            return Err(ContainerError::message(format!(
+                "no cgroup v1 hierarchy with memory, cpu or pids is mounted: {}",
+                MOUNT_CGROUPS
+            )));
         }
         group.set_limits(limits, cpu, disks)?;
         Ok(group)
@@ -161,7 +166,7 @@ impl CgroupV1 {
     }
 
     /// The directory that lists every process of the workload.
-    fn any_dir(&self) -> &Path {
+    pub fn any_dir(&self) -> &Path {
         self.dir("freezer").or_else(|| self.dir("memory")).unwrap_or(&self.dirs[0].1)
     }
 

@@ -16,7 +16,7 @@ use super::guard::{Change, Journal};
 use super::hierarchy::Hierarchy;
 use super::host::{HostCpu, CPU_PERIOD};
 use super::teardown;
-use super::{create_parents, GroupSettings};
+use super::{create_parents, without_controller, GroupSettings};
 use crate::config::{IoLimits, Limits};
 use crate::platform::ContainerError;
 use crate::stats::{Pressure, Sample};
@@ -208,10 +208,12 @@ fn enable_controllers(
         if !has(&available, controller) {
             if required.contains(&controller) {
                 return Err(ContainerError::message(format!(
-                    "the cgroup v2 {} controller is not available in {} (cgroup.controllers: {:?})",
+                    "the cgroup v2 {} controller is not available in {} (cgroup.controllers: {:?}): enable it in the \
+                     parents' cgroup.subtree_control, or choose a DAMON_CGROUP_PARENT that has it, or {}",
                     controller,
                     dir.display(),
-                    available.trim()
+                    available.trim(),
+                    without_controller(controller)
                 )));
             }
             continue;
