@@ -47,6 +47,8 @@
 //!   try-write           read "PATH VALUE" lines from stdin until it ends, try to write each VALUE
 //!                       to its PATH, print "PATH: written" or "PATH: refused: ERROR" for each, then
 //!                       "cgroup: LINE" for each line of /proc/self/cgroup
+//!   udp-send ADDR SECS  send 1,400-byte UDP datagrams to ADDR for SECS seconds as fast as the
+//!                       socket takes them; print bytes_sent=N seconds=S
 //!   cgroups             first thing, read /proc/self/cgroup and the parent's (damon's); print
 //!                       "self: LINE" and "parent: LINE" for each of their lines
 //!
@@ -65,7 +67,8 @@
 //!   job-child           print "child_in_job=true|false"
 //!   sandbox-probe P...  Linux: try each probe P and print "P: allowed" or "P: denied: ERROR":
 //!                       escape:FILE (write own pid to a cgroup.procs), mount:DIR (tmpfs),
-//!                       unshare-mount, init-module, ptrace-parent (damon), write:FILE, read:FILE,
+//!                       unshare-mount, init-module, ptrace-parent (damon), signal-parent (signal 0
+//!                       to damon), write:FILE, read:FILE,
 //!                       exec:FILE
 //!
 //! Under Wine on Linux the .pid files hold the Linux pid, which the Linux side of the tests checks
@@ -131,6 +134,7 @@ fn main() {
         "cgroups" => unix::cgroups(),
         #[cfg(target_os = "linux")]
         "sandbox-probe" => sandbox_probe::run(&args[1..]),
+        "udp-send" => udp_send(arg(1), Duration::from_secs(number(2))),
         #[cfg(any(target_os = "linux", windows))]
         "direct-io" => direct_io::run(arg(1), Path::new(arg(2)), number(3), number(4)),
         #[cfg(windows)]
@@ -152,7 +156,11 @@ fn main() {
 fn usage() -> ! {
     eprintln!(
         "usage: workload exit N | sleep SECS | alloc MIB [SECS] | burn SECS | env | affinity | wait-signals | ignore-stop DIR{}",
-        if cfg!(windows) { " | job | ui-probe | direct-io read|write PATH MIB BLOCK_KIB" } else { " | direct-io read|write PATH MIB BLOCK_KIB" }
+        if cfg!(windows) {
+            " | job | ui-probe | direct-io read|write PATH MIB BLOCK_KIB | udp-send HOST:PORT SECS"
+        } else {
+            " | direct-io read|write PATH MIB BLOCK_KIB | udp-send HOST:PORT SECS"
+        }
     );
     std::process::exit(2)
 }
@@ -771,6 +779,24 @@ mod windows {
     }
 }
 
+/// `udp-send HOST:PORT SECS`: sends 1,400-byte datagrams to HOST:PORT as fast as the socket
+/// takes them for SECS seconds, then prints `bytes_sent=N seconds=S`. What left the host is the
+/// adapter's count, which tests/windows_native.rs reads: a network cap may drop what it does
+/// not let through rather than slow the sender.
+fn udp_send(target: &str, duration: Duration) {
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").expect("bind a UDP socket");
+    socket.connect(target).unwrap_or_else(|e| panic!("connect to {}: {}", target, e));
+    let datagram = [0x5au8; 1400];
+    let (start, mut sent) = (Instant::now(), 0u64);
+    while start.elapsed() < duration {
+        // A full queue or an unreachable network is not the end of the measure.
+        if let Ok(n) = socket.send(&datagram) {
+            sent += n as u64;
+        }
+    }
+    println!("bytes_sent={} seconds={:.3}", sent, start.elapsed().as_secs_f64());
+}
+
 /// `direct-io read|write PATH MIB BLOCK_KIB`: reads or writes MIB of PATH (a block device or
 /// a file) in blocks of BLOCK_KIB with O_DIRECT (Windows: FILE_FLAG_NO_BUFFERING and
 /// WRITE_THROUGH), so that the page cache neither serves nor absorbs it and every block
@@ -899,6 +925,8 @@ mod sandbox_probe {
                 unsafe { libc::ptrace(libc::PTRACE_DETACH, parent, 0usize, 0usize) };
                 Ok(())
             }
+            // Signal 0 goes through the kernel's permission checks and delivers nothing.
+            "signal-parent" => nix::sys::signal::kill(nix::unistd::getppid(), None).map_err(io::Error::from),
             "write" => std::fs::write(path, "written by the workload"),
             "read" => std::fs::read(path).map(drop),
             "exec" => std::process::Command::new(path).arg("-c").arg("true").status().and_then(|s| match s.success() {

@@ -275,18 +275,7 @@ mod sandbox {
     /// under Y says so. The other tests then check that the gaps named are real.
     #[test]
     fn sandbox_check_reports_the_landlock_the_kernel_has() {
-        use nix::libc;
-        const LANDLOCK_CREATE_RULESET_VERSION: libc::c_uint = 1;
-        // SAFETY: no ruleset attribute (null, size 0) with the version flag: the kernel reads
-        // no memory and returns the ABI version or an error.
-        let abi = unsafe {
-            libc::syscall(
-                libc::SYS_landlock_create_ruleset,
-                std::ptr::null::<libc::c_void>(),
-                0 as libc::size_t,
-                LANDLOCK_CREATE_RULESET_VERSION,
-            )
-        };
+        let abi = kernel_landlock_abi();
         let kernel = if abi < 0 { std::io::Error::last_os_error().to_string() } else { format!("ABI {}", abi) };
         let expect_absent = std::env::var("DAMON_TEST_LANDLOCK").map(|v| v == "absent").unwrap_or(false);
         if expect_absent {
@@ -310,6 +299,50 @@ mod sandbox {
             assert!(started.contains(&format!("paths (Landlock ABI {}", abi)), "{}", started);
         }
         println!("sandbox ({}): the kernel's Landlock: {}; damon's gaps: {:?}", cgroup_version(), kernel, gaps);
+    }
+
+    /// The kernel's Landlock ABI, asked directly; negative where it has none.
+    fn kernel_landlock_abi() -> i64 {
+        use nix::libc;
+        const LANDLOCK_CREATE_RULESET_VERSION: libc::c_uint = 1;
+        // SAFETY: no ruleset attribute (null, size 0) with the version flag: the kernel reads
+        // no memory and returns the ABI version or an error.
+        unsafe {
+            libc::syscall(
+                libc::SYS_landlock_create_ruleset,
+                std::ptr::null::<libc::c_void>(),
+                0 as libc::size_t,
+                LANDLOCK_CREATE_RULESET_VERSION,
+            )
+        }
+    }
+
+    /// From Landlock ABI 6 (Linux 6.12) a root workload cannot signal damon: signal 0 to its
+    /// parent, damon, is refused with EPERM under the sandbox, and goes through without it (the
+    /// control). On an older kernel it goes through, and --check and the "child started" line
+    /// say that signals are not scoped.
+    #[test]
+    fn sandbox_a_root_workload_cannot_signal_damon_where_landlock_scopes_signals() {
+        let abi = kernel_landlock_abi();
+        let dir = TestDir::new("sandbox-signal");
+        let signal = ["signal-parent".to_string()];
+        let control = probe(damon(&dir), &dir, &signal);
+        assert_eq!(control[0].1, "allowed", "signal 0 to damon without the sandbox");
+        let outcome = probe(sandboxed(&dir, "Y"), &dir, &signal).remove(0).1;
+        let check = damon(&dir).env("DAMON_SANDBOX", "Y").arg("--check").output().expect("damon --check");
+        let check = String::from_utf8_lossy(&check.stdout).to_string();
+        let line = check.lines().find(|l| l.starts_with("sandbox signals:")).unwrap_or_default();
+        let started = dir.log().lines().rev().find(|l| l.contains("\"child started\"")).unwrap_or_default().to_string();
+        if abi >= 6 {
+            assert!(outcome.ends_with("(os error 1)"), "signal 0 to damon under the sandbox: {}", outcome);
+            assert!(line.contains("only within the workload's tree"), "{}", check);
+            assert!(started.contains("signals (Landlock)"), "{}", started);
+        } else {
+            assert_eq!(outcome, "allowed", "signal 0 to damon under the sandbox, Landlock ABI {}", abi);
+            assert!(line.contains("not scoped"), "{}", check);
+            assert!(started.contains("not enforced: ") && started.contains("signals"), "{}", started);
+        }
+        println!("sandbox ({}): Landlock ABI {}: signal 0 to damon: {}", cgroup_version(), abi, outcome);
     }
 
     /// The files a path rule names must exist: a typo is a clear error, not a rule that

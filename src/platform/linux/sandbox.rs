@@ -8,6 +8,12 @@
 //! - ptrace: a Landlock domain also keeps ptrace, /proc/PID/mem and process_vm_* within the
 //!   domain: the workload may trace its own tree, not damon, its guard, or anything else.
 //!   Without Landlock, the filter below refuses to attach to any process instead.
+//! - Signals: from Landlock ABI 6 (Linux 6.12) a second layer scopes signals to the domain, so
+//!   a root workload cannot signal (or SIGKILL) damon, its guard or any other process of the
+//!   host. The landlock crate 0.4.2 (the last for Rust 1.63) predates scopes: that layer is
+//!   made with the system call itself. Before ABI 6 a root workload can signal them; the log
+//!   and --check say so, and `strict` does not require it (it would refuse every kernel before
+//!   6.12); a workload run as another user (DAMON_USER) cannot signal root's processes anyway.
 //! - System calls: a seccomp filter (seccomp.rs) that refuses with EPERM mounting, modules,
 //!   kexec, reboot, bpf, perf_event_open, setting the clock, new namespaces and joining others,
 //!   and clone3 with ENOSYS (its CLONE_INTO_CGROUP would place a child in any group whose
@@ -25,7 +31,7 @@
 mod seccomp;
 
 use std::io;
-use std::os::unix::io::{AsRawFd, OwnedFd};
+use std::os::unix::io::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use landlock::{
@@ -46,6 +52,11 @@ const ABI_TRUNCATE: i64 = 3;
 /// The first ABI that allows a file to be linked or renamed into another directory (Linux 5.19);
 /// with ABI 1 every such link or rename is refused.
 const ABI_REFER: i64 = 2;
+/// The first ABI that scopes signals (Linux 6.12): a domain's processes may signal only
+/// processes of the same domain.
+const ABI_SCOPE_SIGNAL: i64 = 6;
+/// linux/landlock.h: `scoped` of struct landlock_ruleset_attr.
+const LANDLOCK_SCOPE_SIGNAL: u64 = 1 << 1;
 /// linux/capability.h: installing a filter or a domain without no_new_privs needs it.
 const CAP_SYS_ADMIN: u32 = 21;
 const SANDBOX_VAR: &str = "DAMON_SANDBOX";
@@ -101,9 +112,19 @@ pub struct Sandbox {
     child_is_root: bool,
 }
 
+/// linux/landlock.h: struct landlock_ruleset_attr as of ABI 6.
+#[repr(C)]
+struct LandlockRulesetAttr {
+    handled_access_fs: u64,
+    handled_access_net: u64,
+    scoped: u64,
+}
+
 /// The domain and filter of one child, made before its clone.
 pub struct Prepared<'a> {
     ruleset: Option<OwnedFd>,
+    /// The layer that scopes signals (Landlock ABI 6).
+    signal_scope: Option<OwnedFd>,
     filter: &'a [SockFilter],
     no_new_privs: bool,
 }
@@ -193,6 +214,11 @@ impl Sandbox {
         self.mode.is_some()
     }
 
+    /// Whether the workload's signals stay within its tree (Landlock ABI 6).
+    fn scopes_signals(&self) -> bool {
+        self.landlock_missing.is_none() && self.landlock_abi >= ABI_SCOPE_SIGNAL
+    }
+
     /// What is not enforced, each with its reason; empty when all of it is (or it is off).
     pub fn gaps(&self) -> Vec<String> {
         if !self.on() {
@@ -257,6 +283,14 @@ impl Sandbox {
             landlock || self.seccomp_missing.is_none(),
         );
         part("system calls (seccomp)".to_string(), self.seccomp_missing.is_none());
+        // Not a gap `strict` refuses for: see the module's documentation.
+        let signals = self.scopes_signals();
+        let name = match (signals, self.child_is_root) {
+            (true, _) => "signals (Landlock)",
+            (false, false) => "signals (the child is not root)",
+            (false, true) => "signals",
+        };
+        part(name.to_string(), signals || !self.child_is_root);
         if missing.is_empty() {
             parts.join(", ")
         } else {
@@ -280,6 +314,20 @@ impl Sandbox {
         facts.push(("sandbox landlock", landlock));
         facts.push(("sandbox paths", self.rules.iter().map(|r| r.shown.clone()).collect::<Vec<_>>().join(",")));
         facts.push((
+            "sandbox signals",
+            if self.scopes_signals() {
+                "only within the workload's tree (Landlock ABI 6 scope): damon and its guard are out of reach".to_string()
+            } else {
+                format!(
+                    "not scoped: a root workload may signal damon, its guard and the host's processes (Landlock ABI {} \
+                     scopes signals, Linux 6.12; this kernel has {}); a workload run as another user with DAMON_USER \
+                     may not",
+                    ABI_SCOPE_SIGNAL,
+                    if self.landlock_missing.is_some() { "none".to_string() } else { format!("ABI {}", self.landlock_abi) }
+                )
+            },
+        ));
+        facts.push((
             "sandbox syscalls denied",
             match &self.seccomp_missing {
                 Some(why) => format!("none: {}", why),
@@ -298,7 +346,8 @@ impl Sandbox {
     /// Builds the domain for one child. Nothing when the sandbox is off.
     pub fn prepare(&self) -> io::Result<Prepared<'_>> {
         let ruleset = if self.on() && self.landlock_missing.is_none() { Some(self.ruleset()?) } else { None };
-        Ok(Prepared { ruleset, filter: &self.filter, no_new_privs: self.on() && self.no_new_privs })
+        let signal_scope = if self.on() && self.scopes_signals() { Some(signal_scope()?) } else { None };
+        Ok(Prepared { ruleset, signal_scope, filter: &self.filter, no_new_privs: self.on() && self.no_new_privs })
     }
 
     /// The Landlock ruleset as a file descriptor, for the child to restrict itself with. The
@@ -330,7 +379,7 @@ impl Prepared<'_> {
             // SAFETY: prctl(2) with integer arguments only.
             check(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1 as libc::c_ulong, 0, 0, 0) }.into())?;
         }
-        if let Some(ruleset) = &self.ruleset {
+        for ruleset in self.ruleset.iter().chain(&self.signal_scope) {
             // SAFETY: landlock_restrict_self(2) takes a ruleset descriptor that damon keeps open
             // until the child has exec'd, and flags 0; it reads no memory of ours.
             check(unsafe { libc::syscall(libc::SYS_landlock_restrict_self, ruleset.as_raw_fd(), 0 as libc::c_uint) })?;
@@ -399,6 +448,28 @@ fn landlock_rule(rule: &PathRule) -> io::Result<Rule> {
         });
     }
     Ok(Rule { path: rule.path.clone(), access, shown: rule.to_string() })
+}
+
+/// A ruleset that handles no access and scopes signals: as a layer of its own, it keeps the
+/// workload's signals within its domain.
+fn signal_scope() -> io::Result<OwnedFd> {
+    let attr = LandlockRulesetAttr { handled_access_fs: 0, handled_access_net: 0, scoped: LANDLOCK_SCOPE_SIGNAL };
+    // SAFETY: landlock_create_ruleset(2) reads size_of::<LandlockRulesetAttr>() bytes of `attr`,
+    // alive for the call, and returns a new descriptor or -1.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            &attr as *const LandlockRulesetAttr,
+            std::mem::size_of::<LandlockRulesetAttr>(),
+            0 as libc::c_uint,
+        )
+    };
+    if fd < 0 {
+        let e = io::Error::last_os_error();
+        return Err(io::Error::new(e.kind(), format!("cannot make the Landlock layer that scopes signals: {}", e)));
+    }
+    // SAFETY: the kernel just returned this descriptor; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
 /// The kernel's Landlock ABI, or why there is none.
