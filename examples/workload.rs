@@ -368,10 +368,20 @@ mod unix {
         start(&["daemon".as_ref(), daemon.as_os_str()]).expect("start the daemon");
         wait_for_file(&daemon);
         write_pid(&dir.join("child.pid"));
-        let mut fd = SignalFd::new(&set).expect("signalfd");
+        wait_for_stop(&set);
+        drain_and_exit(ms, &dir.join("drained"))
+    }
+
+    /// Blocks until a signal of `set` arrives (blocked before, so that none is lost).
+    fn wait_for_stop(set: &SigSet) {
+        let mut fd = SignalFd::new(set).expect("signalfd");
         while !matches!(fd.read_signal(), Ok(Some(_))) {}
+    }
+
+    /// A service's stop: `ms` milliseconds of draining, then `done` written and exit 0.
+    fn drain_and_exit(ms: u64, done: &Path) -> ! {
         std::thread::sleep(std::time::Duration::from_millis(ms));
-        std::fs::write(dir.join("drained"), "").expect("write DIR/drained");
+        std::fs::write(done, "").unwrap_or_else(|e| panic!("write {}: {}", done.display(), e));
         std::process::exit(0)
     }
 
@@ -381,8 +391,7 @@ mod unix {
         start(&["drainer".as_ref(), ms.to_string().as_ref(), dir.as_os_str()]).expect("start the drainer");
         wait_for_file(&drainer);
         write_pid(&dir.join("child.pid"));
-        let mut fd = SignalFd::new(&set).expect("signalfd");
-        while !matches!(fd.read_signal(), Ok(Some(_))) {}
+        wait_for_stop(&set);
         std::process::exit(3)
     }
 
@@ -390,11 +399,8 @@ mod unix {
         nix::unistd::setsid().expect("setsid");
         let set = block(&[Signal::SIGINT, Signal::SIGTERM]);
         write_pid(&dir.join("drainer.pid"));
-        let mut fd = SignalFd::new(&set).expect("signalfd");
-        while !matches!(fd.read_signal(), Ok(Some(_))) {}
-        std::thread::sleep(std::time::Duration::from_millis(ms));
-        std::fs::write(dir.join("drainer.drained"), "").expect("write DIR/drainer.drained");
-        std::process::exit(0)
+        wait_for_stop(&set);
+        drain_and_exit(ms, &dir.join("drainer.drained"))
     }
 
     pub fn recorder(stem: &Path, setsid: bool) {
