@@ -436,35 +436,53 @@ impl Drop for RemovedAtTheEnd {
 
 /// A limit whose controller the host lacks is refused before anything runs, naming the
 /// controller and the way out. On v1 the pids hierarchy is hidden under a tmpfs in a mount
-/// namespace of damon's own; on v2 damon runs in a cgroup whose parent passes no controller down.
+/// namespace of damon's own. On v2 damon would turn the controller on all the way down from the
+/// root, so it runs in a cgroup namespace (util-linux's unshare) rooted at a group whose parent
+/// passes down memory alone, with cgroup2 mounted there, as in a container; and once more where
+/// the parent passes nothing down.
 #[test]
 fn a_limit_whose_controller_is_missing_is_refused_naming_the_way_out() {
+    let refused = |mut cmd: std::process::Command, dir: &TestDir, expected: &str| {
+        cmd.env("DAMON_PROCESS_LIMIT", "10").args(["touch", "started"]);
+        let run = run(cmd, dir);
+        run.assert_code(125);
+        assert!(run.stderr.contains(expected), "expected {:?}\n{}", expected, run.explain());
+        assert!(!dir.path("started").exists(), "the command ran");
+    };
     let dir = TestDir::new("no-pids");
-    let (mut cmd, expected, _removed_at_the_end) = if cgroup_version() == "v2" {
-        let parent = new_cgroup_beside_this_test("no-pids");
-        let cgroup = parent.join("task");
-        fs::create_dir(&cgroup).unwrap();
-        let expected = format!(
-            "the cgroup v2 pids controller is not available in {} (cgroup.controllers: \"\"): enable it in the \
-             parents' cgroup.subtree_control, or choose a DAMON_CGROUP_PARENT that has it, or unset \
-             DAMON_PROCESS_LIMIT to run without the process limit",
-            cgroup.display()
-        );
-        (damon_in_cgroup(&cgroup, &dir), expected, RemovedAtTheEnd(vec![cgroup, parent]))
-    } else {
+    if cgroup_version() != "v2" {
         let mut cmd = std::process::Command::new("unshare");
         in_clean_environment(&mut cmd, &dir);
         let script = "mount --make-rprivate / && mount -t tmpfs none /sys/fs/cgroup/pids && exec \"$0\" \"$@\"";
         cmd.args(["-m", "sh", "-c", script, DAMON]);
-        let expected =
-            "the cgroup v1 pids controller is not mounted: mount it, or unset DAMON_PROCESS_LIMIT to run without the \
-             process limit"
-                .to_string();
-        (cmd, expected, RemovedAtTheEnd(Vec::new()))
-    };
-    cmd.env("DAMON_PROCESS_LIMIT", "10").args(["touch", "started"]);
-    let run = run(cmd, &dir);
-    run.assert_code(125);
-    assert!(run.stderr.contains(&expected), "expected {:?}\n{}", expected, run.explain());
-    assert!(!dir.path("started").exists(), "the command ran");
+        let expected = "the cgroup v1 pids controller is not mounted: mount it, or unset DAMON_PROCESS_LIMIT to run \
+                        without the process limit";
+        return refused(cmd, &dir, expected);
+    }
+    for passed_down in ["+memory", ""] {
+        let parent = new_cgroup_beside_this_test("no-pids");
+        let cgroup = parent.join("task");
+        fs::create_dir(&cgroup).unwrap();
+        let _removed_at_the_end = RemovedAtTheEnd(vec![cgroup.clone(), parent.clone()]);
+        if !passed_down.is_empty() {
+            fs::write(parent.join("cgroup.subtree_control"), passed_down).unwrap();
+        }
+        let mut cmd = std::process::Command::new("sh");
+        in_clean_environment(&mut cmd, &dir);
+        // The namespace's own cgroup2 mount, in place of the host's (the same mount twice is EBUSY).
+        let inner = "mount --make-rprivate / && umount -l /sys/fs/cgroup && mount -t cgroup2 none /sys/fs/cgroup && \
+                     exec \"$0\" \"$@\"";
+        let outer =
+            format!("echo $$ > {}/cgroup.procs && exec /usr/bin/unshare -C -m sh -c \"$0\" \"$@\"", cgroup.display());
+        cmd.args(["-c", &outer, inner, DAMON]);
+        let expected = if passed_down.is_empty() {
+            "cgroup v2 at /sys/fs/cgroup offers no memory controller (cgroup.controllers: \"\"): enable it in its \
+             parent's cgroup.subtree_control"
+        } else {
+            "the cgroup v2 pids controller is not available in /sys/fs/cgroup (cgroup.controllers: \"memory\"): \
+             enable it in the parents' cgroup.subtree_control, or choose a DAMON_CGROUP_PARENT that has it, or unset \
+             DAMON_PROCESS_LIMIT to run without the process limit"
+        };
+        refused(cmd, &dir, expected);
+    }
 }

@@ -145,6 +145,16 @@ fn choose(hierarchies: &Hierarchies) -> Result<CgroupVersion, String> {
         Ok(CgroupVersion::V2)
     } else if ["memory", "cpu", "pids"].iter().any(|c| hierarchies.v1_with(c).is_some()) {
         Ok(CgroupVersion::V1)
+    } else if let Some(v2) = &hierarchies.v2 {
+        // Mounted, but given no controller: a container whose parent delegates none.
+        let controllers = cgroup_file::read(&v2.mount_point.join("cgroup.controllers")).unwrap_or_default();
+        Err(format!(
+            "cgroup v2 at {} offers no memory controller (cgroup.controllers: {:?}): enable it in its parent's \
+             cgroup.subtree_control (a container must be given the controllers it is to limit); with \
+             DAMON_ENFORCE_CPU_LIMIT=N, DAMON_ENFORCE_MEMORY_LIMIT=N and no other limit damon runs the command uncontained",
+            v2.mount_point.display(),
+            controllers.trim()
+        ))
     } else {
         Err(format!("no cgroup hierarchy with the memory, cpu or pids controller is mounted: {}", MOUNT_CGROUPS))
     }
