@@ -419,7 +419,20 @@ fn default_rules(nomad_dirs: &[PathBuf]) -> Vec<Rule> {
         },
         path: PathBuf::from(path),
     });
-    written.chain(fixed).filter_map(|rule| landlock_rule(&rule).ok()).collect()
+    let rules: Vec<Rule> = written.chain(fixed).filter_map(|rule| landlock_rule(&rule).ok()).collect();
+    // A rule lands on the inode its path leads to: on a merged-/usr system /bin is /usr/bin,
+    // which rx:/usr already covers. Such a rule would only cost the launch its lookup and the
+    // domain its entry (about 6 µs each), so it is left out.
+    let covered = |rule: &Rule| {
+        let target = match std::fs::read_link(&rule.path) {
+            Ok(target) => rule.path.parent().unwrap_or_else(|| Path::new("/")).join(target),
+            Err(_) => return false,
+        };
+        rules.iter().any(|other| {
+            !std::ptr::eq(other, rule) && target.starts_with(&other.path) && other.access.contains(rule.access)
+        })
+    };
+    rules.iter().filter(|rule| !covered(rule)).cloned().collect()
 }
 
 /// A rule's rights, as exec2 gives them: r reads (and lists a directory), w writes and
@@ -579,6 +592,9 @@ mod tests {
             .collect();
         assert_eq!(writable, [local.as_path(), tmp.as_path()]);
         assert!(rules.iter().any(|r| r.path == Path::new("/usr") && r.access.contains(AccessFs::Execute)));
+        // On a merged-/usr system /bin is a link into /usr: its rule would add nothing.
+        let merged = std::fs::read_link("/bin").map_or(false, |t| t == Path::new("usr/bin"));
+        assert_eq!(rules.iter().any(|r| r.path == Path::new("/bin")), !merged, "{:?}", rules);
     }
 
     #[test]
