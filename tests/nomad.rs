@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 const MOUNT: &str = "/sys/fs/cgroup";
 /// What the workload's processes write, to be found again wherever they are.
-const PID_FILES: [&str; 4] = ["child.pid", "daemon.pid", "orphan.pid", "spawner.pid"];
+const PID_FILES: [&str; 5] = ["child.pid", "daemon.pid", "orphan.pid", "spawner.pid", "drainer.pid"];
 
 /// One task of one allocation, as the Nomad client lays it out before the task starts.
 struct NomadTask {
@@ -250,6 +250,10 @@ enum Sequence {
     /// damon's defaults: the child would drain for 5 s, but the job's kill_timeout is 2 s:
     /// Nomad's SIGKILL ends damon, and its guard the tree.
     DrainCutByKillTimeout,
+    /// damon's defaults and DAMON_STOP_SIGNAL_SCOPE=tree: the child exits 3 at once on the kill
+    /// signal, a setsid() process it started drains for 5 s within the job's 8 s, and damon
+    /// waits for it before it ends.
+    TreeDrainWithinKillTimeout,
 }
 
 /// How long the drain sequences' child drains.
@@ -275,11 +279,11 @@ struct Tally {
 /// child drained its whole time; cut short, the guard ended the tree after Nomad's SIGKILL and
 /// said so, with the processes it ended and how long after the stop signal.
 fn drain_problem(sequence: Sequence, dir: &TestDir, stop_took: Duration, kill_timeout: Duration) -> Option<String> {
-    let drained = dir.path("drained").exists();
-    if sequence == Sequence::DrainWithinKillTimeout {
+    let drained = dir.path("drained").exists() || dir.path("drainer.drained").exists();
+    if matches!(sequence, Sequence::DrainWithinKillTimeout | Sequence::TreeDrainWithinKillTimeout) {
         return match drained && stop_took >= DRAIN {
             true => None,
-            false => Some(format!("the child did not drain its {:?} (stop took {:?})", DRAIN, stop_took)),
+            false => Some(format!("the workload did not drain its {:?} (stop took {:?})", DRAIN, stop_took)),
         };
     }
     if drained {
@@ -381,10 +385,14 @@ fn run_sequence(sequence: Sequence, runs: usize, with_damon: bool) -> Tally {
             Sequence::NomadKillFirst | Sequence::FinalKillAtOnce => (Some("10s"), Duration::from_millis(200), "swarm"),
             Sequence::DrainWithinKillTimeout => (None, Duration::from_secs(8), "drain"),
             Sequence::DrainCutByKillTimeout => (None, Duration::from_secs(2), "drain"),
+            Sequence::TreeDrainWithinKillTimeout => (None, Duration::from_secs(8), "child-first"),
         };
-        let drains = behaviour == "drain";
+        let drains = behaviour == "drain" || behaviour == "child-first";
         let mut env = vec![("DAMON_PROCESS_LIMIT", "500")];
         env.extend(damon_timeout.map(|timeout| ("DAMON_KILL_TIMEOUT", timeout)));
+        if sequence == Sequence::TreeDrainWithinKillTimeout {
+            env.push(("DAMON_STOP_SIGNAL_SCOPE", "tree"));
+        }
         let program = workload();
         let drain_ms = DRAIN.as_millis().to_string();
         let mut args = vec![program.to_str().unwrap(), behaviour];
@@ -412,6 +420,7 @@ fn run_sequence(sequence: Sequence, runs: usize, with_damon: bool) -> Tally {
             (Sequence::ChildObeys, _) => Some(130),
             (Sequence::DamonTimeoutFirst, true) => Some(137),
             (Sequence::DrainWithinKillTimeout, _) => Some(0),
+            (Sequence::TreeDrainWithinKillTimeout, true) => Some(3),
             _ => None,
         };
         let survivors = survivors(&dir);
@@ -535,6 +544,14 @@ fn drain_runs() -> usize {
 #[test]
 fn nomad_stop_with_defaults_gives_the_child_the_whole_kill_timeout() {
     assert_clean(run_sequence(Sequence::DrainWithinKillTimeout, drain_runs(), true));
+}
+
+/// With DAMON_STOP_SIGNAL_SCOPE=tree every process got the stop, so every process gets the
+/// job's kill_timeout: a child that exits at once does not cut short the 5 s drain of the
+/// setsid() process beside it; damon ends after it with the child's status, and nothing is left.
+#[test]
+fn nomad_stop_with_the_tree_scope_lets_the_rest_drain_after_the_child() {
+    assert_clean(run_sequence(Sequence::TreeDrainWithinKillTimeout, drain_runs(), true));
 }
 
 /// With a kill_timeout of 2 s the same child is cut short by Nomad's SIGKILL of damon, and

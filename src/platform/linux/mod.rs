@@ -569,7 +569,7 @@ impl Container for Backend {
     }
 
     fn watch_emptying(&mut self) -> bool {
-        let watch = match self.cgroup.as_ref().map(Cgroup::empty_watch) {
+        let mut watch = match self.cgroup.as_ref().map(Cgroup::empty_watch) {
             Some(Ok(watch)) => watch,
             Some(Err(e)) => {
                 tracing::warn!(error = %e, "cannot watch the rest of the workload drain: ending it now");
@@ -577,7 +577,6 @@ impl Container for Backend {
             }
             None => return false,
         };
-        let mut watch = watch;
         if watch.is_empty() {
             return false;
         }
