@@ -30,12 +30,15 @@
 
 mod seccomp;
 
+use std::fs::File;
 use std::io;
-use std::os::unix::io::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::io::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use landlock::{
-    make_bitflags, Access as _, AccessFs, BitFlags, PathBeneath, PathFd, Ruleset, RulesetAttr, RulesetCreatedAttr, ABI,
+    make_bitflags, Access as _, AccessFs, BitFlags, PathBeneath, Ruleset, RulesetAttr, RulesetCreatedAttr, ABI,
 };
 use nix::libc;
 
@@ -87,9 +90,14 @@ const DEFAULT_RULES: &[(&str, &str)] = &[
 ];
 
 /// A rule as Landlock takes it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 struct Rule {
     path: PathBuf,
+    /// The path opened once (`O_PATH`): the checks made on it and the rule the child gets are
+    /// about the same inode, and the launch does not look the path up twice.
+    opened: Arc<File>,
+    /// Where `path` leads when it is a symbolic link.
+    link_target: Option<PathBuf>,
     access: BitFlags<AccessFs>,
     /// As written, for the log.
     shown: String,
@@ -159,7 +167,7 @@ impl Sandbox {
                     // (nothing can be mounted under a device file; Nomad mounts no cgroup file
                     // system in an allocation), so the one thing to check is that none is in a
                     // cgroup file system itself.
-                    if let Some(rule) = defaults.iter().find(|r| writes(r) && in_cgroup_file_system(&r.path)) {
+                    if let Some(rule) = defaults.iter().find(|r| writes(r) && in_cgroup_file_system(&r.opened)) {
                         return Err(refuse(paths_source, written, cgroup_files_reason(rule, &rule.path)));
                     }
                     defaults
@@ -361,9 +369,8 @@ impl Sandbox {
             .and_then(Ruleset::create)
             .map_err(|e| error(&e))?;
         for rule in &self.rules {
-            let fd = PathFd::new(&rule.path).map_err(|e| error(&format!("{}: {}", rule.path.display(), e)))?;
             ruleset = ruleset
-                .add_rule(PathBeneath::new(fd, rule.access))
+                .add_rule(PathBeneath::new(rule.opened.as_fd(), rule.access))
                 .map_err(|e| error(&format!("{}: {}", rule.shown, e)))?;
         }
         Option::<OwnedFd>::from(ruleset).ok_or_else(|| error(&"the kernel refused to make a Landlock ruleset"))
@@ -424,9 +431,9 @@ fn default_rules(nomad_dirs: &[PathBuf]) -> Vec<Rule> {
     // which rx:/usr already covers. Such a rule would only cost the launch its lookup and the
     // domain its entry (about 6 µs each), so it is left out.
     let covered = |rule: &Rule| {
-        let target = match std::fs::read_link(&rule.path) {
-            Ok(target) => rule.path.parent().unwrap_or_else(|| Path::new("/")).join(target),
-            Err(_) => return false,
+        let target = match &rule.link_target {
+            Some(target) => rule.path.parent().unwrap_or_else(|| Path::new("/")).join(target),
+            None => return false,
         };
         rules.iter().any(|other| {
             !std::ptr::eq(other, rule) && target.starts_with(&other.path) && other.access.contains(rule.access)
@@ -440,7 +447,8 @@ fn default_rules(nomad_dirs: &[PathBuf]) -> Vec<Rule> {
 /// into it. Never the making of device nodes: a root workload's own node for a disk would
 /// bypass every rule.
 fn landlock_rule(rule: &PathRule) -> io::Result<Rule> {
-    let dir = std::fs::metadata(&rule.path)?.is_dir();
+    let (opened, link_target) = open_path(&rule.path)?;
+    let dir = opened.metadata()?.is_dir();
     let mut access = BitFlags::<AccessFs>::empty();
     let a = rule.access;
     if a.read {
@@ -460,7 +468,20 @@ fn landlock_rule(rule: &PathRule) -> io::Result<Rule> {
             MakeReg | MakeDir | MakeSock | MakeFifo | MakeSym | RemoveFile | RemoveDir | Refer
         });
     }
-    Ok(Rule { path: rule.path.clone(), access, shown: rule.to_string() })
+    Ok(Rule { path: rule.path.clone(), opened: Arc::new(opened), link_target, access, shown: rule.to_string() })
+}
+
+/// Opens `path` as Landlock takes it (`O_PATH`, following links), and says where it led when it
+/// is a link. Most paths are not: for them one `openat` without following is the same file.
+fn open_path(path: &Path) -> io::Result<(File, Option<PathBuf>)> {
+    let open =
+        |flags: libc::c_int| std::fs::OpenOptions::new().read(true).custom_flags(libc::O_PATH | flags).open(path);
+    let opened = open(libc::O_NOFOLLOW)?;
+    if !opened.metadata()?.file_type().is_symlink() {
+        return Ok((opened, None));
+    }
+    let target = std::fs::read_link(path)?;
+    Ok((open(0)?, Some(target)))
 }
 
 /// A ruleset that handles no access and scopes signals: as a layer of its own, it keeps the
@@ -528,9 +549,9 @@ fn cgroup_files_reason(rule: &Rule, under: &Path) -> String {
 }
 
 /// Whether `path` is in a cgroup (v1 or v2) file system.
-fn in_cgroup_file_system(path: &Path) -> bool {
-    use nix::sys::statfs::{statfs, CGROUP2_SUPER_MAGIC, CGROUP_SUPER_MAGIC};
-    statfs(path).map_or(false, |fs| [CGROUP_SUPER_MAGIC, CGROUP2_SUPER_MAGIC].contains(&fs.filesystem_type()))
+fn in_cgroup_file_system(opened: &File) -> bool {
+    use nix::sys::statfs::{fstatfs, CGROUP2_SUPER_MAGIC, CGROUP_SUPER_MAGIC};
+    fstatfs(opened).map_or(false, |fs| [CGROUP_SUPER_MAGIC, CGROUP2_SUPER_MAGIC].contains(&fs.filesystem_type()))
 }
 
 /// Where cgroup hierarchies are mounted (/proc/self/mountinfo), and /sys/fs/cgroup.
