@@ -447,8 +447,7 @@ fn default_rules(nomad_dirs: &[PathBuf]) -> Vec<Rule> {
 /// into it. Never the making of device nodes: a root workload's own node for a disk would
 /// bypass every rule.
 fn landlock_rule(rule: &PathRule) -> io::Result<Rule> {
-    let (opened, link_target) = open_path(&rule.path)?;
-    let dir = opened.metadata()?.is_dir();
+    let (opened, dir, link_target) = open_path(&rule.path)?;
     let mut access = BitFlags::<AccessFs>::empty();
     let a = rule.access;
     if a.read {
@@ -471,17 +470,21 @@ fn landlock_rule(rule: &PathRule) -> io::Result<Rule> {
     Ok(Rule { path: rule.path.clone(), opened: Arc::new(opened), link_target, access, shown: rule.to_string() })
 }
 
-/// Opens `path` as Landlock takes it (`O_PATH`, following links), and says where it led when it
-/// is a link. Most paths are not: for them one `openat` without following is the same file.
-fn open_path(path: &Path) -> io::Result<(File, Option<PathBuf>)> {
+/// Opens `path` as Landlock takes it (`O_PATH`, following links): the file, whether it is a
+/// directory, and where the path led when it is a link. Most paths are not: for them one
+/// `openat` without following is the same file.
+fn open_path(path: &Path) -> io::Result<(File, bool, Option<PathBuf>)> {
     let open =
         |flags: libc::c_int| std::fs::OpenOptions::new().read(true).custom_flags(libc::O_PATH | flags).open(path);
     let opened = open(libc::O_NOFOLLOW)?;
-    if !opened.metadata()?.file_type().is_symlink() {
-        return Ok((opened, None));
+    let file_type = opened.metadata()?.file_type();
+    if !file_type.is_symlink() {
+        return Ok((opened, file_type.is_dir(), None));
     }
     let target = std::fs::read_link(path)?;
-    Ok((open(0)?, Some(target)))
+    let opened = open(0)?;
+    let is_dir = opened.metadata()?.is_dir();
+    Ok((opened, is_dir, Some(target)))
 }
 
 /// A ruleset that handles no access and scopes signals: as a layer of its own, it keeps the
