@@ -358,6 +358,46 @@ mod sandbox {
         println!("sandbox ({}): Landlock ABI {}: signal 0 to damon: {}", cgroup_version(), abi, outcome);
     }
 
+    /// A rule whose path is a symbolic link gives its rights where the link leads, as the
+    /// kernel's path walk does for the workload (a task's link to a shared data directory; a
+    /// system's /etc/resolv.conf into /run). The file reached through the link and by its own
+    /// path are both readable, its neighbour outside the target is not.
+    #[test]
+    fn sandbox_a_rule_on_a_link_reaches_where_it_leads() {
+        let dir = TestDir::new("sandbox-link");
+        let data = TestDir::new("sandbox-link-data");
+        let (target, beside) = (data.path("shared"), data.path("beside"));
+        fs::create_dir_all(&target).unwrap();
+        fs::write(target.join("file"), "shared").unwrap();
+        fs::write(&beside, "not shared").unwrap();
+        let link = dir.path("link");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let probes = [
+            format!("read:{}", link.join("file").display()),
+            format!("read:{}", target.join("file").display()),
+            format!("read:{}", beside.display()),
+        ];
+        let bin = workload();
+        let mut cmd = damon(&dir);
+        cmd.env("DAMON_SANDBOX", "Y").env(
+            "DAMON_SANDBOX_PATHS",
+            format!("defaults,rx:{},r:{}", bin.parent().unwrap().display(), link.display()),
+        );
+        let outcomes = probe(cmd, &dir, &probes);
+        let landlock = !gaps("link").iter().any(|g| g.starts_with("paths: not enforced"));
+        assert_eq!(outcomes[0].1, "allowed", "through the link: {:?}\n{}", outcomes, dir.log());
+        assert_eq!(outcomes[1].1, "allowed", "the link's target: {:?}\n{}", outcomes, dir.log());
+        assert_eq!(outcomes[2].1.starts_with("denied: "), landlock, "beside the target: {:?}", outcomes);
+        let check = damon(&dir)
+            .env("DAMON_SANDBOX", "Y")
+            .env("DAMON_SANDBOX_PATHS", format!("r:{}", link.display()))
+            .arg("--check")
+            .output()
+            .expect("damon --check");
+        let check = String::from_utf8_lossy(&check.stdout).to_string();
+        assert!(check.contains("sandbox paths:") && check.contains(&format!("r:{}", link.display())), "{}", check);
+    }
+
     /// The files a path rule names must exist: a typo is a clear error, not a rule that
     /// silently allows nothing.
     #[test]

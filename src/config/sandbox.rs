@@ -46,6 +46,31 @@ pub struct Access {
     pub create: bool,
 }
 
+impl Access {
+    /// A mode as exec2 writes it: some of `r`, `w`, `x` and `c`, in any order.
+    pub fn parse(mode: &str) -> Option<Access> {
+        let mut access = Access::default();
+        for letter in mode.chars() {
+            match letter {
+                'r' => access.read = true,
+                'w' => access.write = true,
+                'x' => access.execute = true,
+                'c' => access.create = true,
+                _ => return None,
+            }
+        }
+        Some(access).filter(|_| !mode.is_empty())
+    }
+
+    /// Whether this allows all that `other` does.
+    pub fn includes(self, other: Access) -> bool {
+        (self.read || !other.read)
+            && (self.write || !other.write)
+            && (self.execute || !other.execute)
+            && (self.create || !other.create)
+    }
+}
+
 impl fmt::Display for Access {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (on, letter) in [(self.read, 'r'), (self.write, 'w'), (self.execute, 'x'), (self.create, 'c')] {
@@ -129,7 +154,7 @@ pub fn paths(text: &str) -> Result<Vec<PathEntry>, String> {
         }
         let mut tokens = item.split(':');
         while let Some(mode) = tokens.next() {
-            let access = access(mode).ok_or_else(|| format!("{:?} is not a mode: {}", mode, SYNTAX))?;
+            let access = Access::parse(mode).ok_or_else(|| format!("{:?} is not a mode: {}", mode, SYNTAX))?;
             let path = match tokens.next() {
                 Some(path) if path.starts_with('/') => path,
                 Some(path) => return Err(format!("{:?} is not an absolute path: {}", path, SYNTAX)),
@@ -144,26 +169,12 @@ pub fn paths(text: &str) -> Result<Vec<PathEntry>, String> {
     Ok(entries)
 }
 
-fn access(mode: &str) -> Option<Access> {
-    let mut access = Access::default();
-    for letter in mode.chars() {
-        match letter {
-            'r' => access.read = true,
-            'w' => access.write = true,
-            'x' => access.execute = true,
-            'c' => access.create = true,
-            _ => return None,
-        }
-    }
-    Some(access).filter(|_| !mode.is_empty())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn rule(access: &str, path: &str) -> PathEntry {
-        PathEntry::Rule(PathRule { access: super::access(access).unwrap(), path: PathBuf::from(path) })
+        PathEntry::Rule(PathRule { access: Access::parse(access).unwrap(), path: PathBuf::from(path) })
     }
 
     #[test]
@@ -183,6 +194,13 @@ mod tests {
         assert_eq!(paths("defaults,x:/opt/a b"), Ok(vec![PathEntry::Defaults, rule("x", "/opt/a b")]));
         assert_eq!(paths("crwx:/"), Ok(vec![rule("rwxc", "/")]));
         assert_eq!(rule("cxwr", "/d").to_string(), "rwxc:/d");
+    }
+
+    #[test]
+    fn an_access_includes_what_it_allows() {
+        let a = |mode: &str| Access::parse(mode).unwrap();
+        assert!(a("rx").includes(a("r")) && a("rx").includes(a("rx")) && a("rwxc").includes(a("wc")));
+        assert!(!a("rx").includes(a("rw")) && !a("r").includes(a("rx")) && !a("rwx").includes(a("c")));
     }
 
     #[test]

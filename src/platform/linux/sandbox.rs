@@ -32,7 +32,6 @@ mod seccomp;
 
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::io::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -40,7 +39,9 @@ use std::sync::Arc;
 use landlock::{
     make_bitflags, Access as _, AccessFs, BitFlags, PathBeneath, Ruleset, RulesetAttr, RulesetCreatedAttr, ABI,
 };
+use nix::fcntl::{openat, OFlag};
 use nix::libc;
+use nix::sys::stat::Mode;
 
 use self::seccomp::SockFilter;
 use super::identity::{holds_capability, Identity};
@@ -96,8 +97,6 @@ struct Rule {
     /// The path opened once (`O_PATH`): the checks made on it and the rule the child gets are
     /// about the same inode, and the launch does not look the path up twice.
     opened: Arc<File>,
-    /// Where `path` leads when it is a symbolic link.
-    link_target: Option<PathBuf>,
     access: BitFlags<AccessFs>,
     /// As written, for the log.
     shown: String,
@@ -417,39 +416,45 @@ fn default_rules(nomad_dirs: &[PathBuf]) -> Vec<Rule> {
         dirs.push(task_root.join("tmp"));
     }
     let written = dirs.into_iter().map(|path| PathRule { access: all, path });
-    let fixed = DEFAULT_RULES.iter().map(|(mode, path)| PathRule {
-        access: Access {
-            read: mode.contains('r'),
-            write: mode.contains('w'),
-            execute: mode.contains('x'),
-            create: mode.contains('c'),
-        },
-        path: PathBuf::from(path),
-    });
-    let rules: Vec<Rule> = written.chain(fixed).filter_map(|rule| landlock_rule(&rule).ok()).collect();
-    // A rule lands on the inode its path leads to: on a merged-/usr system /bin is /usr/bin,
-    // which rx:/usr already covers. Such a rule would only cost the launch its lookup and the
-    // domain its entry (about 6 µs each), so it is left out.
-    let covered = |rule: &Rule| {
-        let target = match &rule.link_target {
-            Some(target) => rule.path.parent().unwrap_or_else(|| Path::new("/")).join(target),
-            None => return false,
-        };
-        rules.iter().any(|other| {
-            !std::ptr::eq(other, rule) && target.starts_with(&other.path) && other.access.contains(rule.access)
+    let fixed = DEFAULT_RULES
+        .iter()
+        .filter_map(|(mode, path)| Access::parse(mode).map(|access| PathRule { access, path: PathBuf::from(path) }));
+    let looked: Vec<(PathRule, Opened)> =
+        written.chain(fixed).filter_map(|rule| Opened::look(&rule.path).ok().map(|opened| (rule, opened))).collect();
+    // A rule lands on the inode its path leads to. On a merged-/usr system /bin leads to
+    // /usr/bin, and /etc/resolv.conf is most often a file of /etc: the entry of a directory
+    // whose default already grants the same beneath it adds nothing. It would cost the launch
+    // its lookup (and a link's target its own) and the domain its entry, so it is left out.
+    let covered = |rule: &PathRule, opened: &Opened| {
+        let place = opened.place(&rule.path);
+        looked.iter().any(|(other, by)| {
+            by.is_dir
+                && by.link_target.is_none()
+                && place.parent() == Some(&other.path)
+                && other.access.includes(rule.access)
         })
     };
-    rules.iter().filter(|rule| !covered(rule)).cloned().collect()
+    let kept: Vec<bool> = looked.iter().map(|(rule, opened)| !covered(rule, opened)).collect();
+    looked
+        .into_iter()
+        .zip(kept)
+        .filter(|(_, kept)| *kept)
+        .filter_map(|((rule, opened), _)| Some(landlock_rule_of(&rule, opened.follow(&rule.path).ok()?)))
+        .collect()
+}
+
+/// The rule for a path the operator wrote, which must exist.
+fn landlock_rule(rule: &PathRule) -> io::Result<Rule> {
+    Ok(landlock_rule_of(rule, Opened::look(&rule.path)?.follow(&rule.path)?))
 }
 
 /// A rule's rights, as exec2 gives them: r reads (and lists a directory), w writes and
 /// truncates, x executes, c creates and removes entries of a directory, and renames or links
 /// into it. Never the making of device nodes: a root workload's own node for a disk would
 /// bypass every rule.
-fn landlock_rule(rule: &PathRule) -> io::Result<Rule> {
-    let (opened, dir, link_target) = open_path(&rule.path)?;
+fn landlock_rule_of(rule: &PathRule, opened: Opened) -> Rule {
     let mut access = BitFlags::<AccessFs>::empty();
-    let a = rule.access;
+    let (a, dir) = (rule.access, opened.is_dir);
     if a.read {
         access |= AccessFs::ReadFile;
         if dir {
@@ -467,24 +472,55 @@ fn landlock_rule(rule: &PathRule) -> io::Result<Rule> {
             MakeReg | MakeDir | MakeSock | MakeFifo | MakeSym | RemoveFile | RemoveDir | Refer
         });
     }
-    Ok(Rule { path: rule.path.clone(), opened: Arc::new(opened), link_target, access, shown: rule.to_string() })
+    Rule { path: rule.path.clone(), opened: Arc::new(opened.file), access, shown: rule.to_string() }
 }
 
-/// Opens `path` as Landlock takes it (`O_PATH`, following links): the file, whether it is a
-/// directory, and where the path led when it is a link. Most paths are not: for them one
-/// `openat` without following is the same file.
-fn open_path(path: &Path) -> io::Result<(File, bool, Option<PathBuf>)> {
-    let open =
-        |flags: libc::c_int| std::fs::OpenOptions::new().read(true).custom_flags(libc::O_PATH | flags).open(path);
-    let opened = open(libc::O_NOFOLLOW)?;
-    let file_type = opened.metadata()?.file_type();
-    if !file_type.is_symlink() {
-        return Ok((opened, file_type.is_dir(), None));
+/// A rule's path opened as Landlock takes it (`O_PATH`, following links), in two steps, so that
+/// a link can be judged by where it leads before that is opened.
+struct Opened {
+    file: File,
+    is_dir: bool,
+    /// Where the path leads when it is a symbolic link.
+    link_target: Option<PathBuf>,
+}
+
+impl Opened {
+    /// Not with std's `OpenOptions`: it takes `O_PATH` out of custom flags where the C library
+    /// counts it in `O_ACCMODE`, as musl (the static release build) does. The path would then
+    /// be opened for reading, which fails on a link with `O_NOFOLLOW`, and blocks on a FIFO.
+    fn open(path: &Path, flags: OFlag) -> io::Result<File> {
+        let flags = OFlag::O_PATH | OFlag::O_CLOEXEC | flags;
+        let fd = openat(libc::AT_FDCWD, path, flags, Mode::empty()).map_err(io::Error::from)?;
+        // SAFETY: openat(2) just returned this descriptor, and nothing else owns it.
+        Ok(unsafe { File::from_raw_fd(fd) })
     }
-    let target = std::fs::read_link(path)?;
-    let opened = open(0)?;
-    let is_dir = opened.metadata()?.is_dir();
-    Ok((opened, is_dir, Some(target)))
+
+    /// The path itself, not followed: a file, or a link and where it leads.
+    fn look(path: &Path) -> io::Result<Opened> {
+        let file = Opened::open(path, OFlag::O_NOFOLLOW)?;
+        let file_type = file.metadata()?.file_type();
+        let link_target = if file_type.is_symlink() { Some(std::fs::read_link(path)?) } else { None };
+        Ok(Opened { file, is_dir: file_type.is_dir(), link_target })
+    }
+
+    /// Where a link leads, opened; anything else as it is (most paths are not links: for them
+    /// the one `openat` without following is the same file).
+    fn follow(self, path: &Path) -> io::Result<Opened> {
+        if self.link_target.is_none() {
+            return Ok(self);
+        }
+        let file = Opened::open(path, OFlag::empty())?;
+        let is_dir = file.metadata()?.is_dir();
+        Ok(Opened { file, is_dir, link_target: self.link_target })
+    }
+
+    /// The path, or where it leads as the link is written.
+    fn place(&self, path: &Path) -> PathBuf {
+        match &self.link_target {
+            Some(target) => path.parent().unwrap_or_else(|| Path::new("/")).join(target),
+            None => path.to_path_buf(),
+        }
+    }
 }
 
 /// A ruleset that handles no access and scopes signals: as a layer of its own, it keeps the
@@ -619,6 +655,9 @@ mod tests {
         // On a merged-/usr system /bin is a link into /usr: its rule would add nothing.
         let merged = std::fs::read_link("/bin").map_or(false, |t| t == Path::new("usr/bin"));
         assert_eq!(rules.iter().any(|r| r.path == Path::new("/bin")), !merged, "{:?}", rules);
+        // Nor would /etc/resolv.conf's where it is a file of /etc, not a link out of it.
+        let in_etc = std::fs::symlink_metadata("/etc/resolv.conf").map_or(false, |m| !m.file_type().is_symlink());
+        assert_eq!(rules.iter().any(|r| r.path == Path::new("/etc/resolv.conf")), !in_etc, "{:?}", rules);
     }
 
     #[test]
