@@ -8,10 +8,9 @@
 //! - ptrace: a Landlock domain also keeps ptrace, /proc/PID/mem and process_vm_* within the
 //!   domain: the workload may trace its own tree, not damon, its guard, or anything else.
 //!   Without Landlock, the filter below refuses to attach to any process instead.
-//! - Signals: from Landlock ABI 6 (Linux 6.12) a second layer scopes signals to the domain, so
-//!   a root workload cannot signal (or SIGKILL) damon, its guard or any other process of the
-//!   host. The landlock crate 0.4.2 (the last for Rust 1.63) predates scopes: that layer is
-//!   made with the system call itself. Before ABI 6 a root workload can signal them; the log
+//! - Signals: from Landlock ABI 6 (Linux 6.12) the domain also scopes signals, so a root
+//!   workload cannot signal (or SIGKILL) damon, its guard or any other process of the host.
+//!   Before ABI 6 a root workload can signal them; the log
 //!   and --check say so, and `strict` does not require it (it would refuse every kernel before
 //!   6.12); a workload run as another user (DAMON_USER) cannot signal root's processes anyway.
 //! - System calls: a seccomp filter (seccomp.rs) that refuses with EPERM mounting, modules,
@@ -37,7 +36,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use landlock::{
-    make_bitflags, Access as _, AccessFs, BitFlags, PathBeneath, Ruleset, RulesetAttr, RulesetCreatedAttr, ABI,
+    make_bitflags, Access as _, AccessFs, BitFlags, PathBeneath, Ruleset, RulesetAttr, RulesetCreatedAttr, Scope, ABI,
 };
 use nix::fcntl::{openat, OFlag};
 use nix::libc;
@@ -59,8 +58,6 @@ const ABI_REFER: i64 = 2;
 /// The first ABI that scopes signals (Linux 6.12): a domain's processes may signal only
 /// processes of the same domain.
 const ABI_SCOPE_SIGNAL: i64 = 6;
-/// linux/landlock.h: `scoped` of struct landlock_ruleset_attr.
-const LANDLOCK_SCOPE_SIGNAL: u64 = 1 << 1;
 /// linux/capability.h: installing a filter or a domain without no_new_privs needs it.
 const CAP_SYS_ADMIN: u32 = 21;
 const SANDBOX_VAR: &str = "DAMON_SANDBOX";
@@ -119,19 +116,9 @@ pub struct Sandbox {
     child_is_root: bool,
 }
 
-/// linux/landlock.h: struct landlock_ruleset_attr as of ABI 6.
-#[repr(C)]
-struct LandlockRulesetAttr {
-    handled_access_fs: u64,
-    handled_access_net: u64,
-    scoped: u64,
-}
-
 /// The domain and filter of one child, made before its clone.
 pub struct Prepared<'a> {
     ruleset: Option<OwnedFd>,
-    /// The layer that scopes signals (Landlock ABI 6).
-    signal_scope: Option<OwnedFd>,
     filter: &'a [SockFilter],
     no_new_privs: bool,
 }
@@ -353,8 +340,7 @@ impl Sandbox {
     /// Builds the domain for one child. Nothing when the sandbox is off.
     pub fn prepare(&self) -> io::Result<Prepared<'_>> {
         let ruleset = if self.on() && self.landlock_missing.is_none() { Some(self.ruleset()?) } else { None };
-        let signal_scope = if self.on() && self.scopes_signals() { Some(signal_scope()?) } else { None };
-        Ok(Prepared { ruleset, signal_scope, filter: &self.filter, no_new_privs: self.on() && self.no_new_privs })
+        Ok(Prepared { ruleset, filter: &self.filter, no_new_privs: self.on() && self.no_new_privs })
     }
 
     /// The Landlock ruleset as a file descriptor, for the child to restrict itself with. The
@@ -363,10 +349,13 @@ impl Sandbox {
     fn ruleset(&self) -> io::Result<OwnedFd> {
         let error = |e: &dyn std::fmt::Display| io::Error::new(io::ErrorKind::Other, e.to_string());
         // Best effort (the crate's default): the rights this kernel's ABI lacks are left out.
-        let mut ruleset = Ruleset::default()
-            .handle_access(AccessFs::from_all(ABI::V3))
-            .and_then(Ruleset::create)
-            .map_err(|e| error(&e))?;
+        // The signal scope is in the same domain, not a layer of its own: each layer costs the
+        // child's restriction a copy of the rules (about 6 µs).
+        let mut ruleset = Ruleset::default().handle_access(AccessFs::from_all(ABI::V3)).map_err(|e| error(&e))?;
+        if self.scopes_signals() {
+            ruleset = ruleset.scope(Scope::Signal).map_err(|e| error(&e))?;
+        }
+        let mut ruleset = ruleset.create().map_err(|e| error(&e))?;
         for rule in &self.rules {
             ruleset = ruleset
                 .add_rule(PathBeneath::new(rule.opened.as_fd(), rule.access))
@@ -385,7 +374,7 @@ impl Prepared<'_> {
             // SAFETY: prctl(2) with integer arguments only.
             check(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1 as libc::c_ulong, 0, 0, 0) }.into())?;
         }
-        for ruleset in self.ruleset.iter().chain(&self.signal_scope) {
+        if let Some(ruleset) = &self.ruleset {
             // SAFETY: landlock_restrict_self(2) takes a ruleset descriptor that damon keeps open
             // until the child has exec'd, and flags 0; it reads no memory of ours.
             check(unsafe { libc::syscall(libc::SYS_landlock_restrict_self, ruleset.as_raw_fd(), 0 as libc::c_uint) })?;
@@ -521,28 +510,6 @@ impl Opened {
             None => path.to_path_buf(),
         }
     }
-}
-
-/// A ruleset that handles no access and scopes signals: as a layer of its own, it keeps the
-/// workload's signals within its domain.
-fn signal_scope() -> io::Result<OwnedFd> {
-    let attr = LandlockRulesetAttr { handled_access_fs: 0, handled_access_net: 0, scoped: LANDLOCK_SCOPE_SIGNAL };
-    // SAFETY: landlock_create_ruleset(2) reads size_of::<LandlockRulesetAttr>() bytes of `attr`,
-    // alive for the call, and returns a new descriptor or -1.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_landlock_create_ruleset,
-            &attr as *const LandlockRulesetAttr,
-            std::mem::size_of::<LandlockRulesetAttr>(),
-            0 as libc::c_uint,
-        )
-    };
-    if fd < 0 {
-        let e = io::Error::last_os_error();
-        return Err(io::Error::new(e.kind(), format!("cannot make the Landlock layer that scopes signals: {}", e)));
-    }
-    // SAFETY: the kernel just returned this descriptor; nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
 /// The kernel's Landlock ABI, or why there is none.
