@@ -175,6 +175,26 @@ pub fn alive(pid: u32) -> bool {
     }
 }
 
+/// Whether the kernel is taking the process down (PF_EXITING in /proc/PID/stat's flags): it
+/// was killed or exited, and never runs its own code again.
+pub fn exiting(pid: u32) -> bool {
+    const PF_EXITING: u64 = 0x4;
+    let stat = fs::read_to_string(format!("/proc/{}/stat", pid)).unwrap_or_default();
+    // After the command's closing parenthesis: state, ppid, pgrp, session, tty_nr, tpgid, flags.
+    let flags = stat.rsplit(')').next().and_then(|rest| rest.split_whitespace().nth(6)).and_then(|f| f.parse().ok());
+    flags.map_or(false, |flags: u64| flags & PF_EXITING != 0)
+}
+
+/// The process's state and where it waits in the kernel, for a report: "state R, wchan 0".
+pub fn process_state(pid: u32) -> String {
+    let stat = fs::read_to_string(format!("/proc/{}/stat", pid)).unwrap_or_default();
+    let state = stat.rsplit(')').next().and_then(|rest| rest.split_whitespace().next()).unwrap_or("?").to_string();
+    let wchan = fs::read_to_string(format!("/proc/{}/wchan", pid)).unwrap_or_default();
+    let stack = fs::read_to_string(format!("/proc/{}/stack", pid)).unwrap_or_default();
+    let stack: Vec<&str> = stack.lines().map(str::trim).take(6).collect();
+    format!("state {}, wchan {}, stack [{}]", state, if wchan.is_empty() { "?" } else { &wchan }, stack.join(" < "))
+}
+
 pub fn read_pid(file: &Path) -> Option<u32> {
     fs::read_to_string(file).ok().and_then(|s| s.trim().parse().ok())
 }

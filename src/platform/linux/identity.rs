@@ -241,14 +241,20 @@ impl Ids {
     }
 }
 
+/// musl, the static release build, reads /etc/passwd itself and asks nscd if one runs: it loads
+/// no NSS module, so a user that only LDAP, SSSD or systemd-homed knows is not found.
+#[cfg(target_env = "musl")]
+const NO_SUCH_USER: &str = "no such user in /etc/passwd or nscd (this static build loads no NSS module: a user only \
+                            LDAP, SSSD or systemd-homed knows needs nscd running): create it, or give its uid:gid";
+#[cfg(not(target_env = "musl"))]
+const NO_SUCH_USER: &str = "no such user: create it, or give its uid:gid";
+
 /// Ids and groups of a user, from the user database. The error is the reason, for an
 /// [`IdentityError`].
 fn look_up(spec: &UserSpec) -> Result<Ids, String> {
     let database = |e: nix::errno::Errno| format!("cannot read the user database: {}", e);
     let user = match spec {
-        UserSpec::Name(name) => {
-            Some(User::from_name(name).map_err(database)?.ok_or_else(|| "no such user".to_string())?)
-        }
+        UserSpec::Name(name) => Some(User::from_name(name).map_err(database)?.ok_or_else(|| NO_SUCH_USER.to_string())?),
         UserSpec::Id { uid, .. } => User::from_uid(Uid::from_raw(*uid)).map_err(database)?,
     };
     match (user, spec) {
@@ -440,7 +446,7 @@ mod tests {
     #[test]
     fn an_unknown_name_is_refused_with_its_setting() {
         let e = Identity::resolve(Some(&setting(UserSpec::Name("no-such-user-here".to_string()))), false).unwrap_err();
-        assert_eq!(e.to_string(), "invalid value \"no-such-user-here\" for DAMON_USER: no such user");
+        assert_eq!(e.to_string(), format!("invalid value \"no-such-user-here\" for DAMON_USER: {}", NO_SUCH_USER));
     }
 
     #[test]
