@@ -651,7 +651,7 @@ mod windows {
         });
         // Never waited for: it is meant to outlive this process, as a daemon would. A new
         // process group is the nearest Windows has to setsid().
-        let _grandchild = Command::new(me)
+        let grandchild = Command::new(me)
             .arg("daemon")
             .arg(dir.join("grandchild.pid"))
             .creation_flags(CREATE_NEW_PROCESS_GROUP)
@@ -660,6 +660,7 @@ mod windows {
                 eprintln!("workload: starting the grandchild: {}", e);
                 std::process::exit(1)
             });
+        std::mem::forget(grandchild);
         write_pids(&dir.join("child.pid"));
         super::sleep_forever()
     }

@@ -29,7 +29,9 @@ mod sandbox;
 mod values;
 
 pub use cli::{BUILD_COMMIT, LONG_VERSION, VERSION};
-pub use sandbox::{Access, PathEntry, PathRule, SandboxMode, SandboxSettings};
+#[cfg(target_os = "linux")]
+pub use sandbox::{Access, PathRule};
+pub use sandbox::{PathEntry, SandboxMode, SandboxSettings};
 pub use values::{CpuCores, IoDevice, ListenAddr, UserSpec};
 
 /// Outside Nomad without DAMON_KILL_TIMEOUT: the original Damon's ExitTimeout.

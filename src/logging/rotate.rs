@@ -189,6 +189,8 @@ impl RotatingFile {
     pub fn prepare(&mut self, now: SystemTime) -> Result<Vec<Note>, LogFileError> {
         let mut notes = Vec::new();
         if let Some(open) = &self.file {
+            // On Windows the identity is () and any regular file at the path passes (see above).
+            #[cfg_attr(not(unix), allow(clippy::unit_cmp))]
             let still_there = match fs::metadata(&self.path) {
                 Ok(metadata) => metadata.is_file() && identity(&metadata) == open.identity,
                 Err(_) => false,

@@ -31,12 +31,14 @@ pub struct ContainerSpec {
     pub name: String,
     pub limits: Limits,
     /// Where to create it (cgroup path from the hierarchy's root); `None`: under damon's own.
+    #[cfg_attr(windows, allow(dead_code))]
     pub parent: Option<PathBuf>,
     /// Windows: run the child with a restricted token (Linux reads it from `identity`).
     #[cfg_attr(not(windows), allow(dead_code))]
     pub restricted_token: bool,
     /// Who the child runs as and what it may gain, resolved before anything started
     /// (Linux: DAMON_USER and DAMON_RESTRICTED_TOKEN).
+    #[cfg_attr(windows, allow(dead_code))]
     pub identity: Identity,
     /// What confines the workload beyond its limits (DAMON_SANDBOX), decided before anything
     /// started.

@@ -122,10 +122,8 @@ pub fn create_job(name: &OsStr) -> io::Result<OwnedHandle> {
 /// Sets one information class of a job. `T` must be the structure that class takes.
 pub fn set_job_information<T: Copy>(job: &OwnedHandle, class: JOBOBJECTINFOCLASS, info: &T) -> io::Result<()> {
     // SAFETY: `info` points to a live `T` of the size passed, the structure the caller names with `class`.
-    check(
-        unsafe { SetInformationJobObject(raw(job), class, info as *const T as *const _, size_u32::<T>()) },
-        "SetInformationJobObject",
-    )
+    let result = unsafe { SetInformationJobObject(raw(job), class, info as *const T as *const _, size_u32::<T>()) };
+    check(result, "SetInformationJobObject")
 }
 
 /// kernel32's SetIoRateControlInformationJobObject.
@@ -186,13 +184,11 @@ pub fn set_io_rate_control(job: &OwnedHandle, max_bandwidth: i64, max_iops: i64)
 /// Sets an information class that takes an array (JobObjectGroupInformationEx). `T` must be
 /// the element type that class takes.
 pub fn set_job_information_list<T: Copy>(job: &OwnedHandle, class: JOBOBJECTINFOCLASS, info: &[T]) -> io::Result<()> {
-    let bytes = (size_of::<T>() * info.len()) as u32;
+    let bytes = std::mem::size_of_val(info) as u32;
     // SAFETY: `info` points to `info.len()` live elements of `T`, `bytes` long in all, the
     // structures the caller names with `class`.
-    check(
-        unsafe { SetInformationJobObject(raw(job), class, info.as_ptr() as *const _, bytes) },
-        "SetInformationJobObject",
-    )
+    let result = unsafe { SetInformationJobObject(raw(job), class, info.as_ptr() as *const _, bytes) };
+    check(result, "SetInformationJobObject")
 }
 
 /// Reads one fixed-size information class of a job. `T` must be the structure that class returns.
@@ -200,12 +196,10 @@ pub fn query_job_information<T: Copy>(job: &OwnedHandle, class: JOBOBJECTINFOCLA
     // SAFETY: the Win32 information structures are plain data for which all-zero bytes are valid.
     let mut info: T = unsafe { zeroed() };
     // SAFETY: `info` is writable and as large as the size passed.
-    check(
-        unsafe {
-            QueryInformationJobObject(raw(job), class, &mut info as *mut T as *mut _, size_u32::<T>(), null_mut())
-        },
-        "QueryInformationJobObject",
-    )?;
+    let result = unsafe {
+        QueryInformationJobObject(raw(job), class, &mut info as *mut T as *mut _, size_u32::<T>(), null_mut())
+    };
+    check(result, "QueryInformationJobObject")?;
     Ok(info)
 }
 
@@ -281,10 +275,8 @@ pub fn next_completion(port: &OwnedHandle) -> io::Result<Completion> {
     let (mut message, mut key, mut overlapped): (u32, usize, *mut OVERLAPPED) = (0, 0, null_mut());
     // SAFETY: the out-parameters are writable; job notifications carry a process id in the
     // OVERLAPPED pointer's place, which is only read as a number, never dereferenced.
-    check(
-        unsafe { GetQueuedCompletionStatus(raw(port), &mut message, &mut key, &mut overlapped, INFINITE) },
-        "GetQueuedCompletionStatus",
-    )?;
+    let result = unsafe { GetQueuedCompletionStatus(raw(port), &mut message, &mut key, &mut overlapped, INFINITE) };
+    check(result, "GetQueuedCompletionStatus")?;
     Ok(Completion { message, key, process_id: overlapped as usize })
 }
 
@@ -395,10 +387,8 @@ impl JobListAttribute {
         let mut buffer = vec![0usize; size / size_of::<usize>() + 1];
         let list = buffer.as_mut_ptr() as LPPROC_THREAD_ATTRIBUTE_LIST;
         // SAFETY: `buffer` is at least `size` bytes and aligned.
-        check(
-            unsafe { InitializeProcThreadAttributeList(list, 1, 0, &mut size) },
-            "InitializeProcThreadAttributeList",
-        )?;
+        let result = unsafe { InitializeProcThreadAttributeList(list, 1, 0, &mut size) };
+        check(result, "InitializeProcThreadAttributeList")?;
         let jobs = Box::new([raw(job)]);
         // SAFETY: the list was initialized above; `jobs` is boxed so its address stays valid
         // for the lifetime of this struct, which outlives the CreateProcess call.
@@ -603,31 +593,27 @@ pub fn restricted_token() -> io::Result<OwnedHandle> {
     let mut sid = [0u8; SECURITY_MAX_SID_SIZE as usize];
     let mut sid_size = SECURITY_MAX_SID_SIZE;
     // SAFETY: `sid` is a writable buffer of the size passed.
-    check(
-        unsafe {
-            CreateWellKnownSid(WinBuiltinAdministratorsSid, null_mut(), sid.as_mut_ptr() as *mut _, &mut sid_size)
-        },
-        "CreateWellKnownSid",
-    )?;
+    let result = unsafe {
+        CreateWellKnownSid(WinBuiltinAdministratorsSid, null_mut(), sid.as_mut_ptr() as *mut _, &mut sid_size)
+    };
+    check(result, "CreateWellKnownSid")?;
     let disable = [SID_AND_ATTRIBUTES { Sid: sid.as_mut_ptr() as *mut _, Attributes: 0 }];
     let mut restricted: HANDLE = null_mut();
     // SAFETY: `disable` and the SID it points to live until the call returns; `restricted` is writable.
-    check(
-        unsafe {
-            CreateRestrictedToken(
-                raw(&token),
-                DISABLE_MAX_PRIVILEGE | LUA_TOKEN,
-                disable.len() as u32,
-                disable.as_ptr(),
-                0,
-                null(),
-                0,
-                null(),
-                &mut restricted,
-            )
-        },
-        "CreateRestrictedToken",
-    )?;
+    let result = unsafe {
+        CreateRestrictedToken(
+            raw(&token),
+            DISABLE_MAX_PRIVILEGE | LUA_TOKEN,
+            disable.len() as u32,
+            disable.as_ptr(),
+            0,
+            null(),
+            0,
+            null(),
+            &mut restricted,
+        )
+    };
+    check(result, "CreateRestrictedToken")?;
     owned(restricted, "CreateRestrictedToken")
 }
 

@@ -112,7 +112,8 @@ fn read_port(port: &OwnedHandle, job: &JobObject, counters: &Counters, limits: R
             }
             JOB_OBJECT_MSG_ACTIVE_PROCESS_LIMIT => {
                 // A fork bomb sends one per refusal: the first is logged, the rest counted.
-                if counters.process_limit_hits.fetch_add(1, Ordering::Relaxed) == 0 {
+                let earlier_refusals = counters.process_limit_hits.fetch_add(1, Ordering::Relaxed);
+                if earlier_refusals == 0 {
                     tracing::error!(
                         process_limit = limits.process_limit,
                         "process limit of {} reached: the job refuses new processes",
