@@ -329,16 +329,19 @@ fn log_number(line: &str, key: &str) -> Option<u64> {
 fn survivors(dir: &TestDir) -> Vec<String> {
     let pids: Vec<u32> = PID_FILES.iter().filter_map(|f| read_pid(&dir.path(f))).collect();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while pids.iter().any(|&pid| alive(pid) && !exiting(pid)) && Instant::now() < deadline {
+    while pids.iter().any(|&pid| liveness(pid) == Liveness::Running) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
     let mut left = Vec::new();
-    for pid in pids.into_iter().filter(|&pid| alive(pid)) {
-        let state = process_state(pid);
-        if exiting(pid) {
-            println!("nomad ({}): process {} is still exiting, not running: {}", cgroup_version(), pid, state);
-        } else {
-            left.push(format!("{} ({}; {})", pid, command_of(pid), state));
+    for pid in pids {
+        // The report first, then one reading that decides: a process may end in between.
+        let (command, state) = (command_of(pid), process_state(pid));
+        match liveness(pid) {
+            Liveness::Ended => {}
+            Liveness::Exiting => {
+                println!("nomad ({}): process {} is still exiting, not running: {}", cgroup_version(), pid, state)
+            }
+            Liveness::Running => left.push(format!("{} ({}; {})", pid, command, state)),
         }
     }
     left

@@ -175,24 +175,47 @@ pub fn alive(pid: u32) -> bool {
     }
 }
 
-/// Whether the kernel is taking the process down (PF_EXITING in /proc/PID/stat's flags): it
-/// was killed or exited, and never runs its own code again.
-pub fn exiting(pid: u32) -> bool {
-    const PF_EXITING: u64 = 0x4;
-    let stat = fs::read_to_string(format!("/proc/{}/stat", pid)).unwrap_or_default();
-    // After the command's closing parenthesis: state, ppid, pgrp, session, tty_nr, tpgid, flags.
-    let flags = stat.rsplit(')').next().and_then(|rest| rest.split_whitespace().nth(6)).and_then(|f| f.parse().ok());
-    flags.map_or(false, |flags: u64| flags & PF_EXITING != 0)
+/// Where a process is, from one reading of /proc/PID/stat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Liveness {
+    /// Gone, or a zombie.
+    Ended,
+    /// The kernel is taking it down (PF_EXITING in its flags): it was killed or exited, and
+    /// never runs its own code again.
+    Exiting,
+    Running,
 }
 
-/// The process's state and where it waits in the kernel, for a report: "state R, wchan 0".
+pub fn liveness(pid: u32) -> Liveness {
+    const PF_EXITING: u64 = 0x4;
+    let stat = match fs::read_to_string(format!("/proc/{}/stat", pid)) {
+        Ok(stat) => stat,
+        Err(_) => return Liveness::Ended,
+    };
+    // After the command's closing parenthesis: state, ppid, pgrp, session, tty_nr, tpgid, flags.
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    let flags: u64 = fields.get(6).and_then(|f| f.parse().ok()).unwrap_or(0);
+    match fields.first() {
+        None | Some(&"Z") | Some(&"X") => Liveness::Ended,
+        Some(_) if flags & PF_EXITING != 0 => Liveness::Exiting,
+        Some(_) => Liveness::Running,
+    }
+}
+
+/// The process's state, flags and where it waits in the kernel, for a report.
 pub fn process_state(pid: u32) -> String {
     let stat = fs::read_to_string(format!("/proc/{}/stat", pid)).unwrap_or_default();
-    let state = stat.rsplit(')').next().and_then(|rest| rest.split_whitespace().next()).unwrap_or("?").to_string();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
     let wchan = fs::read_to_string(format!("/proc/{}/wchan", pid)).unwrap_or_default();
     let stack = fs::read_to_string(format!("/proc/{}/stack", pid)).unwrap_or_default();
     let stack: Vec<&str> = stack.lines().map(str::trim).take(6).collect();
-    format!("state {}, wchan {}, stack [{}]", state, if wchan.is_empty() { "?" } else { &wchan }, stack.join(" < "))
+    format!(
+        "state {}, flags {}, wchan {}, stack [{}]",
+        fields.first().unwrap_or(&"?"),
+        fields.get(6).unwrap_or(&"?"),
+        if wchan.is_empty() { "?" } else { &wchan },
+        stack.join(" < ")
+    )
 }
 
 pub fn read_pid(file: &Path) -> Option<u32> {
