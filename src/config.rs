@@ -529,8 +529,9 @@ fn build(
     let metrics = read(lookup, &ADDR, values::listen_addr)?
         .map(|addr| MetricsConfig { addr, endpoint: endpoint.unwrap_or_else(|| DEFAULT_METRICS_ENDPOINT.to_string()) });
 
-    let log = LogValues::read(lookup).settings(env)?;
+    let mut log = LogValues::read(lookup).settings(env)?;
     let sandbox = sandbox_settings(lookup, env)?;
+    log.workload_dirs = sandbox.writable_dirs();
 
     Ok(Config {
         command,
@@ -697,6 +698,8 @@ fn log_settings(
         max_size_bytes: max_size_mib.unwrap_or(DEFAULT_LOG_MAX_SIZE_MIB).saturating_mul(BYTES_PER_MIB),
         max_files: max_files.unwrap_or(DEFAULT_LOG_MAX_FILES),
         labels,
+        // Filled in once the sandbox's settings are read.
+        workload_dirs: Vec::new(),
     }
 }
 

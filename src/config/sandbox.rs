@@ -109,6 +109,35 @@ pub struct SandboxSettings {
     pub nomad_dirs: Vec<PathBuf>,
 }
 
+impl SandboxSettings {
+    /// The directories `defaults` lets the workload write: the Nomad directories, and, as
+    /// exec2 does, the task's tmp/ beside its local/ (NOMAD_TASK_DIR).
+    pub fn default_writable_dirs(&self) -> Vec<PathBuf> {
+        let mut dirs = self.nomad_dirs.clone();
+        if let Some(task_root) = self.nomad_dirs.first().and_then(|task| task.parent()) {
+            dirs.push(task_root.join("tmp"));
+        }
+        dirs
+    }
+
+    /// Every path the sandbox lets the workload write or create in (none when it is off):
+    /// damon, root, follows no link in or below them (its log).
+    pub fn writable_dirs(&self) -> Vec<PathBuf> {
+        if self.mode == SandboxMode::Off {
+            return Vec::new();
+        }
+        let mut dirs = Vec::new();
+        for entry in &self.paths {
+            match entry {
+                PathEntry::Defaults => dirs.extend(self.default_writable_dirs()),
+                PathEntry::Rule(rule) if rule.access.write || rule.access.create => dirs.push(rule.path.clone()),
+                PathEntry::Rule(_) => {}
+            }
+        }
+        dirs
+    }
+}
+
 /// An entry of DAMON_SANDBOX_PATHS.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PathEntry {

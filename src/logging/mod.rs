@@ -30,6 +30,7 @@ use tracing::{Event, Level, Metadata, Subscriber};
 
 use self::rotate::{Note, RotatingFile};
 pub use self::time::rfc3339_millis;
+use crate::platform::PathError;
 
 /// Lines below this level are dropped.
 const MAX_LEVEL: LevelFilter = LevelFilter::INFO;
@@ -64,20 +65,23 @@ pub struct LogSettings {
     pub max_files: usize,
     /// nomad_* fields put on every line, e.g. ("nomad_task_name", "web").
     pub labels: Vec<(&'static str, String)>,
+    /// Directories the workload may write whatever their mode says (the sandbox's write
+    /// rules): no link is followed in or below them on the way to the log.
+    pub workload_dirs: Vec<PathBuf>,
 }
 
 /// Where lines go.
 enum Sink {
-    File(RotatingFile),
+    File(Box<RotatingFile>),
     /// stderr when the file could not be opened at start (or a test's writer).
     Stream(Box<dyn Write + Send>),
 }
 
 impl Sink {
-    /// Readies the sink for a line at `now`; an error means the line cannot be written.
-    fn prepare(&mut self, now: SystemTime) -> Result<Vec<Note>, String> {
+    /// Readies the sink for a line at `now`; an error means the line cannot be written there.
+    fn prepare(&mut self, now: SystemTime) -> Result<Vec<Note>, PathError> {
         match self {
-            Sink::File(file) => file.prepare(now).map_err(|e| e.to_string()),
+            Sink::File(file) => file.prepare(now),
             Sink::Stream(_) => Ok(Vec::new()),
         }
     }
@@ -110,6 +114,9 @@ struct Output {
     sink: Sink,
     /// Where an outage and its end are said: stderr (a buffer in unit tests).
     notices: Box<dyn Write + Send>,
+    /// Where lines go once something damon did not make stands at the log's path: stderr
+    /// (a buffer in unit tests); taken when used.
+    fallback: Option<Box<dyn Write + Send>>,
     /// Set while lines are being lost.
     outage: Option<Outage>,
 }
@@ -142,8 +149,8 @@ impl Drop for LogGuard {
 /// Installs the global tracing subscriber. Never fails: if the file (or its directory) cannot
 /// be opened or created, lines go to stderr instead, and the first line logged says why.
 pub fn init(settings: &LogSettings) -> LogGuard {
-    match RotatingFile::open(&settings.path, settings.max_size_bytes, settings.max_files) {
-        Ok(file) => install(Sink::File(file), &settings.labels),
+    match RotatingFile::open(&settings.path, settings.max_size_bytes, settings.max_files, &settings.workload_dirs) {
+        Ok(file) => install(Sink::File(Box::new(file)), &settings.labels),
         Err(error) => {
             let guard = install(Sink::Stream(Box::new(io::stderr())), &settings.labels);
             tracing::warn!(path = %settings.path.display(), error = %error, "cannot open log file, logging to stderr");
@@ -153,7 +160,7 @@ pub fn init(settings: &LogSettings) -> LogGuard {
 }
 
 fn install(sink: Sink, labels: &[(&'static str, String)]) -> LogGuard {
-    let subscriber = JsonSubscriber::new(sink, Box::new(io::stderr()), labels, &LINES_LOST);
+    let subscriber = JsonSubscriber::new(sink, Box::new(io::stderr()), Box::new(io::stderr()), labels, &LINES_LOST);
     let guard = LogGuard { output: Arc::clone(&subscriber.output) };
     // Only the first call can win; a later one (tests) keeps logging where it did.
     let _ = tracing::subscriber::set_global_default(subscriber);
@@ -175,6 +182,7 @@ impl JsonSubscriber {
     fn new(
         sink: Sink,
         notices: Box<dyn Write + Send>,
+        fallback: Box<dyn Write + Send>,
         labels: &[(&'static str, String)],
         lost: &'static AtomicU64,
     ) -> Self {
@@ -182,7 +190,8 @@ impl JsonSubscriber {
         for (name, value) in labels {
             push_field_str(&mut labels_json, name, value);
         }
-        JsonSubscriber { output: Arc::new(Mutex::new(Output { sink, notices, outage: None })), labels_json, lost }
+        let output = Output { sink, notices, fallback: Some(fallback), outage: None };
+        JsonSubscriber { output: Arc::new(Mutex::new(output)), labels_json, lost }
     }
 
     fn format_line(&self, event: &Event<'_>, now: SystemTime) -> String {
@@ -222,6 +231,10 @@ impl JsonSubscriber {
                 push_field_str(&mut fields, "error", &error.to_string());
                 "cannot delete an old rotated log file"
             }
+            Note::Skipped(error) => {
+                push_field_str(&mut fields, "error", &error.to_string());
+                "a rotated name was skipped: something damon did not make stands there"
+            }
         };
         self.render(now, "warn", msg, &fields)
     }
@@ -231,7 +244,11 @@ impl JsonSubscriber {
     fn deliver(&self, output: &mut Output, line: &str, now: SystemTime) {
         let notes = match output.sink.prepare(now) {
             Ok(notes) => notes,
-            Err(error) => return self.lose(output, error, now),
+            Err(error @ PathError::Planted { .. }) => {
+                self.leave_the_file(output, &error, now);
+                Vec::new()
+            }
+            Err(error) => return self.lose(output, error.to_string(), now),
         };
         if let Some(outage) = &output.outage {
             let mut fields = String::new();
@@ -252,11 +269,33 @@ impl JsonSubscriber {
             let _ = output.notices.write_all(said.as_bytes());
         }
         for note in &notes {
+            if let Note::Skipped(error) = note {
+                let _ = output.notices.write_all(format!("damon: {}\n", error).as_bytes());
+            }
             let line = self.note_line(note, &output.sink.name(), now);
             if let Err(error) = output.sink.append(line.as_bytes()) {
                 self.lose(output, error, now);
             }
         }
+        if let Err(error) = output.sink.append(line.as_bytes()) {
+            self.lose(output, error, now);
+        }
+    }
+
+    /// Something damon did not make stands at the log's path (the workload may write the log's
+    /// directory): the file is left for stderr for the rest of the run, which is said there
+    /// once, in words and as a log line. stderr is Nomad's task log: the workload cannot plant
+    /// anything there, and the operator reads it where the task's other output is.
+    fn leave_the_file(&self, output: &mut Output, error: &PathError, now: SystemTime) {
+        let said = format!("damon: {}; its log goes to stderr from now on\n", error);
+        let _ = output.notices.write_all(said.as_bytes());
+        if let Some(stream) = output.fallback.take() {
+            output.sink = Sink::Stream(stream);
+        }
+        let mut fields = String::new();
+        push_field_str(&mut fields, "error", &error.to_string());
+        let line =
+            self.render(now, "warn", "the log file was left: something damon did not make stands at its path", &fields);
         if let Err(error) = output.sink.append(line.as_bytes()) {
             self.lose(output, error, now);
         }
@@ -501,7 +540,7 @@ mod tests {
     }
 
     fn with_sink(sink: Sink, notices: Capture, labels: &[(&'static str, String)], f: impl FnOnce()) {
-        let subscriber = JsonSubscriber::new(sink, Box::new(notices), labels, counter());
+        let subscriber = JsonSubscriber::new(sink, Box::new(notices), Box::new(Capture::default()), labels, counter());
         tracing::subscriber::with_default(subscriber, f);
     }
 
@@ -510,7 +549,9 @@ mod tests {
     }
 
     fn open_file(settings: &LogSettings) -> Sink {
-        Sink::File(RotatingFile::open(&settings.path, settings.max_size_bytes, settings.max_files).unwrap())
+        Sink::File(Box::new(
+            RotatingFile::open(&settings.path, settings.max_size_bytes, settings.max_files, &[]).unwrap(),
+        ))
     }
 
     fn fresh_dir(name: &str) -> PathBuf {
@@ -521,7 +562,8 @@ mod tests {
     }
 
     fn settings(path: PathBuf, max_size_bytes: u64, max_files: usize) -> LogSettings {
-        LogSettings { path, max_size_bytes, max_files, labels: vec![("nomad_task_name", "web".to_string())] }
+        let labels = vec![("nomad_task_name", "web".to_string())];
+        LogSettings { path, max_size_bytes, max_files, labels, workload_dirs: Vec::new() }
     }
 
     /// Checks the time prefix and returns the rest of the line after it.
@@ -589,8 +631,13 @@ mod tests {
     fn lost_lines_are_counted_and_said_once_per_outage() {
         let (sink, notices) = (Capture::default(), Capture::default());
         let lost = counter();
-        let subscriber =
-            JsonSubscriber::new(Sink::Stream(Box::new(sink.clone())), Box::new(notices.clone()), &[], lost);
+        let subscriber = JsonSubscriber::new(
+            Sink::Stream(Box::new(sink.clone())),
+            Box::new(notices.clone()),
+            Box::new(Capture::default()),
+            &[],
+            lost,
+        );
         tracing::subscriber::with_default(subscriber, || {
             tracing::info!(i = 1u64, "written");
             sink.fail(true);
@@ -672,8 +719,13 @@ mod tests {
         let dir = fresh_dir("removed");
         let path = dir.join("logs").join("damon.log");
         let (notices, lost) = (Capture::default(), counter());
-        let subscriber =
-            JsonSubscriber::new(open_file(&settings(path.clone(), 1000, 2)), Box::new(notices.clone()), &[], lost);
+        let subscriber = JsonSubscriber::new(
+            open_file(&settings(path.clone(), 1000, 2)),
+            Box::new(notices.clone()),
+            Box::new(Capture::default()),
+            &[],
+            lost,
+        );
         tracing::subscriber::with_default(subscriber, || {
             tracing::info!("before");
             fs::remove_dir_all(dir.join("logs")).unwrap();
@@ -685,6 +737,82 @@ mod tests {
         assert!(lines[0].contains("\"message\":\"the log file had vanished from its path"), "{}", content);
         assert!(lines[1].contains("\"message\":\"after\""), "{}", content);
         assert_eq!((lost.load(Ordering::SeqCst), notices.text()), (0, String::new()));
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// Something planted at the log's path while damon runs (the workload may write the
+    /// directory): nothing is written through it, the log goes on on stderr, said once.
+    #[cfg(unix)]
+    #[test]
+    fn a_link_planted_at_the_log_path_sends_the_log_to_stderr() {
+        let dir = fresh_dir("planted");
+        let path = dir.join("damon.log");
+        let canary = dir.join("canary");
+        fs::write(&canary, "canary\n").unwrap();
+        let (notices, fallback, lost) = (Capture::default(), Capture::default(), counter());
+        let sink = open_file(&settings(path.clone(), 1000, 2));
+        let subscriber = JsonSubscriber::new(sink, Box::new(notices.clone()), Box::new(fallback.clone()), &[], lost);
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!("before");
+            fs::remove_file(&path).unwrap();
+            std::os::unix::fs::symlink(&canary, &path).unwrap();
+            tracing::info!("after");
+            tracing::info!("again");
+        });
+        assert_eq!(fs::read_to_string(&canary).unwrap(), "canary\n");
+        let said = notices.text();
+        let found = format!("found a symbolic link to {} at {}", canary.display(), path.display());
+        assert!(said.starts_with(&format!("damon: {}, which damon did not make", found)), "{}", said);
+        assert!(said.ends_with("; its log goes to stderr from now on\n") && said.lines().count() == 1, "{}", said);
+        let stderr = fallback.text();
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert_eq!(lines.len(), 3, "{}", stderr);
+        assert!(lines[0].contains("\"level\":\"warn\",\"message\":\"the log file was left: something damon did not make stands at its path\""), "{}", stderr);
+        assert!(lines[0].contains(&found), "{}", stderr);
+        assert!(lines[1].contains("\"message\":\"after\"") && lines[2].contains("\"message\":\"again\""), "{}", stderr);
+        assert_eq!(lost.load(Ordering::SeqCst), 0);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// A link at the next rotated name: the name is skipped, said once, nothing written there.
+    #[cfg(unix)]
+    #[test]
+    fn a_link_at_a_rotated_name_is_skipped_and_said() {
+        let dir = fresh_dir("planted-rotated");
+        let path = dir.join("damon.log");
+        let canary = dir.join("canary");
+        fs::write(&canary, "canary\n").unwrap();
+        let suffix = time::rotated_suffix(SystemTime::now());
+        // This second's and the next one's first names.
+        let next = time::rotated_suffix(SystemTime::now() + std::time::Duration::from_secs(1));
+        for taken in [&suffix, &next] {
+            std::os::unix::fs::symlink(&canary, dir.join(format!("damon.log.{}", taken))).unwrap();
+        }
+        let (notices, lost) = (Capture::default(), counter());
+        let sink = open_file(&settings(path.clone(), 10, 0));
+        let subscriber = JsonSubscriber::new(sink, Box::new(notices.clone()), Box::new(Capture::default()), &[], lost);
+        tracing::subscriber::with_default(subscriber, || {
+            for i in 0..3u64 {
+                tracing::info!(i, "past the size at once");
+            }
+        });
+        assert_eq!(fs::read_to_string(&canary).unwrap(), "canary\n");
+        let said = notices.text();
+        assert!(said.lines().count() >= 1 && said.lines().all(|l| l.contains("which damon did not make")), "{}", said);
+        // The note is in the file written after the rotation that skipped the name.
+        let content: String = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| !fs::symlink_metadata(p).unwrap().file_type().is_symlink())
+            .map(|p| fs::read_to_string(p).unwrap())
+            .collect();
+        assert!(
+            content.contains("\"message\":\"a rotated name was skipped: something damon did not make stands there\""),
+            "{}",
+            content
+        );
+        assert!(fs::symlink_metadata(dir.join(format!("damon.log.{}", suffix))).unwrap().file_type().is_symlink());
+        assert_eq!(lost.load(Ordering::SeqCst), 0);
         let _ = fs::remove_dir_all(&dir);
     }
 

@@ -21,6 +21,14 @@
 //! module replaces it, keeping its layout: `<name>.<%Y-%m-%dT%H-%M-%S>` in UTC, then `.1`,
 //! `.2`, ... for more rotations within one second, exactly as its `AppendTimestamp` named them.
 //!
+//! damon is root and the workload may write the log's directory (Nomad makes `alloc/logs`
+//! mode 0777), so every file operation goes through [`AnchoredDir`]: the directory is reached
+//! without following what the workload could have planted, and the file is opened, created,
+//! renamed and deleted relative to it, never by path. A link, FIFO, hard link or anything else
+//! damon did not make at the log's name is [`PathError::Planted`]: the caller stops writing
+//! the file. At a rotated name it only makes that name taken; a rotation never replaces
+//! anything (`RENAME_NOREPLACE`), and only damon's own files are deleted.
+//!
 //! Which rotated files are the oldest, when more than `max_files` exist: the ones this writer
 //! rotated itself are the newest, in the order it made them, whatever their names say (a
 //! clock stepped back makes a newer file look older); files it found are older than those,
@@ -29,46 +37,21 @@
 //! reused or overwritten: a taken one gets the next free number.
 //!
 //! The directory is listed only when a rotation deletes old files (`max_files > 0`), never at
-//! open. Before each line the path is checked (one `stat`) to still name the open file: when
-//! the file or its directory was removed, or something else now stands at its place, a new
-//! file is started (and the directory made again) instead of writing into a deleted file.
+//! open. Before each line the path is checked (one `fstatat` per component) to still lead to
+//! the open file: when the file or its directory was removed, moved, replaced or hidden by a
+//! mount, a new file is started (the path walked again, the directory made again) instead of
+//! writing into a file that is no longer at the log's path.
 
-use std::fmt;
-use std::fs::{self, File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use super::time::{is_rotated_suffix, rotated_suffix};
+use crate::platform::{AnchoredDir, FileId, PathError};
 
 /// Numbers tried after a rotated name that is taken, within one second.
 const MAX_NUMBER_IN_SECOND: u64 = 100_000;
-
-/// What failed, on which path, and why.
-#[derive(Debug)]
-pub struct LogFileError {
-    action: &'static str,
-    path: PathBuf,
-    source: io::Error,
-}
-
-impl LogFileError {
-    fn new(action: &'static str, path: &Path, source: io::Error) -> LogFileError {
-        LogFileError { action, path: path.to_path_buf(), source }
-    }
-}
-
-impl fmt::Display for LogFileError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "cannot {} {}: {}", self.action, self.path.display(), self.source)
-    }
-}
-
-impl std::error::Error for LogFileError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.source)
-    }
-}
 
 /// Something the log's reader should know, found while preparing a write.
 #[derive(Debug)]
@@ -77,9 +60,12 @@ pub enum Note {
     Restarted,
     /// The file has passed its size but cannot be rotated; lines go on into it.
     /// Reported once until a rotation succeeds.
-    CannotRotate(LogFileError),
+    CannotRotate(PathError),
     /// An old rotated file that should go could not be deleted (or the directory not listed).
-    CannotDelete(LogFileError),
+    CannotDelete(PathError),
+    /// Something damon did not make stands at a rotated name: left there, the name skipped.
+    /// Said once per name.
+    Skipped(PathError),
 }
 
 /// The open file, and what damon knows of it.
@@ -87,36 +73,27 @@ struct Open {
     file: File,
     /// The file's size as damon wrote it; rotation happens once it passes the limit.
     size_bytes: u64,
-    /// Device and inode (Unix) of the file, to notice another file at its path.
-    identity: Identity,
+    /// To notice another file at its path.
+    id: FileId,
     /// A failed write left part of a line that could not be cut off: the next line starts
     /// on a new line.
     broken_line: bool,
 }
 
-#[cfg(unix)]
-type Identity = (u64, u64);
-#[cfg(unix)]
-fn identity(metadata: &fs::Metadata) -> Identity {
-    use std::os::unix::fs::MetadataExt;
-    (metadata.dev(), metadata.ino())
-}
-/// Windows' file index needs unstable std: there a file at the path is taken to be ours.
-#[cfg(not(unix))]
-type Identity = ();
-#[cfg(not(unix))]
-fn identity(_: &fs::Metadata) -> Identity {}
-
 /// A size-rotated log file, appended to one whole line at a time.
 pub struct RotatingFile {
     /// Absolute where the working directory could be read.
     path: PathBuf,
-    dir: PathBuf,
+    dir_path: PathBuf,
+    name: String,
+    /// Directories the workload may write whatever their mode (see [`AnchoredDir::open`]).
+    workload_dirs: Vec<PathBuf>,
     /// `<name>.`, which every rotated file's name starts with.
     rotated_prefix: String,
     max_size_bytes: u64,
     /// Rotated files kept; 0 keeps all.
     max_files: usize,
+    dir: Option<AnchoredDir>,
     file: Option<Open>,
     /// The open file was found gone; say so once a new one is open.
     vanished: bool,
@@ -126,12 +103,19 @@ pub struct RotatingFile {
     rotated_here: Vec<String>,
     /// The last name this writer rotated to: suffix and number.
     last_rotated: Option<(String, u64)>,
+    /// Rotated names found taken by something damon did not make, said once each.
+    skipped: Vec<String>,
 }
 
 impl RotatingFile {
     /// Opens (appending: a restarted task keeps its earlier lines) the file, creating it and
     /// its directory when missing. Lists nothing.
-    pub fn open(path: &Path, max_size_bytes: u64, max_files: usize) -> Result<RotatingFile, LogFileError> {
+    pub fn open(
+        path: &Path,
+        max_size_bytes: u64,
+        max_files: usize,
+        workload_dirs: &[PathBuf],
+    ) -> Result<RotatingFile, PathError> {
         let path = if path.is_relative() {
             // A working directory removed later must not matter; if it is gone already, the
             // relative path is all there is.
@@ -139,25 +123,29 @@ impl RotatingFile {
         } else {
             path.to_path_buf()
         };
-        let (dir, name) = match (path.parent(), path.file_name().and_then(|n| n.to_str())) {
-            (Some(dir), Some(name)) => (dir.to_path_buf(), name),
+        let (dir_path, name) = match (path.parent(), path.file_name().and_then(|n| n.to_str())) {
+            (Some(dir), Some(name)) => (dir.to_path_buf(), name.to_string()),
             _ => {
-                let why = io::Error::new(io::ErrorKind::InvalidInput, "the path has no file name in UTF-8");
-                return Err(LogFileError::new("use the log path", &path, why));
+                let source = io::Error::new(io::ErrorKind::InvalidInput, "the path has no file name in UTF-8");
+                return Err(PathError::Io { action: "use the log path", path, source });
             }
         };
         let rotated_prefix = format!("{}.", name);
         let mut rotating = RotatingFile {
-            dir,
+            dir_path,
+            name,
+            workload_dirs: workload_dirs.to_vec(),
             rotated_prefix,
             path,
             max_size_bytes,
             max_files,
+            dir: None,
             file: None,
             vanished: false,
             rotation_failing: false,
             rotated_here: Vec::new(),
             last_rotated: None,
+            skipped: Vec::new(),
         };
         rotating.file = Some(rotating.open_file()?);
         Ok(rotating)
@@ -167,35 +155,41 @@ impl RotatingFile {
         &self.path
     }
 
-    fn open_file(&self) -> Result<Open, LogFileError> {
-        if !self.dir.as_os_str().is_empty() {
-            fs::create_dir_all(&self.dir).map_err(|e| LogFileError::new("create the directory", &self.dir, e))?;
+    /// The directory as held, or walked again when the path no longer leads to it.
+    fn anchored_dir(&mut self) -> Result<&AnchoredDir, PathError> {
+        let dir = match self.dir.take() {
+            Some(dir) if dir.in_place() => dir,
+            _ => AnchoredDir::open(&self.dir_path, &self.workload_dirs)?,
+        };
+        Ok(self.dir.insert(dir))
+    }
+
+    fn open_file(&mut self) -> Result<Open, PathError> {
+        let name = self.name.clone();
+        let (file, id) = self.anchored_dir()?.open_append(&name)?;
+        let metadata = file.metadata().map_err(|source| PathError::Io {
+            action: "read the size of",
+            path: self.path.clone(),
+            source,
+        })?;
+        Ok(Open { size_bytes: metadata.len(), id, file, broken_line: false })
+    }
+
+    /// Whether the log's path still leads to the open file.
+    fn still_there(&self, open: &Open) -> bool {
+        match &self.dir {
+            Some(dir) => dir.in_place() && matches!(dir.entry(&self.name), Ok(Some(entry)) if entry.id == open.id),
+            None => false,
         }
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)
-            .map_err(|e| LogFileError::new("open", &self.path, e))?;
-        let metadata = file.metadata().map_err(|e| LogFileError::new("read the size of", &self.path, e))?;
-        if !metadata.is_file() {
-            let why = io::Error::new(io::ErrorKind::InvalidInput, "not a regular file");
-            return Err(LogFileError::new("write to", &self.path, why));
-        }
-        Ok(Open { size_bytes: metadata.len(), identity: identity(&metadata), file, broken_line: false })
     }
 
     /// Makes the file ready for the next line at `now`: still the one at the path, open,
-    /// rotated if it has passed its size. An error means the line cannot be written now.
-    pub fn prepare(&mut self, now: SystemTime) -> Result<Vec<Note>, LogFileError> {
+    /// rotated if it has passed its size. An error means the line cannot be written now;
+    /// [`PathError::Planted`] that something damon did not make stands at the log's path.
+    pub fn prepare(&mut self, now: SystemTime) -> Result<Vec<Note>, PathError> {
         let mut notes = Vec::new();
         if let Some(open) = &self.file {
-            // On Windows the identity is () and any regular file at the path passes (see above).
-            #[cfg_attr(not(unix), allow(clippy::unit_cmp))]
-            let still_there = match fs::metadata(&self.path) {
-                Ok(metadata) => metadata.is_file() && identity(&metadata) == open.identity,
-                Err(_) => false,
-            };
-            if !still_there {
+            if !self.still_there(open) {
                 self.file = None;
                 self.vanished = true;
             }
@@ -208,11 +202,12 @@ impl RotatingFile {
         }
         if self.file.as_ref().map_or(false, |open| open.size_bytes > self.max_size_bytes) {
             match self.rotate(now) {
-                Ok(deletion_problems) => {
+                Ok(more) => {
                     self.rotation_failing = false;
-                    notes.extend(deletion_problems);
+                    notes.extend(more);
                 }
-                Err(e) => {
+                Err((more, e)) => {
+                    notes.extend(more);
                     if !std::mem::replace(&mut self.rotation_failing, true) {
                         notes.push(Note::CannotRotate(e));
                     }
@@ -227,12 +222,12 @@ impl RotatingFile {
 
     /// Appends one whole line (after [`prepare`](Self::prepare)). On failure no part of the
     /// line stays in the file where that can be undone.
-    pub fn append(&mut self, line: &[u8]) -> Result<(), LogFileError> {
+    pub fn append(&mut self, line: &[u8]) -> Result<(), PathError> {
         let open = match self.file.as_mut() {
             Some(open) => open,
             None => {
-                let why = io::Error::new(io::ErrorKind::NotFound, "the file is not open");
-                return Err(LogFileError::new("write to", &self.path, why));
+                let source = io::Error::new(io::ErrorKind::NotFound, "the file is not open");
+                return Err(PathError::Io { action: "write to", path: self.path.clone(), source });
             }
         };
         let result = if open.broken_line {
@@ -249,7 +244,7 @@ impl RotatingFile {
                 open.broken_line = false;
                 Ok(())
             }
-            Err(e) => {
+            Err(source) => {
                 // A full disk can take part of a line: cut it off, or the next line would be
                 // glued to it. Where that fails too, the next line starts on a new line.
                 let length = open.file.metadata().map(|m| m.len());
@@ -261,36 +256,45 @@ impl RotatingFile {
                         open.size_bytes = length;
                     }
                 }
-                Err(LogFileError::new("write to", &self.path, e))
+                Err(PathError::Io { action: "write to", path: self.path.clone(), source })
             }
         }
     }
 
     /// Renames the file to a free rotated name (the file is closed and must be opened again,
-    /// whether this succeeds or not), then deletes what exceeds `max_files`.
-    fn rotate(&mut self, now: SystemTime) -> Result<Vec<Note>, LogFileError> {
-        let (suffix, number) = self.free_rotated_name(now)?;
+    /// whether this succeeds or not), then deletes what exceeds `max_files`. The notes come
+    /// with the error too.
+    fn rotate(&mut self, now: SystemTime) -> Result<Vec<Note>, (Vec<Note>, PathError)> {
+        let mut notes = Vec::new();
+        let (suffix, number) = match self.free_rotated_name(now, &mut notes) {
+            Ok(free) => free,
+            Err(e) => return Err((notes, e)),
+        };
         let name = rotated_name(&self.rotated_prefix, &suffix, number);
-        let target = self.dir.join(&name);
         // Closed first: Windows may refuse to rename an open file.
         self.file = None;
-        match fs::rename(&self.path, &target) {
+        let renamed = match &self.dir {
+            Some(dir) => dir.rename_no_replace(&self.name, &name),
+            None => return Ok(notes),
+        };
+        match renamed {
             Ok(()) => {}
             // Gone meanwhile: there is nothing to rotate; the new file starts empty.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(LogFileError::new("rotate the log to", &target, e)),
+            Err(PathError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => return Ok(notes),
+            Err(e) => return Err((notes, e)),
         }
         self.last_rotated = Some((suffix, number));
         if self.max_files == 0 {
-            return Ok(Vec::new());
+            return Ok(notes);
         }
         self.rotated_here.push(name);
-        Ok(self.delete_old())
+        notes.extend(self.delete_old());
+        Ok(notes)
     }
 
-    /// The first name for `now` that no file has and this writer has not used (a deleted
+    /// The first name for `now` that nothing has and this writer has not used (a deleted
     /// rotated file's name is not taken again: it would sort as older than it is).
-    fn free_rotated_name(&self, now: SystemTime) -> Result<(String, u64), LogFileError> {
+    fn free_rotated_name(&mut self, now: SystemTime, notes: &mut Vec<Note>) -> Result<(String, u64), PathError> {
         let suffix = rotated_suffix(now);
         let used_here = self
             .rotated_here
@@ -301,34 +305,49 @@ impl RotatingFile {
             .map(|(_, number)| number.saturating_add(1))
             .max()
             .unwrap_or(0);
+        let dir = match &self.dir {
+            Some(dir) => dir,
+            None => {
+                let source = io::Error::new(io::ErrorKind::NotFound, "the directory is not open");
+                return Err(PathError::Io { action: "rotate the log in", path: self.dir_path.clone(), source });
+            }
+        };
         for number in used_here..used_here.saturating_add(MAX_NUMBER_IN_SECOND) {
-            let candidate = self.dir.join(rotated_name(&self.rotated_prefix, &suffix, number));
-            match fs::symlink_metadata(&candidate) {
-                Ok(_) => continue,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((suffix, number)),
-                Err(e) => return Err(LogFileError::new("look for a free rotated name at", &candidate, e)),
+            let candidate = rotated_name(&self.rotated_prefix, &suffix, number);
+            match dir.entry(&candidate)? {
+                None => return Ok((suffix, number)),
+                Some(entry) => {
+                    if let Some(found) = entry.planted {
+                        if !self.skipped.contains(&candidate) {
+                            notes.push(Note::Skipped(PathError::Planted {
+                                path: self.dir_path.join(&candidate),
+                                found,
+                            }));
+                            self.skipped.push(candidate);
+                        }
+                    }
+                }
             }
         }
-        let why = io::Error::new(io::ErrorKind::AlreadyExists, "every rotated name for this second is taken");
-        Err(LogFileError::new("rotate the log to", &self.dir.join(rotated_name(&self.rotated_prefix, &suffix, 0)), why))
+        let source = io::Error::new(io::ErrorKind::AlreadyExists, "every rotated name for this second is taken");
+        let path = self.dir_path.join(rotated_name(&self.rotated_prefix, &suffix, 0));
+        Err(PathError::Io { action: "rotate the log to", path, source })
     }
 
-    /// Deletes the oldest rotated files beyond `max_files` (see the module's doc for "oldest").
+    /// Deletes the oldest rotated files of damon's beyond `max_files` (see the module's doc
+    /// for "oldest"); what damon did not make is neither counted nor deleted.
     fn delete_old(&mut self) -> Vec<Note> {
-        let entries = match fs::read_dir(&self.dir) {
-            Ok(entries) => entries,
-            Err(e) => return vec![Note::CannotDelete(LogFileError::new("list", &self.dir, e))],
+        let dir = match &self.dir {
+            Some(dir) => dir,
+            None => return Vec::new(),
+        };
+        let names = match dir.own_file_names() {
+            Ok(names) => names,
+            Err(e) => return vec![Note::CannotDelete(e)],
         };
         let mut found: Vec<((String, u64), String)> = Vec::new();
         let mut here_present = vec![false; self.rotated_here.len()];
-        for entry in entries.flatten() {
-            if !entry.file_type().map_or(false, |t| t.is_file()) {
-                continue;
-            }
-            let name = match entry.file_name().into_string() {
-                Ok(name) => name,
-                Err(_) => continue,
-            };
+        for name in names {
             let key = match name.strip_prefix(&self.rotated_prefix).and_then(parse_rotated) {
                 Some(key) => key,
                 None => continue,
@@ -346,11 +365,8 @@ impl RotatingFile {
             found.into_iter().map(|(_, name)| name).chain(self.rotated_here.iter().cloned()).take(excess).collect();
         let mut notes = Vec::new();
         for name in oldest_first {
-            let path = self.dir.join(&name);
-            match fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => notes.push(Note::CannotDelete(LogFileError::new("delete", &path, e))),
+            if let Err(e) = dir.remove_own_file(&name) {
+                notes.push(Note::CannotDelete(e));
             }
             self.rotated_here.retain(|here| *here != name);
         }
@@ -385,6 +401,7 @@ fn parse_rotated(rest: &str) -> Option<(String, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
     use std::time::{Duration, UNIX_EPOCH};
 
     fn fresh_dir(name: &str) -> PathBuf {
@@ -429,7 +446,7 @@ mod tests {
             assert_eq!(parse_rotated(other), None, "{}", other);
         }
         let dir = fresh_dir("names");
-        let mut log = RotatingFile::open(&dir.join("damon.log"), 10, 0).unwrap();
+        let mut log = RotatingFile::open(&dir.join("damon.log"), 10, 0, &[]).unwrap();
         // Each line passes the limit, so each next line rotates first.
         for (i, now) in [t(0), t(0), t(0), t(0), t(1)].iter().enumerate() {
             write(&mut log, &format!("{:020}\n", i), *now);
@@ -459,7 +476,7 @@ mod tests {
         // A file from an earlier run, named for a later time than any below.
         fs::write(dir.join("damon.log.2024-05-01T11-00-00"), "line from before\n").unwrap();
         let max_files = 3;
-        let mut log = RotatingFile::open(&path, 10, max_files).unwrap();
+        let mut log = RotatingFile::open(&path, 10, max_files, &[]).unwrap();
         let clock =
             [t(5), t(5), t(4), t(5), t(4), t(-3600), t(5), t(0), UNIX_EPOCH - Duration::from_secs(10), t(5), t(4)];
         let mut written = Vec::new();
@@ -490,7 +507,7 @@ mod tests {
         fs::write(dir.join("damon.log.2024-05-01T10-00-00"), "theirs 0\n").unwrap();
         fs::write(dir.join("damon.log.2024-05-01T10-00-00.1"), "theirs 1\n").unwrap();
         fs::write(&path, "0123456789 past the limit\n").unwrap();
-        let mut log = RotatingFile::open(&path, 10, 0).unwrap();
+        let mut log = RotatingFile::open(&path, 10, 0, &[]).unwrap();
         write(&mut log, "after\n", t(0));
         assert_eq!(fs::read_to_string(dir.join("damon.log.2024-05-01T10-00-00")).unwrap(), "theirs 0\n");
         assert_eq!(fs::read_to_string(dir.join("damon.log.2024-05-01T10-00-00.1")).unwrap(), "theirs 1\n");
@@ -516,7 +533,7 @@ mod tests {
         }
         fs::create_dir(dir.join("damon.log.2019-01-01T00-00-00")).unwrap();
         fs::write(&path, "0123456789 past the limit\n").unwrap();
-        let mut log = RotatingFile::open(&path, 10, 2).unwrap();
+        let mut log = RotatingFile::open(&path, 10, 2, &[]).unwrap();
         write(&mut log, "new\n", t(0));
         let left: Vec<String> =
             fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
@@ -542,7 +559,7 @@ mod tests {
     fn a_removed_directory_is_made_again_and_said_so() {
         let dir = fresh_dir("removed");
         let path = dir.join("sub").join("damon.log");
-        let mut log = RotatingFile::open(&path, 1000, 2).unwrap();
+        let mut log = RotatingFile::open(&path, 1000, 2, &[]).unwrap();
         write(&mut log, "one\n", t(0));
         fs::remove_dir_all(dir.join("sub")).unwrap();
         let notes = log.prepare(t(1)).unwrap();
@@ -565,9 +582,10 @@ mod tests {
         let dir = fresh_dir("blocked");
         fs::write(dir.join("file"), "").unwrap();
         let under_a_file = dir.join("file").join("damon.log");
-        let error = RotatingFile::open(&under_a_file, 1000, 2).err().expect("an error");
-        assert!(error.to_string().starts_with("cannot create the directory "), "{}", error);
-        let error = RotatingFile::open(&dir, 1000, 2).err().expect("a directory is no log file");
+        let error = RotatingFile::open(&under_a_file, 1000, 2, &[]).err().expect("an error");
+        assert!(error.to_string().starts_with("cannot use the directory "), "{}", error);
+        assert!(error.to_string().ends_with(": a regular file stands there, not a directory"), "{}", error);
+        let error = RotatingFile::open(&dir, 1000, 2, &[]).err().expect("a directory is no log file");
         assert!(error.to_string().contains(&dir.display().to_string()), "{}", error);
         let _ = fs::remove_dir_all(&dir);
     }
@@ -577,7 +595,7 @@ mod tests {
     fn a_directory_replaced_by_a_file_loses_lines_until_it_is_back() {
         let dir = fresh_dir("replaced");
         let path = dir.join("sub").join("damon.log");
-        let mut log = RotatingFile::open(&path, 1000, 2).unwrap();
+        let mut log = RotatingFile::open(&path, 1000, 2, &[]).unwrap();
         fs::remove_dir_all(dir.join("sub")).unwrap();
         fs::write(dir.join("sub"), "a file where the directory was").unwrap();
         assert!(log.prepare(t(0)).is_err());

@@ -14,11 +14,15 @@ use crate::stats::Sample;
 #[cfg(target_os = "linux")]
 mod linux;
 #[cfg(target_os = "linux")]
+pub use linux::anchored_dir::{AnchoredDir, FileId};
+#[cfg(target_os = "linux")]
 pub use linux::sockets::{defer_accept, widen_backlog, SocketPoller};
 #[cfg(target_os = "linux")]
 pub use linux::{defer_signals, host_cpu, host_report, own_process, Backend, Identity, Sandbox, STOP_TREE_REFUSED};
 #[cfg(windows)]
 mod windows;
+#[cfg(windows)]
+pub use windows::anchored_dir::{AnchoredDir, FileId};
 #[cfg(windows)]
 pub use windows::sockets::{defer_accept, widen_backlog, SocketPoller};
 #[cfg(windows)]
@@ -63,6 +67,40 @@ impl fmt::Display for IdentityError {
 }
 
 impl std::error::Error for IdentityError {}
+
+/// Why damon did not use a file or directory it works with as root (its log) where the
+/// workload may write too ([`AnchoredDir`]).
+#[derive(Debug)]
+pub enum PathError {
+    /// Something damon did not make stands at `path` (a link, a FIFO, a hard link, ...): it is
+    /// left alone, and nothing is written or followed through it.
+    Planted { path: PathBuf, found: String },
+    /// The system refused.
+    Io { action: &'static str, path: PathBuf, source: std::io::Error },
+}
+
+impl fmt::Display for PathError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PathError::Planted { path, found } => write!(
+                f,
+                "found {} at {}, which damon did not make: it writes nothing through it and leaves it there",
+                found,
+                path.display()
+            ),
+            PathError::Io { action, path, source } => write!(f, "cannot {} {}: {}", action, path.display(), source),
+        }
+    }
+}
+
+impl std::error::Error for PathError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            PathError::Planted { .. } => None,
+            PathError::Io { source, .. } => Some(source),
+        }
+    }
+}
 
 /// A signal damon received or passes on, by the platform's number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

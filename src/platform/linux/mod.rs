@@ -2,6 +2,7 @@
 //! into it between its clone and its exec, watched through a signalfd, and removed however damon
 //! ends.
 
+pub mod anchored_dir;
 mod block_device;
 mod cgroup_file;
 mod clone;

@@ -147,7 +147,7 @@ impl Sandbox {
         for entry in &settings.paths {
             let opened = match entry {
                 PathEntry::Defaults => {
-                    let defaults = default_rules(&settings.nomad_dirs);
+                    let defaults = default_rules(settings.default_writable_dirs());
                     // The defaults write only to Nomad's task directories and to /dev/null,
                     // /dev/zero and /dev/full: none of them holds a cgroup mount beneath it
                     // (nothing can be mounted under a device file; Nomad mounts no cgroup file
@@ -396,14 +396,10 @@ impl Prepared<'_> {
     }
 }
 
-/// The defaults that exist here: the Nomad directories, and [`DEFAULT_RULES`].
-fn default_rules(nomad_dirs: &[PathBuf]) -> Vec<Rule> {
+/// The defaults that exist here: the directories they write (the Nomad directories, see
+/// [`SandboxSettings::default_writable_dirs`]), and [`DEFAULT_RULES`].
+fn default_rules(dirs: Vec<PathBuf>) -> Vec<Rule> {
     let all = Access { read: true, write: true, execute: true, create: true };
-    let mut dirs: Vec<PathBuf> = nomad_dirs.to_vec();
-    // exec2's too: the task's tmp directory, beside its local one (NOMAD_TASK_DIR).
-    if let Some(task_root) = nomad_dirs.first().and_then(|task| task.parent()) {
-        dirs.push(task_root.join("tmp"));
-    }
     let written = dirs.into_iter().map(|path| PathRule { access: all, path });
     let fixed = DEFAULT_RULES
         .iter()
@@ -609,7 +605,7 @@ mod tests {
         let (local, tmp) = (task.join("local"), task.join("tmp"));
         std::fs::create_dir_all(&local).unwrap();
         std::fs::create_dir_all(&tmp).unwrap();
-        let rules = default_rules(std::slice::from_ref(&local));
+        let rules = default_rules(vec![local.clone(), tmp.clone()]);
         std::fs::remove_dir_all(&task).unwrap();
         let writable: Vec<&Path> = rules
             .iter()
