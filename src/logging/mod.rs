@@ -152,6 +152,9 @@ pub fn init(settings: &LogSettings) -> LogGuard {
     match RotatingFile::open(&settings.path, settings.max_size_bytes, settings.max_files, &settings.workload_dirs) {
         Ok(file) => install(Sink::File(Box::new(file)), &settings.labels),
         Err(error) => {
+            if let PathError::Planted { .. } = error {
+                stderr_line(&format!("{}; its log goes to stderr", error));
+            }
             let guard = install(Sink::Stream(Box::new(io::stderr())), &settings.labels);
             tracing::warn!(path = %settings.path.display(), error = %error, "cannot open log file, logging to stderr");
             guard
