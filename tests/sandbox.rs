@@ -410,4 +410,31 @@ mod sandbox {
         run.assert_code(125);
         assert!(run.stderr.contains("/no/such/dir") && run.stderr.contains("must exist"), "{}", run.explain());
     }
+
+    /// Nomad makes a task's directory 0777: a user of another task may put a link to / at
+    /// NOMAD_TASK_DIR. The default rule would then let the workload write all of /; it is
+    /// refused with the way out instead. The same layout with the directory itself runs.
+    #[test]
+    fn sandbox_a_link_planted_at_a_nomad_directory_is_refused_not_followed() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = TestDir::new("sandbox-planted");
+        let task = dir.path("task");
+        fs::create_dir(&task).unwrap();
+        fs::set_permissions(&task, fs::Permissions::from_mode(0o777)).unwrap();
+        let local = task.join("local");
+        std::os::unix::fs::symlink("/", &local).unwrap();
+        let sandboxed = |dir: &TestDir| {
+            let mut cmd = damon(dir);
+            cmd.env("DAMON_SANDBOX", "Y").env("NOMAD_TASK_DIR", &local).args(["sh", "-c", "exit 4"]);
+            run(cmd, dir)
+        };
+        let refused = sandboxed(&dir);
+        refused.assert_code(125);
+        let said = format!("found a symbolic link to / at {}", local.display());
+        assert!(refused.stderr.contains(&said), "{}", refused.explain());
+        assert!(refused.stderr.contains("remove it, or name in DAMON_SANDBOX_PATHS"), "{}", refused.explain());
+        fs::remove_file(&local).unwrap();
+        fs::create_dir(&local).unwrap();
+        sandboxed(&dir).assert_code(4);
+    }
 }

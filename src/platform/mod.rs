@@ -84,7 +84,7 @@ impl fmt::Display for PathError {
         match self {
             PathError::Planted { path, found } => write!(
                 f,
-                "found {} at {}, which damon did not make: it writes nothing through it and leaves it there",
+                "found {} at {}, which damon did not make: it follows and writes nothing through it, and leaves it there",
                 found,
                 path.display()
             ),

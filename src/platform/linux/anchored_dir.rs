@@ -25,6 +25,7 @@
 
 use std::ffi::{CString, OsStr, OsString};
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::io::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Component, Path, PathBuf};
 
@@ -90,94 +91,8 @@ impl AnchoredDir {
     /// nothing), making the directories that are missing. `workload_dirs`: directories the
     /// workload may write whatever their mode says; no link is followed in or below them.
     pub fn open(path: &Path, workload_dirs: &[PathBuf]) -> Result<AnchoredDir, PathError> {
-        let io_error = |action: &'static str, at: &Path, e: Errno| PathError::Io {
-            action,
-            path: at.to_path_buf(),
-            source: io::Error::from(e),
-        };
-        let workload_ids: Vec<FileId> =
-            workload_dirs.iter().filter_map(|dir| nix::sys::stat::stat(dir).ok()).map(|s| id(&s)).collect();
-        let start = if path.is_absolute() { Path::new("/") } else { Path::new(".") };
-        let first = open_path(libc::AT_FDCWD, start.as_os_str()).map_err(|e| io_error("open", start, e))?;
-        let first_stat = fstat(first.as_raw_fd()).map_err(|e| io_error("look at", start, e))?;
-        let root = Step {
-            name: OsString::new(),
-            id: id(&first_stat),
-            root_only: path.is_absolute() && root_only(&first_stat),
-            sticky: false,
-            workload_writes: !path.is_absolute() || workload_ids.contains(&id(&first_stat)),
-            fd: first,
-        };
-        let mut steps = vec![root];
-        // What is left to walk, first component first, and the path walked so far (for messages).
-        let mut left: Vec<OsString> = components(path);
-        left.reverse();
-        let mut walked = start.to_path_buf();
-        let mut links_followed = 0;
-        while let Some(name) = left.pop() {
-            if name == ".." {
-                // The held parent, not a lookup of "..": the walk goes back the way it came.
-                if steps.len() > 1 {
-                    steps.pop();
-                }
-                walked.pop();
-                continue;
-            }
-            let at = walked.join(&name);
-            let parent = steps.last().expect("the walk always holds its first directory");
-            let fd = match open_path(parent.fd.as_raw_fd(), &name) {
-                Ok(fd) => fd,
-                Err(Errno::ENOENT) => {
-                    match mkdirat(parent.fd.as_raw_fd(), name.as_os_str(), Mode::from_bits_truncate(NEW_DIR_MODE)) {
-                        Ok(()) | Err(Errno::EEXIST) => {}
-                        Err(e) => return Err(io_error("create the directory", &at, e)),
-                    }
-                    open_path(parent.fd.as_raw_fd(), &name).map_err(|e| io_error("open", &at, e))?
-                }
-                Err(e) => return Err(io_error("open", &at, e)),
-            };
-            let stat = fstat(fd.as_raw_fd()).map_err(|e| io_error("look at", &at, e))?;
-            match SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT {
-                SFlag::S_IFDIR => {
-                    let workload_writes = parent.workload_writes || workload_ids.contains(&id(&stat));
-                    steps.push(Step {
-                        fd,
-                        name,
-                        id: id(&stat),
-                        root_only: root_only(&stat),
-                        sticky: stat.st_mode & libc::S_ISVTX != 0,
-                        workload_writes,
-                    });
-                    walked = at;
-                }
-                SFlag::S_IFLNK => {
-                    let target = readlinkat(parent.fd.as_raw_fd(), name.as_os_str()).ok();
-                    let placed_by_root = parent.root_only || (parent.sticky && owned_by_damon(&stat));
-                    if parent.workload_writes || !placed_by_root {
-                        return Err(PathError::Planted { path: at, found: found_link(target.as_deref()) });
-                    }
-                    let target = target.ok_or_else(|| io_error("read the link", &at, Errno::EINVAL))?;
-                    links_followed += 1;
-                    if links_followed > MAX_LINKS_FOLLOWED {
-                        return Err(io_error("follow the links of", path, Errno::ELOOP));
-                    }
-                    let target = Path::new(&target);
-                    if target.is_absolute() {
-                        steps.truncate(1);
-                        walked = PathBuf::from("/");
-                    }
-                    left.extend(components(target).into_iter().rev());
-                }
-                _ => {
-                    let source = io::Error::new(
-                        io::ErrorKind::Other,
-                        format!("{} stands there, not a directory", describe(&stat).unwrap_or("a regular file")),
-                    );
-                    return Err(PathError::Io { action: "use the directory", path: at, source });
-                }
-            }
-        }
-        Ok(AnchoredDir { path: path.to_path_buf(), steps })
+        let walked = walk(path, workload_dirs, Walk::MakingDirectories)?;
+        Ok(AnchoredDir { path: path.to_path_buf(), steps: walked.steps })
     }
 
     fn fd(&self) -> RawFd {
@@ -342,6 +257,168 @@ impl AnchoredDir {
     }
 }
 
+/// How far [`walk`] goes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Walk {
+    /// To a directory, making those missing on the way.
+    MakingDirectories,
+    /// To what exists, a file or a directory; making nothing.
+    ToExisting,
+}
+
+/// Where a walk ended: the directories, and the file at the end if it is not one.
+struct Walked {
+    steps: Vec<Step>,
+    file: Option<OwnedFd>,
+}
+
+/// The walk of the module's doc.
+fn walk(path: &Path, workload_dirs: &[PathBuf], walk_mode: Walk) -> Result<Walked, PathError> {
+    let io_error = |action: &'static str, at: &Path, e: Errno| PathError::Io {
+        action,
+        path: at.to_path_buf(),
+        source: io::Error::from(e),
+    };
+    let workload_ids: Vec<FileId> =
+        workload_dirs.iter().filter_map(|dir| nix::sys::stat::stat(dir).ok()).map(|s| id(&s)).collect();
+    let start = if path.is_absolute() { Path::new("/") } else { Path::new(".") };
+    let first = open_path(libc::AT_FDCWD, start.as_os_str()).map_err(|e| io_error("open", start, e))?;
+    let first_stat = fstat(first.as_raw_fd()).map_err(|e| io_error("look at", start, e))?;
+    let root = Step {
+        name: OsString::new(),
+        id: id(&first_stat),
+        root_only: path.is_absolute() && root_only(&first_stat),
+        sticky: false,
+        workload_writes: !path.is_absolute() || workload_ids.contains(&id(&first_stat)),
+        fd: first,
+    };
+    let mut steps = vec![root];
+    // What is left to walk, first component first, and the path walked so far (for messages).
+    let mut left: Vec<OsString> = components(path);
+    left.reverse();
+    let mut walked = start.to_path_buf();
+    let mut links_followed = 0;
+    while let Some(name) = left.pop() {
+        if name == ".." {
+            // The held parent, not a lookup of "..": the walk goes back the way it came.
+            if steps.len() > 1 {
+                steps.pop();
+            }
+            walked.pop();
+            continue;
+        }
+        let at = walked.join(&name);
+        let parent = steps.last().expect("the walk always holds its first directory");
+        let fd = match open_path(parent.fd.as_raw_fd(), &name) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT) if walk_mode == Walk::MakingDirectories => {
+                match mkdirat(parent.fd.as_raw_fd(), name.as_os_str(), Mode::from_bits_truncate(NEW_DIR_MODE)) {
+                    Ok(()) | Err(Errno::EEXIST) => {}
+                    Err(e) => return Err(io_error("create the directory", &at, e)),
+                }
+                open_path(parent.fd.as_raw_fd(), &name).map_err(|e| io_error("open", &at, e))?
+            }
+            Err(e) => return Err(io_error("open", &at, e)),
+        };
+        let stat = fstat(fd.as_raw_fd()).map_err(|e| io_error("look at", &at, e))?;
+        match SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT {
+            SFlag::S_IFDIR => {
+                let workload_writes = parent.workload_writes || workload_ids.contains(&id(&stat));
+                steps.push(Step {
+                    fd,
+                    name,
+                    id: id(&stat),
+                    root_only: root_only(&stat),
+                    sticky: stat.st_mode & libc::S_ISVTX != 0,
+                    workload_writes,
+                });
+                walked = at;
+            }
+            SFlag::S_IFLNK => {
+                let target = readlinkat(parent.fd.as_raw_fd(), name.as_os_str()).ok();
+                let placed_by_root = parent.root_only || (parent.sticky && owned_by_damon(&stat));
+                if parent.workload_writes || !placed_by_root {
+                    return Err(PathError::Planted { path: at, found: found_link(target.as_deref()) });
+                }
+                let target = target.ok_or_else(|| io_error("read the link", &at, Errno::EINVAL))?;
+                links_followed += 1;
+                if links_followed > MAX_LINKS_FOLLOWED {
+                    return Err(io_error("follow the links of", path, Errno::ELOOP));
+                }
+                let target = Path::new(&target);
+                if target.is_absolute() {
+                    steps.truncate(1);
+                    walked = PathBuf::from("/");
+                }
+                left.extend(components(target).into_iter().rev());
+            }
+            // The place asked for may be a file.
+            _ if walk_mode == Walk::ToExisting && left.is_empty() => return Ok(Walked { steps, file: Some(fd) }),
+            _ => {
+                let source = io::Error::new(
+                    io::ErrorKind::Other,
+                    format!("{} stands there, not a directory", describe(&stat).unwrap_or("a regular file")),
+                );
+                return Err(PathError::Io { action: "use the directory", path: at, source });
+            }
+        }
+    }
+    Ok(Walked { steps, file: None })
+}
+
+/// Opens `path` as a place (`O_PATH`: no read or write), a file or a directory, without
+/// following anything the workload could have planted on the way or at its end (see the
+/// module's doc). Makes nothing. One `openat2(RESOLVE_NO_SYMLINKS)` where no link is on the
+/// way (most paths: nothing can then redirect it); the walk where one is, or where the kernel
+/// has no openat2 (before 5.6).
+pub fn open_place(path: &Path, workload_dirs: &[PathBuf]) -> Result<OwnedFd, PathError> {
+    if let Some(fd) = open_without_links(path) {
+        return Ok(fd);
+    }
+    let walked = walk(path, workload_dirs, Walk::ToExisting)?;
+    match walked.file {
+        Some(file) => Ok(file),
+        None => Ok(walked.steps.into_iter().last().expect("the walk always holds its first directory").fd),
+    }
+}
+
+/// openat2(2)'s `struct open_how` (libc's is non-exhaustive: it cannot be made outside it).
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+
+/// `path` opened as a place if no link is on the way; `None` otherwise, and on any failure
+/// (the walk then says what it finds).
+fn open_without_links(path: &Path) -> Option<OwnedFd> {
+    let path = CString::new(path.as_os_str().as_bytes()).ok()?;
+    let how = OpenHow {
+        // Not O_NOFOLLOW: with O_PATH it would open a link at the end as itself; without it,
+        // RESOLVE_NO_SYMLINKS refuses that link too (ELOOP).
+        flags: (libc::O_PATH | libc::O_CLOEXEC) as u64,
+        mode: 0,
+        resolve: libc::RESOLVE_NO_SYMLINKS,
+    };
+    // SAFETY: openat2(2) reads the NUL-terminated path and `how`, both alive for the call, and
+    // is told the size of `how`; nix 0.26 does not offer it.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            &how as *const OpenHow,
+            std::mem::size_of::<OpenHow>(),
+        )
+    };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: openat2(2) just returned this descriptor, and nothing else owns it.
+    Some(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
 /// Opens `name` in `dir` as a place, without following it if it is a link: no read or write,
 /// so no FIFO or device is ever opened. Not with std's `OpenOptions`: musl counts `O_PATH` in
 /// `O_ACCMODE` and std takes it out (see sandbox.rs).
@@ -433,6 +510,30 @@ mod tests {
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
         planted(AnchoredDir::open(&dir.join("by-root/a"), std::slice::from_ref(&dir)));
         planted(AnchoredDir::open(&dir.join("by-root/a"), &[dir.parent().unwrap().to_path_buf()]));
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_place_is_opened_through_links_only_root_can_have_made() {
+        let dir = fresh_dir("place");
+        fs::create_dir(dir.join("real")).unwrap();
+        fs::write(dir.join("real/file"), "x").unwrap();
+        symlink("real", dir.join("link")).unwrap();
+        let same = |path: &Path, expected: &Path| {
+            let fd = open_place(path, &[]).unwrap_or_else(|e| panic!("{}: {}", path.display(), e));
+            let (got, want) = (fstat(fd.as_raw_fd()).unwrap(), nix::sys::stat::stat(expected).unwrap());
+            assert_eq!(id(&got), id(&want), "{}", path.display());
+        };
+        // No link on the way (openat2), a link root made on the way and at the end (the walk).
+        same(&dir.join("real/file"), &dir.join("real/file"));
+        same(&dir.join("link/file"), &dir.join("real/file"));
+        same(&dir.join("link"), &dir.join("real"));
+        assert!(matches!(open_place(&dir.join("real/missing"), &[]), Err(PathError::Io { .. })));
+        // Others may write the directory holding the link, or the workload may.
+        planted(open_place(&dir.join("link"), std::slice::from_ref(&dir)));
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).unwrap();
+        planted(open_place(&dir.join("link/file"), &[]));
+        assert_eq!(planted(open_place(&dir.join("link"), &[])).0, dir.join("link"));
         let _ = fs::remove_dir_all(&dir);
     }
 

@@ -43,9 +43,10 @@ use nix::libc;
 use nix::sys::stat::Mode;
 
 use self::seccomp::SockFilter;
+use super::anchored_dir;
 use super::identity::{holds_capability, Identity};
 use crate::config::{Access, PathEntry, PathRule, SandboxMode, SandboxSettings};
-use crate::platform::IdentityError;
+use crate::platform::{IdentityError, PathError};
 
 /// linux/landlock.h: landlock_create_ruleset(2) returns the ABI version.
 const LANDLOCK_CREATE_RULESET_VERSION: libc::c_uint = 1;
@@ -144,10 +145,13 @@ impl Sandbox {
         // Read only for the operator's rules that may write (reading the mount table is the
         // costliest part of a sandboxed launch: the kernel formats a line per mount).
         let mut cgroup_mounts: Option<Vec<PathBuf>> = None;
+        // No link is followed in or below what the workload may write (an earlier run's).
+        let workload_dirs = settings.writable_dirs();
         for entry in &settings.paths {
             let opened = match entry {
                 PathEntry::Defaults => {
-                    let defaults = default_rules(settings.default_writable_dirs());
+                    let defaults = default_rules(settings.default_writable_dirs(), &workload_dirs)
+                        .map_err(|e| refuse(paths_source.clone(), written.clone(), planted_reason(&e)))?;
                     // The defaults write only to Nomad's task directories and to /dev/null,
                     // /dev/zero and /dev/full: none of them holds a cgroup mount beneath it
                     // (nothing can be mounted under a device file; Nomad mounts no cgroup file
@@ -159,8 +163,12 @@ impl Sandbox {
                     defaults
                 }
                 PathEntry::Rule(rule) => {
-                    let rule = landlock_rule(rule).map_err(|e| {
-                        refuse(paths_source.clone(), written.clone(), format!("{}: {}", rule.path.display(), e))
+                    let rule = landlock_rule(rule, &workload_dirs).map_err(|e| {
+                        let reason = match e {
+                            PathError::Planted { .. } => planted_reason(&e),
+                            PathError::Io { .. } => e.to_string(),
+                        };
+                        refuse(paths_source.clone(), written.clone(), reason)
                     })?;
                     if writes(&rule) {
                         let real = rule.path.canonicalize().unwrap_or_else(|_| rule.path.clone());
@@ -398,14 +406,25 @@ impl Prepared<'_> {
 
 /// The defaults that exist here: the directories they write (the Nomad directories, see
 /// [`SandboxSettings::default_writable_dirs`]), and [`DEFAULT_RULES`].
-fn default_rules(dirs: Vec<PathBuf>) -> Vec<Rule> {
+///
+/// The Nomad directories are reached as damon reaches its log ([`anchored_dir::open_place`]):
+/// another task's user can write a task's directory (Nomad makes it 0777), so a link planted
+/// at NOMAD_TASK_DIR must not turn its rule into one for `/`. Such a link is the error; a
+/// directory that does not exist has no rule.
+fn default_rules(dirs: Vec<PathBuf>, workload_dirs: &[PathBuf]) -> Result<Vec<Rule>, PathError> {
     let all = Access { read: true, write: true, execute: true, create: true };
-    let written = dirs.into_iter().map(|path| PathRule { access: all, path });
+    let mut looked: Vec<(PathRule, Opened)> = Vec::new();
+    for path in dirs {
+        match Opened::walk(&path, workload_dirs) {
+            Ok(opened) => looked.push((PathRule { access: all, path }, opened)),
+            Err(planted @ PathError::Planted { .. }) => return Err(planted),
+            Err(PathError::Io { .. }) => {}
+        }
+    }
     let fixed = DEFAULT_RULES
         .iter()
         .filter_map(|(mode, path)| Access::parse(mode).map(|access| PathRule { access, path: PathBuf::from(path) }));
-    let looked: Vec<(PathRule, Opened)> =
-        written.chain(fixed).filter_map(|rule| Opened::look(&rule.path).ok().map(|opened| (rule, opened))).collect();
+    looked.extend(fixed.filter_map(|rule| Opened::look(&rule.path).ok().map(|opened| (rule, opened))));
     // A rule lands on the inode its path leads to. On a merged-/usr system /bin leads to
     // /usr/bin, and /etc/resolv.conf is most often a file of /etc: the entry of a directory
     // whose default already grants the same beneath it adds nothing. It would cost the launch
@@ -420,17 +439,23 @@ fn default_rules(dirs: Vec<PathBuf>) -> Vec<Rule> {
         })
     };
     let kept: Vec<bool> = looked.iter().map(|(rule, opened)| !covered(rule, opened)).collect();
-    looked
+    Ok(looked
         .into_iter()
         .zip(kept)
         .filter(|(_, kept)| *kept)
         .filter_map(|((rule, opened), _)| Some(landlock_rule_of(&rule, opened.follow(&rule.path).ok()?)))
-        .collect()
+        .collect())
 }
 
-/// The rule for a path the operator wrote, which must exist.
-fn landlock_rule(rule: &PathRule) -> io::Result<Rule> {
-    Ok(landlock_rule_of(rule, Opened::look(&rule.path)?.follow(&rule.path)?))
+/// The rule for a path the operator wrote, which must exist, reached as the Nomad
+/// directories are (see [`default_rules`]).
+fn landlock_rule(rule: &PathRule, workload_dirs: &[PathBuf]) -> Result<Rule, PathError> {
+    Ok(landlock_rule_of(rule, Opened::walk(&rule.path, workload_dirs)?))
+}
+
+/// Why a sandbox rule's path is refused when something was planted on it, with the way out.
+fn planted_reason(planted: &PathError) -> String {
+    format!("{}; remove it, or name in DAMON_SANDBOX_PATHS the directory it should lead to", planted)
 }
 
 /// A rule's rights, as exec2 gives them: r reads (and lists a directory), w writes and
@@ -486,6 +511,17 @@ impl Opened {
         let file_type = file.metadata()?.file_type();
         let link_target = if file_type.is_symlink() { Some(std::fs::read_link(path)?) } else { None };
         Ok(Opened { file, is_dir: file_type.is_dir(), link_target })
+    }
+
+    /// The path opened as [`anchored_dir::open_place`] opens it: nothing the workload could have
+    /// planted on the way is followed. Links are resolved, so there is no `link_target`.
+    fn walk(path: &Path, workload_dirs: &[PathBuf]) -> Result<Opened, PathError> {
+        let file = File::from(anchored_dir::open_place(path, workload_dirs)?);
+        let is_dir = file
+            .metadata()
+            .map_err(|source| PathError::Io { action: "look at", path: path.to_path_buf(), source })?
+            .is_dir();
+        Ok(Opened { file, is_dir, link_target: None })
     }
 
     /// Where a link leads, opened; anything else as it is (most paths are not links: for them
@@ -589,13 +625,13 @@ mod tests {
 
     #[test]
     fn a_rule_gets_exec2s_rights_and_never_device_nodes() {
-        let dir = landlock_rule(&rule("rwxc", "/tmp")).unwrap();
+        let dir = landlock_rule(&rule("rwxc", "/tmp"), &[]).unwrap();
         assert!(dir.access.contains(AccessFs::ReadDir | AccessFs::MakeReg | AccessFs::Truncate | AccessFs::Refer));
         assert!(!dir.access.intersects(AccessFs::MakeChar | AccessFs::MakeBlock));
         // A file takes no directory right: the kernel would refuse the rule.
-        let file = landlock_rule(&rule("rwxc", "/etc/passwd")).unwrap();
+        let file = landlock_rule(&rule("rwxc", "/etc/passwd"), &[]).unwrap();
         assert_eq!(file.access, AccessFs::ReadFile | AccessFs::WriteFile | AccessFs::Truncate | AccessFs::Execute);
-        assert_eq!(landlock_rule(&rule("r", "/etc")).unwrap().access, AccessFs::ReadFile | AccessFs::ReadDir);
+        assert_eq!(landlock_rule(&rule("r", "/etc"), &[]).unwrap().access, AccessFs::ReadFile | AccessFs::ReadDir);
     }
 
     #[test]
@@ -605,7 +641,7 @@ mod tests {
         let (local, tmp) = (task.join("local"), task.join("tmp"));
         std::fs::create_dir_all(&local).unwrap();
         std::fs::create_dir_all(&tmp).unwrap();
-        let rules = default_rules(vec![local.clone(), tmp.clone()]);
+        let rules = default_rules(vec![local.clone(), tmp.clone()], &[]).unwrap();
         std::fs::remove_dir_all(&task).unwrap();
         let writable: Vec<&Path> = rules
             .iter()
