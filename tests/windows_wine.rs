@@ -552,6 +552,51 @@ fn a_broken_log_never_touches_the_workload() {
     assert!(said[0].contains("its log lines are lost until it can write again"), "{}", run.explain());
 }
 
+/// Issue 24: what the workload may plant at the log's path before damon.exe starts (a hard link
+/// to a file of its own, a directory) is left as it is and nothing is written through it; the
+/// child still runs and its exit code comes back, and the log goes to stderr, which says what
+/// was found and where. No symbolic link or junction is tried: Wine 8's CreateSymbolicLinkW and
+/// cmd's `mklink /J` report success and make nothing, and Wine shows a Unix link as what it
+/// leads to, never as a reparse point (the unit tests try them where Windows makes them).
+#[test]
+#[ignore = "needs the Windows build and Wine: scripts/windows-test"]
+fn a_hard_link_or_a_directory_at_the_log_path_is_left_and_the_log_goes_to_stderr() {
+    let dir = TestDir::new("wine-planted");
+    let canary = dir.path("canary");
+    std::fs::write(&canary, "canary\n").unwrap();
+    let log = dir.path("damon.log");
+    for hard_link in [true, false] {
+        let found = if hard_link {
+            std::fs::hard_link(&canary, &log).unwrap();
+            "found a hard link (a file with 2 names)"
+        } else {
+            std::fs::create_dir(&log).unwrap();
+            "found a directory"
+        };
+        let mut cmd = damon(&dir);
+        cmd.args([workload_exe(), "exit".to_string(), "3".to_string()]);
+        let run = run(cmd, &dir);
+        run.assert_code(3);
+        // In words or in a JSON line (whose backslashes are escaped).
+        let said = format!("{} at {}", found, win(&log));
+        assert!(
+            run.stderr.contains(&said) || run.stderr.contains(&said.replace('\\', "\\\\")),
+            "damon.exe did not say {:?}\n{}",
+            said,
+            run.explain()
+        );
+        assert!(run.stderr.contains("\"message\":\"damon exiting\""), "not on stderr\n{}", run.explain());
+        assert_eq!(std::fs::read_to_string(&canary).unwrap(), "canary\n", "{}", run.explain());
+        if hard_link {
+            assert_eq!(std::fs::read_to_string(&log).unwrap(), "canary\n", "{}", run.explain());
+            std::fs::remove_file(&log).unwrap();
+        } else {
+            assert_eq!(std::fs::read_dir(&log).unwrap().count(), 0, "{}", run.explain());
+            std::fs::remove_dir(&log).unwrap();
+        }
+    }
+}
+
 /// damon.exe serving metrics with a workload that sleeps; under Wine, damon.exe runs in the
 /// wine64 process started here, so /proc/PID of the child is damon.exe's.
 fn flood_against_damon_exe(hostiles: flood::Hostiles) {

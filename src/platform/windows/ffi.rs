@@ -10,6 +10,7 @@ use std::io;
 use std::mem::{size_of, zeroed};
 use std::os::windows::ffi::OsStrExt;
 use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle, RawHandle};
+use std::path::Path;
 use std::ptr::{null, null_mut};
 use std::sync::atomic::{AtomicIsize, AtomicU32, Ordering};
 use std::time::Duration;
@@ -22,6 +23,10 @@ use windows_sys::Win32::Security::{
     CreateRestrictedToken, CreateWellKnownSid, WinBuiltinAdministratorsSid, DISABLE_MAX_PRIVILEGE, LUA_TOKEN,
     SECURITY_MAX_SID_SIZE, SID_AND_ATTRIBUTES, TOKEN_ADJUST_DEFAULT, TOKEN_ADJUST_SESSIONID, TOKEN_ASSIGN_PRIMARY,
     TOKEN_DUPLICATE, TOKEN_QUERY,
+};
+use windows_sys::Win32::Storage::FileSystem::{
+    CreateFileW, FileDispositionInfo, GetFileInformationByHandle, MoveFileExW, SetFileInformationByHandle,
+    BY_HANDLE_FILE_INFORMATION, FILE_DISPOSITION_INFO, FILE_FLAGS_AND_ATTRIBUTES, FILE_SHARE_MODE, OPEN_EXISTING,
 };
 use windows_sys::Win32::System::Console::{
     GenerateConsoleCtrlEvent, GetStdHandle, SetConsoleCtrlHandler, CTRL_BREAK_EVENT, STD_ERROR_HANDLE,
@@ -578,6 +583,64 @@ pub fn own_process() -> crate::platform::OwnProcess {
         figures.open_fds = Some(u64::from(handles));
     }
     figures
+}
+
+// ---- Files (the log's directory, anchored_dir.rs)
+
+/// Opens what exists at `path` (OPEN_EXISTING) with the access, sharing and flags given.
+pub fn open_existing(
+    path: &Path,
+    access: u32,
+    share: FILE_SHARE_MODE,
+    flags: FILE_FLAGS_AND_ATTRIBUTES,
+) -> io::Result<OwnedHandle> {
+    let path = wide(path.as_os_str());
+    // SAFETY: `path` is a NUL-terminated UTF-16 string that outlives the call; no security
+    // attributes, no template; the returned handle is checked and owned.
+    let handle = unsafe { CreateFileW(path.as_ptr(), access, share, null(), OPEN_EXISTING, flags, null_mut()) };
+    // CreateFileW fails with INVALID_HANDLE_VALUE, which `owned` checks.
+    owned(handle, "CreateFileW")
+}
+
+/// What GetFileInformationByHandle tells of an open file.
+pub struct FileInformation {
+    pub volume_serial_number: u32,
+    pub file_index: u64,
+    pub attributes: u32,
+    pub links: u32,
+}
+
+pub fn file_information(file: &impl AsRawHandle) -> io::Result<FileInformation> {
+    // SAFETY: plain data, filled by the call.
+    let mut info: BY_HANDLE_FILE_INFORMATION = unsafe { zeroed() };
+    // SAFETY: the handle is open for the call (the borrow); `info` is writable.
+    let result = unsafe { GetFileInformationByHandle(file.as_raw_handle() as HANDLE, &mut info) };
+    check(result, "GetFileInformationByHandle")?;
+    Ok(FileInformation {
+        volume_serial_number: info.dwVolumeSerialNumber,
+        file_index: (u64::from(info.nFileIndexHigh) << 32) | u64::from(info.nFileIndexLow),
+        attributes: info.dwFileAttributes,
+        links: info.nNumberOfLinks,
+    })
+}
+
+/// Renames `from` to `to`, failing if `to` exists: no MOVEFILE_REPLACE_EXISTING (std's
+/// rename sets it), and no MOVEFILE_COPY_ALLOWED (a copy would follow what stands at `from`).
+pub fn move_file_no_replace(from: &Path, to: &Path) -> io::Result<()> {
+    let (from, to) = (wide(from.as_os_str()), wide(to.as_os_str()));
+    // SAFETY: both are NUL-terminated UTF-16 strings that outlive the call.
+    check(unsafe { MoveFileExW(from.as_ptr(), to.as_ptr(), 0) }, "MoveFileExW")
+}
+
+/// Deletes the file open as `file` (opened with DELETE access) once its last handle closes:
+/// the file checked through this handle is the one deleted, whatever took its name meanwhile.
+pub fn delete_on_close(file: &OwnedHandle) -> io::Result<()> {
+    let info = FILE_DISPOSITION_INFO { DeleteFile: 1 };
+    let (pointer, size) = (&info as *const FILE_DISPOSITION_INFO as *const _, size_u32::<FILE_DISPOSITION_INFO>());
+    // SAFETY: the handle is open; `pointer` is to a live structure of the size passed, the one
+    // FileDispositionInfo takes, which the call reads and does not keep.
+    let result = unsafe { SetFileInformationByHandle(raw(file), FileDispositionInfo, pointer, size) };
+    check(result, "SetFileInformationByHandle(FileDispositionInfo)")
 }
 
 // ---- Restricted token

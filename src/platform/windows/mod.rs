@@ -1,6 +1,7 @@
 //! The Windows backend: the workload in a Job Object with KILL_ON_JOB_CLOSE, started inside
 //! it, stopped with Ctrl+Break to its process group, watched through a completion port.
 
+pub mod anchored_dir;
 mod command_line;
 mod ffi;
 mod host;
