@@ -164,7 +164,9 @@ impl Alloc {
                     continue;
                 }
                 let meta = fs::symlink_metadata(&path).unwrap();
-                out.push(format!("{} {:o} {}", path.display(), meta.mode(), meta.len()));
+                // A directory's size is the file system's business (tmpfs counts its entries).
+                let size = if meta.is_dir() { 0 } else { meta.len() };
+                out.push(format!("{} {:o} {}", path.display(), meta.mode(), size));
                 if meta.is_dir() {
                     walk(&path, skip, out);
                 }

@@ -20,8 +20,9 @@
 //! did not make, a file of another user) is left alone: [`PathError::Planted`] says what.
 //!
 //! Each component stays open, so that [`AnchoredDir::in_place`] can tell, with one `fstatat`
-//! a component, that the path still leads to the directory damon holds: a directory removed,
-//! moved, swapped for a link or hidden by a mount is noticed, and the path walked again.
+//! for the directory and one for each component the workload could change, that the path
+//! still leads to the directory damon holds: a directory removed, moved, swapped for a link or
+//! hidden by a mount is noticed, and the path walked again.
 
 use std::ffi::{CString, OsStr, OsString};
 use std::io;
@@ -99,11 +100,17 @@ impl AnchoredDir {
         self.steps.last().expect("the walk always holds its first directory").fd.as_raw_fd()
     }
 
-    /// Whether the path still leads to this directory: every component is still the one
-    /// walked (not removed, moved, replaced or mounted over).
+    /// Whether the path still leads to this directory (not removed, moved, replaced or mounted
+    /// over). Looked at: the directory itself, and each component whose parent someone but
+    /// root may change (the workload's doing); one in a directory only root changes stays.
     pub fn in_place(&self) -> bool {
-        self.steps.windows(2).all(|pair| {
-            fstatat(pair[0].fd.as_raw_fd(), pair[1].name.as_os_str(), nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
+        let last = self.steps.len().saturating_sub(2);
+        self.steps.windows(2).enumerate().all(|(i, pair)| {
+            let parent = &pair[0];
+            if i != last && parent.root_only && !parent.workload_writes {
+                return true;
+            }
+            fstatat(parent.fd.as_raw_fd(), pair[1].name.as_os_str(), nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
                 .map_or(false, |stat| id(&stat) == pair[1].id)
         })
     }
