@@ -623,7 +623,8 @@ fn sandbox_settings(
         .filter_map(|v| env.var(v))
         .map(PathBuf::from)
         .collect();
-    Ok(SandboxSettings { mode, paths, paths_source, nomad_dirs })
+    let task_dir = env.var("NOMAD_TASK_DIR").map(PathBuf::from);
+    Ok(SandboxSettings { mode, paths, paths_source, nomad_dirs, task_dir })
 }
 
 /// A setting's value read with one of the [`values`] parsers, if it is set.

@@ -107,6 +107,8 @@ pub struct SandboxSettings {
     /// NOMAD_TASK_DIR, NOMAD_ALLOC_DIR and NOMAD_SECRETS_DIR, those set: the defaults make them
     /// writable.
     pub nomad_dirs: Vec<PathBuf>,
+    /// NOMAD_TASK_DIR, if set: the defaults make the task's tmp/ beside it writable too.
+    pub task_dir: Option<PathBuf>,
 }
 
 impl SandboxSettings {
@@ -114,7 +116,7 @@ impl SandboxSettings {
     /// exec2 does, the task's tmp/ beside its local/ (NOMAD_TASK_DIR).
     pub fn default_writable_dirs(&self) -> Vec<PathBuf> {
         let mut dirs = self.nomad_dirs.clone();
-        if let Some(task_root) = self.nomad_dirs.first().and_then(|task| task.parent()) {
+        if let Some(task_root) = self.task_dir.as_ref().and_then(|task| task.parent()) {
             dirs.push(task_root.join("tmp"));
         }
         dirs

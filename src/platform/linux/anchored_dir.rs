@@ -379,8 +379,12 @@ fn walk(path: &Path, workload_dirs: &[PathBuf], walk_mode: Walk) -> Result<Walke
 /// way (most paths: nothing can then redirect it); the walk where one is, or where the kernel
 /// has no openat2 (before 5.6).
 pub fn open_place(path: &Path, workload_dirs: &[PathBuf]) -> Result<OwnedFd, PathError> {
-    if let Some(fd) = open_without_links(path) {
-        return Ok(fd);
+    match open_without_links(path) {
+        Ok(fd) => return Ok(fd),
+        // A link on the way (ELOOP), or no openat2 here (ENOSYS before 5.6; EPERM, EINVAL or
+        // E2BIG from a container's filter or an older interface): the walk decides.
+        Err(Errno::ELOOP) | Err(Errno::ENOSYS) | Err(Errno::EPERM) | Err(Errno::EINVAL) | Err(Errno::E2BIG) => {}
+        Err(e) => return Err(PathError::Io { action: "open", path: path.to_path_buf(), source: io::Error::from(e) }),
     }
     let walked = walk(path, workload_dirs, Walk::ToExisting)?;
     match walked.file {
@@ -397,10 +401,9 @@ struct OpenHow {
     resolve: u64,
 }
 
-/// `path` opened as a place if no link is on the way; `None` otherwise, and on any failure
-/// (the walk then says what it finds).
-fn open_without_links(path: &Path) -> Option<OwnedFd> {
-    let path = CString::new(path.as_os_str().as_bytes()).ok()?;
+/// `path` opened as a place, if no link is on the way (else ELOOP).
+fn open_without_links(path: &Path) -> Result<OwnedFd, Errno> {
+    let path = CString::new(path.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)?;
     let how = OpenHow {
         // Not O_NOFOLLOW: with O_PATH it would open a link at the end as itself; without it,
         // RESOLVE_NO_SYMLINKS refuses that link too (ELOOP).
@@ -410,7 +413,7 @@ fn open_without_links(path: &Path) -> Option<OwnedFd> {
     };
     // SAFETY: openat2(2) reads the NUL-terminated path and `how`, both alive for the call, and
     // is told the size of `how`; nix 0.26 does not offer it.
-    let fd = unsafe {
+    let fd = Errno::result(unsafe {
         libc::syscall(
             libc::SYS_openat2,
             libc::AT_FDCWD,
@@ -418,12 +421,9 @@ fn open_without_links(path: &Path) -> Option<OwnedFd> {
             &how as *const OpenHow,
             std::mem::size_of::<OpenHow>(),
         )
-    };
-    if fd < 0 {
-        return None;
-    }
+    })?;
     // SAFETY: openat2(2) just returned this descriptor, and nothing else owns it.
-    Some(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
 /// Opens `name` in `dir` as a place, without following it if it is a link: no read or write,

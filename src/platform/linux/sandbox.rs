@@ -668,6 +668,7 @@ mod tests {
                 paths: vec![PathEntry::Defaults, PathEntry::Rule(rule(mode, path))],
                 paths_source: Some("DAMON_SANDBOX_PATHS".to_string()),
                 nomad_dirs: Vec::new(),
+                task_dir: None,
             };
             let e = Sandbox::resolve(&settings, &Identity::unchanged()).unwrap_err().to_string();
             assert!(e.contains("would let the workload write the cgroup files"), "{}: {}", bad, e);
