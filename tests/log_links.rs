@@ -247,7 +247,14 @@ fn plant_and_check(workload: Workload, plant: Plant, place: Place, when: When) {
         }
         When::WhileRunning => {
             // From a file: in damon's argv it would be on its first log lines, tens of KiB.
-            fs::write(alloc.dir.path("task/local/plant.sh"), &command).unwrap();
+            // Once damon has logged that the child started: a plant before that line would
+            // race with damon making the log again, and the plant's own mkdir or ln fail.
+            let after_start = format!(
+                "until grep -qs '\"message\":\"child started\"' '{}'; do sleep 0.01; done; {}",
+                alloc.log().display(),
+                command
+            );
+            fs::write(alloc.dir.path("task/local/plant.sh"), after_start).unwrap();
             format!(
                 "trap 'echo usr1' USR1; trap 'exit 3' TERM; sh '{}' || exit 99; echo planted; while :; do sleep 0.05 & wait $!; done",
                 alloc.dir.path("task/local/plant.sh").display()
