@@ -16,6 +16,8 @@ use config::{ConfigError, Invocation, ProcessEnvironment, LONG_VERSION};
 fn main() {
     // First of all: a stop that arrives while damon starts must wait for the supervisor.
     platform::defer_signals();
+    // Nothing damon inherited reaches the workload but stdin, stdout and stderr.
+    platform::close_inherited_on_exec();
     let code = match config::parse(std::env::args_os().collect(), &ProcessEnvironment) {
         Ok(Invocation::Version) => {
             // Not println!: it panics when stdout is closed or a pipe whose reader is gone.

@@ -192,3 +192,45 @@ fn the_child_shares_damons_memory_until_its_exec_instead_of_getting_a_copy() {
         assert!(start.contains("clone3(") && start.contains("CLONE_INTO_CGROUP"), "not born in its group: {}", start);
     }
 }
+
+/// A descriptor damon inherited without close-on-exec (here one open for writing on the
+/// hierarchy's root cgroup.procs, which would let the workload leave its group) does not reach
+/// the workload, in any mode: it gets stdin, stdout and stderr only. Control: the same shell
+/// started directly holds the descriptor and can use it.
+#[test]
+fn a_descriptor_damon_inherited_does_not_reach_the_child() {
+    use std::os::unix::io::AsRawFd;
+    let dir = TestDir::new("inherited-fd");
+    let procs = match cgroup_version() {
+        "v2" => "/sys/fs/cgroup/cgroup.procs",
+        _ => "/sys/fs/cgroup/memory/cgroup.procs",
+    };
+    let file = std::fs::OpenOptions::new().write(true).open(procs).expect("open the root cgroup.procs");
+    let fd = file.as_raw_fd();
+    // Lists the shell's descriptors (the glob's own directory descriptor is closed by then),
+    // then tries the inherited one: writing "0" there would move the shell to the root group.
+    let script = "ls /proc/$$/fd | tr '\\n' ' '; echo; if echo 0 >&7; then echo escaped; else echo closed; fi";
+    let with_fd_7 = |cmd: &mut Command| {
+        // SAFETY: dup2(2) only, on a descriptor this process holds; it clears close-on-exec on 7.
+        unsafe {
+            cmd.pre_exec(move || if libc::dup2(fd, 7) == 7 { Ok(()) } else { Err(io::Error::last_os_error()) });
+        }
+    };
+    let mut control = Command::new("sh");
+    control.args(["-c", "if [ -e /proc/$$/fd/7 ]; then echo open; else echo missing; fi"]);
+    with_fd_7(&mut control);
+    let out = control.output().expect("run sh");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "open\n", "the control shell did not get descriptor 7");
+    for mode in [&[][..], &[("DAMON_RESTRICTED_TOKEN", "Y")][..], &[("DAMON_SANDBOX", "Y")][..]] {
+        let mut cmd = damon(&dir);
+        cmd.envs(mode.iter().copied()).env("DAMON_MEMORY_LIMIT", "64").args(["sh", "-c", script]);
+        with_fd_7(&mut cmd);
+        let run = run(cmd, &dir);
+        run.assert_code(0);
+        let mut lines = run.stdout.lines();
+        let fds: Vec<&str> = lines.next().unwrap_or_default().split_whitespace().collect();
+        assert_eq!(fds, ["0", "1", "2"], "{:?}: descriptors beyond stderr reached the child\n{}", mode, run.explain());
+        assert_eq!(lines.next(), Some("closed"), "{:?}\n{}", mode, run.explain());
+    }
+    drop(file);
+}

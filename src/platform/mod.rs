@@ -18,7 +18,10 @@ pub use linux::anchored_dir::{AnchoredDir, FileId};
 #[cfg(target_os = "linux")]
 pub use linux::sockets::{defer_accept, widen_backlog, SocketPoller};
 #[cfg(target_os = "linux")]
-pub use linux::{defer_signals, host_cpu, host_report, own_process, Backend, Identity, Sandbox, STOP_TREE_REFUSED};
+pub use linux::{
+    close_inherited_on_exec, defer_signals, host_cpu, host_report, own_process, Backend, Identity, Sandbox,
+    STOP_TREE_REFUSED,
+};
 #[cfg(windows)]
 mod windows;
 #[cfg(windows)]
@@ -26,7 +29,10 @@ pub use windows::anchored_dir::{AnchoredDir, FileId};
 #[cfg(windows)]
 pub use windows::sockets::{defer_accept, widen_backlog, SocketPoller};
 #[cfg(windows)]
-pub use windows::{defer_signals, host_cpu, host_report, own_process, Backend, Identity, Sandbox, STOP_TREE_REFUSED};
+pub use windows::{
+    close_inherited_on_exec, defer_signals, host_cpu, host_report, own_process, Backend, Identity, Sandbox,
+    STOP_TREE_REFUSED,
+};
 
 /// What the container is asked to be.
 #[derive(Debug, Clone)]

@@ -7,6 +7,7 @@ mod block_device;
 mod cgroup_file;
 mod clone;
 mod cpuset;
+mod descriptors;
 mod guard;
 mod hierarchy;
 mod host;
@@ -640,6 +641,11 @@ pub const STOP_TREE_REFUSED: Option<&str> = None;
 pub fn defer_signals() {
     // Best effort: should it fail, the signal waiter's own sigprocmask reports the error.
     let _ = signals::block_handled();
+}
+
+/// Keeps what damon inherited from reaching the workload (see [`descriptors`]).
+pub fn close_inherited_on_exec() {
+    descriptors::close_inherited_on_exec();
 }
 
 /// The host's CPUs and MHz per core, as the CPU limit uses them.
