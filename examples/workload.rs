@@ -68,7 +68,8 @@
 //!   sandbox-probe P...  Linux: try each probe P and print "P: allowed" or "P: denied: ERROR":
 //!                       escape:FILE (write own pid to a cgroup.procs), mount:DIR (tmpfs),
 //!                       unshare-mount, init-module, ptrace-parent (damon), signal-parent (signal 0
-//!                       to damon), write:FILE, read:FILE,
+//!                       to damon), connect-abstract:NAME (an abstract Unix socket), write:FILE,
+//!                       read:FILE,
 //!                       exec:FILE
 //!
 //! Under Wine on Linux the .pid files hold the Linux pid, which the Linux side of the tests checks
@@ -934,6 +935,17 @@ mod sandbox_probe {
             }
             // Signal 0 goes through the kernel's permission checks and delivers nothing.
             "signal-parent" => nix::sys::signal::kill(nix::unistd::getppid(), None).map_err(io::Error::from),
+            // A stream connection to the abstract Unix socket named PATH (no file: a root
+            // service's D-Bus or containerd address, say).
+            "connect-abstract" => {
+                use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
+                let address = UnixAddr::new_abstract(path.as_bytes()).map_err(io::Error::from)?;
+                let fd = socket(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)
+                    .map_err(io::Error::from)?;
+                let connected = connect(fd, &address).map_err(io::Error::from);
+                let _ = nix::unistd::close(fd);
+                connected
+            }
             "write" => std::fs::write(path, "written by the workload"),
             "read" => std::fs::read(path).map(drop),
             "exec" => std::process::Command::new(path).arg("-c").arg("true").status().and_then(|s| match s.success() {

@@ -358,6 +358,36 @@ mod sandbox {
         println!("sandbox ({}): Landlock ABI {}: signal 0 to damon: {}", cgroup_version(), abi, outcome);
     }
 
+    /// From Landlock ABI 6 a root workload cannot connect to an abstract Unix socket a
+    /// process outside its domain listens on (here the test's own; on a host, D-Bus's,
+    /// containerd's or systemd's). Control: without the sandbox the same connect works.
+    #[test]
+    fn sandbox_a_root_workload_cannot_reach_an_abstract_socket_outside_its_domain() {
+        use nix::sys::socket::{bind, listen, socket, AddressFamily, SockFlag, SockType, UnixAddr};
+        let abi = kernel_landlock_abi();
+        let dir = TestDir::new("sandbox-abstract");
+        let name = format!("damon-test-abstract-{}", std::process::id());
+        let listener = socket(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).unwrap();
+        bind(listener, &UnixAddr::new_abstract(name.as_bytes()).unwrap()).unwrap();
+        listen(listener, 16).unwrap();
+        let connect = [format!("connect-abstract:{}", name)];
+        let control = probe(damon(&dir), &dir, &connect);
+        assert_eq!(control[0].1, "allowed", "the connect without the sandbox");
+        let outcome = probe(sandboxed(&dir, "Y"), &dir, &connect).remove(0).1;
+        let check = damon(&dir).env("DAMON_SANDBOX", "Y").arg("--check").output().expect("damon --check");
+        let check = String::from_utf8_lossy(&check.stdout).to_string();
+        let line = check.lines().find(|l| l.starts_with("sandbox abstract sockets:")).unwrap_or_default();
+        if abi >= 6 {
+            assert!(outcome.ends_with("(os error 1)"), "the connect under the sandbox: {}", outcome);
+            assert!(line.contains("only the workload's own"), "{}", check);
+        } else {
+            assert_eq!(outcome, "allowed", "the connect under the sandbox, Landlock ABI {}", abi);
+            assert!(line.contains("not scoped"), "{}", check);
+        }
+        let _ = nix::unistd::close(listener);
+        println!("sandbox ({}): Landlock ABI {}: connect to an abstract socket: {}", cgroup_version(), abi, outcome);
+    }
+
     /// A rule whose path is a symbolic link gives its rights where the link leads, as the
     /// kernel's path walk does for the workload (a task's link to a shared data directory; a
     /// system's /etc/resolv.conf into /run). The file reached through the link and by its own

@@ -9,7 +9,9 @@
 //!   domain: the workload may trace its own tree, not damon, its guard, or anything else.
 //!   Without Landlock, the filter below refuses to attach to any process instead.
 //! - Signals: from Landlock ABI 6 (Linux 6.12) the domain also scopes signals, so a root
-//!   workload cannot signal (or SIGKILL) damon, its guard or any other process of the host.
+//!   workload cannot signal (or SIGKILL) damon, its guard or any other process of the host;
+//!   and abstract Unix sockets, so it cannot connect to one a process outside its domain
+//!   listens on (a root service's D-Bus, containerd or systemd address).
 //!   Before ABI 6 a root workload can signal them; the log
 //!   and --check say so, and `strict` does not require it (it would refuse every kernel before
 //!   6.12); a workload run as another user (DAMON_USER) cannot signal root's processes anyway.
@@ -330,6 +332,15 @@ impl Sandbox {
             },
         ));
         facts.push((
+            "sandbox abstract sockets",
+            if self.scopes_signals() {
+                "only the workload's own (Landlock ABI 6 scope): a root service's abstract socket is out of reach"
+                    .to_string()
+            } else {
+                format!("not scoped (Landlock ABI {} scopes them, with signals)", ABI_SCOPE_SIGNAL)
+            },
+        ));
+        facts.push((
             "sandbox syscalls denied",
             match &self.seccomp_missing {
                 Some(why) => format!("none: {}", why),
@@ -361,7 +372,9 @@ impl Sandbox {
         // child's restriction a copy of the rules (about 6 µs).
         let mut ruleset = Ruleset::default().handle_access(AccessFs::from_all(ABI::V3)).map_err(|e| error(&e))?;
         if self.scopes_signals() {
-            ruleset = ruleset.scope(Scope::Signal).map_err(|e| error(&e))?;
+            // Abstract Unix sockets came with signals (ABI 6): one outside the domain (D-Bus,
+            // containerd, systemd's) is a root service the workload must not reach.
+            ruleset = ruleset.scope(Scope::Signal | Scope::AbstractUnixSocket).map_err(|e| error(&e))?;
         }
         let mut ruleset = ruleset.create().map_err(|e| error(&e))?;
         for rule in &self.rules {
