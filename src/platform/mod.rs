@@ -108,6 +108,32 @@ impl std::error::Error for PathError {
     }
 }
 
+/// What the backends' tests of [`AnchoredDir`] share.
+#[cfg(test)]
+pub mod anchored_dir_tests {
+    use super::PathError;
+    use std::fs;
+    use std::path::PathBuf;
+
+    /// A new directory of the test's own under the temporary one (on Linux, root's and 0755:
+    /// only root may change its entries, though /tmp itself is world-writable).
+    pub fn fresh_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("damon-anchored-{}-{}", std::process::id(), name));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// Where and what was found, of a refusal as [`PathError::Planted`]; panics otherwise.
+    pub fn refused_as_planted(result: Result<impl Sized, PathError>) -> (PathBuf, String) {
+        match result {
+            Err(PathError::Planted { path, found }) => (path, found),
+            Err(other) => panic!("not refused as planted: {}", other),
+            Ok(_) => panic!("not refused"),
+        }
+    }
+}
+
 /// A signal damon received or passes on, by the platform's number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Signal(pub i32);

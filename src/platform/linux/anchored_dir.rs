@@ -480,24 +480,9 @@ fn found_link(target: Option<&OsStr>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::platform::anchored_dir_tests::{fresh_dir, refused_as_planted};
     use std::fs;
     use std::os::unix::fs::{symlink, PermissionsExt};
-
-    fn fresh_dir(name: &str) -> PathBuf {
-        // Not under /tmp's sticky, world-writable directory: a directory only root may write.
-        let dir = std::env::temp_dir().join(format!("damon-anchored-{}-{}", std::process::id(), name));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        dir
-    }
-
-    fn planted(result: Result<impl Sized, PathError>) -> (PathBuf, String) {
-        match result {
-            Err(PathError::Planted { path, found }) => (path, found),
-            Err(other) => panic!("not refused as planted: {}", other),
-            Ok(_) => panic!("not refused"),
-        }
-    }
 
     #[test]
     fn makes_the_missing_directories_and_follows_links_only_root_can_have_made() {
@@ -511,12 +496,12 @@ mod tests {
         assert!(anchored.in_place());
         // The same link in a directory others may write is not followed.
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).unwrap();
-        let (at, found) = planted(AnchoredDir::open(&dir.join("by-root/a"), &[]));
+        let (at, found) = refused_as_planted(AnchoredDir::open(&dir.join("by-root/a"), &[]));
         assert_eq!((at, found), (dir.join("by-root"), format!("a symbolic link to {}", real.display())));
         // Nor in a directory the workload may write whatever its mode.
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
-        planted(AnchoredDir::open(&dir.join("by-root/a"), std::slice::from_ref(&dir)));
-        planted(AnchoredDir::open(&dir.join("by-root/a"), &[dir.parent().unwrap().to_path_buf()]));
+        refused_as_planted(AnchoredDir::open(&dir.join("by-root/a"), std::slice::from_ref(&dir)));
+        refused_as_planted(AnchoredDir::open(&dir.join("by-root/a"), &[dir.parent().unwrap().to_path_buf()]));
         let _ = fs::remove_dir_all(&dir);
     }
 
@@ -537,10 +522,10 @@ mod tests {
         same(&dir.join("link"), &dir.join("real"));
         assert!(matches!(open_place(&dir.join("real/missing"), &[]), Err(PathError::Io { .. })));
         // Others may write the directory holding the link, or the workload may.
-        planted(open_place(&dir.join("link"), std::slice::from_ref(&dir)));
+        refused_as_planted(open_place(&dir.join("link"), std::slice::from_ref(&dir)));
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).unwrap();
-        planted(open_place(&dir.join("link/file"), &[]));
-        assert_eq!(planted(open_place(&dir.join("link"), &[])).0, dir.join("link"));
+        refused_as_planted(open_place(&dir.join("link/file"), &[]));
+        assert_eq!(refused_as_planted(open_place(&dir.join("link"), &[])).0, dir.join("link"));
         let _ = fs::remove_dir_all(&dir);
     }
 
@@ -582,7 +567,7 @@ mod tests {
             ("fifo", "a FIFO".to_string()),
             ("theirs", "a file of user 65534, not damon's".to_string()),
         ] {
-            assert_eq!(planted(anchored.open_append(name)), (dir.join(name), found));
+            assert_eq!(refused_as_planted(anchored.open_append(name)), (dir.join(name), found));
             assert!(!anchored.remove_own_file(name).unwrap(), "{} removed", name);
         }
         assert!(!dir.join("nowhere").exists());

@@ -299,24 +299,10 @@ fn not_found(error: &io::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::platform::anchored_dir_tests::{fresh_dir, refused_as_planted};
     use std::fs;
     use std::io::Write;
     use std::os::windows::fs::{symlink_dir, symlink_file};
-
-    fn fresh_dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("damon-anchored-{}-{}", std::process::id(), name));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        dir
-    }
-
-    fn planted(result: Result<impl Sized, PathError>) -> (PathBuf, String) {
-        match result {
-            Err(PathError::Planted { path, found }) => (path, found),
-            Err(other) => panic!("not refused as planted: {}", other),
-            Ok(_) => panic!("not refused"),
-        }
-    }
 
     /// Whether a link was made at `at`. Not everywhere: Windows refuses a symbolic link to a
     /// user without the privilege (or developer mode), and Wine 8's CreateSymbolicLinkW
@@ -367,13 +353,13 @@ mod tests {
         // No reparse point is followed on the way, and the error says the way out.
         let link = dir.join("link");
         if made(symlink_dir(dir.join("moved"), &link), &link) {
-            let (at, found) = planted(AnchoredDir::open(&link.join("c"), &[]));
+            let (at, found) = refused_as_planted(AnchoredDir::open(&link.join("c"), &[]));
             assert_eq!(at, link);
             assert!(found.starts_with("a reparse point") && found.contains("DAMON_LOG_DIR"), "{}", found);
         }
         let junction_at = dir.join("junction");
         if junction(&dir.join("moved"), &junction_at) {
-            let (at, _) = planted(AnchoredDir::open(&junction_at.join("c"), &[]));
+            let (at, _) = refused_as_planted(AnchoredDir::open(&junction_at.join("c"), &[]));
             assert_eq!(at, junction_at);
         }
         let _ = fs::remove_dir_all(&dir);
@@ -401,7 +387,7 @@ mod tests {
             cases.push(("junction", REPARSE_POINT));
         }
         for (name, found) in cases {
-            assert_eq!(planted(anchored.open_append(name)), (dir.join(name), found.to_string()));
+            assert_eq!(refused_as_planted(anchored.open_append(name)), (dir.join(name), found.to_string()));
             assert!(!anchored.remove_own_file(name).unwrap(), "{} removed", name);
             assert!(fs::symlink_metadata(dir.join(name)).is_ok(), "{} is gone", name);
         }
