@@ -207,9 +207,12 @@ fn a_descriptor_damon_inherited_does_not_reach_the_child() {
     };
     let file = std::fs::OpenOptions::new().write(true).open(procs).expect("open the root cgroup.procs");
     let fd = file.as_raw_fd();
-    // Lists the shell's descriptors (the glob's own directory descriptor is closed by then),
-    // then tries the inherited one: writing "0" there would move the shell to the root group.
-    let script = "ls /proc/$$/fd | tr '\\n' ' '; echo; if echo 0 >&7; then echo escaped; else echo closed; fi";
+    // Lists the shell's descriptors 0 to 31 with the shell's own `test`, which opens nothing
+    // (a glob or `ls` would list its own directory descriptor, and a pipeline the shell's pipe
+    // end while `ls` races the shell's close), then tries the inherited one: writing "0" there
+    // would move the shell to the root group.
+    let script = "n=0; while [ $n -lt 32 ]; do [ -e /proc/$$/fd/$n ] && printf '%s ' $n; n=$((n+1)); done; echo; \
+                  if echo 0 >&7; then echo escaped; else echo closed; fi";
     let with_fd_7 = |cmd: &mut Command| {
         // SAFETY: dup2(2) only, on a descriptor this process holds; it clears close-on-exec on 7.
         unsafe {
