@@ -8,7 +8,7 @@ mod common;
 
 use common::*;
 use nix::sys::signal::Signal;
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 const MIB: u64 = 1 << 20;
@@ -66,6 +66,35 @@ fn limits_are_written_as_configured() {
     let run = finish(child, &dir, "damon workload sleep 60", Duration::from_secs(20));
     run.assert_code(128 + 15);
     assert_no_groups_left(damon_pid);
+}
+
+/// Where the host has no cpufreq and no "cpu MHz" (arm64 cloud machines such as AWS Graviton,
+/// and the arm64 VM of scripts/vm-test, whose firmware states 2500 MHz in SMBIOS and which sets
+/// DAMON_TEST_SMBIOS_MHZ to it), MHz per core is the SMBIOS processor's Current Speed, as
+/// Nomad's fingerprint takes it, and a task's CPU limit runs instead of being refused.
+#[test]
+fn without_cpufreq_or_cpuinfo_mhz_smbios_gives_mhz_per_core() {
+    let expected = match std::env::var("DAMON_TEST_SMBIOS_MHZ") {
+        Ok(mhz) => mhz,
+        Err(_) => {
+            return skip_elsewhere("the host's MHz per core comes from cpufreq or /proc/cpuinfo (runs in the arm64 VM)")
+        }
+    };
+    let check = Command::new(DAMON).arg("--check").output().expect("damon --check");
+    let stdout = String::from_utf8_lossy(&check.stdout);
+    let line = stdout.lines().find(|l| l.starts_with("MHz per core:")).unwrap_or_default();
+    assert_eq!(
+        line.trim_start_matches("MHz per core:").trim(),
+        format!("{} (from /sys/firmware/dmi/tables/DMI)", expected),
+        "{}",
+        stdout
+    );
+    let dir = TestDir::new("smbios-mhz");
+    let mut cmd = damon(&dir);
+    cmd.env("NOMAD_CPU_LIMIT", "1250").args(["sh", "-c", "cat /proc/self/cgroup"]);
+    let run = run(cmd, &dir);
+    run.assert_code(0);
+    assert!(run.log.contains("\"cpu_limit_mhz\":1250"), "{}", run.explain());
 }
 
 #[test]

@@ -146,8 +146,7 @@ fn the_group_goes_under_damon_cgroup_parent() {
 #[test]
 fn on_v2_damon_moves_into_a_leaf_beside_the_group_and_restores_its_cgroup() {
     if cgroup_version() != "v2" {
-        eprintln!("skipped: the no-internal-processes rule exists on cgroup v2 only (runs in the VM)");
-        return;
+        return skip_elsewhere("the no-internal-processes rule exists on cgroup v2 only (runs in the VM)");
     }
     let task_cgroup = new_cgroup_beside_this_test("task");
     let dir = TestDir::new("leaf");
@@ -182,8 +181,7 @@ fn on_v2_damon_moves_into_a_leaf_beside_the_group_and_restores_its_cgroup() {
 #[test]
 fn on_v2_a_cgroup_shared_with_other_processes_is_refused_clearly_and_left_as_found() {
     if cgroup_version() != "v2" {
-        eprintln!("skipped: the no-internal-processes rule exists on cgroup v2 only (runs in the VM)");
-        return;
+        return skip_elsewhere("the no-internal-processes rule exists on cgroup v2 only (runs in the VM)");
     }
     let shared = new_cgroup_beside_this_test("shared");
     let dir = TestDir::new("shared");
@@ -205,8 +203,7 @@ fn on_v2_a_cgroup_shared_with_other_processes_is_refused_clearly_and_left_as_fou
 #[test]
 fn on_v2_when_damon_is_sigkilled_its_guard_restores_the_task_cgroup() {
     if cgroup_version() != "v2" {
-        eprintln!("skipped: the supervisor leaf exists on cgroup v2 only (runs in the VM)");
-        return;
+        return skip_elsewhere("the supervisor leaf exists on cgroup v2 only (runs in the VM)");
     }
     let task_cgroup = new_cgroup_beside_this_test("killed");
     let dir = TestDir::new("leaf-killed");

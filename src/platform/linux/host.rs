@@ -1,9 +1,12 @@
 //! What the host offers a CPU limit: online CPUs and the MHz of one core.
 //!
-//! MHz per core is taken where Nomad's CPU fingerprint takes it, so that a task's `cpu` in MHz
-//! means the same share to damon as to Nomad's scheduler: cpufreq's `cpuinfo_max_freq` when
-//! the kernel exposes it, else the first "cpu MHz" of /proc/cpuinfo (virtual machines often
-//! have no cpufreq).
+//! MHz per core is taken where Nomad's CPU fingerprint (client/lib/numalib, Nomad 1.7 on) takes
+//! it, in its order, so that a task's `cpu` in MHz means the same share to damon as to Nomad's
+//! scheduler: the core's base frequency (ACPI CPPC's nominal frequency under the acpi-cpufreq
+//! driver, else cpufreq's `base_frequency`), cpufreq's `cpuinfo_max_freq`, the SMBIOS
+//! processor's Current Speed (Nomad runs dmidecode; damon reads the table the kernel exports),
+//! and last the first "cpu MHz" of /proc/cpuinfo. Virtual machines often have no cpufreq, and
+//! arm64 machines (AWS Graviton among them) no "cpu MHz": there SMBIOS is what gives it.
 
 use std::fs;
 use std::io::{self, Read};
@@ -23,7 +26,11 @@ pub const CPU_PERIOD: Duration = Duration::from_millis(100);
 /// The kernel refuses a quota below 1 ms.
 const MIN_QUOTA: Duration = Duration::from_millis(1);
 
-const CPUFREQ_MAX: &str = "/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq";
+const CPUFREQ_DRIVER: &str = "/sys/devices/system/cpu/cpu0/cpufreq/scaling_driver";
+const CPPC_NOMINAL_MHZ: &str = "/sys/devices/system/cpu/cpu0/acpi_cppc/nominal_freq";
+const CPUFREQ_BASE_KHZ: &str = "/sys/devices/system/cpu/cpu0/cpufreq/base_frequency";
+const CPUFREQ_MAX_KHZ: &str = "/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq";
+const SMBIOS_TABLE: &str = "/sys/firmware/dmi/tables/DMI";
 const CPUINFO: &str = "/proc/cpuinfo";
 
 impl HostCpu {
@@ -33,15 +40,7 @@ impl HostCpu {
             .and_then(|s| count_cpu_list(&s))
             .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get() as u64))
             .unwrap_or(1);
-        let cpufreq_khz = fs::read_to_string(CPUFREQ_MAX).ok().and_then(|s| s.trim().parse::<u64>().ok());
-        let (mhz_per_core, mhz_source) = match cpufreq_khz {
-            Some(khz) if khz >= 1000 => (khz / 1000, CPUFREQ_MAX),
-            _ => {
-                let cpuinfo = cpuinfo_head().map_err(|e| format!("cannot read {}: {}", CPUINFO, e))?;
-                let mhz = cpuinfo_mhz(&cpuinfo).ok_or_else(|| format!("no \"cpu MHz\" in {}", CPUINFO))?;
-                (mhz, CPUINFO)
-            }
-        };
+        let (mhz_per_core, mhz_source) = mhz_per_core()?;
         Ok(HostCpu { online_cpus, mhz_per_core, mhz_source })
     }
 
@@ -65,6 +64,65 @@ fn count_cpu_list(list: &str) -> Option<u64> {
         };
     }
     Some(count).filter(|&c| c > 0)
+}
+
+/// The MHz of one core and the file it came from, in Nomad's order (see the module's comment).
+fn mhz_per_core() -> Result<(u64, &'static str), String> {
+    let number = |path: &str| fs::read_to_string(path).ok().and_then(|s| s.trim().parse::<u64>().ok());
+    // No cpufreq (most virtual machines): none of its files is there, and none is tried.
+    if let Ok(driver) = fs::read_to_string(CPUFREQ_DRIVER) {
+        let base = if driver.trim() == "acpi-cpufreq" {
+            number(CPPC_NOMINAL_MHZ).map(|mhz| (mhz, CPPC_NOMINAL_MHZ))
+        } else {
+            number(CPUFREQ_BASE_KHZ).map(|khz| (khz / 1000, CPUFREQ_BASE_KHZ))
+        };
+        let max = || number(CPUFREQ_MAX_KHZ).map(|khz| (khz / 1000, CPUFREQ_MAX_KHZ));
+        if let Some(found) = base.filter(|(mhz, _)| *mhz > 0).or_else(|| max().filter(|(mhz, _)| *mhz > 0)) {
+            return Ok(found);
+        }
+    }
+    // Readable by root only, as damon runs; an unprivileged --check goes on to /proc/cpuinfo.
+    if let Some(mhz) = fs::read(SMBIOS_TABLE).ok().and_then(|table| smbios_processor_mhz(&table)) {
+        return Ok((mhz, SMBIOS_TABLE));
+    }
+    let cpuinfo = cpuinfo_head().map_err(|e| format!("cannot read {}: {}", CPUINFO, e))?;
+    cpuinfo_mhz(&cpuinfo).map(|mhz| (mhz, CPUINFO)).ok_or_else(|| {
+        format!(
+            "no frequency of the CPU: no cpufreq for cpu0, no processor speed in the SMBIOS table ({}), \
+             no \"cpu MHz\" in {}",
+            SMBIOS_TABLE, CPUINFO
+        )
+    })
+}
+
+/// The highest Current Speed of the SMBIOS Processor Information structures (type 4) in the
+/// kernel's copy of the structure table, as Nomad takes it from `dmidecode -t 4`; None where
+/// no processor states one (0 means unknown).
+fn smbios_processor_mhz(table: &[u8]) -> Option<u64> {
+    // DSP0134: each structure is a header (type, length of the formatted part, handle), the
+    // formatted part, then its strings, each ended by a NUL, the set by one more (two NULs when
+    // it has none). Type 127 ends the table. Current Speed: a WORD at offset 0x16 (SMBIOS 2.0).
+    const PROCESSOR: u8 = 4;
+    const END_OF_TABLE: u8 = 127;
+    const CURRENT_SPEED: usize = 0x16;
+    let mut best = None;
+    let mut at = 0;
+    while at + 4 <= table.len() {
+        let (kind, length) = (table[at], usize::from(table[at + 1]));
+        let formatted = table.get(at..at + length).filter(|_| length >= 4)?;
+        if kind == END_OF_TABLE {
+            break;
+        }
+        if kind == PROCESSOR && length >= CURRENT_SPEED + 2 {
+            let mhz = u64::from(u16::from_le_bytes([formatted[CURRENT_SPEED], formatted[CURRENT_SPEED + 1]]));
+            if mhz > 0 {
+                best = best.max(Some(mhz));
+            }
+        }
+        let strings = &table[at + length..];
+        at += length + strings.windows(2).position(|pair| pair == [0, 0])? + 2;
+    }
+    best
 }
 
 /// /proc/cpuinfo up to its first "cpu MHz" line, not the whole file: the kernel formats a
@@ -119,6 +177,35 @@ mod tests {
         assert!(whole.starts_with(&head[..head.len().min(64)]), "{:?}", head);
         // The frequency may change between the two reads; that it is there may not.
         assert_eq!(cpuinfo_mhz(&head).is_some(), cpuinfo_mhz(&whole).is_some(), "{:?}", head);
+    }
+
+    /// A table as firmware lays it out: BIOS information (type 0) with strings, two processors
+    /// (the second at a higher speed), one with no strings, then the end.
+    #[test]
+    fn smbios_gives_the_highest_processor_current_speed() {
+        let processor = |mhz: u16, strings: &[u8]| {
+            let mut s = vec![4u8, 0x1a, 0x04, 0x00];
+            s.resize(0x1a, 0);
+            s[CURRENT_SPEED_AT..CURRENT_SPEED_AT + 2].copy_from_slice(&mhz.to_le_bytes());
+            s.extend_from_slice(strings);
+            s
+        };
+        const CURRENT_SPEED_AT: usize = 0x16;
+        let mut table = vec![0u8, 0x12, 0x00, 0x00];
+        table.resize(0x12, 1);
+        table.extend_from_slice(b"EDK II\0v1.0\0\0");
+        table.extend(processor(2100, b"CPU 0\0\0"));
+        table.extend(processor(2500, b"\0\0"));
+        table.extend_from_slice(&[127, 4, 0, 0, 0, 0]);
+        assert_eq!(smbios_processor_mhz(&table), Some(2500));
+        // A speed of 0 is unknown; a table cut short is not trusted at all.
+        assert_eq!(smbios_processor_mhz(&processor(0, b"\0\0")), None);
+        assert_eq!(smbios_processor_mhz(&table[..table.len() - 30]), None);
+        assert_eq!(smbios_processor_mhz(&[]), None);
+        // The host's own table, where damon may read it: a speed, or none; never a panic.
+        if let Ok(host) = fs::read(SMBIOS_TABLE) {
+            let _ = smbios_processor_mhz(&host);
+        }
     }
 
     #[test]
