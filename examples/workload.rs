@@ -158,9 +158,9 @@ fn usage() -> ! {
     eprintln!(
         "usage: workload exit N | sleep SECS | alloc MIB [SECS] | burn SECS | env | affinity | wait-signals | ignore-stop DIR{}",
         if cfg!(windows) {
-            " | job | ui-probe | direct-io read|write PATH MIB BLOCK_KIB | udp-send HOST:PORT SECS"
+            " | job | ui-probe | direct-io read|write|buffered-write PATH MIB BLOCK_KIB | udp-send HOST:PORT SECS"
         } else {
-            " | direct-io read|write PATH MIB BLOCK_KIB | udp-send HOST:PORT SECS"
+            " | direct-io read|write|buffered-write PATH MIB BLOCK_KIB | udp-send HOST:PORT SECS"
         }
     );
     std::process::exit(2)
@@ -808,8 +808,9 @@ fn udp_send(target: &str, duration: Duration) {
 /// `direct-io read|write PATH MIB BLOCK_KIB`: reads or writes MIB of PATH (a block device or
 /// a file) in blocks of BLOCK_KIB with O_DIRECT (Windows: FILE_FLAG_NO_BUFFERING and
 /// WRITE_THROUGH), so that the page cache neither serves nor absorbs it and every block
-/// reaches the device while it is timed; prints
-/// `bytes=N operations=N seconds=S bytes_per_second=R operations_per_second=R`.
+/// reaches the device while it is timed. `buffered-write` writes through the page cache and
+/// then fsyncs, inside the timing: the writeback reaches the device as the kernel's flusher
+/// does it. Prints `bytes=N operations=N seconds=S bytes_per_second=R operations_per_second=R`.
 #[cfg(any(target_os = "linux", windows))]
 mod direct_io {
     use std::alloc::{alloc_zeroed, Layout};
@@ -843,11 +844,15 @@ mod direct_io {
         let mut options = OpenOptions::new();
         match direction {
             "read" => options.read(true),
-            "write" => options.write(true).create(true),
+            "write" | "buffered-write" => options.write(true).create(true),
             _ => super::usage(),
         };
-        let mut file = uncached(&mut options).open(path).unwrap_or_else(|e| {
-            eprintln!("workload: cannot open {} with O_DIRECT: {}", path.display(), e);
+        let buffered = direction == "buffered-write";
+        if !buffered {
+            uncached(&mut options);
+        }
+        let mut file = options.open(path).unwrap_or_else(|e| {
+            eprintln!("workload: cannot open {} (buffered: {}): {}", path.display(), buffered, e);
             std::process::exit(1)
         });
         let (mut done, mut operations) = (0usize, 0u64);
@@ -867,6 +872,12 @@ mod direct_io {
                     eprintln!("workload: {} {}: {}", direction, path.display(), e);
                     std::process::exit(1)
                 }
+            }
+        }
+        if buffered {
+            if let Err(e) = file.sync_all() {
+                eprintln!("workload: fsync {}: {}", path.display(), e);
+                std::process::exit(1)
             }
         }
         let seconds = started.elapsed().as_secs_f64();

@@ -685,48 +685,98 @@ fn flood_while_a_real_prometheus_scrapes_damon_exe_on_its_kept_connection() {
     assert_eq!(opened, Some(1.0), "Prometheus had to open another connection");
 }
 
-/// DAMON_IO_* and DAMON_NET_MAX_BANDWIDTH under Wine (8): Wine implements neither the job's IO
-/// rate control (its SetIoRateControlInformationJobObject is a stub that would abort damon.exe,
-/// so damon.exe does not call it there) nor its network rate control (Invalid parameter): each
-/// is a clear 125 naming it, and nothing runs. The two refusals Windows would give too: a read
-/// limit unlike the write limit (the job has one bandwidth for both), and DAMON_IO_DEVICES (Linux's
-/// block devices). Each refusal names the way out. tests/windows_native.rs checks the limits on
-/// Windows.
+/// A copy of damon.exe named `name` in `dir`, to which Wine reports the Windows `version`
+/// ("win7", "win10": the prefix's AppDefaults for that name, which the copy alone has), as a
+/// host of that version would through RtlGetVersion; its path as Wine sees it.
+fn damon_exe_reporting(dir: &TestDir, name: &str, version: &str) -> String {
+    let copy = dir.0.join(name);
+    std::fs::copy(windows_dir().join("damon.exe"), &copy).expect("copy damon.exe");
+    let key = format!("HKCU\\Software\\Wine\\AppDefaults\\{}", name);
+    let status = Command::new("/usr/lib/wine/wine64")
+        .env("WINEDEBUG", "-all")
+        .args(["reg", "add", &key, "/v", "Version", "/d", version, "/f"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .status()
+        .expect("run wine64 reg add");
+    assert!(status.success(), "wine64 reg add {} /v Version /d {}: {}", key, version, status);
+    win(&copy)
+}
+
+/// DAMON_IO_* and DAMON_NET_MAX_BANDWIDTH under Wine (8): each is a clear 125 naming it, and
+/// nothing runs. damon.exe decides the IO rate control by the Windows version RtlGetVersion
+/// reports, which Wine takes from the prefix (Windows 7 by default in Wine 8; a copy of
+/// damon.exe is given Windows 10, another Windows 7). From build 14393 (Windows 10 1607 /
+/// Server 2016) on, Microsoft documents the IO rate control as unsupported: damon.exe refuses
+/// it for the version, naming this host's, without calling anything. Before, it looks the
+/// function up, and under Wine (whose SetIoRateControlInformationJobObject is a stub that
+/// would abort damon.exe) counts it as missing. The two refusals of the configuration come
+/// before the version's: a read limit unlike the write limit (the job has one bandwidth for
+/// both), and DAMON_IO_DEVICES (Linux's block devices). Wine refuses the network rate control
+/// (Invalid parameter). Each refusal names the way out. tests/windows_native.rs checks the
+/// limits on Windows.
 #[test]
 #[ignore = "needs the Windows build and Wine: scripts/windows-test"]
 fn io_and_network_limits_are_refused_clearly_where_they_cannot_hold() {
     let dir = TestDir::new("wine-io");
-    for (env, message) in [
+    let win10 = damon_exe_reporting(&dir, "damon-win10.exe", "win10");
+    let win7 = damon_exe_reporting(&dir, "damon-win7.exe", "win7");
+    let way_out = "; unset DAMON_IO_READ_BANDWIDTH, DAMON_IO_WRITE_BANDWIDTH, DAMON_IO_READ_IOPS and \
+                   DAMON_IO_WRITE_IOPS to run without it";
+    for (exe, env, message) in [
         (
+            &win10,
             vec![("DAMON_IO_READ_BANDWIDTH", "4M"), ("DAMON_IO_WRITE_BANDWIDTH", "4M")],
-            "IO rate control (JOBOBJECT_IO_RATE_CONTROL_INFORMATION: 4194304 bytes/s, 0 operations/s; 0 is none): \
-             SetIoRateControlInformationJobObject is not there",
+            "the IO rate control (JOBOBJECT_IO_RATE_CONTROL_INFORMATION: 4194304 bytes/s, 0 operations/s; 0 is none) \
+             is refused on this Windows version: Microsoft documents it as unsupported from Windows 10 1607 / \
+             Windows Server 2016 on (build 14393; this host: 10.0.",
         ),
+        (&win10, vec![("DAMON_IO_READ_BANDWIDTH", "4M"), ("DAMON_IO_WRITE_BANDWIDTH", "4M")], way_out),
         (
+            &win10,
             vec![("DAMON_IO_READ_IOPS", "100"), ("DAMON_IO_WRITE_IOPS", "100")],
-            "; unset DAMON_IO_READ_BANDWIDTH, DAMON_IO_WRITE_BANDWIDTH, DAMON_IO_READ_IOPS and DAMON_IO_WRITE_IOPS to \
-             run without it",
+            "the IO rate control (JOBOBJECT_IO_RATE_CONTROL_INFORMATION: 0 bytes/s, 100 operations/s; 0 is none) is \
+             refused on this Windows version",
         ),
         (
+            &win7,
+            vec![("DAMON_IO_READ_BANDWIDTH", "4M"), ("DAMON_IO_WRITE_BANDWIDTH", "4M")],
+            "Windows refused the IO rate control (JOBOBJECT_IO_RATE_CONTROL_INFORMATION: 4194304 bytes/s, 0 \
+             operations/s; 0 is none): SetIoRateControlInformationJobObject is not there",
+        ),
+        (&win7, vec![("DAMON_IO_READ_IOPS", "100"), ("DAMON_IO_WRITE_IOPS", "100")], way_out),
+        (
+            &win10,
             vec![("DAMON_IO_WRITE_BANDWIDTH", "4M")],
             "Windows limits reads and writes together (one bandwidth for the job): set DAMON_IO_READ_BANDWIDTH and \
              DAMON_IO_WRITE_BANDWIDTH to the same value (read unset, write 4194304)",
         ),
         (
+            &win10,
             vec![("DAMON_IO_READ_IOPS", "100"), ("DAMON_IO_WRITE_IOPS", "100"), ("DAMON_IO_DEVICES", "8:0")],
             "DAMON_IO_DEVICES names Linux block devices",
         ),
         (
+            &damon_exe(),
             vec![("DAMON_NET_MAX_BANDWIDTH", "1M")],
             "Windows refused the network rate control (JOBOBJECT_NET_RATE_CONTROL_INFORMATION: 1048576 bytes/s)",
         ),
-        (vec![("DAMON_NET_MAX_BANDWIDTH", "1M")], "; unset DAMON_NET_MAX_BANDWIDTH to run without it"),
+        (&damon_exe(), vec![("DAMON_NET_MAX_BANDWIDTH", "1M")], "; unset DAMON_NET_MAX_BANDWIDTH to run without it"),
     ] {
-        let mut cmd = damon(&dir);
-        cmd.envs(env.iter().copied()).args([workload_exe(), "exit".to_string(), "0".to_string()]);
+        // damon(), with this copy of damon.exe in its place.
+        let base = damon(&dir);
+        let mut cmd = Command::new(base.get_program());
+        for (key, value) in base.get_envs() {
+            match value {
+                Some(value) => cmd.env(key, value),
+                None => cmd.env_remove(key),
+            };
+        }
+        cmd.current_dir(&dir.0).arg(exe).envs(env.iter().copied());
+        cmd.args([workload_exe(), "exit".to_string(), "0".to_string()]);
         let run = run(cmd, &dir);
         run.assert_code(125);
-        assert!(run.stderr.contains(message), "{:?}: {}", env, run.explain());
-        assert!(!run.log.contains("child started"), "{:?}: the command ran\n{}", env, run.explain());
+        assert!(run.stderr.contains(message), "{} {:?}: {}", exe, env, run.explain());
+        assert!(!run.log.contains("child started"), "{} {:?}: the command ran\n{}", exe, env, run.explain());
     }
 }

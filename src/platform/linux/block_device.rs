@@ -89,15 +89,18 @@ pub fn limited_disks(io: &IoLimits) -> Result<Vec<Disk>, String> {
             }
         }
         None => {
+            let mountinfo = std::fs::read_to_string(MOUNTINFO).unwrap_or_default();
             for dir in &io.dirs {
-                let disk = disk_of_dir(dir).map_err(|why| {
+                let found = disks_of_dir(dir, &mountinfo, 0).map_err(|why| {
                     format!(
                         "cannot find the disk to limit IO on: {}; name it with {} (e.g. {}=/dev/sda or 8:0)",
                         why, DEVICES_VAR, DEVICES_VAR
                     )
                 })?;
-                if !disks.contains(&disk) {
-                    disks.push(disk);
+                for disk in found {
+                    if !disks.contains(&disk) {
+                        disks.push(disk);
+                    }
                 }
             }
         }
@@ -105,38 +108,150 @@ pub fn limited_disks(io: &IoLimits) -> Result<Vec<Disk>, String> {
     Ok(disks)
 }
 
-/// The disk holding `dir`'s file system: its device number, or, where that is not a block
-/// device's (btrfs and overlay give an anonymous one), the device its mount names.
-fn disk_of_dir(dir: &Path) -> Result<Disk, String> {
+const MOUNTINFO: &str = "/proc/self/mountinfo";
+/// An overlay of overlays is followed this deep, no deeper.
+const MOST_NESTED_OVERLAYS: usize = 4;
+
+/// The disks holding `dir`'s file system: its device number where that is a block device's;
+/// else (btrfs, overlay: an anonymous number) the mount's: the device node it names (btrfs),
+/// or, for an overlay, the disks of its upper directory (where the task's writes go) and of its
+/// lower ones (what it reads). The mount is found by number, or, where the number is a
+/// subvolume's own (a btrfs subvolume other than the one mounted), by the deepest mount
+/// point above `dir`.
+fn disks_of_dir(dir: &Path, mountinfo: &str, depth: usize) -> Result<Vec<Disk>, String> {
     let meta = std::fs::metadata(dir).map_err(|e| format!("{}: {}", dir.display(), e))?;
     let on = Disk::of_number(meta.dev());
     if on.major != 0 {
-        return on.whole();
+        return Ok(vec![on.whole()?]);
     }
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let source = mountinfo.lines().find_map(|line| mount_source(line, &on.to_string()));
-    match source {
-        Some(source) => {
-            let device = std::fs::metadata(&source)
+    // The last such line: a later mount over the same file system is the one that shows.
+    let by_number = mountinfo.lines().rev().filter_map(Mount::parse).find(|m| m.number == on.to_string());
+    let mount = match by_number {
+        Some(mount) => Some(mount),
+        None => {
+            let dir = std::fs::canonicalize(dir).map_err(|e| format!("{}: {}", dir.display(), e))?;
+            mountinfo.lines().filter_map(Mount::parse).filter(|m| dir.starts_with(&m.point)).fold(
+                None,
+                |deepest: Option<Mount>, m| match deepest {
+                    Some(d) if d.point.components().count() > m.point.components().count() => Some(d),
+                    _ => Some(m),
+                },
+            )
+        }
+    };
+    let mount = mount.ok_or_else(|| format!("{} is on no block device (device {})", dir.display(), on))?;
+    if mount.fs_type == "overlay" {
+        let layers = mount.overlay_dirs();
+        if layers.is_empty() || depth >= MOST_NESTED_OVERLAYS {
+            return Err(format!("{} is on an overlay whose directories cannot be followed", dir.display()));
+        }
+        let mut disks = Vec::new();
+        for layer in layers {
+            for disk in disks_of_dir(&layer, mountinfo, depth + 1)
+                .map_err(|why| format!("{} is on an overlay, and {}", dir.display(), why))?
+            {
+                if !disks.contains(&disk) {
+                    disks.push(disk);
+                }
+            }
+        }
+        return Ok(disks);
+    }
+    match Path::new(&mount.source) {
+        source if source.starts_with("/dev/") => {
+            let device = std::fs::metadata(source)
                 .ok()
                 .filter(|m| m.file_type().is_block_device())
                 .ok_or_else(|| format!("{} is on {}, which is not a block device", dir.display(), source.display()))?;
-            Disk::of_number(device.rdev()).whole()
+            Ok(vec![Disk::of_number(device.rdev()).whole()?])
         }
-        None => Err(format!("{} is on no block device (device {})", dir.display(), on)),
+        _ => {
+            Err(format!("{} is on no block device ({} {}, device {})", dir.display(), mount.fs_type, mount.source, on))
+        }
     }
 }
 
-/// The source of a /proc/self/mountinfo line whose device number is `number`, when it names a
-/// device node: "36 25 0:32 / /data rw - btrfs /dev/sda2 rw" gives /dev/sda2 for 0:32.
-fn mount_source(line: &str, number: &str) -> Option<PathBuf> {
-    let mut fields = line.split(' ');
-    if fields.nth(2)? != number {
-        return None;
+/// The parts of a /proc/self/mountinfo line that lead to a disk (proc(5)):
+/// "36 25 0:32 / /data rw,relatime shared:1 - btrfs /dev/sda2 rw,space_cache".
+#[derive(Debug)]
+struct Mount {
+    number: String,
+    point: PathBuf,
+    fs_type: String,
+    source: String,
+    super_options: String,
+}
+
+impl Mount {
+    fn parse(line: &str) -> Option<Mount> {
+        let (mine, theirs) = line.split_once(" - ")?;
+        let mut fields = mine.split(' ');
+        let number = fields.nth(2)?.to_string();
+        let point = PathBuf::from(unescape(fields.nth(1)?));
+        let mut fields = theirs.split(' ');
+        let fs_type = fields.next()?.to_string();
+        let source = unescape(fields.next()?);
+        let super_options = fields.next().unwrap_or_default().to_string();
+        Some(Mount { number, point, fs_type, source, super_options })
     }
-    let after = line.split(" - ").nth(1)?;
-    let source = after.split(' ').nth(1)?;
-    source.starts_with("/dev/").then(|| PathBuf::from(source))
+
+    /// An overlay's upper and lower directories, from its options (`upperdir=`, `lowerdir=`
+    /// with its layers separated by ':', and the new mount API's `lowerdir+=`). The kernel
+    /// writes a comma, space or backslash of a path as an octal escape, and overlay a ':' of one
+    /// as "\:".
+    /// The upper first: its disk is the one the task's writes go to.
+    fn overlay_dirs(&self) -> Vec<PathBuf> {
+        let (mut upper, mut dirs) = (Vec::new(), Vec::new());
+        for option in self.super_options.split(',') {
+            let (key, value) = match option.split_once('=') {
+                Some(pair) => pair,
+                None => continue,
+            };
+            match key {
+                "upperdir" => upper.push(PathBuf::from(unescape(value))),
+                "lowerdir+" => dirs.push(PathBuf::from(unescape(value))),
+                "lowerdir" => {
+                    let value = unescape(value);
+                    let mut layer = String::new();
+                    let mut chars = value.chars();
+                    while let Some(c) = chars.next() {
+                        match c {
+                            '\\' => layer.extend(chars.next()),
+                            ':' => dirs.push(PathBuf::from(std::mem::take(&mut layer))),
+                            c => layer.push(c),
+                        }
+                    }
+                    dirs.push(PathBuf::from(layer));
+                }
+                _ => {}
+            }
+        }
+        upper.extend(dirs);
+        upper.retain(|d| d.is_absolute());
+        upper
+    }
+}
+
+/// Undoes the kernel's octal escapes of mountinfo ("\040" for a space).
+fn unescape(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal =
+            bytes.get(i + 1..i + 4).filter(|d| bytes[i] == b'\\' && d.iter().all(|b| (b'0'..=b'7').contains(b)));
+        match octal {
+            Some(d) => {
+                out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
+                i += 4;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
@@ -144,11 +259,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_mount_source_is_found_by_its_device_number() {
-        let line = "36 25 0:32 / /data rw,relatime shared:1 - btrfs /dev/sda2 rw,space_cache";
-        assert_eq!(mount_source(line, "0:32"), Some(PathBuf::from("/dev/sda2")));
-        assert_eq!(mount_source(line, "0:33"), None);
-        assert_eq!(mount_source("40 25 0:45 / /run rw - tmpfs tmpfs rw", "0:45"), None);
+    fn a_mountinfo_line_gives_its_number_point_type_and_source() {
+        let line = "36 25 0:32 / /da\\040ta rw,relatime shared:1 - btrfs /dev/sda2 rw,space_cache";
+        let mount = Mount::parse(line).unwrap();
+        assert_eq!(
+            (mount.number.as_str(), mount.point.as_path(), mount.fs_type.as_str(), mount.source.as_str()),
+            ("0:32", Path::new("/da ta"), "btrfs", "/dev/sda2")
+        );
+        assert!(Mount::parse("36 25 0:32 / /data rw").is_none());
+    }
+
+    #[test]
+    fn an_overlay_names_its_upper_and_lower_directories() {
+        // The options of "lowerdir=/l1:/l\:2:/l,3" as the kernel writes them (octal escapes).
+        let line = "90 25 0:50 / /merged rw - overlay overlay \
+                    rw,lowerdir=/l1:/l\\134:2:/l\\0543,upperdir=/up,workdir=/work,uuid=on";
+        let mount = Mount::parse(line).unwrap();
+        let dirs: Vec<PathBuf> = ["/up", "/l1", "/l:2", "/l,3"].iter().map(PathBuf::from).collect();
+        assert_eq!(mount.overlay_dirs(), dirs);
     }
 
     #[test]

@@ -17,7 +17,8 @@ use std::time::Duration;
 
 use windows_sys::Win32::Foundation::{
     GetLastError, SetHandleInformation, BOOL, ERROR_INSUFFICIENT_BUFFER, ERROR_MORE_DATA, FALSE, FILETIME, HANDLE,
-    HANDLE_FLAG_INHERIT, INVALID_HANDLE_VALUE, TRUE, WAIT_FAILED, WAIT_OBJECT_0, WAIT_TIMEOUT,
+    HANDLE_FLAG_INHERIT, INVALID_HANDLE_VALUE, NTSTATUS, STATUS_SUCCESS, TRUE, WAIT_FAILED, WAIT_OBJECT_0,
+    WAIT_TIMEOUT,
 };
 use windows_sys::Win32::Security::{
     CreateRestrictedToken, CreateWellKnownSid, WinBuiltinAdministratorsSid, DISABLE_MAX_PRIVILEGE, LUA_TOKEN,
@@ -42,6 +43,7 @@ use windows_sys::Win32::System::ProcessStatus::{
     K32GetProcessMemoryInfo, PROCESS_MEMORY_COUNTERS, PROCESS_MEMORY_COUNTERS_EX,
 };
 use windows_sys::Win32::System::Registry::{RegGetValueW, HKEY_LOCAL_MACHINE, RRF_RT_REG_DWORD};
+use windows_sys::Win32::System::SystemInformation::OSVERSIONINFOW;
 use windows_sys::Win32::System::Threading::{
     CreateEventW, CreateProcessAsUserW, CreateProcessW, DeleteProcThreadAttributeList, GetActiveProcessorCount,
     GetActiveProcessorGroupCount, GetCurrentProcess, GetExitCodeProcess, GetProcessHandleCount, GetProcessTimes,
@@ -131,6 +133,61 @@ pub fn set_job_information<T: Copy>(job: &OwnedHandle, class: JOBOBJECTINFOCLASS
     check(result, "SetInformationJobObject")
 }
 
+/// An exported function of a module every process has loaded (kernel32, ntdll), looked up by
+/// name at run time; `None` if the module or the export is not there. `name` ends with a NUL.
+fn loaded_module_function(module: &str, name: &[u8]) -> Option<unsafe extern "system" fn() -> isize> {
+    debug_assert_eq!(name.last(), Some(&0), "the export's name must end with a NUL");
+    let module = wide(OsStr::new(module));
+    // SAFETY: both names are NUL-terminated and alive for the calls; the modules are loaded in
+    // every process and their handles need no release.
+    unsafe {
+        let handle = GetModuleHandleW(module.as_ptr());
+        if handle.is_null() {
+            None
+        } else {
+            GetProcAddress(handle, name.as_ptr())
+        }
+    }
+}
+
+/// The version of Windows this host runs, as the kernel reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct WindowsVersion {
+    pub major: u32,
+    pub minor: u32,
+    pub build: u32,
+}
+
+impl std::fmt::Display for WindowsVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}.{}", self.major, self.minor, self.build)
+    }
+}
+
+/// ntdll's RtlGetVersion.
+type RtlGetVersion = unsafe extern "system" fn(*mut OSVERSIONINFOW) -> NTSTATUS;
+
+/// The host's real Windows version, from ntdll's RtlGetVersion (GetVersionExW reports 6.2,
+/// Windows 8, to a program without a compatibility manifest, which damon.exe has not). Looked
+/// up rather than imported: windows-sys declares it under the Wdk features, which damon does
+/// not enable. Wine reports the version its prefix is set to (Windows 10 by default).
+pub fn os_version() -> io::Result<WindowsVersion> {
+    let function = loaded_module_function("ntdll.dll", b"RtlGetVersion\0")
+        .ok_or_else(|| io::Error::new(io::ErrorKind::Unsupported, "ntdll.dll has no RtlGetVersion"))?;
+    // SAFETY: the export of that name has this signature (wdm.h, ntddk.h).
+    let function = unsafe { std::mem::transmute::<unsafe extern "system" fn() -> isize, RtlGetVersion>(function) };
+    // SAFETY: OSVERSIONINFOW is plain data; all-zero is a valid value.
+    let mut info: OSVERSIONINFOW = unsafe { zeroed() };
+    info.dwOSVersionInfoSize = size_u32::<OSVERSIONINFOW>();
+    // SAFETY: `info` is a live, writable OSVERSIONINFOW whose size field is set, as the
+    // function requires; it fills the structure and keeps no pointer to it.
+    let status = unsafe { function(&mut info) };
+    if status != STATUS_SUCCESS {
+        return Err(io::Error::new(io::ErrorKind::Other, format!("RtlGetVersion returned NTSTATUS {:#010x}", status)));
+    }
+    Ok(WindowsVersion { major: info.dwMajorVersion, minor: info.dwMinorVersion, build: info.dwBuildNumber })
+}
+
 /// kernel32's SetIoRateControlInformationJobObject.
 type SetIoRateControl = unsafe extern "system" fn(HANDLE, *const JOBOBJECT_IO_RATE_CONTROL_INFORMATION) -> u32;
 
@@ -139,23 +196,10 @@ type SetIoRateControl = unsafe extern "system" fn(HANDLE, *const JOBOBJECT_IO_RA
 /// damon.exe from loading there at all), and Wine 8 exports a stub that aborts the process
 /// when called, so under Wine (whose ntdll exports wine_get_version) it counts as missing.
 fn io_rate_control_function() -> Option<SetIoRateControl> {
-    let lookup = |module: &str, name: &[u8]| {
-        let module = wide(OsStr::new(module));
-        // SAFETY: both names are NUL-terminated and alive for the calls; the modules are
-        // loaded in every process and their handles need no release.
-        unsafe {
-            let handle = GetModuleHandleW(module.as_ptr());
-            if handle.is_null() {
-                None
-            } else {
-                GetProcAddress(handle, name.as_ptr())
-            }
-        }
-    };
-    if lookup("ntdll.dll", b"wine_get_version\0").is_some() {
+    if loaded_module_function("ntdll.dll", b"wine_get_version\0").is_some() {
         return None;
     }
-    let function = lookup("kernel32.dll", b"SetIoRateControlInformationJobObject\0")?;
+    let function = loaded_module_function("kernel32.dll", b"SetIoRateControlInformationJobObject\0")?;
     // SAFETY: the export of that name has this signature (jobapi2.h).
     Some(unsafe { std::mem::transmute::<unsafe extern "system" fn() -> isize, SetIoRateControl>(function) })
 }

@@ -53,6 +53,27 @@ fn limit_error(limit: &str, e: io::Error, way_out: &str) -> ContainerError {
     ContainerError::message(format!("Windows refused the {}: {}; {}", limit, e, way_out))
 }
 
+/// How to run without the IO limits.
+const IO_WAY_OUT: &str =
+    "unset DAMON_IO_READ_BANDWIDTH, DAMON_IO_WRITE_BANDWIDTH, DAMON_IO_READ_IOPS and DAMON_IO_WRITE_IOPS to run without it";
+
+/// Windows 10 1607 and Windows Server 2016: from this build on, Microsoft documents the job's IO
+/// rate control (SetIoRateControlInformationJobObject) as unsupported.
+const IO_RATE_CONTROL_UNSUPPORTED_FROM_BUILD: u32 = 14393;
+
+/// Why the `limit` (the IO rate control asked for) is refused on a host running `version`, or
+/// `None` where it is set and Windows has the last word.
+fn io_rate_control_refusal(limit: &str, version: ffi::WindowsVersion) -> Option<String> {
+    if version.build < IO_RATE_CONTROL_UNSUPPORTED_FROM_BUILD {
+        return None;
+    }
+    Some(format!(
+        "the {} is refused on this Windows version: Microsoft documents it as unsupported from Windows 10 1607 / \
+         Windows Server 2016 on (build {}; this host: {}); {}",
+        limit, IO_RATE_CONTROL_UNSUPPORTED_FROM_BUILD, version, IO_WAY_OUT
+    ))
+}
+
 /// How to run without a pin Windows refused: unset the variable it came from.
 fn unpin(cores: &Cores) -> String {
     match cores.source.starts_with("NOMAD_") {
@@ -195,10 +216,13 @@ impl JobObject {
         self.limit_network(limits.net_max_bytes_per_second)
     }
 
-    /// DAMON_IO_*: the job's IO rate control (Windows 10 1607 / Server 2016), one bandwidth and
-    /// one rate of operations for reads and writes together on each volume. So the read and the
-    /// write limit must be equal, and DAMON_IO_DEVICES (Linux's block devices) unset: anything
-    /// else is refused with the way out rather than applied with another meaning.
+    /// DAMON_IO_*: the job's IO rate control, one bandwidth and one rate of operations for reads
+    /// and writes together on each volume. So the read and the write limit must be equal, and
+    /// DAMON_IO_DEVICES (Linux's block devices) unset: anything else is refused with the way out
+    /// rather than applied with another meaning. Then the host's version decides: Microsoft
+    /// documents the IO rate control as unsupported from Windows 10 1607 / Server 2016 on, so
+    /// there it is refused whatever the call would do; before, it is called and a Windows error
+    /// refuses it.
     fn limit_io(&self, io: &IoLimits) -> Result<(), ContainerError> {
         if !io.any() {
             return Ok(());
@@ -224,16 +248,17 @@ impl JobObject {
         };
         let bandwidth = together("BANDWIDTH", io.read_bytes_per_second, io.write_bytes_per_second)?;
         let iops = together("IOPS", io.read_iops, io.write_iops)?;
-        ffi::set_io_rate_control(&self.handle, bandwidth, iops).map_err(|e| {
-            limit_error(
-                &format!(
-                    "IO rate control (JOBOBJECT_IO_RATE_CONTROL_INFORMATION: {} bytes/s, {} operations/s; 0 is none)",
-                    bandwidth, iops
-                ),
-                e,
-                "unset DAMON_IO_READ_BANDWIDTH, DAMON_IO_WRITE_BANDWIDTH, DAMON_IO_READ_IOPS and DAMON_IO_WRITE_IOPS to run without it",
-            )
-        })
+        let limit = format!(
+            "IO rate control (JOBOBJECT_IO_RATE_CONTROL_INFORMATION: {} bytes/s, {} operations/s; 0 is none)",
+            bandwidth, iops
+        );
+        let version = ffi::os_version().map_err(|e| {
+            ContainerError::message(format!("cannot read the Windows version for the {}: {}", limit, e))
+        })?;
+        if let Some(refusal) = io_rate_control_refusal(&limit, version) {
+            return Err(ContainerError::message(refusal));
+        }
+        ffi::set_io_rate_control(&self.handle, bandwidth, iops).map_err(|e| limit_error(&limit, e, IO_WAY_OUT))
     }
 
     /// DAMON_NET_MAX_BANDWIDTH: the job's network rate control (Windows 10 1607 / Server 2016),
@@ -369,5 +394,33 @@ mod tests {
         assert_eq!(group_masks(&cores("39-40,104,111"), &[40, 64, 8]), Ok(vec![(0, 1 << 39), (1, 1), (2, 1 | 1 << 7)]));
         assert_eq!(group_masks(&cores("103"), &[40, 64, 8]), Ok(vec![(1, 1 << 63)]));
         assert_eq!(group_masks(&cores("1,7-8"), &[2]), Err((cores("7-8"), 2)));
+    }
+
+    #[test]
+    fn the_io_rate_control_is_refused_from_windows_10_1607_on() {
+        let version = |major, minor, build| ffi::WindowsVersion { major, minor, build };
+        let limit =
+            "IO rate control (JOBOBJECT_IO_RATE_CONTROL_INFORMATION: 4194304 bytes/s, 0 operations/s; 0 is none)";
+        // Windows 10 1511 and 8.1: called, Windows has the last word.
+        assert_eq!(io_rate_control_refusal(limit, version(10, 0, 10586)), None);
+        assert_eq!(io_rate_control_refusal(limit, version(6, 3, 9600)), None);
+        // Windows 10 1607 / Server 2016, Server 2022: refused, naming this host's version.
+        assert!(io_rate_control_refusal(limit, version(10, 0, 14393)).is_some());
+        assert_eq!(
+            io_rate_control_refusal(limit, version(10, 0, 20348)).as_deref(),
+            Some(
+                "the IO rate control (JOBOBJECT_IO_RATE_CONTROL_INFORMATION: 4194304 bytes/s, 0 operations/s; 0 is \
+                 none) is refused on this Windows version: Microsoft documents it as unsupported from Windows 10 \
+                 1607 / Windows Server 2016 on (build 14393; this host: 10.0.20348); unset DAMON_IO_READ_BANDWIDTH, \
+                 DAMON_IO_WRITE_BANDWIDTH, DAMON_IO_READ_IOPS and DAMON_IO_WRITE_IOPS to run without it"
+            )
+        );
+    }
+
+    #[test]
+    fn this_hosts_version_is_read() {
+        // Windows 10 / Server 2016 and later report 10.0 (Wine too, by default).
+        let version = ffi::os_version().unwrap();
+        assert!(version.major >= 6 && version.build > 0, "{:?}", version);
     }
 }
