@@ -405,7 +405,8 @@ impl LineVisitor {
     fn push_key(&mut self, field: &Field) {
         self.fields.push(',');
         match field.name() {
-            // Renamed as logrus renames fields that clash with its own keys.
+            // A field named like one of the line's own keys gets the "fields." prefix, as logrus
+            // (the original's logger) prefixes its clashes (fields.time, fields.level, fields.msg).
             name @ ("time" | "level" | "message") => push_json_str(&mut self.fields, &format!("fields.{}", name)),
             name => push_json_str(&mut self.fields, name),
         }
