@@ -12,7 +12,7 @@ mod bad_values;
 mod common;
 
 use bad_values::{bad_values, shown, SETTINGS};
-use common::{damon, run, TestDir};
+use common::{damon, damon_without_network, run, TestDir};
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 
@@ -89,12 +89,15 @@ fn an_empty_variable_is_unset_and_the_command_runs() {
 fn a_well_formed_address_that_cannot_be_bound_is_only_a_warning() {
     let dir = TestDir::new("bad-input-bind");
     let marker = dir.path("MARKER");
-    // Taken by this test; an address of no interface here (TEST-NET-1); a name that does not resolve.
+    // Taken by this test; an address of no interface (in a network namespace with none up);
+    // a name that does not resolve (looked up there: no resolver is reached).
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let taken = taken.local_addr().unwrap().to_string();
-    for addr in [taken.as_str(), "192.0.2.1:9000", "no-such-host.invalid:9000"] {
+    for (addr, isolated) in [(taken.as_str(), false), ("10.0.0.1:9000", true), ("no-such-host.invalid:9000", true)] {
         let _ = std::fs::remove_file(&marker);
-        let run = attempt(&dir, "DAMON_ADDR", OsStr::new(addr));
+        let mut cmd = if isolated { damon_without_network(&dir) } else { damon(&dir) };
+        cmd.env("DAMON_ADDR", addr).arg("touch").arg(&marker);
+        let run = run(cmd, &dir);
         run.assert_code(0).assert_log_contains("cannot serve metrics; the workload runs without them");
         assert!(marker.exists(), "DAMON_ADDR={}: the command did not run\n{}", addr, run.explain());
     }

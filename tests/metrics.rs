@@ -254,7 +254,7 @@ fn a_port_that_is_taken_loses_the_metrics_not_the_service() {
     assert_eq!(run.stdout, "served\n");
     // Well-formed but unresolvable: a warning too (a malformed address is a configuration
     // error, tests/bad_input.rs).
-    let mut cmd = damon(&dir);
+    let mut cmd = damon_without_network(&dir);
     cmd.env("DAMON_ADDR", "no-such-host.invalid:9000").args(["true"]);
     common::run(cmd, &dir).assert_code(0).assert_log_contains("cannot serve metrics");
 }

@@ -1110,10 +1110,7 @@ mod tests {
         assert!(closed_by_server(&mut never_reads));
     }
 
-    #[test]
-    fn a_name_that_does_not_resolve_is_an_error() {
-        let unknown = ListenAddr::Name { host: "no-such-host.invalid".to_string(), port: 80 };
-        let counters = Arc::new(HttpCounters::default());
-        assert!(start(&unknown, "/m".to_string(), Arc::new(String::new), counters).is_err());
-    }
+    // A name that does not resolve: tests/bad_input.rs and tests/metrics.rs, where damon looks
+    // it up in a network namespace of its own, so that the lookup reaches no resolver off this
+    // machine.
 }

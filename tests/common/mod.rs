@@ -52,6 +52,16 @@ pub fn damon(dir: &TestDir) -> Command {
     cmd
 }
 
+/// damon as [`damon`] gives it, in a network namespace of its own whose only interface (lo) is
+/// down (util-linux's `unshare --net`): a name it looks up reaches no resolver, so a test of an
+/// unresolvable name sends nothing off the machine (this one's resolver is another host).
+pub fn damon_without_network(dir: &TestDir) -> Command {
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--net", "--", DAMON]);
+    in_clean_environment(&mut cmd, dir);
+    cmd
+}
+
 /// Removes the caller's DAMON_* and NOMAD_* variables, and points damon's log at `dir`.
 pub fn in_clean_environment(cmd: &mut Command, dir: &TestDir) {
     for (key, _) in std::env::vars_os() {
