@@ -957,6 +957,70 @@ mod sandbox_probe {
                 let _ = nix::unistd::close(fd);
                 connected
             }
+            // Reads the parent's (damon's) open-file limit: prlimit64 on another process.
+            "prlimit-parent" => prlimit(nix::unistd::getppid().as_raw()),
+            "prlimit-self" => prlimit(0),
+            // Sets the parent's (or its own) nice value to what it is: harmless, if allowed.
+            "renice-parent" => renice(nix::unistd::getppid().as_raw() as libc::id_t),
+            "renice-self" => renice(0),
+            // Sets the parent's scheduling policy to what it is.
+            "sched-parent" => {
+                let parent = nix::unistd::getppid().as_raw();
+                let mut param = sched_param(0);
+                // SAFETY: sched_getscheduler(2), sched_getparam(2) and sched_setscheduler(2) on a
+                // live sched_param of this frame.
+                let policy = unsafe { libc::sched_getscheduler(parent) };
+                result(unsafe { libc::sched_getparam(parent, &mut param) }.into())?;
+                result(unsafe { libc::syscall(libc::SYS_sched_setscheduler, parent, policy, &param) })
+            }
+            // A real-time policy for itself, then back to the ordinary one.
+            "realtime" => {
+                let param = sched_param(1);
+                // SAFETY: as above, on this process.
+                result(unsafe { libc::syscall(libc::SYS_sched_setscheduler, 0, libc::SCHED_FIFO, &param) })?;
+                let param = sched_param(0);
+                // SAFETY: as above.
+                result(unsafe { libc::syscall(libc::SYS_sched_setscheduler, 0, libc::SCHED_OTHER, &param) })
+            }
+            "packet-socket" => socket(libc::AF_PACKET, libc::SOCK_RAW),
+            "inet-socket" => socket(libc::AF_INET, libc::SOCK_STREAM),
+            // Sets the host's name to what it is.
+            "sethostname" => {
+                let mut name = [0u8; 65];
+                // SAFETY: gethostname(2) writes at most 64 bytes and a NUL into `name`;
+                // sethostname(2) reads `len` bytes of it.
+                result(unsafe { libc::gethostname(name.as_mut_ptr().cast(), 64) }.into())?;
+                let len = name.iter().position(|&b| b == 0).unwrap_or(64);
+                result(unsafe { libc::sethostname(name.as_ptr().cast(), len as _) }.into())
+            }
+            // The id of the user keyring (root's: where its keys live).
+            "keyring" => {
+                // SAFETY: keyctl(2) KEYCTL_GET_KEYRING_ID (0) of KEY_SPEC_USER_KEYRING (-4),
+                // integers only.
+                result(unsafe { libc::syscall(libc::SYS_keyctl, 0, -4 as libc::c_long, 0) })
+            }
+            // SAFETY: userfaultfd(2) with a flag; the descriptor is closed at once.
+            "userfaultfd" => descriptor(unsafe { libc::syscall(libc::SYS_userfaultfd, libc::O_CLOEXEC) }),
+            "io-uring" => {
+                let mut params = [0u8; 120];
+                // SAFETY: io_uring_setup(2) of one entry writes its 120-byte io_uring_params here.
+                descriptor(unsafe { libc::syscall(libc::SYS_io_uring_setup, 1, params.as_mut_ptr()) })
+            }
+            // The size of the kernel's log buffer (syslog(2)'s SYSLOG_ACTION_SIZE_BUFFER).
+            // SAFETY: klogctl with no buffer.
+            "syslog" => result(unsafe { libc::klogctl(10, std::ptr::null_mut(), 0) }.into()),
+            // Pushes a byte into stdin's terminal (the tests' stdin is /dev/null: ENOTTY when
+            // the call itself is allowed).
+            "tiocsti" => {
+                let byte = b'x';
+                // SAFETY: ioctl(2) TIOCSTI reads one byte of this frame.
+                result(unsafe { libc::ioctl(0, libc::TIOCSTI as _, &byte) }.into())
+            }
+            // Whether it holds CAP_SYS_ADMIN, and runs without no_new_privs.
+            "cap-sys-admin" => {
+                status_says("CapEff:", |v| u64::from_str_radix(v, 16).map_or(false, |m| m & (1 << 21) != 0))
+            }
+            "no-new-privs-off" => status_says("NoNewPrivs:", |v| v == "0"),
             "write" => std::fs::write(path, "written by the workload"),
             "read" => std::fs::read(path).map(drop),
             "exec" => std::process::Command::new(path).arg("-c").arg("true").status().and_then(|s| match s.success() {
@@ -964,6 +1028,57 @@ mod sandbox_probe {
                 false => Err(io::Error::new(io::ErrorKind::Other, format!("exited {}", s))),
             }),
             other => panic!("no probe {}", other),
+        }
+    }
+
+    fn prlimit(pid: libc::pid_t) -> io::Result<()> {
+        let mut old = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: prlimit64(2) reads no new limit (null) and writes the old one here.
+        result(unsafe {
+            libc::syscall(libc::SYS_prlimit64, pid, libc::RLIMIT_NOFILE, std::ptr::null::<libc::rlimit>(), &mut old)
+        })
+    }
+
+    fn renice(who: libc::id_t) -> io::Result<()> {
+        // SAFETY: getpriority(2) and setpriority(2), integers only; -1 may be a nice value, so
+        // errno says whether the first failed.
+        unsafe {
+            *libc::__errno_location() = 0;
+            let nice = libc::getpriority(libc::PRIO_PROCESS as _, who);
+            if nice == -1 && *libc::__errno_location() != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            result(libc::setpriority(libc::PRIO_PROCESS as _, who, nice).into())
+        }
+    }
+
+    /// A sched_param with this priority (musl's has more fields than glibc's, all 0 here).
+    fn sched_param(priority: libc::c_int) -> libc::sched_param {
+        // SAFETY: sched_param is plain integers, for which zero bytes are a valid value.
+        let mut param: libc::sched_param = unsafe { std::mem::zeroed() };
+        param.sched_priority = priority;
+        param
+    }
+
+    fn socket(family: libc::c_int, kind: libc::c_int) -> io::Result<()> {
+        // SAFETY: socket(2), integers only; the descriptor is closed at once.
+        descriptor(unsafe { libc::socket(family, kind | libc::SOCK_CLOEXEC, 0) }.into())
+    }
+
+    fn descriptor(fd: libc::c_long) -> io::Result<()> {
+        result(fd)?;
+        let _ = nix::unistd::close(fd as libc::c_int);
+        Ok(())
+    }
+
+    /// Ok if the line of /proc/self/status that starts with `key` satisfies `holds`.
+    fn status_says(key: &str, holds: impl Fn(&str) -> bool) -> io::Result<()> {
+        let status = std::fs::read_to_string("/proc/self/status")?;
+        let value = status.lines().find_map(|l| l.strip_prefix(key)).unwrap_or_default().trim();
+        if holds(value) {
+            Ok(())
+        } else {
+            Err(io::Error::new(io::ErrorKind::Other, format!("{} {}", key, value)))
         }
     }
 

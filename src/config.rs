@@ -29,9 +29,9 @@ mod sandbox;
 mod values;
 
 pub use cli::{BUILD_COMMIT, LONG_VERSION, VERSION};
+pub use sandbox::{capability_names, PathEntry, SandboxMode, SandboxSettings};
 #[cfg(target_os = "linux")]
 pub use sandbox::{Access, PathRule};
-pub use sandbox::{PathEntry, SandboxMode, SandboxSettings};
 pub use values::{CpuCores, IoDevice, ListenAddr, UserSpec};
 
 /// Outside Nomad without DAMON_KILL_TIMEOUT: the original Damon's ExitTimeout.
@@ -296,6 +296,13 @@ impl Config {
             ),
             (SANDBOX.var, self.sandbox.mode.to_string()),
             (SANDBOX_PATHS.var, self.sandbox.paths.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")),
+            (
+                SANDBOX_CAPABILITIES.var,
+                self.sandbox
+                    .extra_capabilities
+                    .as_ref()
+                    .map_or_else(|| "none".to_string(), |(mask, _)| sandbox::capability_names(*mask)),
+            ),
             ("log file", self.log.path.display().to_string()),
             (LOG_MAX_SIZE.var, format!("{} MiB", self.log.max_size_bytes / BYTES_PER_MIB)),
             (LOG_MAX_FILES.var, self.log.max_files.to_string()),
@@ -624,7 +631,11 @@ fn sandbox_settings(
         .map(PathBuf::from)
         .collect();
     let task_dir = env.var("NOMAD_TASK_DIR").map(PathBuf::from);
-    Ok(SandboxSettings { mode, paths, paths_source, nomad_dirs, task_dir })
+    let extra_capabilities = match lookup(&SANDBOX_CAPABILITIES) {
+        Some(raw) => Some((raw.parse(sandbox::capabilities)?, raw.source)),
+        None => None,
+    };
+    Ok(SandboxSettings { mode, extra_capabilities, paths, paths_source, nomad_dirs, task_dir })
 }
 
 /// A setting's value read with one of the [`values`] parsers, if it is set.
@@ -1072,6 +1083,14 @@ mod tests {
             ]),
             "stop-signal-scope" => bad.extend([("garbage", "all"), ("garbage", "children"), ("white space", "tr ee")]),
             "sandbox" => bad.extend(boolean.into_iter().chain([("garbage", "strictly"), ("garbage", "strict!")])),
+            "sandbox-capabilities" => bad.extend([
+                ("garbage", "NET RAW"),
+                ("garbage", "CAP_"),
+                ("garbage", "net_raw,"),
+                ("negative", "-1"),
+                ("NaN", "NaN"),
+                ("non-ASCII", "caf\u{e9}"),
+            ]),
             "sandbox-paths" => bad.extend([
                 ("garbage", "/etc"),
                 ("garbage", "r:etc"),
@@ -1137,6 +1156,7 @@ mod tests {
             "stop-signal-scope" => vec![" child ", "CHILD"],
             "sandbox" => vec!["y", " Strict ", "0"],
             "sandbox-paths" => vec!["defaults", "r:/", "rwxc:/tmp:r:/etc,defaults"],
+            "sandbox-capabilities" => vec!["NET_RAW", " cap_sys_ptrace,SYS_NICE "],
             "io-read-bandwidth" | "io-write-bandwidth" | "net-max-bandwidth" => {
                 vec!["0", " 10M ", "512k", "1GiB", "4194304"]
             }

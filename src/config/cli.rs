@@ -76,6 +76,8 @@ settings! {
         "Confine the workload, even as root: Linux: only the paths of --sandbox-paths (Landlock), no mount, module, namespace, clock, bpf or perf call and no ptrace outside its tree (seccomp), no way out of its cgroup; Windows: no desktop, atoms, USER handles, system parameters or exit-Windows, no breakaway from the job. Y does what the host allows and logs what it does not; strict refuses to start without all of it [default: N]";
     SANDBOX_PATHS: "sandbox-paths", "DAMON_SANDBOX_PATHS", None, "MODE:PATH,...",
         "Linux: where a sandboxed workload may go, as exec2's unveil: MODE is r (read), w (write), x (execute), c (create), e.g. rx:/usr,r:/etc,rwc:/data; commas or colons between rules; `defaults` adds the defaults [default: rwxc the Nomad task, alloc and secrets directories; rx /usr, /bin, /sbin, /lib*; r /etc, /proc, /sys; rw /dev/null, /dev/zero, /dev/full; r /dev/random, /dev/urandom]";
+    SANDBOX_CAPABILITIES: "sandbox-capabilities", "DAMON_SANDBOX_CAPABILITIES", None, "CAP,...",
+        "Linux: capabilities a sandboxed workload keeps beyond the sandbox's own set (Docker's default without NET_RAW: CHOWN, DAC_OVERRIDE, FOWNER, FSETID, KILL, SETGID, SETUID, SETPCAP, NET_BIND_SERVICE, SYS_CHROOT, MKNOD, AUDIT_WRITE, SETFCAP), e.g. NET_RAW,SYS_PTRACE; Windows: refused [default: none]";
     ADDR: "addr", "DAMON_ADDR", Some("NOMAD_ADDR_damon"), "HOST:PORT",
         "Serve Prometheus metrics on this address: HOST:PORT, [IPv6]:PORT or :PORT [default: no metrics server]";
     METRICS_ENDPOINT: "metrics-endpoint", "DAMON_METRICS_ENDPOINT", None, "PATH",

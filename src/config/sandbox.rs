@@ -1,4 +1,4 @@
-//! The syntax of DAMON_SANDBOX and DAMON_SANDBOX_PATHS.
+//! The syntax of DAMON_SANDBOX, DAMON_SANDBOX_PATHS and DAMON_SANDBOX_CAPABILITIES.
 //!
 //! DAMON_SANDBOX is a boolean or `strict`: Y confines the workload as far as the kernel allows
 //! and says what it could not; strict refuses to start (125) unless all of it is in force.
@@ -100,6 +100,9 @@ impl fmt::Display for PathRule {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SandboxSettings {
     pub mode: SandboxMode,
+    /// DAMON_SANDBOX_CAPABILITIES: Linux capabilities (a bit per number) the workload keeps
+    /// beyond the sandbox's own set, with where they were set; `None` when unset.
+    pub extra_capabilities: Option<(u64, String)>,
     /// `[Defaults]` when DAMON_SANDBOX_PATHS is unset. Every path exists (checked when read).
     pub paths: Vec<PathEntry>,
     /// `--sandbox-paths` or `DAMON_SANDBOX_PATHS`, or `None` when unset.
@@ -161,6 +164,79 @@ const DEFAULTS_WORD: &str = "defaults";
 const SYNTAX: &str = "rules MODE:PATH separated by commas or colons, MODE one or more of r (read), w (write), \
                       x (execute), c (create), PATH absolute, e.g. rx:/usr,r:/etc,rwc:/data; `defaults` for damon's own";
 
+/// Linux's capabilities by number (linux/capability.h), as DAMON_SANDBOX_CAPABILITIES names
+/// them: lower case, without CAP_.
+pub const CAPABILITY_NAMES: &[&str] = &[
+    "chown",
+    "dac_override",
+    "dac_read_search",
+    "fowner",
+    "fsetid",
+    "kill",
+    "setgid",
+    "setuid",
+    "setpcap",
+    "linux_immutable",
+    "net_bind_service",
+    "net_broadcast",
+    "net_admin",
+    "net_raw",
+    "ipc_lock",
+    "ipc_owner",
+    "sys_module",
+    "sys_rawio",
+    "sys_chroot",
+    "sys_ptrace",
+    "sys_pacct",
+    "sys_admin",
+    "sys_boot",
+    "sys_nice",
+    "sys_resource",
+    "sys_time",
+    "sys_tty_config",
+    "mknod",
+    "lease",
+    "audit_write",
+    "audit_control",
+    "setfcap",
+    "mac_override",
+    "mac_admin",
+    "syslog",
+    "wake_alarm",
+    "block_suspend",
+    "audit_read",
+    "perfmon",
+    "bpf",
+    "checkpoint_restore",
+];
+
+/// The names of the capabilities in `mask`, as `CAP_NET_RAW,CAP_SYS_PTRACE`.
+pub fn capability_names(mask: u64) -> String {
+    let names: Vec<String> = (0..CAPABILITY_NAMES.len())
+        .filter(|&cap| mask & (1 << cap) != 0)
+        .map(|cap| format!("CAP_{}", CAPABILITY_NAMES[cap].to_uppercase()))
+        .collect();
+    names.join(",")
+}
+
+/// DAMON_SANDBOX_CAPABILITIES: capability names separated by commas, with or without `CAP_`,
+/// in any case (`NET_RAW`, `cap_sys_ptrace`); a bit per capability's number.
+pub fn capabilities(text: &str) -> Result<u64, String> {
+    let mut mask = 0u64;
+    for item in text.split(',') {
+        let name = item.trim().to_ascii_lowercase();
+        let name = name.strip_prefix("cap_").unwrap_or(&name);
+        let number = CAPABILITY_NAMES.iter().position(|known| *known == name).ok_or_else(|| {
+            format!(
+                "{:?} is not a Linux capability: names such as NET_RAW or CAP_SYS_PTRACE, separated by commas",
+                item
+            )
+        })?;
+        mask |= 1 << number;
+    }
+    Ok(mask)
+}
+
 /// Y, N (the booleans) or `strict`.
 pub fn mode(text: &str) -> Result<SandboxMode, String> {
     if text.eq_ignore_ascii_case("strict") {
@@ -207,6 +283,17 @@ mod tests {
 
     fn rule(access: &str, path: &str) -> PathEntry {
         PathEntry::Rule(PathRule { access: Access::parse(access).unwrap(), path: PathBuf::from(path) })
+    }
+
+    #[test]
+    fn capabilities_are_names_with_or_without_cap_in_any_case() {
+        assert_eq!(capabilities("NET_RAW"), Ok(1 << 13));
+        assert_eq!(capabilities("cap_sys_ptrace, Sys_Nice"), Ok(1 << 19 | 1 << 23));
+        assert_eq!(capabilities("CAP_CHECKPOINT_RESTORE"), Ok(1 << 40));
+        for bad in ["", "13", "NET RAW", "CAP_", "net_raw,", "all"] {
+            assert!(capabilities(bad).is_err(), "{:?}", bad);
+        }
+        assert_eq!(capability_names(1 << 13 | 1 << 19), "CAP_NET_RAW,CAP_SYS_PTRACE");
     }
 
     #[test]

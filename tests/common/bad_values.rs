@@ -25,6 +25,7 @@ pub enum Kind {
     StopScope,
     Sandbox,
     SandboxPaths,
+    SandboxCapabilities,
     /// Bytes per second, with K, M, G or T.
     Bandwidth,
     Iops,
@@ -54,6 +55,7 @@ pub const SETTINGS: &[(&str, &str, Option<&str>, Kind)] = &[
     ("--user", "DAMON_USER", None, Kind::User),
     ("--sandbox", "DAMON_SANDBOX", None, Kind::Sandbox),
     ("--sandbox-paths", "DAMON_SANDBOX_PATHS", None, Kind::SandboxPaths),
+    ("--sandbox-capabilities", "DAMON_SANDBOX_CAPABILITIES", None, Kind::SandboxCapabilities),
     ("--addr", "DAMON_ADDR", Some("NOMAD_ADDR_damon"), Kind::Address),
     ("--metrics-endpoint", "DAMON_METRICS_ENDPOINT", None, Kind::Endpoint),
     ("--log-dir", "DAMON_LOG_DIR", None, Kind::LogDir),
@@ -183,6 +185,15 @@ pub fn bad_values(kind: Kind) -> Vec<(&'static str, String)> {
             ("NaN", "NaN"),
             ("white space", "r:/etc, rx:/usr"),
             ("non-ASCII", "\u{159}:/etc"),
+        ]),
+        Kind::SandboxCapabilities => bad.extend([
+            ("garbage", "NET RAW"),
+            ("garbage", "CAP_"),
+            ("garbage", "net_raw,"),
+            ("garbage", "all"),
+            ("negative", "-1"),
+            ("NaN", "NaN"),
+            ("non-ASCII", "n\u{e9}t_raw"),
         ]),
         Kind::StopScope => bad.extend([("garbage", "all"), ("garbage", "children"), ("white space", "tr ee")]),
         Kind::User => bad.extend([

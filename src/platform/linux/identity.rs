@@ -187,17 +187,7 @@ impl Identity {
         let check = |result: libc::c_long| if result == -1 { Err(io::Error::last_os_error()) } else { Ok(()) };
         // First, while the child still holds CAP_SETPCAP: changing uid clears it.
         if let Some(Restriction { last_cap, drop_bounding_set: true }) = self.restriction {
-            for cap in 0..=last_cap {
-                // SAFETY: prctl(2) with integer arguments only; it touches no memory of ours.
-                let result = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(cap), 0, 0, 0) };
-                if result == -1 {
-                    match io::Error::last_os_error() {
-                        // Beyond the kernel's last capability (cap_last_cap was unreadable).
-                        e if e.raw_os_error() == Some(libc::EINVAL) && cap > 0 => break,
-                        e => return Err(e),
-                    }
-                }
-            }
+            drop_from_bounding_set(0, last_cap)?;
         }
         if let Some(ids) = &self.ids {
             // Groups first: setgroups needs CAP_SETGID, which the uid change takes away.
@@ -363,8 +353,58 @@ fn decode(answer: &str) -> Result<Ids, String> {
     }
 }
 
+/// Drops from the calling thread's bounding set every capability up to `last_cap` that `keep`
+/// (a bit per number) does not hold. Needs CAP_SETPCAP. System calls only: runs in the child.
+fn drop_from_bounding_set(keep: u64, last_cap: u32) -> io::Result<()> {
+    for cap in (0..=last_cap).filter(|&cap| cap >= 64 || keep & (1 << cap) == 0) {
+        // SAFETY: prctl(2) with integer arguments only; it touches no memory of ours.
+        let result = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(cap), 0, 0, 0) };
+        if result == -1 {
+            match io::Error::last_os_error() {
+                // Beyond the kernel's last capability (cap_last_cap was unreadable).
+                e if e.raw_os_error() == Some(libc::EINVAL) && cap > 0 => break,
+                e => return Err(e),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Limits the calling thread (the child, between its clone and its exec) to the capabilities
+/// in `keep`: out of the bounding set, so that no exec gives them back (root's exec takes its
+/// permitted set from it), and out of the permitted, effective and inheritable sets now; the
+/// ambient set is emptied. System calls only.
+pub fn limit_capabilities(keep: u64, last_cap: u32) -> io::Result<()> {
+    drop_from_bounding_set(keep, last_cap)?;
+    // SAFETY: prctl(2) with integer arguments only.
+    if unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong, 0, 0, 0) } == -1 {
+        let e = io::Error::last_os_error();
+        // Kernels before 4.3 have no ambient set: nothing to clear.
+        if e.raw_os_error() != Some(libc::EINVAL) {
+            return Err(e);
+        }
+    }
+    let header = CapHeader { version: LINUX_CAPABILITY_VERSION_3, pid: 0 };
+    let mut data = [CapData { effective: 0, permitted: 0, inheritable: 0 }; 2];
+    // SAFETY: both pointers are to live, properly laid out structs on this stack frame; with
+    // version 3 the kernel writes exactly two CapData.
+    if unsafe { libc::syscall(libc::SYS_capget, &header as *const CapHeader, data.as_mut_ptr()) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    for (word, half) in data.iter_mut().zip([keep as u32, (keep >> 32) as u32]) {
+        word.effective &= half;
+        word.permitted &= half;
+        word.inheritable &= half;
+    }
+    // SAFETY: as above; capset only reads the two CapData.
+    if unsafe { libc::syscall(libc::SYS_capset, &header as *const CapHeader, data.as_ptr()) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// The highest capability number of this kernel.
-fn last_cap() -> u32 {
+pub fn last_cap() -> u32 {
     std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
         .ok()
         .and_then(|s| s.trim().parse().ok())

@@ -20,11 +20,14 @@
 //!   and clone3 with ENOSYS (its CLONE_INTO_CGROUP would place a child in any group whose
 //!   cgroup.procs the workload could open, and its flags cannot be filtered).
 //!
+//! - Capabilities: at most Docker's default set without NET_RAW ([`SANDBOX_CAPABILITIES`];
+//!   DAMON_SANDBOX_CAPABILITIES adds), out of the bounding set so that no exec gives the rest
+//!   back, and no_new_privs always, so that no setuid or file-capability program does either.
+//!
 //! Everything is decided and built before the clone: the rules' paths are opened, the ruleset
 //! is made and the filter assembled in damon. Between the clone and the exec the child makes
-//! three system calls on them ([`Prepared::apply`]), after it has joined its group and before
-//! it takes on its identity (a user that is not root may not install either without
-//! no_new_privs, which would also take setuid programs away from it).
+//! a few system calls on them ([`Prepared::apply`]), after it has joined its group and before
+//! it takes on its identity.
 //!
 //! A kernel without Landlock, or with an older ABI, gets what it allows, and [`Sandbox::gaps`]
 //! says exactly what is missing; DAMON_SANDBOX=strict refuses to start instead.
@@ -46,8 +49,8 @@ use nix::sys::stat::Mode;
 
 use self::seccomp::SockFilter;
 use super::anchored_dir;
-use super::identity::{holds_capability, Identity};
-use crate::config::{Access, PathEntry, PathRule, SandboxMode, SandboxSettings};
+use super::identity::{last_cap, limit_capabilities, Identity};
+use crate::config::{capability_names, Access, PathEntry, PathRule, SandboxMode, SandboxSettings};
 use crate::platform::{IdentityError, PathError};
 
 /// linux/landlock.h: landlock_create_ruleset(2) returns the ABI version.
@@ -61,8 +64,27 @@ const ABI_REFER: i64 = 2;
 /// The first ABI that scopes signals (Linux 6.12): a domain's processes may signal only
 /// processes of the same domain.
 const ABI_SCOPE_SIGNAL: i64 = 6;
-/// linux/capability.h: installing a filter or a domain without no_new_privs needs it.
-const CAP_SYS_ADMIN: u32 = 21;
+/// The capabilities a sandboxed workload keeps (linux/capability.h numbers): Docker's default
+/// set without NET_RAW (raw and packet sockets, which read and forge the host's traffic), as
+/// podman's: CHOWN, DAC_OVERRIDE, FOWNER, FSETID, KILL, SETGID, SETUID, SETPCAP,
+/// NET_BIND_SERVICE, SYS_CHROOT, MKNOD, AUDIT_WRITE, SETFCAP. Gone with the rest: SYS_ADMIN
+/// (hostname, fanotify, the other half of mount), SYS_PTRACE and PERFMON (other processes'
+/// memory and environment), NET_ADMIN (the host's interfaces and routes), SYS_RESOURCE,
+/// SYS_NICE (real-time policies), SYSLOG, SYS_PACCT, SYS_MODULE, SYS_RAWIO, SYS_TIME, BPF.
+/// DAMON_SANDBOX_CAPABILITIES adds to it.
+const SANDBOX_CAPABILITIES: u64 = 1 << 0
+    | 1 << 1
+    | 1 << 3
+    | 1 << 4
+    | 1 << 5
+    | 1 << 6
+    | 1 << 7
+    | 1 << 8
+    | 1 << 10
+    | 1 << 18
+    | 1 << 27
+    | 1 << 29
+    | 1 << 31;
 const SANDBOX_VAR: &str = "DAMON_SANDBOX";
 const PATHS_VAR: &str = "DAMON_SANDBOX_PATHS";
 
@@ -113,8 +135,9 @@ pub struct Sandbox {
     /// Empty if the kernel runs no seccomp filter, with the reason.
     filter: Vec<SockFilter>,
     seccomp_missing: Option<String>,
-    /// damon lacks CAP_SYS_ADMIN: the child needs no_new_privs for the domain and the filter.
-    no_new_privs: bool,
+    /// What the workload keeps of the capabilities (a bit per number), and the kernel's last.
+    capabilities: u64,
+    last_cap: u32,
     /// Without Landlock the cgroup files are out of reach only of a child that is not root.
     child_is_root: bool,
 }
@@ -123,7 +146,9 @@ pub struct Sandbox {
 pub struct Prepared<'a> {
     ruleset: Option<OwnedFd>,
     filter: &'a [SockFilter],
-    no_new_privs: bool,
+    /// The sandbox is on: no_new_privs, and the capabilities kept (a bit per number) up to the
+    /// kernel's last.
+    confine: Option<(u64, u32)>,
 }
 
 impl Sandbox {
@@ -155,12 +180,23 @@ impl Sandbox {
                     let defaults = default_rules(settings.default_writable_dirs(), &workload_dirs)
                         .map_err(|e| refuse(paths_source.clone(), written.clone(), planted_reason(&e)))?;
                     // The defaults write only to Nomad's task directories and to /dev/null,
-                    // /dev/zero and /dev/full: none of them holds a cgroup mount beneath it
-                    // (nothing can be mounted under a device file; Nomad mounts no cgroup file
-                    // system in an allocation), so the one thing to check is that none is in a
-                    // cgroup file system itself.
-                    if let Some(rule) = defaults.iter().find(|r| writes(r) && in_cgroup_file_system(&r.opened)) {
-                        return Err(refuse(paths_source, written, cgroup_files_reason(rule, &rule.path)));
+                    // /dev/zero and /dev/full. A Nomad directory must be neither in a cgroup
+                    // file system nor above the cgroup mounts (NOMAD_ALLOC_DIR=/sys/fs/cgroup,
+                    // NOMAD_SECRETS_DIR=/): both are looked at through the opened directory,
+                    // without the mount table (the costliest read of a sandboxed launch).
+                    let above = cgroup_root_and_above();
+                    let over_cgroups = |r: &Rule| {
+                        in_cgroup_file_system(&r.opened)
+                            || nix::sys::stat::fstat(r.opened.as_raw_fd())
+                                .map_or(false, |st| above.contains(&(st.st_dev, st.st_ino)))
+                    };
+                    if let Some(rule) = defaults.iter().find(|r| writes(r) && over_cgroups(r)) {
+                        let reason = format!(
+                            "{} (the defaults make the Nomad directories writable: NOMAD_TASK_DIR, NOMAD_ALLOC_DIR, \
+                             NOMAD_SECRETS_DIR)",
+                            cgroup_files_reason(rule, Path::new(CGROUP_ROOT))
+                        );
+                        return Err(refuse(paths_source, written, reason));
                     }
                     defaults
                 }
@@ -197,7 +233,8 @@ impl Sandbox {
             landlock_missing,
             filter,
             seccomp_missing,
-            no_new_privs: !holds_capability(CAP_SYS_ADMIN),
+            capabilities: SANDBOX_CAPABILITIES | settings.extra_capabilities.as_ref().map_or(0, |(mask, _)| *mask),
+            last_cap: last_cap(),
             child_is_root: identity.runs_as_root(),
         };
         let gaps = sandbox.gaps();
@@ -287,6 +324,7 @@ impl Sandbox {
             landlock || self.seccomp_missing.is_none(),
         );
         part("system calls (seccomp)".to_string(), self.seccomp_missing.is_none());
+        part("capabilities".to_string(), true);
         // Not a gap `strict` refuses for: see the module's documentation.
         let signals = self.scopes_signals();
         let name = match (signals, self.child_is_root) {
@@ -317,6 +355,13 @@ impl Sandbox {
         };
         facts.push(("sandbox landlock", landlock));
         facts.push(("sandbox paths", self.rules.iter().map(|r| r.shown.clone()).collect::<Vec<_>>().join(",")));
+        facts.push((
+            "sandbox capabilities",
+            format!(
+                "at most {} (the bounding set; DAMON_SANDBOX_CAPABILITIES adds); no_new_privs",
+                capability_names(self.capabilities)
+            ),
+        ));
         facts.push((
             "sandbox signals",
             if self.scopes_signals() {
@@ -359,7 +404,8 @@ impl Sandbox {
     /// Builds the domain for one child. Nothing when the sandbox is off.
     pub fn prepare(&self) -> io::Result<Prepared<'_>> {
         let ruleset = if self.on() && self.landlock_missing.is_none() { Some(self.ruleset()?) } else { None };
-        Ok(Prepared { ruleset, filter: &self.filter, no_new_privs: self.on() && self.no_new_privs })
+        let confine = if self.on() { Some((self.capabilities, self.last_cap)) } else { None };
+        Ok(Prepared { ruleset, filter: &self.filter, confine })
     }
 
     /// The Landlock ruleset as a file descriptor, for the child to restrict itself with. The
@@ -391,9 +437,12 @@ impl Prepared<'_> {
     /// only, on data made before the clone.
     pub fn apply(&self) -> io::Result<()> {
         let check = |result: libc::c_long| if result == -1 { Err(io::Error::last_os_error()) } else { Ok(()) };
-        if self.no_new_privs {
+        if let Some((capabilities, last_cap)) = self.confine {
+            // Always, whatever damon holds: no exec of a setuid or file-capability program
+            // gives the workload more than it has.
             // SAFETY: prctl(2) with integer arguments only.
             check(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1 as libc::c_ulong, 0, 0, 0) }.into())?;
+            limit_capabilities(capabilities, last_cap)?;
         }
         if let Some(ruleset) = &self.ruleset {
             // SAFETY: landlock_restrict_self(2) takes a ruleset descriptor that damon keeps open
@@ -599,6 +648,19 @@ fn cgroup_files_reason(rule: &Rule, under: &Path) -> String {
     )
 }
 
+/// Where the cgroup hierarchies are mounted on every distribution damon knows.
+const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+
+/// The device and inode of /sys/fs/cgroup and of each directory above it, up to /: a rule
+/// that writes one of them writes the cgroup files beneath.
+fn cgroup_root_and_above() -> Vec<(libc::dev_t, libc::ino_t)> {
+    Path::new(CGROUP_ROOT)
+        .ancestors()
+        .filter_map(|dir| nix::sys::stat::stat(dir).ok())
+        .map(|st| (st.st_dev, st.st_ino))
+        .collect()
+}
+
 /// Whether `path` is in a cgroup (v1 or v2) file system.
 fn in_cgroup_file_system(opened: &File) -> bool {
     use nix::sys::statfs::{fstatfs, CGROUP2_SUPER_MAGIC, CGROUP_SUPER_MAGIC};
@@ -607,7 +669,7 @@ fn in_cgroup_file_system(opened: &File) -> bool {
 
 /// Where cgroup hierarchies are mounted (/proc/self/mountinfo), and /sys/fs/cgroup.
 fn cgroup_mount_points() -> Vec<PathBuf> {
-    let mut mounts = vec![PathBuf::from("/sys/fs/cgroup")];
+    let mut mounts = vec![PathBuf::from(CGROUP_ROOT)];
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     for line in mountinfo.lines() {
         let (mount, fs_type) = match (line.split(' ').nth(4), line.split(" - ").nth(1)) {
@@ -674,12 +736,33 @@ mod tests {
         assert_eq!(rules.iter().any(|r| r.path == Path::new("/etc/resolv.conf")), out_of_etc, "{:?}", rules);
     }
 
+    /// A Nomad directory at or above the cgroup mounts (a misconfigured client, or one whose
+    /// variables a job can set) would make the defaults write the cgroup files: refused as an
+    /// operator's rule would be.
+    #[test]
+    fn defaults_over_the_cgroup_mounts_are_refused() {
+        for dir in ["/sys/fs/cgroup", "/sys/fs", "/"] {
+            let settings = SandboxSettings {
+                mode: SandboxMode::On,
+                extra_capabilities: None,
+                paths: vec![PathEntry::Defaults],
+                paths_source: None,
+                nomad_dirs: vec![PathBuf::from(dir)],
+                task_dir: None,
+            };
+            let e = Sandbox::resolve(&settings, &Identity::unchanged()).unwrap_err().to_string();
+            assert!(e.contains("would let the workload write the cgroup files"), "{}: {}", dir, e);
+            assert!(e.contains("NOMAD_ALLOC_DIR"), "{}: {}", dir, e);
+        }
+    }
+
     #[test]
     fn a_rule_that_reaches_a_cgroup_file_is_refused() {
         for (mode, path) in [("rw", "/sys"), ("rwc", "/"), ("w", "/sys/fs/cgroup"), ("c", "/sys/fs")] {
             let bad = format!("{}:{}", mode, path);
             let settings = SandboxSettings {
                 mode: SandboxMode::On,
+                extra_capabilities: None,
                 paths: vec![PathEntry::Defaults, PathEntry::Rule(rule(mode, path))],
                 paths_source: Some("DAMON_SANDBOX_PATHS".to_string()),
                 nomad_dirs: Vec::new(),

@@ -43,6 +43,13 @@ impl Sandbox {
     /// Never an error on Windows: the job gives every part of the Windows sandbox, or damon
     /// does not start (the container's creation fails).
     pub fn resolve(settings: &SandboxSettings, _identity: &Identity) -> Result<Sandbox, IdentityError> {
+        if let Some((mask, source)) = &settings.extra_capabilities {
+            return Err(IdentityError {
+                source: source.clone(),
+                value: crate::config::capability_names(*mask),
+                reason: "Linux capabilities have no meaning on Windows, where the token decides: unset it".to_string(),
+            });
+        }
         Ok(Sandbox { mode: Some(settings.mode).filter(|m| *m != SandboxMode::Off) })
     }
 

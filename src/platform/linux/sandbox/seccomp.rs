@@ -76,9 +76,29 @@ const CLONE_NEWTIME: u32 = 0x80;
 const PTRACE_ATTACH: u32 = 16;
 const PTRACE_SEIZE: u32 = 0x4206;
 
+/// asm-generic/ioctls.h (the same on x86_64 and aarch64): push a byte into a terminal's input,
+/// and the Linux console's multiplexed requests (among them the same, and the selection).
+const TIOCSTI: u32 = 0x5412;
+const TIOCLINUX: u32 = 0x541C;
+/// The socket families a service needs: local sockets, IPv4, IPv6, and netlink (the C
+/// library's getaddrinfo asks the kernel's routing netlink for the host's addresses; changing
+/// anything there needs CAP_NET_ADMIN, which the sandbox takes away).
+const SOCKET_FAMILIES: [u32; 4] =
+    [libc::AF_UNIX as u32, libc::AF_INET as u32, libc::AF_INET6 as u32, libc::AF_NETLINK as u32];
+
+/// sys/resource.h: setpriority's `which` for one process (c_uint in glibc, c_int in musl).
+const PRIO_PROCESS: u32 = 0;
+
+/// musl's aarch64 bindings lack it (asm-generic/unistd.h: 440); x86_64's is the same number.
+const SYS_PROCESS_MADVISE: libc::c_long = 440;
+
 /// Calls denied whatever their arguments: mounting (the old and the new mount API),
 /// modules, kexec, reboot, bpf, perf_event_open, the clock, joining a namespace, swap, and
-/// opening a file by handle, which would skip the path walk the path rules act on.
+/// opening a file by handle, which would skip the path walk the path rules act on; and the
+/// host's own state (process accounting, the kernel's log, the host and domain names, the
+/// kernel keyrings, which root's keys live in), filesystem-wide fanotify marks, userfaultfd and
+/// io_uring (whose requests no filter sees), and process_madvise (it names its target by a
+/// pidfd, which a filter cannot tell from the caller's own).
 fn always_denied() -> Vec<libc::c_long> {
     vec![
         libc::SYS_mount,
@@ -107,6 +127,19 @@ fn always_denied() -> Vec<libc::c_long> {
         libc::SYS_swapon,
         libc::SYS_swapoff,
         libc::SYS_open_by_handle_at,
+        libc::SYS_acct,
+        libc::SYS_syslog,
+        libc::SYS_sethostname,
+        libc::SYS_setdomainname,
+        libc::SYS_keyctl,
+        libc::SYS_add_key,
+        libc::SYS_request_key,
+        libc::SYS_fanotify_init,
+        libc::SYS_userfaultfd,
+        libc::SYS_io_uring_setup,
+        libc::SYS_io_uring_enter,
+        libc::SYS_io_uring_register,
+        SYS_PROCESS_MADVISE,
         // Direct access to I/O ports, below every other control.
         #[cfg(target_arch = "x86_64")]
         libc::SYS_iopl,
@@ -120,7 +153,12 @@ pub const DENIED: &str = "mount, umount2, pivot_root, the new mount API (open_tr
                           fsmount, fspick, mount_setattr), init_module, finit_module, delete_module, kexec_load, \
                           kexec_file_load, reboot, bpf, perf_event_open, clock_settime, settimeofday, adjtimex, \
                           clock_adjtime, setns, unshare and clone with namespace flags, clone3 (ENOSYS: libc falls \
-                          back to clone), swapon, swapoff, open_by_handle_at, iopl and ioperm (x86_64)";
+                          back to clone), swapon, swapoff, open_by_handle_at, acct, syslog, sethostname, \
+                          setdomainname, keyctl, add_key, request_key, fanotify_init, userfaultfd, io_uring_setup, \
+                          io_uring_enter, io_uring_register, process_madvise, iopl and ioperm (x86_64); on another \
+                          process than the caller: prlimit64, setpriority, sched_setscheduler, sched_setparam, \
+                          sched_setattr, sched_setaffinity; ioctl's TIOCSTI and TIOCLINUX; sockets but of the \
+                          families AF_UNIX, AF_INET, AF_INET6 and AF_NETLINK";
 /// What it adds where Landlock does not confine ptrace.
 pub const DENIED_WITHOUT_LANDLOCK: &str =
     "ptrace's PTRACE_ATTACH and PTRACE_SEIZE, process_vm_readv, process_vm_writev";
@@ -138,6 +176,13 @@ enum Label {
     CloneFlags,
     UnshareFlags,
     PtraceRequest,
+    /// The call's first argument is a pid: 0 (the caller) only.
+    CallerOnly,
+    /// setpriority(PRIO_PROCESS, 0, ...) only: a process group or a user (all of root's
+    /// processes) is another process.
+    PriorityOfCaller,
+    IoctlRequest,
+    SocketFamily,
 }
 
 enum Op {
@@ -155,6 +200,14 @@ fn ranges(ptrace_from_filter: bool) -> Vec<(u32, Label)> {
         (libc::SYS_clone3 as u32, Label::NoSys),
         (libc::SYS_clone as u32, Label::CloneFlags),
         (libc::SYS_unshare as u32, Label::UnshareFlags),
+        (libc::SYS_prlimit64 as u32, Label::CallerOnly),
+        (libc::SYS_sched_setscheduler as u32, Label::CallerOnly),
+        (libc::SYS_sched_setparam as u32, Label::CallerOnly),
+        (libc::SYS_sched_setattr as u32, Label::CallerOnly),
+        (libc::SYS_sched_setaffinity as u32, Label::CallerOnly),
+        (libc::SYS_setpriority as u32, Label::PriorityOfCaller),
+        (libc::SYS_ioctl as u32, Label::IoctlRequest),
+        (libc::SYS_socket as u32, Label::SocketFamily),
     ]);
     if ptrace_from_filter {
         calls.extend([
@@ -229,7 +282,25 @@ pub fn program(ptrace_from_filter: bool) -> Vec<SockFilter> {
         Op::Here(Label::UnshareFlags),
         Op::Load(data_arg_low(0)),
         Op::Jump { code: BPF_JSET_K, k: CLONE_NAMESPACES | CLONE_NEWTIME, jt: Label::Deny, jf: Label::Allow },
+        // The kernel takes these arguments as 32-bit ints: their low words are what it sees.
+        Op::Here(Label::CallerOnly),
+        Op::Load(data_arg_low(0)),
+        Op::Jump { code: BPF_JEQ_K, k: 0, jt: Label::Allow, jf: Label::Deny },
+        Op::Here(Label::PriorityOfCaller),
+        Op::Load(data_arg_low(0)),
+        Op::Jump { code: BPF_JEQ_K, k: PRIO_PROCESS, jt: Label::Next, jf: Label::Deny },
+        Op::Load(data_arg_low(1)),
+        Op::Jump { code: BPF_JEQ_K, k: 0, jt: Label::Allow, jf: Label::Deny },
+        Op::Here(Label::IoctlRequest),
+        Op::Load(data_arg_low(1)),
+        jeq(TIOCSTI, Label::Deny),
+        jeq(TIOCLINUX, Label::Deny),
+        Op::Return(SECCOMP_RET_ALLOW),
+        Op::Here(Label::SocketFamily),
+        Op::Load(data_arg_low(0)),
     ]);
+    ops.extend(SOCKET_FAMILIES.iter().map(|&family| jeq(family, Label::Allow)));
+    ops.push(Op::Return(SECCOMP_RET_ERRNO | libc::EPERM as u32));
     if ptrace_from_filter {
         ops.extend([
             Op::Here(Label::PtraceRequest),
@@ -315,15 +386,16 @@ mod tests {
     /// Runs `program` on a system call as the kernel would, with the subset of classic BPF the
     /// program uses.
     fn run(program: &[SockFilter], arch: u32, nr: u32, arg0: u32) -> u32 {
-        run_counting(program, arch, nr, arg0).0
+        run_counting(program, arch, nr, [arg0, 0]).0
     }
 
-    /// The same, with the number of instructions it took.
-    fn run_counting(program: &[SockFilter], arch: u32, nr: u32, arg0: u32) -> (u32, usize) {
+    /// The same with two arguments, and the number of instructions it took.
+    fn run_counting(program: &[SockFilter], arch: u32, nr: u32, args: [u32; 2]) -> (u32, usize) {
         let load = |offset: u32| match offset {
             DATA_NR => nr,
             DATA_ARCH => arch,
-            16 => arg0,
+            16 => args[0],
+            24 => args[1],
             other => panic!("load of offset {}", other),
         };
         let (mut pc, mut acc, mut steps) = (0usize, 0u32, 0usize);
@@ -379,6 +451,33 @@ mod tests {
                 assert_eq!((attach, vm_write), (SECCOMP_RET_ALLOW, SECCOMP_RET_ALLOW));
             }
             assert_eq!(traceme, SECCOMP_RET_ALLOW);
+            // On the caller only: pid 0; setpriority of the caller's process (not its group or
+            // its user, which for root is damon too).
+            let two = |nr: libc::c_long, args: [u32; 2]| run_counting(&p, AUDIT_ARCH_NATIVE, nr as u32, args).0;
+            for nr in [
+                libc::SYS_prlimit64,
+                libc::SYS_sched_setscheduler,
+                libc::SYS_sched_setparam,
+                libc::SYS_sched_setattr,
+                libc::SYS_sched_setaffinity,
+            ] {
+                assert_eq!((call(nr, 0), call(nr, 1)), (SECCOMP_RET_ALLOW, DENY), "{}", nr);
+            }
+            // PRIO_PROCESS, PRIO_PGRP, PRIO_USER (the_numbers_are_the_kernels checks them).
+            let (process, group, user) = (PRIO_PROCESS, 1, 2);
+            assert_eq!(two(libc::SYS_setpriority, [process, 0]), SECCOMP_RET_ALLOW);
+            assert_eq!(two(libc::SYS_setpriority, [process, 1]), DENY);
+            assert_eq!(two(libc::SYS_setpriority, [group, 0]), DENY);
+            assert_eq!(two(libc::SYS_setpriority, [user, 0]), DENY);
+            assert_eq!(two(libc::SYS_ioctl, [0, TIOCSTI]), DENY);
+            assert_eq!(two(libc::SYS_ioctl, [0, TIOCLINUX]), DENY);
+            assert_eq!(two(libc::SYS_ioctl, [0, libc::TIOCGWINSZ as u32]), SECCOMP_RET_ALLOW);
+            for family in [libc::AF_UNIX, libc::AF_INET, libc::AF_INET6, libc::AF_NETLINK] {
+                assert_eq!(call(libc::SYS_socket, family as u32), SECCOMP_RET_ALLOW, "{}", family);
+            }
+            for family in [libc::AF_PACKET, libc::AF_VSOCK, libc::AF_ALG, 0, 4096] {
+                assert_eq!(call(libc::SYS_socket, family as u32), DENY, "{}", family);
+            }
             // Another ABI is killed: its numbers are not the native ones.
             assert_eq!(run(&p, 0x4000_0003, 21, 0), SECCOMP_RET_KILL_PROCESS, "i386");
             #[cfg(target_arch = "x86_64")]
@@ -395,11 +494,22 @@ mod tests {
                 special.extend([libc::SYS_process_vm_readv, libc::SYS_process_vm_writev, libc::SYS_ptrace]);
             }
             special.extend([libc::SYS_clone3, libc::SYS_clone, libc::SYS_unshare]);
+            // With CLONE_NEWNS as their first argument: not the caller, not a family allowed.
+            let checked = [
+                libc::SYS_prlimit64,
+                libc::SYS_sched_setscheduler,
+                libc::SYS_sched_setparam,
+                libc::SYS_sched_setattr,
+                libc::SYS_sched_setaffinity,
+                libc::SYS_setpriority,
+                libc::SYS_socket,
+            ];
+            special.extend(checked);
             let mut most = 0;
             // Every number up to well past the last call, and the edges of the x32 range.
             let numbers = (0..2048).chain([0x3fff_ffff, 0x4000_0000, 0x4000_00a5, u32::MAX]);
             for nr in numbers {
-                let (action, steps) = run_counting(&p, AUDIT_ARCH_NATIVE, nr, libc::CLONE_NEWNS as u32);
+                let (action, steps) = run_counting(&p, AUDIT_ARCH_NATIVE, nr, [libc::CLONE_NEWNS as u32, 0]);
                 let n = libc::c_long::from(nr);
                 let expected = if cfg!(target_arch = "x86_64") && nr >= 0x4000_0000 {
                     SECCOMP_RET_KILL_PROCESS
@@ -409,18 +519,18 @@ mod tests {
                     // clone and unshare with a namespace flag as their argument: denied.
                     DENY
                 } else {
-                    // ptrace with a request other than attaching: allowed.
+                    // ptrace with a request other than attaching, ioctl with request 0: allowed.
                     SECCOMP_RET_ALLOW
                 };
                 assert_eq!(action, expected, "call {} (ptrace from the filter: {})", nr, ptrace_from_filter);
                 most = most.max(steps);
             }
             // The arch check and the load (3), the search (log2 of the ranges' count, rounded
-            // up), ptrace's request checked (4 at most); a list took up to 40.
+            // up), an argument checked (6 at most: the socket's family); a list took up to 60.
             let ranges = ranges(ptrace_from_filter).len();
             let search = (usize::BITS - (ranges - 1).leading_zeros()) as usize;
-            assert!(search <= 6, "{} ranges", ranges);
-            assert!(most <= 3 + search + 4, "a call took {} instructions ({} ranges)", most, ranges);
+            assert!(search <= 7, "{} ranges", ranges);
+            assert!(most <= 3 + search + 6, "a call took {} instructions ({} ranges)", most, ranges);
         }
     }
 
@@ -437,6 +547,11 @@ mod tests {
                 | libc::CLONE_NEWNET;
             flags as u32
         });
+        #[cfg(all(target_arch = "x86_64", target_env = "gnu"))]
+        assert_eq!(SYS_PROCESS_MADVISE, libc::SYS_process_madvise);
+        assert_eq!((i64::from(TIOCSTI), i64::from(TIOCLINUX)), (libc::TIOCSTI as i64, libc::TIOCLINUX as i64));
+        let which = [libc::PRIO_PROCESS, libc::PRIO_PGRP, libc::PRIO_USER].map(i64::from);
+        assert_eq!(which, [i64::from(PRIO_PROCESS), 1, 2]);
         // c_uint in glibc's bindings, c_int in musl's.
         assert_eq!(i64::from(PTRACE_ATTACH), libc::PTRACE_ATTACH as i64);
         assert_eq!(i64::from(PTRACE_SEIZE), libc::PTRACE_SEIZE as i64);
