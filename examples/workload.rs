@@ -967,10 +967,12 @@ mod sandbox_probe {
             "sched-parent" => {
                 let parent = nix::unistd::getppid().as_raw();
                 let mut param = sched_param(0);
+                // The system calls themselves: musl's wrappers of these return ENOSYS.
                 // SAFETY: sched_getscheduler(2), sched_getparam(2) and sched_setscheduler(2) on a
                 // live sched_param of this frame.
-                let policy = unsafe { libc::sched_getscheduler(parent) };
-                result(unsafe { libc::sched_getparam(parent, &mut param) }.into())?;
+                let policy = unsafe { libc::syscall(libc::SYS_sched_getscheduler, parent) };
+                result(policy)?;
+                result(unsafe { libc::syscall(libc::SYS_sched_getparam, parent, &mut param) })?;
                 result(unsafe { libc::syscall(libc::SYS_sched_setscheduler, parent, policy, &param) })
             }
             // A real-time policy for itself, then back to the ordinary one.
