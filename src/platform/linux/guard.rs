@@ -43,6 +43,7 @@ use nix::time::{clock_gettime, ClockId};
 use nix::unistd::{fork, getpid, setpgid, ForkResult, Pid};
 
 use super::cgroup_file::{self as file, CgroupIoError};
+use super::own_limits::OwnLimits;
 use super::teardown;
 
 /// One change damon makes to the hierarchy, as the journal records it.
@@ -267,9 +268,10 @@ pub struct Journal {
 impl Journal {
     /// Forks the guard, in a process group of its own and, given `home` (a `cgroup.procs`
     /// file), in that cgroup: best effort. Must be called while damon has a single thread,
-    /// before any change is made.
-    pub fn start(home: Option<&Path>) -> io::Result<Journal> {
-        Ok(Journal { changes: Vec::new(), guard: Some(Guard::start(home)?) })
+    /// before any change is made. `own_limits`: the limits the guard raises back when its
+    /// cleanup begins.
+    pub fn start(home: Option<&Path>, own_limits: OwnLimits) -> io::Result<Journal> {
+        Ok(Journal { changes: Vec::new(), guard: Some(Guard::start(home, own_limits)?) })
     }
 
     /// Records `change` with the guard, then makes it.
@@ -355,7 +357,7 @@ struct Guard {
 }
 
 impl Guard {
-    fn start(home: Option<&Path>) -> io::Result<Guard> {
+    fn start(home: Option<&Path>, own_limits: OwnLimits) -> io::Result<Guard> {
         let flags = SockFlag::SOCK_CLOEXEC;
         let (damon_end, guard_end) =
             socketpair(AddressFamily::Unix, SockType::SeqPacket, None, flags).map_err(io::Error::from)?;
@@ -379,7 +381,7 @@ impl Guard {
             }
             ForkResult::Child => {
                 drop(damon_end);
-                guard_main(guard_end);
+                guard_main(guard_end, own_limits);
                 // SAFETY: _exit ends the process without running damon's atexit handlers or
                 // flushing stdio buffers copied from damon, which would write their content twice.
                 unsafe { libc::_exit(0) }
@@ -394,7 +396,7 @@ impl Guard {
     }
 }
 
-fn guard_main(socket: OwnedFd) {
+fn guard_main(socket: OwnedFd, mut own_limits: OwnLimits) {
     // The signals damon handles stay blocked (the mask is inherited), so a stop sent to the
     // guard does nothing. Asleep until damon's end closes (POLLHUP, which poll reports unasked):
     // damon died (a damon that ends normally kills the guard instead). The kernel wakes a
@@ -407,6 +409,9 @@ fn guard_main(socket: OwnedFd) {
             _ => break,
         }
     }
+    // The cleanup begins: what the workload lowered of the guard's limits, which it needs
+    // (descriptors, memory, file size for its report), is raised back first.
+    own_limits.restore("the guard's");
     let mut changes: Vec<Change> = Vec::new();
     let mut away = false;
     let mut stop = None;

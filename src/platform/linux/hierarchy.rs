@@ -14,6 +14,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use super::cgroup_file::{self, CgroupIoError};
+use super::mountinfo::Mount;
 
 /// The v1 controllers; a mount's other options (`rw`, `xattr`, `name=systemd`) are not.
 const V1_CONTROLLERS: [&str; 14] = [
@@ -112,18 +113,8 @@ impl Hierarchies {
 
     pub fn parse(mountinfo: &str, proc_self_cgroup: &str) -> Self {
         let mut found = Hierarchies { v2: None, v1: Vec::new() };
-        for line in mountinfo.lines() {
-            // "36 35 0:30 ROOT MOUNT_POINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPER_OPTIONS"
-            let (left, right) = match line.split_once(" - ") {
-                Some(parts) => parts,
-                None => continue,
-            };
-            let left: Vec<&str> = left.split(' ').collect();
-            let right: Vec<&str> = right.split(' ').collect();
-            if left.len() < 5 || right.len() < 3 {
-                continue;
-            }
-            let (root, mount_point) = (unescape(left[3]), PathBuf::from(unescape(left[4])));
+        for mount in mountinfo.lines().filter_map(Mount::parse) {
+            let (root, mount_point) = (mount.root, mount.point);
             // A later mount at or above a hierarchy's mount point hides it (a tmpfs over
             // /sys/fs/cgroup/pids): it is no longer there to use.
             found.v1.retain(|h| !h.mount_point.starts_with(&mount_point));
@@ -134,7 +125,7 @@ impl Hierarchies {
             // mountinfo lists mounts in the order they were made, so the last at a mount point
             // is the one visible there.
             let usable = |known: Option<&Hierarchy>| known.map_or(true, |h| h.mount_point == mount_point);
-            match right[0] {
+            match mount.fs_type.as_str() {
                 "cgroup2" if usable(found.v2.as_ref()) => {
                     let own = own_path(proc_self_cgroup, |controllers| controllers.is_empty(), "0");
                     found.v2 = Some(Hierarchy {
@@ -144,8 +135,12 @@ impl Hierarchies {
                     });
                 }
                 "cgroup" => {
-                    let controllers: Vec<String> =
-                        right[2].split(',').filter(|o| V1_CONTROLLERS.contains(o)).map(str::to_string).collect();
+                    let controllers: Vec<String> = mount
+                        .super_options
+                        .split(',')
+                        .filter(|o| V1_CONTROLLERS.contains(o))
+                        .map(str::to_string)
+                        .collect();
                     let known = found.v1.iter().position(|h| h.controllers == controllers);
                     if controllers.is_empty() || !usable(known.map(|i| &found.v1[i])) {
                         continue;
@@ -245,24 +240,6 @@ fn own_dir(mount_point: &Path, root: &str, own: Option<String>) -> PathBuf {
         Ok(rel) => mount_point.join(rel),
         Err(_) => mount_point.to_path_buf(),
     }
-}
-
-/// mountinfo escapes space, tab, newline and backslash as octal.
-fn unescape(field: &str) -> String {
-    let mut out = String::with_capacity(field.len());
-    let bytes = field.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'\\' && i + 3 < bytes.len() && bytes[i + 1..i + 4].iter().all(|b| (b'0'..=b'7').contains(b)) {
-            let code = (bytes[i + 1] - b'0') * 64 + (bytes[i + 2] - b'0') * 8 + (bytes[i + 3] - b'0');
-            out.push(code as char);
-            i += 4;
-        } else {
-            out.push(bytes[i] as char);
-            i += 1;
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -382,7 +359,9 @@ mod tests {
     }
 
     #[test]
-    fn escaped_mount_points() {
-        assert_eq!(unescape("/a\\040b"), "/a b");
+    fn an_escaped_mount_point_is_found() {
+        let mountinfo = "30 25 0:26 / /sys/fs/c\\040group rw - cgroup2 cgroup2 rw\n";
+        let h = Hierarchies::parse(mountinfo, "0::/\n");
+        assert_eq!(h.v2.map(|h| h.mount_point), Some(PathBuf::from("/sys/fs/c group")));
     }
 }

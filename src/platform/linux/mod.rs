@@ -13,6 +13,8 @@ mod hierarchy;
 mod host;
 mod identity;
 mod limit_watch;
+mod mountinfo;
+mod own_limits;
 mod own_process;
 mod sandbox;
 mod signals;
@@ -37,6 +39,7 @@ use self::guard::{Change, Journal};
 use self::hierarchy::Hierarchies;
 use self::host::HostCpu;
 use self::limit_watch::{EmptyWatch, OomWatch, ProcessLimitWatch};
+use self::own_limits::OwnLimits;
 use self::signals::{SignalWaiter, Wake, PASS_ON_SIGNALS, STOP_SIGNALS};
 use self::spawn::{ChildProcess, Ended, Placement};
 use self::v1::CgroupV1;
@@ -365,6 +368,8 @@ pub struct Backend {
     cpuset: Option<String>,
     /// Set once kill_all ran: a SIGKILLed child was then killed by damon.
     killed_all: bool,
+    /// damon's resource limits before the child existed, raised back as each stop and the end begin.
+    own_limits: OwnLimits,
 }
 
 impl Backend {
@@ -377,110 +382,9 @@ impl Backend {
     fn child_pid(&self) -> Option<Pid> {
         self.child.as_ref().map(ChildProcess::pid)
     }
-}
 
-impl Container for Backend {
-    fn create(spec: &ContainerSpec) -> Result<Self, ContainerError> {
-        // DAMON_RESTRICTED_TOKEN and DAMON_USER are in spec.identity, applied at spawn.
-        let signals = Self::take_signals()?;
-        // The guard exists before the first change to the hierarchy, and hears of each one first.
-        let hierarchies = Hierarchies::read()?;
-        let version = choose(&hierarchies);
-        let mut journal = Journal::start(guard_home(&hierarchies, version.as_ref().ok().copied()).as_deref())
-            .map_err(|e| ContainerError::new("cannot start the guard process", e))?;
-        let created = version
-            .map_err(ContainerError::message)
-            .and_then(|version| Cgroup::create(spec, &hierarchies, version, &mut journal));
-        let (cgroup, cores) = match created {
-            Ok(created) => created,
-            Err(e) => {
-                for undo_error in journal.undo() {
-                    tracing::error!(error = %undo_error, "cannot undo the cgroup set-up");
-                }
-                return Err(with_way_out(e));
-            }
-        };
-        let oom_watch = match cgroup.oom_watch() {
-            Ok(watch) => watch,
-            Err(e) => {
-                // Only the live report is lost: the exit still tells an OOM kill apart.
-                tracing::warn!(error = %e, "cannot watch the memory limit; OOM kills are reported when the run ends");
-                None
-            }
-        };
-        let process_limit_watch = cgroup.process_limit_watch(&spec.limits).unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "cannot watch the process limit; refused forks are reported when the run ends");
-            None
-        });
-        if let Some(cpuset) = &cores.cpuset {
-            cores.plan.log(cpuset, spec.limits.cores.as_ref());
-        }
-        Ok(Backend {
-            signals,
-            cgroup: Some(cgroup),
-            journal: Some(journal),
-            oom_watch,
-            process_limit_watch,
-            empty_watch: None,
-            child: None,
-            identity: spec.identity.clone(),
-            sandbox: spec.sandbox.clone(),
-            cpuset: cores.workload_cpus(),
-            killed_all: false,
-        })
-    }
-
-    fn uncontained(spec: &ContainerSpec) -> Result<Self, ContainerError> {
-        Ok(Backend {
-            signals: Self::take_signals()?,
-            cgroup: None,
-            journal: None,
-            oom_watch: None,
-            process_limit_watch: None,
-            empty_watch: None,
-            child: None,
-            identity: spec.identity.clone(),
-            sandbox: spec.sandbox.clone(),
-            // The child inherits damon's own cpuset.
-            cpuset: Hierarchies::read()
-                .ok()
-                .and_then(|h| choose(&h).ok().and_then(|version| read_cpuset(&h, version, None).ok()))
-                .map(|cpuset| cpuset.effective.to_string()),
-            killed_all: false,
-        })
-    }
-
-    fn location(&self) -> Option<String> {
-        self.cgroup.as_ref().map(Cgroup::location)
-    }
-
-    fn cpuset(&self) -> Option<String> {
-        self.cpuset.clone()
-    }
-
-    fn spawn(&mut self, command: &[OsString]) -> Result<u32, SpawnError> {
-        // The child inherits damon's environment, so its PATH is the one execvp would search.
-        let path_var = std::env::var_os("PATH");
-        let program = spawn::resolve(&command[0], path_var.as_deref())?;
-        let procs_files = self.cgroup.as_ref().map(Cgroup::procs_files).unwrap_or_default();
-        let placement =
-            Placement { v2_group: self.cgroup.as_ref().and_then(Cgroup::v2_dir), procs_files: &procs_files };
-        for gap in self.sandbox.gaps() {
-            tracing::warn!(gap = %gap, "sandbox: not all of it is enforced on this host");
-        }
-        let sandbox =
-            self.sandbox.prepare().map_err(|e| SpawnError::Other("cannot prepare the sandbox".to_string(), e))?;
-        let child = spawn::spawn_in(&program, command, &placement, &self.identity, &sandbox)?;
-        let pid = child.id();
-        self.child = Some(child);
-        Ok(pid)
-    }
-
-    fn start_method(&self) -> Option<String> {
-        self.cgroup.as_ref().and(self.child.as_ref()).map(|child| child.start.clone())
-    }
-
-    fn next_event(&mut self, deadline: Option<Instant>) -> Result<Event, ContainerError> {
+    /// The next event, or `deadline` passed ([`Container::next_event`]).
+    fn wait_for_event(&mut self, deadline: Option<Instant>) -> Result<Event, ContainerError> {
         loop {
             let oom_target = self.oom_watch.as_ref().map(OomWatch::poll_target);
             let process_limit_target = self.process_limit_watch.as_ref().map(ProcessLimitWatch::poll_target);
@@ -549,6 +453,124 @@ impl Container for Backend {
                 return Ok(Event::PassOn(Signal(signal as i32)));
             }
         }
+    }
+}
+
+impl Container for Backend {
+    fn create(spec: &ContainerSpec) -> Result<Self, ContainerError> {
+        // DAMON_RESTRICTED_TOKEN and DAMON_USER are in spec.identity, applied at spawn.
+        let signals = Self::take_signals()?;
+        // Before the guard's fork: the guard's record is this one.
+        let own_limits = OwnLimits::record();
+        // The guard exists before the first change to the hierarchy, and hears of each one first.
+        let hierarchies = Hierarchies::read()?;
+        let version = choose(&hierarchies);
+        let mut journal =
+            Journal::start(guard_home(&hierarchies, version.as_ref().ok().copied()).as_deref(), own_limits)
+                .map_err(|e| ContainerError::new("cannot start the guard process", e))?;
+        let created = version
+            .map_err(ContainerError::message)
+            .and_then(|version| Cgroup::create(spec, &hierarchies, version, &mut journal));
+        let (cgroup, cores) = match created {
+            Ok(created) => created,
+            Err(e) => {
+                for undo_error in journal.undo() {
+                    tracing::error!(error = %undo_error, "cannot undo the cgroup set-up");
+                }
+                return Err(with_way_out(e));
+            }
+        };
+        let oom_watch = match cgroup.oom_watch() {
+            Ok(watch) => watch,
+            Err(e) => {
+                // Only the live report is lost: the exit still tells an OOM kill apart.
+                tracing::warn!(error = %e, "cannot watch the memory limit; OOM kills are reported when the run ends");
+                None
+            }
+        };
+        let process_limit_watch = cgroup.process_limit_watch(&spec.limits).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot watch the process limit; refused forks are reported when the run ends");
+            None
+        });
+        if let Some(cpuset) = &cores.cpuset {
+            cores.plan.log(cpuset, spec.limits.cores.as_ref());
+        }
+        Ok(Backend {
+            signals,
+            cgroup: Some(cgroup),
+            journal: Some(journal),
+            oom_watch,
+            process_limit_watch,
+            empty_watch: None,
+            child: None,
+            identity: spec.identity.clone(),
+            sandbox: spec.sandbox.clone(),
+            cpuset: cores.workload_cpus(),
+            killed_all: false,
+            own_limits,
+        })
+    }
+
+    fn uncontained(spec: &ContainerSpec) -> Result<Self, ContainerError> {
+        Ok(Backend {
+            signals: Self::take_signals()?,
+            cgroup: None,
+            journal: None,
+            oom_watch: None,
+            process_limit_watch: None,
+            empty_watch: None,
+            child: None,
+            identity: spec.identity.clone(),
+            sandbox: spec.sandbox.clone(),
+            // The child inherits damon's own cpuset.
+            cpuset: Hierarchies::read()
+                .ok()
+                .and_then(|h| choose(&h).ok().and_then(|version| read_cpuset(&h, version, None).ok()))
+                .map(|cpuset| cpuset.effective.to_string()),
+            killed_all: false,
+            own_limits: OwnLimits::record(),
+        })
+    }
+
+    fn location(&self) -> Option<String> {
+        self.cgroup.as_ref().map(Cgroup::location)
+    }
+
+    fn cpuset(&self) -> Option<String> {
+        self.cpuset.clone()
+    }
+
+    fn spawn(&mut self, command: &[OsString]) -> Result<u32, SpawnError> {
+        // The child inherits damon's environment, so its PATH is the one execvp would search.
+        let path_var = std::env::var_os("PATH");
+        let program = spawn::resolve(&command[0], path_var.as_deref())?;
+        let procs_files = self.cgroup.as_ref().map(Cgroup::procs_files).unwrap_or_default();
+        let placement =
+            Placement { v2_group: self.cgroup.as_ref().and_then(Cgroup::v2_dir), procs_files: &procs_files };
+        for gap in self.sandbox.gaps() {
+            tracing::warn!(gap = %gap, "sandbox: not all of it is enforced on this host");
+        }
+        let sandbox =
+            self.sandbox.prepare().map_err(|e| SpawnError::Other("cannot prepare the sandbox".to_string(), e))?;
+        let child = spawn::spawn_in(&program, command, &placement, &self.identity, &sandbox)?;
+        let pid = child.id();
+        self.child = Some(child);
+        Ok(pid)
+    }
+
+    fn start_method(&self) -> Option<String> {
+        self.cgroup.as_ref().and(self.child.as_ref()).map(|child| child.start.clone())
+    }
+
+    fn next_event(&mut self, deadline: Option<Instant>) -> Result<Event, ContainerError> {
+        let event = self.wait_for_event(deadline);
+        // Each step of a stop and the run's end begin with one of the other events (or a failure
+        // to wait): what the workload lowered of damon's limits meanwhile, which they need
+        // (descriptors for the cgroup files, file size for the log), is raised back first.
+        if !matches!(event, Ok(Event::PassOn(_) | Event::MemoryLimitHit | Event::ProcessLimitHit)) {
+            self.own_limits.restore("damon's");
+        }
+        event
     }
 
     fn signal_child(&mut self, signal: Signal) {
@@ -713,13 +735,14 @@ pub fn host_report(config: &Config) -> HostReport {
                 identity: Identity::unchanged(),
                 sandbox: Sandbox::none(),
             };
-            let mut journal = match Journal::start(guard_home(&hierarchies, Some(version)).as_deref()) {
-                Ok(journal) => journal,
-                Err(e) => {
-                    problem = problem.or(Some(format!("cannot start the guard process: {}", e)));
-                    return HostReport { facts, problem };
-                }
-            };
+            let mut journal =
+                match Journal::start(guard_home(&hierarchies, Some(version)).as_deref(), OwnLimits::record()) {
+                    Ok(journal) => journal,
+                    Err(e) => {
+                        problem = problem.or(Some(format!("cannot start the guard process: {}", e)));
+                        return HostReport { facts, problem };
+                    }
+                };
             match Cgroup::create(&spec, &hierarchies, version, &mut journal) {
                 Ok((cgroup, _)) => facts.push(("group would be created at", cgroup.location())),
                 Err(e) if config.limits.container_optional() => {

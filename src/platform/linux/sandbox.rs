@@ -50,6 +50,7 @@ use nix::sys::stat::Mode;
 use self::seccomp::SockFilter;
 use super::anchored_dir;
 use super::identity::{last_cap, limit_capabilities, Identity};
+use super::mountinfo::{self, Mount};
 use crate::config::{capability_names, Access, PathEntry, PathRule, SandboxMode, SandboxSettings};
 use crate::platform::{IdentityError, PathError};
 
@@ -670,14 +671,10 @@ fn in_cgroup_file_system(opened: &File) -> bool {
 /// Where cgroup hierarchies are mounted (/proc/self/mountinfo), and /sys/fs/cgroup.
 fn cgroup_mount_points() -> Vec<PathBuf> {
     let mut mounts = vec![PathBuf::from(CGROUP_ROOT)];
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    for line in mountinfo.lines() {
-        let (mount, fs_type) = match (line.split(' ').nth(4), line.split(" - ").nth(1)) {
-            (Some(mount), Some(rest)) => (mount, rest.split(' ').next().unwrap_or("")),
-            _ => continue,
-        };
-        if fs_type == "cgroup" || fs_type == "cgroup2" {
-            mounts.push(PathBuf::from(mount));
+    let mountinfo = std::fs::read_to_string(mountinfo::PATH).unwrap_or_default();
+    for mount in mountinfo.lines().filter_map(Mount::parse) {
+        if mount.fs_type == "cgroup" || mount.fs_type == "cgroup2" {
+            mounts.push(mount.point);
         }
     }
     mounts
