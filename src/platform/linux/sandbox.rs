@@ -65,6 +65,15 @@ const ABI_REFER: i64 = 2;
 /// The first ABI that scopes signals (Linux 6.12): a domain's processes may signal only
 /// processes of the same domain.
 const ABI_SCOPE_SIGNAL: i64 = 6;
+/// What a root workload can still do under the sandbox on any kernel, for `--check`
+/// (docs/linux.md, "Not closed yet").
+const NOT_CLOSED: &[&str] = &[
+    "file metadata outside the rules: Landlock has no right for chmod, chown, utimensat or setxattr, and a root \
+     workload owns root's files (a read-only view of the system in a mount namespace of its own would close it)",
+    "Unix sockets with a path: Landlock controls no connect(); the default rules reach no runtime directory (/run), \
+     but a rule that does lets the workload connect to a root service's socket there",
+];
+
 /// The capabilities a sandboxed workload keeps (linux/capability.h numbers): Docker's default
 /// set without NET_RAW (raw and packet sockets, which read and forge the host's traffic), as
 /// podman's: CHOWN, DAC_OVERRIDE, FOWNER, FSETID, KILL, SETGID, SETUID, SETPCAP,
@@ -398,6 +407,9 @@ impl Sandbox {
         ));
         for gap in self.gaps() {
             facts.push(("sandbox not enforced", gap));
+        }
+        for open in NOT_CLOSED {
+            facts.push(("sandbox not closed", open.to_string()));
         }
         facts
     }

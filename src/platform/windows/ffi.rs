@@ -16,9 +16,9 @@ use std::sync::atomic::{AtomicIsize, AtomicU32, Ordering};
 use std::time::Duration;
 
 use windows_sys::Win32::Foundation::{
-    GetLastError, SetHandleInformation, BOOL, ERROR_INSUFFICIENT_BUFFER, ERROR_MORE_DATA, FALSE, FILETIME, HANDLE,
-    HANDLE_FLAG_INHERIT, INVALID_HANDLE_VALUE, NTSTATUS, STATUS_SUCCESS, TRUE, WAIT_FAILED, WAIT_OBJECT_0,
-    WAIT_TIMEOUT,
+    GetHandleInformation, GetLastError, SetHandleInformation, BOOL, ERROR_INSUFFICIENT_BUFFER, ERROR_MORE_DATA, FALSE,
+    FILETIME, HANDLE, HANDLE_FLAG_INHERIT, INVALID_HANDLE_VALUE, NTSTATUS, STATUS_SUCCESS, TRUE, WAIT_FAILED,
+    WAIT_OBJECT_0, WAIT_TIMEOUT,
 };
 use windows_sys::Win32::Security::{
     CreateRestrictedToken, CreateWellKnownSid, WinBuiltinAdministratorsSid, DISABLE_MAX_PRIVILEGE, LUA_TOKEN,
@@ -51,7 +51,7 @@ use windows_sys::Win32::System::Threading::{
     UpdateProcThreadAttribute, WaitForMultipleObjects, ALL_PROCESSOR_GROUPS, CREATE_NEW_PROCESS_GROUP,
     CREATE_SUSPENDED, CREATE_UNICODE_ENVIRONMENT, EXTENDED_STARTUPINFO_PRESENT, INFINITE, LPPROC_THREAD_ATTRIBUTE_LIST,
     PROCESS_ACCESS_RIGHTS, PROCESS_INFORMATION, PROCESS_QUERY_LIMITED_INFORMATION, PROCESS_VM_READ,
-    PROC_THREAD_ATTRIBUTE_JOB_LIST, STARTF_USESTDHANDLES, STARTUPINFOEXW,
+    PROC_THREAD_ATTRIBUTE_HANDLE_LIST, PROC_THREAD_ATTRIBUTE_JOB_LIST, STARTF_USESTDHANDLES, STARTUPINFOEXW,
 };
 use windows_sys::Win32::System::IO::{
     CreateIoCompletionPort, GetQueuedCompletionStatus, PostQueuedCompletionStatus, OVERLAPPED,
@@ -408,7 +408,8 @@ pub struct Process {
     pub id: u32,
 }
 
-/// Lets the child inherit damon's standard handles (Nomad's log pipes, or the console).
+/// damon's standard handles (Nomad's log pipes, or the console), each made inheritable where
+/// it takes the flag.
 fn inheritable_std_handles() -> [HANDLE; 3] {
     [STD_INPUT_HANDLE, STD_OUTPUT_HANDLE, STD_ERROR_HANDLE].map(|which| {
         // SAFETY: GetStdHandle only reads the process's standard handle table.
@@ -422,39 +423,68 @@ fn inheritable_std_handles() -> [HANDLE; 3] {
     })
 }
 
-/// A PROC_THREAD_ATTRIBUTE_LIST holding one attribute: the jobs the new process starts in.
-struct JobListAttribute {
-    buffer: Vec<usize>,
-    _jobs: Box<[HANDLE; 1]>,
+/// The handles the child inherits, and all it inherits: those of `std_handles` that
+/// PROC_THREAD_ATTRIBUTE_HANDLE_LIST takes, each once. The list refuses a handle that is not
+/// inheritable and a duplicate (stdout and stderr are often one handle); NULL and
+/// INVALID_HANDLE_VALUE stand for no stream, and a console pseudo-handle of Windows 7 (its
+/// low two bits set) is no kernel handle (the child reaches the console without it).
+fn handles_to_inherit(std_handles: &[HANDLE; 3]) -> Vec<HANDLE> {
+    let mut list = Vec::new();
+    for &handle in std_handles {
+        if handle.is_null() || handle == INVALID_HANDLE_VALUE || handle as usize & 3 == 3 || list.contains(&handle) {
+            continue;
+        }
+        let mut flags = 0u32;
+        // SAFETY: GetHandleInformation only reads the entry of a handle damon holds; `flags`
+        // is writable.
+        let read = unsafe { GetHandleInformation(handle, &mut flags) };
+        if read != FALSE && flags & HANDLE_FLAG_INHERIT != 0 {
+            list.push(handle);
+        }
+    }
+    list
 }
 
-impl JobListAttribute {
-    fn new(job: &OwnedHandle) -> io::Result<JobListAttribute> {
+/// A PROC_THREAD_ATTRIBUTE_LIST for CreateProcess: the handles the child inherits and the job
+/// it starts in.
+struct AttributeList {
+    buffer: Vec<usize>,
+    /// What the attributes point to: the list holds these addresses until it is deleted.
+    values: Vec<Box<[HANDLE]>>,
+}
+
+impl AttributeList {
+    fn new(attributes: u32) -> io::Result<AttributeList> {
         let mut size = 0usize;
         // SAFETY: a size query with a null list; it fails with ERROR_INSUFFICIENT_BUFFER by design.
-        unsafe { InitializeProcThreadAttributeList(null_mut(), 1, 0, &mut size) };
+        unsafe { InitializeProcThreadAttributeList(null_mut(), attributes, 0, &mut size) };
         let mut buffer = vec![0usize; size / size_of::<usize>() + 1];
         let list = buffer.as_mut_ptr() as LPPROC_THREAD_ATTRIBUTE_LIST;
         // SAFETY: `buffer` is at least `size` bytes and aligned.
-        let result = unsafe { InitializeProcThreadAttributeList(list, 1, 0, &mut size) };
+        let result = unsafe { InitializeProcThreadAttributeList(list, attributes, 0, &mut size) };
         check(result, "InitializeProcThreadAttributeList")?;
-        let jobs = Box::new([raw(job)]);
-        // SAFETY: the list was initialized above; `jobs` is boxed so its address stays valid
-        // for the lifetime of this struct, which outlives the CreateProcess call.
+        Ok(AttributeList { buffer, values: Vec::new() })
+    }
+
+    /// Sets an attribute whose value is an array of handles; `call` names it in an error.
+    fn set(&mut self, attribute: u32, handles: Vec<HANDLE>, call: &'static str) -> io::Result<()> {
+        let handles = handles.into_boxed_slice();
+        // SAFETY: the list was initialized in `new`; `handles` is moved into `self.values`
+        // below, so its heap address stays valid as long as the list, which outlives the
+        // CreateProcess call.
         let updated = unsafe {
             UpdateProcThreadAttribute(
-                list,
+                self.as_ptr(),
                 0,
-                PROC_THREAD_ATTRIBUTE_JOB_LIST as usize,
-                jobs.as_ptr() as *const _,
-                size_of::<HANDLE>(),
+                attribute as usize,
+                handles.as_ptr() as *const _,
+                std::mem::size_of_val(&*handles),
                 null_mut(),
                 null(),
             )
         };
-        let attribute = JobListAttribute { buffer, _jobs: jobs };
-        check(updated, "UpdateProcThreadAttribute(PROC_THREAD_ATTRIBUTE_JOB_LIST)")?;
-        Ok(attribute)
+        self.values.push(handles);
+        check(updated, call)
     }
 
     fn as_ptr(&mut self) -> LPPROC_THREAD_ATTRIBUTE_LIST {
@@ -462,7 +492,7 @@ impl JobListAttribute {
     }
 }
 
-impl Drop for JobListAttribute {
+impl Drop for AttributeList {
     fn drop(&mut self) {
         // SAFETY: the list was initialized in `new` (Drop runs only for a built struct).
         unsafe { DeleteProcThreadAttributeList(self.as_ptr()) };
@@ -470,8 +500,10 @@ impl Drop for JobListAttribute {
 }
 
 /// Creates a suspended process in its own process group, with damon's standard handles,
-/// console, environment and directory. With `job`, it asks Windows to create it inside the
-/// job (PROC_THREAD_ATTRIBUTE_JOB_LIST, Windows 10 and later); callers check and assign if
+/// console, environment and directory. It inherits damon's standard handles and no other
+/// handle (PROC_THREAD_ATTRIBUTE_HANDLE_LIST): whatever else damon holds or was left by its
+/// launcher stays out of the workload's reach. With `job`, it asks Windows to create it inside
+/// the job (PROC_THREAD_ATTRIBUTE_JOB_LIST, Windows 10 and later); callers check and assign if
 /// the attribute was not honoured. With `token`, the process runs with that token.
 pub fn create_suspended_process(
     command_line: &OsStr,
@@ -482,22 +514,33 @@ pub fn create_suspended_process(
     let std_handles = inheritable_std_handles();
     // SAFETY: STARTUPINFOEXW is plain data; all-zero is its documented initial state.
     let mut startup: STARTUPINFOEXW = unsafe { zeroed() };
+    startup.StartupInfo.cb = size_u32::<STARTUPINFOEXW>();
     startup.StartupInfo.dwFlags = STARTF_USESTDHANDLES;
     startup.StartupInfo.hStdInput = std_handles[0];
     startup.StartupInfo.hStdOutput = std_handles[1];
     startup.StartupInfo.hStdError = std_handles[2];
-    let mut flags = CREATE_SUSPENDED | CREATE_NEW_PROCESS_GROUP | CREATE_UNICODE_ENVIRONMENT;
-    let mut attribute = match job {
-        Some(job) => JobListAttribute::new(job).ok(),
-        None => None,
-    };
-    if let Some(attribute) = attribute.as_mut() {
-        startup.lpAttributeList = attribute.as_ptr();
-        startup.StartupInfo.cb = size_u32::<STARTUPINFOEXW>();
-        flags |= EXTENDED_STARTUPINFO_PRESENT;
-    } else {
-        startup.StartupInfo.cb = size_u32::<windows_sys::Win32::System::Threading::STARTUPINFOW>();
+    let mut attributes = AttributeList::new(2)?;
+    let inherited = handles_to_inherit(&std_handles);
+    // No standard handle to pass: nothing is inherited (a handle list names at least one).
+    let inherit = if inherited.is_empty() { FALSE } else { TRUE };
+    let inherit = TRUE; // OLD BEHAVIOUR
+    if false {
+        attributes.set(
+            PROC_THREAD_ATTRIBUTE_HANDLE_LIST,
+            inherited,
+            "UpdateProcThreadAttribute(PROC_THREAD_ATTRIBUTE_HANDLE_LIST)",
+        )?;
     }
+    if let Some(job) = job {
+        // Refused before Windows 10: the caller then assigns the suspended child itself.
+        let _ = attributes.set(
+            PROC_THREAD_ATTRIBUTE_JOB_LIST,
+            vec![raw(job)],
+            "UpdateProcThreadAttribute(PROC_THREAD_ATTRIBUTE_JOB_LIST)",
+        );
+    }
+    startup.lpAttributeList = attributes.as_ptr();
+    let flags = CREATE_SUSPENDED | CREATE_NEW_PROCESS_GROUP | CREATE_UNICODE_ENVIRONMENT | EXTENDED_STARTUPINFO_PRESENT;
     // SAFETY: PROCESS_INFORMATION is plain data, filled by the call.
     let mut info: PROCESS_INFORMATION = unsafe { zeroed() };
     let startup_ptr = &startup as *const STARTUPINFOEXW as *const _;
@@ -511,7 +554,7 @@ pub fn create_suspended_process(
                 command_line.as_mut_ptr(),
                 null(),
                 null(),
-                TRUE,
+                inherit,
                 flags,
                 null(),
                 null(),
@@ -524,7 +567,7 @@ pub fn create_suspended_process(
                 command_line.as_mut_ptr(),
                 null(),
                 null(),
-                TRUE,
+                inherit,
                 flags,
                 null(),
                 null(),
@@ -793,4 +836,64 @@ pub fn listen_again(socket: SOCKET, backlog: i32) -> io::Result<()> {
         return Err(wsa_error("listen"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs::{File, OpenOptions};
+    use std::os::windows::fs::OpenOptionsExt;
+    use std::os::windows::process::CommandExt;
+    use std::time::Instant;
+    use windows_sys::Win32::Foundation::STILL_ACTIVE;
+
+    /// Opens `path` sharing nothing: refused (ERROR_SHARING_VIOLATION) while any handle to it
+    /// is open, ours or one a child inherited.
+    fn open_alone(path: &Path) -> io::Result<File> {
+        OpenOptions::new().write(true).create(true).truncate(true).share_mode(0).open(path)
+    }
+
+    /// `path` opened sharing nothing, its handle inheritable, as a launcher may leave one.
+    fn inheritable_file(path: &Path) -> File {
+        let file = open_alone(path).unwrap();
+        // SAFETY: the handle is open (`file`); only its inherit flag changes.
+        let set =
+            unsafe { SetHandleInformation(file.as_raw_handle() as HANDLE, HANDLE_FLAG_INHERIT, HANDLE_FLAG_INHERIT) };
+        check(set, "SetHandleInformation").unwrap();
+        file
+    }
+
+    #[test]
+    fn the_child_inherits_no_handle_but_the_standard_ones() {
+        let path = std::env::temp_dir().join(format!("damon-inherit-{}", std::process::id()));
+        // Control: a child created with every inheritable handle (std's spawn) holds the file
+        // open after we close it, so the check below can fail.
+        let file = inheritable_file(&path);
+        let mut control = std::process::Command::new("cmd.exe")
+            .args(["/c", "exit"])
+            .creation_flags(CREATE_SUSPENDED)
+            .spawn()
+            .unwrap();
+        drop(file);
+        let held = open_alone(&path).is_err();
+        control.kill().unwrap();
+        control.wait().unwrap();
+        assert!(held, "the control child did not hold the inherited handle: the check could not fail");
+
+        let file = inheritable_file(&path);
+        let child = create_suspended_process(OsStr::new("cmd.exe /c exit"), None, None).unwrap();
+        drop(file);
+        // Suspended, the child keeps what it inherited until it is terminated. A process
+        // another test starts meanwhile (cmd for mklink) may hold the handle for a moment.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut opened = open_alone(&path);
+        while opened.is_err() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+            opened = open_alone(&path);
+        }
+        assert_eq!(exit_code(&child.handle).unwrap(), STILL_ACTIVE as u32, "the child is gone: nothing was shown");
+        terminate_process_now(&child.handle).unwrap();
+        drop(opened.expect("the child holds damon's inheritable handle"));
+        let _ = std::fs::remove_file(&path);
+    }
 }
