@@ -152,6 +152,14 @@ pub struct Sandbox {
     child_is_root: bool,
 }
 
+/// One protection of the sandbox on this host: its name in the "child started" line, whether
+/// it is in force, and, where something of it is missing that `strict` refuses for, what.
+struct Part {
+    name: String,
+    enforced: bool,
+    gap: Option<String>,
+}
+
 /// The domain and filter of one child, made before its clone.
 pub struct Prepared<'a> {
     ruleset: Option<OwnedFd>,
@@ -270,83 +278,91 @@ impl Sandbox {
         self.landlock_missing.is_none() && self.landlock_abi >= ABI_SCOPE_SIGNAL
     }
 
-    /// What is not enforced, each with its reason; empty when all of it is (or it is off).
-    pub fn gaps(&self) -> Vec<String> {
+    /// Each protection as this host enforces it, decided once for [`Sandbox::gaps`],
+    /// [`Sandbox::enforced`] and [`Sandbox::describe`]. Empty when the sandbox is off.
+    fn parts(&self) -> Vec<Part> {
         if !self.on() {
             return Vec::new();
         }
-        let mut gaps = Vec::new();
-        if let Some(why) = &self.landlock_missing {
-            gaps.push(format!(
+        let landlock = self.landlock_missing.is_none();
+        let filtered = self.seccomp_missing.is_none();
+        let root = self.child_is_root;
+        let paths_gap = match &self.landlock_missing {
+            Some(why) => Some(format!(
                 "paths: not enforced, the workload may read, write and execute anything its uid may ({})",
                 why
-            ));
-            if self.child_is_root {
-                gaps.push(
-                    "cgroup: not enforced, a workload running as root may write its pid to any cgroup.procs and leave its \
-                     group (run it as another user with DAMON_USER or DAMON_RESTRICTED_TOKEN=Y, whom the cgroup files \
-                     refuse)"
-                        .to_string(),
-                );
-            }
-            gaps.push(
-                "ptrace: only attaching is refused (by the filter); a root workload may still write any process's \
-                 /proc/PID/mem"
-                    .to_string(),
-            );
-        } else if self.landlock_abi < ABI_TRUNCATE {
-            gaps.push(format!(
+            )),
+            None if self.landlock_abi < ABI_TRUNCATE => Some(format!(
                 "paths: truncation is not controlled before Landlock ABI {} (Linux 6.2), this kernel has ABI {}: \
                  truncate(2) and O_TRUNC reach any file the workload may open, even read-only",
                 ABI_TRUNCATE, self.landlock_abi
-            ));
-        }
-        if let Some(why) = &self.seccomp_missing {
-            gaps.push(format!("system calls: not filtered ({})", why));
-        }
-        gaps
+            )),
+            None => None,
+        };
+        let signals = self.scopes_signals();
+        vec![
+            Part {
+                name: format!(
+                    "paths (Landlock ABI {}{})",
+                    self.landlock_abi,
+                    if self.landlock_abi < ABI_TRUNCATE { ", truncation not controlled" } else { "" }
+                ),
+                enforced: landlock,
+                gap: paths_gap,
+            },
+            Part {
+                name: if landlock { "cgroup" } else { "cgroup (the child is not root)" }.to_string(),
+                enforced: landlock || !root,
+                gap: (!landlock && root).then(|| {
+                    "cgroup: not enforced, a workload running as root may write its pid to any cgroup.procs and leave \
+                     its group (run it as another user with DAMON_USER or DAMON_RESTRICTED_TOKEN=Y, whom the cgroup \
+                     files refuse)"
+                        .to_string()
+                }),
+            },
+            Part {
+                name: if landlock { "ptrace (Landlock)" } else { "ptrace attach (seccomp)" }.to_string(),
+                enforced: landlock || filtered,
+                gap: (!landlock).then(|| {
+                    "ptrace: only attaching is refused (by the filter); a root workload may still write any \
+                     process's /proc/PID/mem"
+                        .to_string()
+                }),
+            },
+            Part {
+                name: "system calls (seccomp)".to_string(),
+                enforced: filtered,
+                gap: self.seccomp_missing.as_ref().map(|why| format!("system calls: not filtered ({})", why)),
+            },
+            Part { name: "capabilities".to_string(), enforced: true, gap: None },
+            // Not a gap `strict` refuses for: see the module's documentation.
+            Part {
+                name: match (signals, root) {
+                    (true, _) => "signals (Landlock)",
+                    (false, false) => "signals (the child is not root)",
+                    (false, true) => "signals",
+                }
+                .to_string(),
+                enforced: signals || !root,
+                gap: None,
+            },
+        ]
+    }
+
+    /// What is not enforced, each with its reason; empty when all of it is (or it is off).
+    pub fn gaps(&self) -> Vec<String> {
+        self.parts().into_iter().filter_map(|part| part.gap).collect()
     }
 
     /// The parts in force, for the "child started" line: e.g. "paths (Landlock ABI 7),
     /// cgroup, ptrace, system calls"; "off"; or the parts and "not: ..." with those missing.
     pub fn enforced(&self) -> String {
-        if !self.on() {
-            return "off".to_string();
-        }
-        let landlock = self.landlock_missing.is_none();
-        let mut parts = Vec::new();
-        let mut missing = Vec::new();
-        let mut part = |name: String, on: bool| if on { parts.push(name) } else { missing.push(name) };
-        part(
-            format!(
-                "paths (Landlock ABI {}{})",
-                self.landlock_abi,
-                if self.landlock_abi < ABI_TRUNCATE { ", truncation not controlled" } else { "" }
-            ),
-            landlock,
-        );
-        part(
-            if landlock { "cgroup".to_string() } else { "cgroup (the child is not root)".to_string() },
-            landlock || !self.child_is_root,
-        );
-        part(
-            if landlock { "ptrace (Landlock)".to_string() } else { "ptrace attach (seccomp)".to_string() },
-            landlock || self.seccomp_missing.is_none(),
-        );
-        part("system calls (seccomp)".to_string(), self.seccomp_missing.is_none());
-        part("capabilities".to_string(), true);
-        // Not a gap `strict` refuses for: see the module's documentation.
-        let signals = self.scopes_signals();
-        let name = match (signals, self.child_is_root) {
-            (true, _) => "signals (Landlock)",
-            (false, false) => "signals (the child is not root)",
-            (false, true) => "signals",
-        };
-        part(name.to_string(), signals || !self.child_is_root);
-        if missing.is_empty() {
-            parts.join(", ")
-        } else {
-            format!("{}; not enforced: {}", parts.join(", "), missing.join(", "))
+        let (on, off): (Vec<Part>, Vec<Part>) = self.parts().into_iter().partition(|part| part.enforced);
+        let names = |parts: Vec<Part>| parts.into_iter().map(|part| part.name).collect::<Vec<_>>().join(", ");
+        match (on.is_empty() && off.is_empty(), off.is_empty()) {
+            (true, _) => "off".to_string(),
+            (false, true) => names(on),
+            (false, false) => format!("{}; not enforced: {}", names(on), names(off)),
         }
     }
 
