@@ -195,33 +195,29 @@ fn io_limits_default_to_the_disk_of_the_task_directory() {
         None => return skip_missing("no mkfs.ext4 (e2fsprogs) to put a file system on the loop device"),
     };
     let device = LoopDevice::new(64);
-    let out = Command::new(mkfs).args(["-q", "-F"]).arg(device.path()).output().unwrap();
-    assert!(out.status.success(), "mkfs: {}", String::from_utf8_lossy(&out.stderr));
-    let mnt = dir.path("mnt");
-    std::fs::create_dir(&mnt).unwrap();
-    let out = Command::new("mount").args(["-t", "ext4"]).arg(device.path()).arg(&mnt).output().unwrap();
-    assert!(out.status.success(), "mount: {}", String::from_utf8_lossy(&out.stderr));
-    struct Unmount<'a>(&'a Path);
-    impl Drop for Unmount<'_> {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg("-l").arg(self.0).status();
-        }
-    }
-    let _unmount = Unmount(&mnt);
-    let file = mnt.join("written");
-    let free = direct_io(&dir, &[], "write", &file, 8, 64).printed_figure("bytes_per_second=");
-    let mut cmd = damon(&dir);
-    cmd.current_dir(&mnt).env("DAMON_IO_WRITE_BANDWIDTH", "4M").arg(workload()).args([
+    format(mkfs, &["-q", "-F"], &device);
+    let ext4 = Mounted::new(&["-t", "ext4", device.path().to_str().unwrap()], dir.path("mnt"));
+    let free = direct_write_in(&dir, &ext4.point, &[]).printed_figure("bytes_per_second=");
+    let run = direct_write_in(&dir, &ext4.point, &[("DAMON_IO_WRITE_BANDWIDTH", "4M".to_string())]);
+    run.assert_log_contains(&format!("\"message\":\"IO limits set\",\"disks\":\"{}\"", device.device_number()));
+    assert_at_limit("write bytes/s to a file", run.printed_figure("bytes_per_second="), 4.0 * MIB, free, &run);
+    drop(ext4);
+}
+
+/// The workload's O_DIRECT write of 8 MiB to `written` in `task_dir`, its working directory,
+/// under damon with `env`.
+fn direct_write_in(dir: &TestDir, task_dir: &Path, env: &[(&str, String)]) -> Run {
+    let mut cmd = damon(dir);
+    cmd.current_dir(task_dir).envs(env.iter().map(|(k, v)| (*k, v.as_str()))).arg(workload()).args([
         "direct-io",
         "write",
         "written",
         "8",
         "64",
     ]);
-    let run = run(cmd, &dir);
+    let run = run(cmd, dir);
     run.assert_code(0);
-    run.assert_log_contains(&format!("\"message\":\"IO limits set\",\"disks\":\"{}\"", device.device_number()));
-    assert_at_limit("write bytes/s to a file", run.printed_figure("bytes_per_second="), 4.0 * MIB, free, &run);
+    run
 }
 
 /// A device that is not a block device, or a number no device has, is refused before
@@ -329,19 +325,7 @@ fn io_limits_follow_a_btrfs_or_overlay_task_directory_to_its_disks() {
         ("overlay", &overlay.point, format!("{},{}", ext4_number, btrfs_number), ext4_disk.path()),
     ];
     for (what, task_dir, disks, disk_path) in cases.iter() {
-        let write = |env: &[(&str, String)]| {
-            let mut cmd = damon(&dir);
-            cmd.current_dir(task_dir).envs(env.iter().map(|(k, v)| (*k, v.as_str()))).arg(workload()).args([
-                "direct-io",
-                "write",
-                "written",
-                "8",
-                "64",
-            ]);
-            let run = run(cmd, &dir);
-            run.assert_code(0);
-            run
-        };
+        let write = |env: &[(&str, String)]| direct_write_in(&dir, task_dir, env);
         let free = write(&[]).printed_figure("bytes_per_second=");
         let limit = ("DAMON_IO_WRITE_BANDWIDTH", "4M".to_string());
         let found = write(std::slice::from_ref(&limit));
