@@ -523,8 +523,7 @@ pub fn create_suspended_process(
     let inherited = handles_to_inherit(&std_handles);
     // No standard handle to pass: nothing is inherited (a handle list names at least one).
     let inherit = if inherited.is_empty() { FALSE } else { TRUE };
-    let inherit = TRUE; // OLD BEHAVIOUR
-    if false {
+    if inherit == TRUE {
         attributes.set(
             PROC_THREAD_ATTRIBUTE_HANDLE_LIST,
             inherited,
@@ -880,6 +879,8 @@ mod tests {
         control.wait().unwrap();
         assert!(held, "the control child did not hold the inherited handle: the check could not fail");
 
+        // damon's way: a handle list of the standard handles (under the test harness too).
+        assert!(!handles_to_inherit(&inheritable_std_handles()).is_empty(), "no standard handle to list");
         let file = inheritable_file(&path);
         let child = create_suspended_process(OsStr::new("cmd.exe /c exit"), None, None).unwrap();
         drop(file);
@@ -895,5 +896,21 @@ mod tests {
         terminate_process_now(&child.handle).unwrap();
         drop(opened.expect("the child holds damon's inheritable handle"));
         let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn the_list_names_each_open_inheritable_standard_handle_once() {
+        let path = std::env::temp_dir().join(format!("damon-list-{}", std::process::id()));
+        let inheritable = inheritable_file(&path);
+        let plain = open_alone(&path.with_extension("plain")).unwrap();
+        let (inheritable_handle, plain_handle) =
+            (inheritable.as_raw_handle() as HANDLE, plain.as_raw_handle() as HANDLE);
+        // stdout and stderr one handle, no stdin: listed once.
+        assert_eq!(handles_to_inherit(&[null_mut(), inheritable_handle, inheritable_handle]), [inheritable_handle]);
+        // INVALID_HANDLE_VALUE and a handle that is not inheritable would make the list refused.
+        assert_eq!(handles_to_inherit(&[INVALID_HANDLE_VALUE, plain_handle, inheritable_handle]), [inheritable_handle]);
+        drop((inheritable, plain));
+        let _ = std::fs::remove_file(&path);
+        let _ = std::fs::remove_file(path.with_extension("plain"));
     }
 }
