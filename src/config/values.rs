@@ -11,7 +11,7 @@
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 const BYTES_PER_MIB: u64 = 1 << 20;
@@ -323,6 +323,13 @@ pub fn log_dir(text: &str) -> Result<PathBuf, String> {
     if text.chars().any(char::is_control) {
         return Err("a directory path without control characters".to_string());
     }
+    // On Windows `\\server` alone is no directory: the log's name after it would be taken
+    // for a share's, and the log would have no file name.
+    if Path::new(text).join("damon.log").file_name().is_none() {
+        return Err(
+            "a directory a file can be created in (a server alone, \\\\server, is not: name its share)".to_string()
+        );
+    }
     Ok(PathBuf::from(text))
 }
 
@@ -525,6 +532,16 @@ fn is_user_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `\\1` as DAMON_LOG_DIR made the log `\\1\damon.log` on Windows, a share with no file
+    /// (found by the configuration's fuzzing under Wine).
+    #[test]
+    #[cfg(windows)]
+    fn a_server_alone_is_no_log_directory_on_windows() {
+        assert!(log_dir("\\\\1").is_err());
+        assert!(log_dir("\\\\server\\share").is_ok());
+        assert!(log_dir("C:\\logs").is_ok());
+    }
 
     #[test]
     fn stop_scope_is_child_or_tree() {

@@ -305,9 +305,9 @@ impl Sampler for JobSampler {
 /// and the job does not exist before then.
 pub fn defer_signals() {}
 
-/// Linux marks inherited descriptors close-on-exec. Windows passes the child every inheritable
-/// handle damon has (CreateProcess with bInheritHandles, for the standard handles); a handle
-/// list (PROC_THREAD_ATTRIBUTE_HANDLE_LIST) would narrow it to those: not done yet.
+/// Linux marks inherited descriptors close-on-exec. On Windows nothing is needed here: the
+/// child is created with a handle list naming damon's standard handles only
+/// (PROC_THREAD_ATTRIBUTE_HANDLE_LIST, ffi::create_suspended_process).
 pub fn close_inherited_on_exec() {}
 
 /// Why DAMON_STOP_SIGNAL_SCOPE=tree is refused here: a console control event reaches one
