@@ -972,7 +972,9 @@ mod sandbox_probe {
                 // live sched_param of this frame.
                 let policy = unsafe { libc::syscall(libc::SYS_sched_getscheduler, parent) };
                 result(policy)?;
+                // SAFETY: as above; the kernel writes one sched_param into `param`.
                 result(unsafe { libc::syscall(libc::SYS_sched_getparam, parent, &mut param) })?;
+                // SAFETY: as above; the kernel reads `param`.
                 result(unsafe { libc::syscall(libc::SYS_sched_setscheduler, parent, policy, &param) })
             }
             // A real-time policy for itself, then back to the ordinary one.
@@ -993,6 +995,7 @@ mod sandbox_probe {
                 // sethostname(2) reads `len` bytes of it.
                 result(unsafe { libc::gethostname(name.as_mut_ptr().cast(), 64) }.into())?;
                 let len = name.iter().position(|&b| b == 0).unwrap_or(64);
+                // SAFETY: as above: `len` bytes of `name`, within it.
                 result(unsafe { libc::sethostname(name.as_ptr().cast(), len as _) }.into())
             }
             // The id of the user keyring (root's: where its keys live).

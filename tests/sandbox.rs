@@ -41,9 +41,14 @@ mod sandbox {
     fn gaps(test: &str) -> Vec<String> {
         // A directory per test: TestDir removes its own when dropped, while others may run.
         let dir = TestDir::new(&format!("sandbox-gaps-{}", test));
-        let out = damon(&dir).env("DAMON_SANDBOX", "Y").arg("--check").output().expect("damon --check");
-        let out = String::from_utf8_lossy(&out.stdout).to_string();
+        let out = sandbox_check(&dir);
         out.lines().filter_map(|l| l.strip_prefix("sandbox not enforced:")).map(|l| l.trim().to_string()).collect()
+    }
+
+    /// What `damon --check` prints with DAMON_SANDBOX=Y.
+    fn sandbox_check(dir: &TestDir) -> String {
+        let out = damon(dir).env("DAMON_SANDBOX", "Y").arg("--check").output().expect("damon --check");
+        String::from_utf8_lossy(&out.stdout).to_string()
     }
 
     /// Each probe's line, "PROBE: allowed" or "PROBE: denied: ERROR".
@@ -407,8 +412,7 @@ mod sandbox {
         let control = probe(damon(&dir), &dir, &signal);
         assert_eq!(control[0].1, "allowed", "signal 0 to damon without the sandbox");
         let outcome = probe(sandboxed(&dir, "Y"), &dir, &signal).remove(0).1;
-        let check = damon(&dir).env("DAMON_SANDBOX", "Y").arg("--check").output().expect("damon --check");
-        let check = String::from_utf8_lossy(&check.stdout).to_string();
+        let check = sandbox_check(&dir);
         let line = check.lines().find(|l| l.starts_with("sandbox signals:")).unwrap_or_default();
         let started = dir.log().lines().rev().find(|l| l.contains("\"child started\"")).unwrap_or_default().to_string();
         if abi >= 6 {
@@ -439,8 +443,7 @@ mod sandbox {
         let control = probe(damon(&dir), &dir, &connect);
         assert_eq!(control[0].1, "allowed", "the connect without the sandbox");
         let outcome = probe(sandboxed(&dir, "Y"), &dir, &connect).remove(0).1;
-        let check = damon(&dir).env("DAMON_SANDBOX", "Y").arg("--check").output().expect("damon --check");
-        let check = String::from_utf8_lossy(&check.stdout).to_string();
+        let check = sandbox_check(&dir);
         let line = check.lines().find(|l| l.starts_with("sandbox abstract sockets:")).unwrap_or_default();
         if abi >= 6 {
             assert!(outcome.ends_with("(os error 1)"), "the connect under the sandbox: {}", outcome);
