@@ -946,6 +946,42 @@ mod sandbox_probe {
             }
             // Signal 0 goes through the kernel's permission checks and delivers nothing.
             "signal-parent" => nix::sys::signal::kill(nix::unistd::getppid(), None).map_err(io::Error::from),
+            // Signal 0 to the process with this pid (as the host numbers it: damon's, say).
+            "signal" => {
+                let pid = path.parse().map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).map_err(io::Error::from)
+            }
+            // The file's metadata set to what it is: its mode, its owner, its times.
+            "chmod" => {
+                use std::os::unix::fs::PermissionsExt;
+                let mode = std::fs::metadata(path)?.permissions().mode();
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            }
+            "chown" => {
+                use std::os::unix::fs::MetadataExt;
+                let meta = std::fs::metadata(path)?;
+                // SAFETY: chown(2) reads the NUL-terminated path alive for the call.
+                result(unsafe { libc::chown(c_path.as_ptr(), meta.uid(), meta.gid()) }.into())
+            }
+            // SAFETY: utimensat(2) with no times sets both to now; it reads the path only.
+            "utime" => result(unsafe { libc::utimensat(libc::AT_FDCWD, c_path.as_ptr(), std::ptr::null(), 0) }.into()),
+            // Address randomization off (ADDR_NO_RANDOMIZE), then back to Linux's own.
+            "personality-no-aslr" => {
+                // SAFETY: personality(2) with an integer only.
+                result(unsafe { libc::personality(0x0040000) }.into())?;
+                // SAFETY: as above.
+                unsafe { libc::personality(0) };
+                Ok(())
+            }
+            // Reads the local descriptor table (x86_64: modify_ldt's function 0).
+            #[cfg(target_arch = "x86_64")]
+            "modify-ldt" => {
+                let mut table = [0u8; 16];
+                // SAFETY: modify_ldt(2) writes at most `table.len()` bytes into it.
+                result(unsafe { libc::syscall(libc::SYS_modify_ldt, 0, table.as_mut_ptr(), table.len()) })
+            }
+            // A stream connection to the Unix socket at PATH (a root service's docker.sock, say).
+            "connect" => std::os::unix::net::UnixStream::connect(path).map(drop),
             // A stream connection to the abstract Unix socket named PATH (no file: a root
             // service's D-Bus or containerd address, say).
             "connect-abstract" => {

@@ -537,7 +537,8 @@ fn build(
         .map(|addr| MetricsConfig { addr, endpoint: endpoint.unwrap_or_else(|| DEFAULT_METRICS_ENDPOINT.to_string()) });
 
     let mut log = LogValues::read(lookup).settings(env)?;
-    let sandbox = sandbox_settings(lookup, env)?;
+    let mut sandbox = sandbox_settings(lookup, env)?;
+    sandbox.stop_tree = stop_scope == StopScope::Tree;
     log.workload_dirs = sandbox.writable_dirs();
 
     Ok(Config {
@@ -635,7 +636,7 @@ fn sandbox_settings(
         Some(raw) => Some((raw.parse(sandbox::capabilities)?, raw.source)),
         None => None,
     };
-    Ok(SandboxSettings { mode, extra_capabilities, paths, paths_source, nomad_dirs, task_dir })
+    Ok(SandboxSettings { mode, extra_capabilities, paths, paths_source, nomad_dirs, task_dir, stop_tree: false })
 }
 
 /// A setting's value read with one of the [`values`] parsers, if it is set.

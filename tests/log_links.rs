@@ -90,17 +90,23 @@ impl Alloc {
         // Where a followed link would land: it must stay empty.
         fs::create_dir(dir.path("escape")).unwrap();
         fs::set_permissions(dir.path("escape"), fs::Permissions::from_mode(0o777)).unwrap();
+        let alloc = Alloc { dir, workload };
         // Readable and writable by all, so that protected_hardlinks lets nobody link it.
-        fs::write(dir.path("task/local/canary"), CANARY).unwrap();
-        fs::set_permissions(dir.path("task/local/canary"), fs::Permissions::from_mode(CANARY_MODE)).unwrap();
-        Alloc { dir, workload }
+        fs::write(alloc.canary(), CANARY).unwrap();
+        fs::set_permissions(alloc.canary(), fs::Permissions::from_mode(CANARY_MODE)).unwrap();
+        alloc
     }
 
     fn log(&self) -> PathBuf {
         self.dir.path("alloc/logs/web.damon.log")
     }
+    /// In the allocation directory for the sandboxed workload: in its mount namespace each
+    /// writable directory is a mount of its own, and a hard link across two is refused (EXDEV).
     fn canary(&self) -> PathBuf {
-        self.dir.path("task/local/canary")
+        match self.workload {
+            Workload::Nobody => self.dir.path("task/local/canary"),
+            Workload::ConfinedRoot => self.dir.path("alloc/canary"),
+        }
     }
     fn nowhere(&self) -> PathBuf {
         self.dir.path("nowhere")

@@ -108,6 +108,9 @@ mod sandbox {
         probes.push("ptrace-parent".to_string());
         probes.extend(allowed.iter().cloned());
         let gaps = gaps("probes");
+        // The workload's mount namespace hides /tmp (the test's directories) and makes the
+        // cgroup files read-only, without Landlock too.
+        let namespaces = namespaces_enforced(&sandbox_check(&dir));
         let outcomes = probe(sandboxed(&dir, "Y"), &dir, &probes);
         let mut wrong = Vec::new();
         for (p, outcome) in &outcomes {
@@ -115,7 +118,7 @@ mod sandbox {
             // Without Landlock only the system calls are denied; --check says so, and the
             // paths (and the way out of the group, for root) are not enforced.
             let by_paths = p.starts_with("escape") || p.starts_with("write") || p.starts_with("read");
-            let unenforced = by_paths && gaps.iter().any(|g| g.starts_with("paths: not enforced"));
+            let unenforced = by_paths && !namespaces && gaps.iter().any(|g| g.starts_with("paths: not enforced"));
             match (should_allow || unenforced, outcome.as_str()) {
                 (true, "allowed") => {}
                 (false, o) if o.starts_with("denied: ") => {}
@@ -129,7 +132,7 @@ mod sandbox {
                 assert!(outcome.ends_with("(os error 1)"), "{}: {}", p, outcome);
             }
         }
-        let paths_enforced = !gaps.iter().any(|g| g.starts_with("paths: not enforced"));
+        let paths_enforced = namespaces || !gaps.iter().any(|g| g.starts_with("paths: not enforced"));
         assert_eq!(outside.path("written").exists(), !paths_enforced, "written outside its paths (gaps: {:?})", gaps);
         let started = dir.log().lines().rev().find(|l| l.contains("\"child started\"")).unwrap_or_default().to_string();
         assert!(started.contains("\"sandbox\":\"") && started.contains("system calls (seccomp)"), "{}", started);
@@ -161,6 +164,9 @@ mod sandbox {
             "tiocsti",
             "cap-sys-admin",
             "no-new-privs-off",
+            "personality-no-aslr",
+            #[cfg(target_arch = "x86_64")]
+            "modify-ldt",
         ]
         .iter()
         .map(|p| p.to_string())
@@ -220,7 +226,9 @@ mod sandbox {
             return;
         }
         run.assert_code(137);
-        assert!(run.stderr.contains("cgroup.procs") && run.stderr.contains("Permission denied"), "{}", run.explain());
+        // Refused by Landlock, or by the read-only mount of the workload's namespace first.
+        let refused = run.stderr.contains("Permission denied") || run.stderr.contains("Read-only file system");
+        assert!(run.stderr.contains("cgroup.procs") && refused, "{}", run.explain());
     }
 
     /// A rule that would let the workload write a cgroup file is a configuration error that
@@ -400,33 +408,6 @@ mod sandbox {
         }
     }
 
-    /// From Landlock ABI 6 (Linux 6.12) a root workload cannot signal damon: signal 0 to its
-    /// parent, damon, is refused with EPERM under the sandbox, and goes through without it (the
-    /// control). On an older kernel it goes through, and --check and the "child started" line
-    /// say that signals are not scoped.
-    #[test]
-    fn sandbox_a_root_workload_cannot_signal_damon_where_landlock_scopes_signals() {
-        let abi = kernel_landlock_abi();
-        let dir = TestDir::new("sandbox-signal");
-        let signal = ["signal-parent".to_string()];
-        let control = probe(damon(&dir), &dir, &signal);
-        assert_eq!(control[0].1, "allowed", "signal 0 to damon without the sandbox");
-        let outcome = probe(sandboxed(&dir, "Y"), &dir, &signal).remove(0).1;
-        let check = sandbox_check(&dir);
-        let line = check.lines().find(|l| l.starts_with("sandbox signals:")).unwrap_or_default();
-        let started = dir.log().lines().rev().find(|l| l.contains("\"child started\"")).unwrap_or_default().to_string();
-        if abi >= 6 {
-            assert!(outcome.ends_with("(os error 1)"), "signal 0 to damon under the sandbox: {}", outcome);
-            assert!(line.contains("only within the workload's tree"), "{}", check);
-            assert!(started.contains("signals (Landlock)"), "{}", started);
-        } else {
-            assert_eq!(outcome, "allowed", "signal 0 to damon under the sandbox, Landlock ABI {}", abi);
-            assert!(line.contains("not scoped"), "{}", check);
-            assert!(started.contains("not enforced: ") && started.contains("signals"), "{}", started);
-        }
-        println!("sandbox ({}): Landlock ABI {}: signal 0 to damon: {}", cgroup_version(), abi, outcome);
-    }
-
     /// From Landlock ABI 6 a root workload cannot connect to an abstract Unix socket a
     /// process outside its domain listens on (here the test's own; on a host, D-Bus's,
     /// containerd's or systemd's). Control: without the sandbox the same connect works.
@@ -534,5 +515,190 @@ mod sandbox {
         fs::remove_file(&local).unwrap();
         fs::create_dir(&local).unwrap();
         sandboxed(&dir).assert_code(4);
+    }
+
+    /// A root workload cannot signal damon or any other process of the host: in its own PID
+    /// namespace they have no pid (ESRCH), on every kernel, Landlock's signal scope (Linux 6.12)
+    /// or not. Control: without the sandbox, signal 0 to the same process (this test, a root
+    /// process outside the workload) and to the parent (damon) goes through. Without the
+    /// namespaces (a kernel before 5.12) only Landlock's scope holds, and --check says which.
+    #[test]
+    fn sandbox_a_root_workload_cannot_signal_damon_or_the_hosts_processes() {
+        let abi = kernel_landlock_abi();
+        let dir = TestDir::new("sandbox-signal");
+        let host_process = format!("signal:{}", std::process::id());
+        let probes = [host_process, "signal-parent".to_string()];
+        let control = probe(damon(&dir), &dir, &probes);
+        assert!(control.iter().all(|(_, o)| o == "allowed"), "signal 0 without the sandbox: {:?}", control);
+        let outcomes = probe(sandboxed(&dir, "Y"), &dir, &probes);
+        let check = sandbox_check(&dir);
+        let namespaces = namespaces_enforced(&check);
+        let line = check.lines().find(|l| l.starts_with("sandbox signals:")).unwrap_or_default();
+        let started = dir.log().lines().rev().find(|l| l.contains("\"child started\"")).unwrap_or_default().to_string();
+        if namespaces {
+            assert!(outcomes[0].1.ends_with("(os error 3)"), "signal 0 to a host process: {:?}", outcomes);
+            assert!(line.contains("PID namespace"), "{}", check);
+            assert!(started.contains("signals (PID namespace)"), "{}", started);
+        } else if abi >= 6 {
+            assert!(outcomes.iter().all(|(_, o)| o.ends_with("(os error 1)")), "{:?}", outcomes);
+            assert!(line.contains("only within the workload's tree"), "{}", check);
+        } else {
+            assert_eq!(outcomes[0].1, "allowed", "signal 0 to a host process, Landlock ABI {}", abi);
+            assert!(line.contains("not scoped"), "{}", check);
+            assert!(started.contains("not enforced: ") && started.contains("signals"), "{}", started);
+        }
+        println!("sandbox ({}): Landlock ABI {}, namespaces {}: {:?}", cgroup_version(), abi, namespaces, outcomes);
+    }
+
+    /// Whether `damon --check` says the workload gets namespaces of its own.
+    fn namespaces_enforced(check: &str) -> bool {
+        let line = check.lines().find(|l| l.starts_with("sandbox namespaces:")).unwrap_or_default();
+        assert!(!line.is_empty(), "no namespaces line in --check:\n{}", check);
+        !line.contains("none:")
+    }
+
+    /// A file of root's beside the test executables: outside every hidden directory and every
+    /// rule that writes, as the system's files are.
+    struct SystemFile(PathBuf);
+
+    impl SystemFile {
+        fn new(name: &str) -> SystemFile {
+            let exe = std::env::current_exe().unwrap();
+            let dir = exe.parent().unwrap().join(format!("damon-test-{}-{}", name, std::process::id()));
+            fs::create_dir_all(&dir).unwrap();
+            fs::write(dir.join("file"), "the system's").unwrap();
+            SystemFile(dir)
+        }
+        fn file(&self) -> PathBuf {
+            self.0.join("file")
+        }
+    }
+
+    impl Drop for SystemFile {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// A root workload cannot change the metadata of the system's files (chmod, chown,
+    /// utimensat: a setuid bit on a host binary), which Landlock has no right for: in its mount
+    /// namespace the system is read-only (EROFS) but for its writable rules, where it still
+    /// can. Nor can it reach a root service's Unix socket by its path in /run or /tmp, or the
+    /// other tasks' files in /tmp: those directories are empty for it. Control: without the
+    /// sandbox every attempt gets through.
+    #[test]
+    fn sandbox_a_root_workload_cannot_change_the_systems_files_or_reach_the_hosts_sockets() {
+        use std::os::unix::net::UnixListener;
+        let dir = TestDir::new("sandbox-system");
+        let system = SystemFile::new("sandbox-system");
+        fs::write(dir.path("mine"), "the workload's").unwrap();
+        // /run may be missing in the VM's root file system.
+        fs::create_dir_all("/run").unwrap();
+        let run_socket = PathBuf::from(format!("/run/damon-test-{}.sock", std::process::id()));
+        let _ = fs::remove_file(&run_socket);
+        let run_listener = UnixListener::bind(&run_socket).unwrap();
+        let other = TestDir::new("sandbox-system-other-task");
+        let tmp_socket = other.path("service.sock");
+        let tmp_listener = UnixListener::bind(&tmp_socket).unwrap();
+        fs::write(other.path("secret"), "another task's").unwrap();
+        let file = system.file().display().to_string();
+        let denied: Vec<String> = vec![
+            format!("chmod:{}", file),
+            format!("chown:{}", file),
+            format!("utime:{}", file),
+            format!("connect:{}", run_socket.display()),
+            format!("connect:{}", tmp_socket.display()),
+            format!("read:{}", other.path("secret").display()),
+        ];
+        let mine = dir.path("mine").display().to_string();
+        let allowed: Vec<String> = vec![format!("chmod:{}", mine), format!("utime:{}", mine)];
+        let control = probe(damon(&dir), &dir, &denied);
+        assert!(control.iter().all(|(_, o)| o == "allowed"), "without the sandbox: {:?}", control);
+
+        let mut probes = denied.clone();
+        probes.extend(allowed.iter().cloned());
+        let mut cmd = sandboxed(&dir, "Y");
+        // The file's directory readable, as /usr is: the refusal is the mount's, not Landlock's.
+        let rules = format!("{},r:{}", rules(&dir), system.0.display());
+        cmd.env("DAMON_SANDBOX_PATHS", rules);
+        let outcomes = probe(cmd, &dir, &probes);
+        let check = sandbox_check(&dir);
+        drop((run_listener, tmp_listener));
+        let _ = fs::remove_file(&run_socket);
+        if !namespaces_enforced(&check) {
+            // A kernel before 5.12: --check names what stays open.
+            assert!(check.contains("sandbox not closed:          file metadata outside the rules"), "{}", check);
+            println!("sandbox ({}): no namespaces: {:?}", cgroup_version(), outcomes);
+            return;
+        }
+        let mut wrong = Vec::new();
+        for (p, outcome) in &outcomes {
+            let ok = if allowed.contains(p) {
+                outcome == "allowed"
+            } else if p.starts_with("connect:") || p.starts_with("read:") {
+                // Not there at all: ENOENT.
+                outcome.starts_with("denied: ") && outcome.ends_with("(os error 2)")
+            } else {
+                // EROFS: the program gets an error it can handle, and the file is unchanged.
+                outcome.starts_with("denied: ") && outcome.ends_with("(os error 30)")
+            };
+            if !ok {
+                wrong.push(format!("{}: {}", p, outcome));
+            }
+        }
+        assert!(wrong.is_empty(), "under DAMON_SANDBOX=Y: {:?}\n{}", wrong, dir.log());
+        println!("sandbox ({}): {:?}", cgroup_version(), outcomes);
+    }
+
+    /// The command's end comes back through the PID namespace's init as it would without the
+    /// sandbox: its exit code, the signal that killed it, a stop it acts on (SIGTERM, which it
+    /// traps), and with DAMON_STOP_SIGNAL_SCOPE=tree a grandchild that gets the stop too and the
+    /// time to finish after the command has exited.
+    #[test]
+    fn sandbox_the_commands_end_and_the_stop_pass_through_its_init() {
+        let dir = TestDir::new("sandbox-init");
+        let ended = |sandbox: bool, script: &str, scope: &str, stop: bool| {
+            let mut cmd = if sandbox { sandboxed(&dir, "Y") } else { damon(&dir) };
+            cmd.env("DAMON_STOP_SIGNAL_SCOPE", scope).env("DAMON_KILL_TIMEOUT", "20s").args(["sh", "-c", script]);
+            let _ = fs::remove_file(dir.path("ready"));
+            let mut child = cmd.stdout(std::process::Stdio::piped()).spawn().unwrap();
+            if stop {
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+                while !dir.path("ready").exists() {
+                    assert!(std::time::Instant::now() < deadline, "the workload never started\n{}", dir.log());
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(child.id() as i32),
+                    nix::sys::signal::Signal::SIGTERM,
+                )
+                .unwrap();
+            }
+            let status = child.wait().unwrap();
+            let mut out = String::new();
+            std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut out).unwrap();
+            (status.code(), out)
+        };
+        let ready = dir.path("ready").display().to_string();
+        let cases = [
+            ("exit 42".to_string(), "child", false),
+            ("kill -SEGV $$".to_string(), "child", false),
+            (format!("trap 'echo stopped; exit 7' TERM; touch {}; sleep 100 & wait", ready), "child", true),
+            (
+                format!(
+                    "(trap 'sleep 1; echo grandchild done; exit 0' TERM; sleep 100 & wait) & \
+                     trap 'echo child stopped; exit 7' TERM; touch {}; sleep 100 & wait; wait",
+                    ready
+                ),
+                "tree",
+                true,
+            ),
+        ];
+        for (script, scope, stop) in &cases {
+            let without = ended(false, script, scope, *stop);
+            let with = ended(true, script, scope, *stop);
+            assert_eq!(with, without, "{} (scope {}): with the sandbox, against without\n{}", script, scope, dir.log());
+            println!("sandbox ({}): {} (scope {}): {:?}", cgroup_version(), script, scope, with);
+        }
     }
 }

@@ -112,6 +112,8 @@ pub struct SandboxSettings {
     pub nomad_dirs: Vec<PathBuf>,
     /// NOMAD_TASK_DIR, if set: the defaults make the task's tmp/ beside it writable too.
     pub task_dir: Option<PathBuf>,
+    /// DAMON_STOP_SIGNAL_SCOPE=tree (Linux: the sandbox's init then passes no stop on).
+    pub stop_tree: bool,
 }
 
 impl SandboxSettings {

@@ -33,7 +33,10 @@ use nix::libc;
 use nix::unistd::Pid;
 
 use super::identity::Identity;
-use super::sandbox::Prepared;
+use super::sandbox::{init, Namespaces, Prepared, Step};
+
+/// The sandbox's init: a copy of damon's memory in new namespaces (see sandbox/namespaces.rs).
+const NAMESPACE_FLAGS: libc::c_int = super::sandbox::CLONE_FLAGS;
 
 /// linux/sched.h: place the child in the cgroup v2 directory given by `CloneArgs::cgroup`.
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
@@ -72,6 +75,9 @@ pub enum CloneError {
     /// The child started but could not become the command: the errno of the failed step
     /// (joining the group, taking on the identity, execve); the child is reaped.
     Child(io::Error),
+    /// The sandbox's namespaces could not be made: which step, and its errno; the child is
+    /// reaped.
+    Namespace(String, io::Error),
 }
 
 /// Where the child goes.
@@ -125,13 +131,28 @@ struct Child<'a> {
     identity: &'a Identity,
     sandbox: &'a Prepared<'a>,
     error_pipe: RawFd,
+    /// Sandboxed: the write end of the pipe for the command's wait status (see [`init`]), and
+    /// the top of the stack on which the init starts the command.
+    status_pipe: RawFd,
+    command_stack_top: usize,
 }
 
 impl Child<'_> {
-    /// The child, between the clone and its exec: system calls only (see the module's comment).
+    /// damon's child, between the clone and its exec: system calls only (see the module's
+    /// comment). In the sandbox's namespaces it is their init, which starts the command.
     fn run(&self) -> ! {
+        match self.sandbox.namespaces() {
+            None => self.command(true),
+            Some(namespaces) => self.init(namespaces),
+        }
+    }
+
+    /// Becomes the command: joins the group (where it was not born in it), confines itself and
+    /// takes on its identity, then execs.
+    fn command(&self, join: bool) -> ! {
         let join = || {
-            self.join.iter().try_for_each(|fd| {
+            let fds = if join { self.join } else { &[] };
+            fds.iter().try_for_each(|fd| {
                 // "0" is the writing process itself.
                 nix::unistd::write(*fd, b"0").map(drop).map_err(|e| io::Error::from_raw_os_error(e as i32))
             })
@@ -151,11 +172,84 @@ impl Child<'_> {
                 };
                 Err(io::Error::last_os_error())
             });
-        let errno = result.err().and_then(|e| e.raw_os_error()).unwrap_or(libc::EINVAL).to_ne_bytes();
+        self.fail(result.err(), 0, 0)
+    }
+
+    /// The sandbox's init: joins the group, makes the namespaces, starts the command in them
+    /// (sharing this copy's memory until its exec), then passes signals on and reaps.
+    fn init(&self, namespaces: &Namespaces) -> ! {
+        let check = |result: libc::c_long| if result == -1 { Err(io::Error::last_os_error()) } else { Ok(()) };
+        let join = self.join.iter().try_for_each(|fd| {
+            nix::unistd::write(*fd, b"0").map(drop).map_err(|e| io::Error::from_raw_os_error(e as i32))
+        });
+        // Every signal waits for the init's sigwaitinfo, from before the command exists.
+        let blocked = join.and_then(|()| {
+            // SAFETY: a sigset_t is plain integers, for which zero bytes are a valid value.
+            let mut every_signal: libc::sigset_t = unsafe { std::mem::zeroed() };
+            // SAFETY: sigfillset(3) fills the set on this stack.
+            unsafe { libc::sigfillset(&mut every_signal) };
+            // SAFETY: sigprocmask(2) reads the set on this stack.
+            check(unsafe { libc::sigprocmask(libc::SIG_SETMASK, &every_signal, std::ptr::null_mut()) }.into())
+        });
+        // A session of its own (the command's process group is then the init's, pid 1, which
+        // it can see), and no dump: the workload cannot read this copy of damon's memory.
+        // SAFETY: setsid(2) and prctl(2) with integer arguments only.
+        let result = blocked
+            .and_then(|()| check(unsafe { libc::setsid() }.into()))
+            .and_then(|()| check(unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0 as libc::c_ulong, 0, 0, 0) }.into()));
+        if let Err(e) = result {
+            self.fail(Some(e), Step::Init as u16, 0);
+        }
+        if let Err((step, index, e)) = namespaces.enter(self.sandbox.ruleset_fd()) {
+            self.fail(Some(e), step as u16, index);
+        }
+        // SAFETY: clone(2) as posix_spawn uses it, as in `spawn`: the command runs
+        // `command_entry` on its own stack in this process's memory, and this one waits
+        // (CLONE_VFORK) until it has exec'd or exited.
+        let pid = unsafe {
+            libc::clone(
+                command_entry,
+                self.command_stack_top as *mut libc::c_void,
+                libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+                self as *const Child as *mut libc::c_void,
+            )
+        };
+        if pid == -1 {
+            self.fail(Some(io::Error::last_os_error()), Step::Init as u16, 0);
+        }
+        // The command has exec'd, or failed and said why on the error pipe (damon then reports
+        // that and reaps the init, which reaps it). The init closes its end of the error pipe,
+        // so that damon reads to its end, and keeps nothing of damon's but the status pipe.
+        // SAFETY: close_range(2) with integers only, on descriptors of this copy alone.
+        unsafe {
+            libc::syscall(
+                libc::SYS_close_range,
+                0 as libc::c_uint,
+                (self.status_pipe - 1) as libc::c_uint,
+                0 as libc::c_uint,
+            );
+            libc::syscall(
+                libc::SYS_close_range,
+                (self.status_pipe + 1) as libc::c_uint,
+                libc::c_uint::MAX,
+                0 as libc::c_uint,
+            );
+        }
+        init::run(pid, self.sandbox.stop_tree(), self.status_pipe)
+    }
+
+    /// Tells damon on the error pipe why the start failed (the errno, and the namespace step
+    /// with its index, 0 for the command's own steps) and ends.
+    fn fail(&self, error: Option<io::Error>, step: u16, index: u16) -> ! {
+        let errno = error.and_then(|e| e.raw_os_error()).unwrap_or(libc::EINVAL);
+        let mut report = [0u8; 8];
+        report[..4].copy_from_slice(&errno.to_ne_bytes());
+        report[4..6].copy_from_slice(&step.to_ne_bytes());
+        report[6..].copy_from_slice(&index.to_ne_bytes());
         // SAFETY: write(2) of a buffer on this stack to the pipe's end, then _exit(2), which ends the
         // child without running damon's exit handlers or destructors.
         unsafe {
-            libc::write(self.error_pipe, errno.as_ptr().cast(), errno.len());
+            libc::write(self.error_pipe, report.as_ptr().cast(), report.len());
             libc::_exit(127)
         }
     }
@@ -164,9 +258,25 @@ impl Child<'_> {
 /// The child's first Rust function on its own stack, for clone(2) and [`clone3_on_stack`].
 extern "C" fn child_entry(child: *mut libc::c_void) -> libc::c_int {
     // SAFETY: `child` is the `Child` that `spawn` made and keeps alive until the child has
-    // exec'd or exited (CLONE_VFORK); the child only reads it.
+    // exec'd or exited (CLONE_VFORK), or a copy of it in the child's own memory; the child only
+    // reads it.
     let child = unsafe { &*(child as *const Child) };
     child.run()
+}
+
+/// The command's first function, started by the sandbox's init.
+extern "C" fn command_entry(child: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `child` is the init's `Child`, in the memory the command shares with the init
+    // until its exec; the init waits (CLONE_VFORK) and the command only reads it.
+    let child = unsafe { &*(child as *const Child) };
+    child.command(false)
+}
+
+/// A started child: its pid, and in the sandbox's namespaces the pipe on which its init
+/// writes the command's wait status.
+pub struct Started {
+    pub pid: Pid,
+    pub status_pipe: Option<File>,
 }
 
 /// Starts `program` (argv[0] and the rest in `argv`) `into` its group, after `prepare`
@@ -178,29 +288,53 @@ pub fn spawn(
     prepare: fn() -> io::Result<()>,
     identity: &Identity,
     sandbox: &Prepared,
-) -> Result<Pid, CloneError> {
+) -> Result<Started, CloneError> {
     let exec = ExecArgs::new(program, argv)
         .map_err(|e| CloneError::Prepare(format!("cannot pass {:?} to execve", argv[0]), e))?;
-    let (error_read, error_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-        .map_err(|e| CloneError::Prepare("cannot make a pipe".to_string(), io::Error::from(e)))?;
-    // SAFETY: pipe2(2) just returned these descriptors; nothing else owns them.
-    let (mut error_read, error_write) = unsafe { (File::from_raw_fd(error_read), File::from_raw_fd(error_write)) };
+    let pipe = || {
+        let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(|e| CloneError::Prepare("cannot make a pipe".to_string(), io::Error::from(e)))?;
+        // SAFETY: pipe2(2) just returned these descriptors; nothing else owns them.
+        Ok(unsafe { (File::from_raw_fd(read), File::from_raw_fd(write)) })
+    };
+    let (mut error_read, error_write) = pipe()?;
+    let namespaces = sandbox.namespaces().is_some();
+    let (status_read, status_write) = if namespaces {
+        let (read, write) = pipe()?;
+        (Some(read), Some(write))
+    } else {
+        (None, None)
+    };
     let join = match into {
         Destination::Join(fds) => fds,
         Destination::Group(_) => &[],
     };
-    let child = Child { exec, prepare, join, identity, sandbox, error_pipe: error_write.as_raw_fd() };
-    // Capacity only: the pages the child does not touch are never faulted in.
+    // Capacity only: the pages the child does not touch are never faulted in. In the sandbox's
+    // namespaces the init starts the command on a second stack.
     let mut stack: Vec<u8> = Vec::with_capacity(CHILD_STACK_BYTES);
+    let mut command_stack: Vec<u8> = Vec::with_capacity(if namespaces { CHILD_STACK_BYTES } else { 0 });
     // The stack grows down from its top, which the ABI wants 16-byte aligned.
     let stack_top = (stack.as_mut_ptr() as usize + CHILD_STACK_BYTES) & !15;
+    let command_stack_top = (command_stack.as_mut_ptr() as usize + command_stack.capacity()) & !15;
+    let child = Child {
+        exec,
+        prepare,
+        join,
+        identity,
+        sandbox,
+        error_pipe: error_write.as_raw_fd(),
+        status_pipe: status_write.as_ref().map_or(-1, |f| f.as_raw_fd()),
+        command_stack_top,
+    };
     let child_arg = &child as *const Child as *mut libc::c_void;
+    // The sandbox's init gets a copy of damon's memory: it outlives the exec of the command.
+    let flags = if namespaces { NAMESPACE_FLAGS } else { libc::CLONE_VM | libc::CLONE_VFORK };
     let result = match into {
         Destination::Group(group) => {
             // Opened close-on-exec, as std opens everything: the command does not inherit it.
             let dir =
                 File::open(group).map_err(|e| CloneError::Prepare(format!("cannot open {}", group.display()), e))?;
-            let pid = clone3_into(&dir, stack.as_mut_ptr() as u64, stack_top as u64, &child);
+            let pid = clone3_into(&dir, flags, stack.as_mut_ptr() as u64, stack_top as u64, &child);
             match pid {
                 Err(e) if refused(&e) => return Err(CloneError::Refused(e)),
                 Err(e) => {
@@ -212,15 +346,10 @@ pub fn spawn(
         Destination::Join(_) => {
             // SAFETY: clone(2) as posix_spawn uses it. The child runs `child_entry` on `stack`, which
             // outlives it: CLONE_VFORK keeps this function here until the child has exec'd or
-            // exited. The child shares this memory and only reads `child` and makes system calls.
-            let pid = unsafe {
-                libc::clone(
-                    child_entry,
-                    stack_top as *mut libc::c_void,
-                    libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
-                    child_arg,
-                )
-            };
+            // exited (without CLONE_VM, the child runs on its own copy). The child only reads
+            // `child` and makes system calls.
+            let pid =
+                unsafe { libc::clone(child_entry, stack_top as *mut libc::c_void, flags | libc::SIGCHLD, child_arg) };
             if pid == -1 {
                 let e = io::Error::last_os_error();
                 return Err(CloneError::Prepare(format!("cannot start {:?}", argv[0]), e));
@@ -229,11 +358,13 @@ pub fn spawn(
         }
     };
     drop(error_write);
-    // End of file: the exec closed the pipe. Four bytes: the errno of a failed step.
-    let mut errno = [0u8; 4];
+    drop(status_write);
+    // End of file: the exec closed the pipe (in the namespaces, the init closed it after the
+    // command's exec). Eight bytes: the errno of a failed step, and which step.
+    let mut report = [0u8; 8];
     let mut filled = 0;
-    while filled < errno.len() {
-        match error_read.read(&mut errno[filled..]) {
+    while filled < report.len() {
+        match error_read.read(&mut report[filled..]) {
             Ok(0) => break,
             Ok(n) => filled += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -241,11 +372,20 @@ pub fn spawn(
         }
     }
     drop(stack);
+    drop(command_stack);
     if filled == 0 {
-        return Ok(result);
+        return Ok(Started { pid: result, status_pipe: status_read });
     }
     let _ = nix::sys::wait::waitpid(result, None);
-    Err(CloneError::Child(io::Error::from_raw_os_error(i32::from_ne_bytes(errno))))
+    let mut errno = [0u8; 4];
+    errno.copy_from_slice(&report[..4]);
+    let error = io::Error::from_raw_os_error(i32::from_ne_bytes(errno));
+    let step = u16::from_ne_bytes([report[4], report[5]]);
+    let index = u16::from_ne_bytes([report[6], report[7]]);
+    match (Namespaces::step(step), sandbox.namespaces()) {
+        (Some(step), Some(namespaces)) => Err(CloneError::Namespace(namespaces.describe(step, index), error)),
+        _ => Err(CloneError::Child(error)),
+    }
 }
 
 /// Whether a failed clone3 means the kernel or a filter refuses it, so that joining may work.
@@ -256,9 +396,9 @@ fn refused(e: &io::Error) -> bool {
 /// clone3 with CLONE_INTO_CGROUP. On x86_64 and aarch64 the child shares damon's memory and runs on the
 /// stack `[stack, stack_top)`; elsewhere it gets a copy of damon's memory, as fork gives it,
 /// and returns here on a copy of this stack, going straight into the child's steps.
-fn clone3_into(dir: &File, stack: u64, stack_top: u64, child: &Child) -> io::Result<Pid> {
+fn clone3_into(dir: &File, flags: libc::c_int, stack: u64, stack_top: u64, child: &Child) -> io::Result<Pid> {
     let mut args = CloneArgs {
-        flags: CLONE_INTO_CGROUP,
+        flags: CLONE_INTO_CGROUP | flags as u64,
         exit_signal: libc::SIGCHLD as u64,
         cgroup: dir.as_raw_fd() as u64,
         ..CloneArgs::default()
@@ -266,17 +406,17 @@ fn clone3_into(dir: &File, stack: u64, stack_top: u64, child: &Child) -> io::Res
     // The child's pid, or minus the errno.
     #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
     let result = {
-        args.flags |= libc::CLONE_VM as u64 | libc::CLONE_VFORK as u64;
         args.stack = stack;
         args.stack_size = stack_top - stack;
         // SAFETY: see clone3_on_stack; `args` names a stack that outlives the child's use of it
-        // (CLONE_VFORK: this thread waits until the child has exec'd or exited), and `child` is
-        // what child_entry reads.
+        // (CLONE_VFORK: this thread waits until the child has exec'd or exited; without
+        // CLONE_VM the child has its own copy of it), and `child` is what child_entry reads.
         unsafe { clone3_on_stack(&mut args, child as *const Child as *mut libc::c_void) }
     };
     #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
     let result = {
         let _ = (stack, stack_top);
+        args.flags &= !(libc::CLONE_VM as u64 | libc::CLONE_VFORK as u64);
         // SAFETY: clone3(2) reads `size_of::<CloneArgs>()` bytes of a live, properly laid out
         // struct. Without CLONE_VM the child runs on a copy of this stack and memory, like fork's
         // child; it returns here with 0 and goes straight into `child.run`, which never returns.

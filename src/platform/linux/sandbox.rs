@@ -32,6 +32,8 @@
 //! A kernel without Landlock, or with an older ABI, gets what it allows, and [`Sandbox::gaps`]
 //! says exactly what is missing; DAMON_SANDBOX=strict refuses to start instead.
 
+pub mod init;
+mod namespaces;
 mod seccomp;
 
 use std::fs::File;
@@ -47,6 +49,8 @@ use nix::fcntl::{openat, OFlag};
 use nix::libc;
 use nix::sys::stat::Mode;
 
+use self::namespaces::RulePlace;
+pub use self::namespaces::{Namespaces, Step, CLONE_FLAGS};
 use self::seccomp::SockFilter;
 use super::anchored_dir;
 use super::identity::{last_cap, limit_capabilities, Identity};
@@ -65,11 +69,15 @@ const ABI_REFER: i64 = 2;
 /// The first ABI that scopes signals (Linux 6.12): a domain's processes may signal only
 /// processes of the same domain.
 const ABI_SCOPE_SIGNAL: i64 = 6;
-/// What a root workload can still do under the sandbox on any kernel, for `--check`
-/// (docs/linux.md, "Not closed yet").
-const NOT_CLOSED: &[&str] = &[
+/// What a root workload can still do under the sandbox, for `--check` (docs/linux.md, "Not
+/// closed yet"): with the workload's own namespaces, and without them (a kernel before 5.12).
+const NOT_CLOSED: &[&str] =
+    &["Unix sockets with a path outside the hidden directories (/run, /var/run, /tmp, /var/tmp, /dev/shm): Landlock \
+     controls no connect(), and a root workload connects to a root service's socket wherever it lies (one under \
+     /var/lib, say) if it can name it"];
+const NOT_CLOSED_WITHOUT_NAMESPACES: &[&str] = &[
     "file metadata outside the rules: Landlock has no right for chmod, chown, utimensat or setxattr, and a root \
-     workload owns root's files (a read-only view of the system in a mount namespace of its own would close it)",
+     workload owns root's files (the read-only system of the workload's mount namespace closes it, Linux 5.12)",
     "Unix sockets with a path: Landlock controls no connect(), and reaching a socket needs no rule: a root workload \
      connects to a root service's (docker.sock, /run/systemd/private) wherever the rules are",
 ];
@@ -150,6 +158,10 @@ pub struct Sandbox {
     last_cap: u32,
     /// Without Landlock the cgroup files are out of reach only of a child that is not root.
     child_is_root: bool,
+    /// Why the workload gets no mount, PID and IPC namespaces of its own, if it does not.
+    namespaces_missing: Option<String>,
+    /// DAMON_STOP_SIGNAL_SCOPE=tree: the init passes no stop on (damon signals every process).
+    stop_tree: bool,
 }
 
 /// One protection of the sandbox on this host: its name in the "child started" line, whether
@@ -167,6 +179,8 @@ pub struct Prepared<'a> {
     /// The sandbox is on: no_new_privs, and the capabilities kept (a bit per number) up to the
     /// kernel's last.
     confine: Option<(u64, u32)>,
+    namespaces: Option<Namespaces>,
+    stop_tree: bool,
 }
 
 impl Sandbox {
@@ -254,6 +268,8 @@ impl Sandbox {
             capabilities: SANDBOX_CAPABILITIES | settings.extra_capabilities.as_ref().map_or(0, |(mask, _)| *mask),
             last_cap: last_cap(),
             child_is_root: identity.runs_as_root(),
+            namespaces_missing: namespaces::unavailable(),
+            stop_tree: settings.stop_tree,
         };
         let gaps = sandbox.gaps();
         if settings.mode == SandboxMode::Strict && !gaps.is_empty() {
@@ -299,6 +315,7 @@ impl Sandbox {
             )),
             None => None,
         };
+        let namespaces = self.namespaces_missing.is_none();
         let signals = self.scopes_signals();
         vec![
             Part {
@@ -311,9 +328,14 @@ impl Sandbox {
                 gap: paths_gap,
             },
             Part {
-                name: if landlock { "cgroup" } else { "cgroup (the child is not root)" }.to_string(),
-                enforced: landlock || !root,
-                gap: (!landlock && root).then(|| {
+                name: match (landlock, namespaces) {
+                    (true, _) => "cgroup",
+                    (false, true) => "cgroup (read-only mount)",
+                    (false, false) => "cgroup (the child is not root)",
+                }
+                .to_string(),
+                enforced: landlock || namespaces || !root,
+                gap: (!landlock && !namespaces && root).then(|| {
                     "cgroup: not enforced, a workload running as root may write its pid to any cgroup.procs and leave \
                      its group (run it as another user with DAMON_USER or DAMON_RESTRICTED_TOKEN=Y, whom the cgroup \
                      files refuse)"
@@ -335,15 +357,27 @@ impl Sandbox {
                 gap: self.seccomp_missing.as_ref().map(|why| format!("system calls: not filtered ({})", why)),
             },
             Part { name: "capabilities".to_string(), enforced: true, gap: None },
+            Part {
+                name: "namespaces (mount, PID, IPC)".to_string(),
+                enforced: namespaces,
+                gap: self.namespaces_missing.as_ref().map(|why| {
+                    format!(
+                        "namespaces: none, so the system is writable where the paths allow, the host's runtime \
+                         sockets are reachable, and signals reach damon unless Landlock scopes them ({})",
+                        why
+                    )
+                }),
+            },
             // Not a gap `strict` refuses for: see the module's documentation.
             Part {
-                name: match (signals, root) {
-                    (true, _) => "signals (Landlock)",
-                    (false, false) => "signals (the child is not root)",
-                    (false, true) => "signals",
+                name: match (namespaces, signals, root) {
+                    (true, _, _) => "signals (PID namespace)",
+                    (false, true, _) => "signals (Landlock)",
+                    (false, false, false) => "signals (the child is not root)",
+                    (false, false, true) => "signals",
                 }
                 .to_string(),
-                enforced: signals || !root,
+                enforced: namespaces || signals || !root,
                 gap: None,
             },
         ]
@@ -389,8 +423,21 @@ impl Sandbox {
             ),
         ));
         facts.push((
+            "sandbox namespaces",
+            match &self.namespaces_missing {
+                None => "mount, PID and IPC of the workload's own: the system read-only but for the writable rules; \
+                         /run, /var/run, /tmp, /var/tmp and /dev/shm hidden (what a rule names there mounted back); \
+                         a /proc of its PID namespace, /proc/sys read-only"
+                    .to_string(),
+                Some(why) => format!("none: {}", why),
+            },
+        ));
+        facts.push((
             "sandbox signals",
-            if self.scopes_signals() {
+            if self.namespaces_missing.is_none() {
+                "only within the workload's PID namespace: damon, its guard and the host's processes have no pid there"
+                    .to_string()
+            } else if self.scopes_signals() {
                 "only within the workload's tree (Landlock ABI 6 scope): damon and its guard are out of reach".to_string()
             } else {
                 format!(
@@ -424,7 +471,8 @@ impl Sandbox {
         for gap in self.gaps() {
             facts.push(("sandbox not enforced", gap));
         }
-        for open in NOT_CLOSED {
+        let not_closed = if self.namespaces_missing.is_none() { NOT_CLOSED } else { NOT_CLOSED_WITHOUT_NAMESPACES };
+        for open in not_closed {
             facts.push(("sandbox not closed", open.to_string()));
         }
         facts
@@ -434,7 +482,23 @@ impl Sandbox {
     pub fn prepare(&self) -> io::Result<Prepared<'_>> {
         let ruleset = if self.on() && self.landlock_missing.is_none() { Some(self.ruleset()?) } else { None };
         let confine = if self.on() { Some((self.capabilities, self.last_cap)) } else { None };
-        Ok(Prepared { ruleset, filter: &self.filter, confine })
+        let namespaces = if self.on() && self.namespaces_missing.is_none() {
+            // Rights the ruleset handles on every ABI, for the rules on the workload's /proc.
+            let handled = AccessFs::from_all(ABI::V1);
+            let places: Vec<RulePlace> = self
+                .rules
+                .iter()
+                .map(|rule| RulePlace {
+                    opened: &rule.opened,
+                    writes: writes(rule),
+                    access: (rule.access & handled).bits(),
+                })
+                .collect();
+            Some(Namespaces::plan(&places)?)
+        } else {
+            None
+        };
+        Ok(Prepared { ruleset, filter: &self.filter, confine, namespaces, stop_tree: self.stop_tree })
     }
 
     /// The Landlock ruleset as a file descriptor, for the child to restrict itself with. The
@@ -462,6 +526,19 @@ impl Sandbox {
 }
 
 impl Prepared<'_> {
+    /// The namespaces the child makes and is the init of, if any.
+    pub fn namespaces(&self) -> Option<&Namespaces> {
+        self.namespaces.as_ref()
+    }
+
+    pub fn ruleset_fd(&self) -> Option<std::os::unix::io::RawFd> {
+        self.ruleset.as_ref().map(|fd| fd.as_raw_fd())
+    }
+
+    pub fn stop_tree(&self) -> bool {
+        self.stop_tree
+    }
+
     /// Confines the calling process. Runs between the child's clone and its exec: system calls
     /// only, on data made before the clone.
     pub fn apply(&self) -> io::Result<()> {
@@ -774,6 +851,7 @@ mod tests {
                 paths_source: None,
                 nomad_dirs: vec![PathBuf::from(dir)],
                 task_dir: None,
+                stop_tree: false,
             };
             let e = Sandbox::resolve(&settings, &Identity::unchanged()).unwrap_err().to_string();
             assert!(e.contains("would let the workload write the cgroup files"), "{}: {}", dir, e);
@@ -792,6 +870,7 @@ mod tests {
                 paths_source: Some("DAMON_SANDBOX_PATHS".to_string()),
                 nomad_dirs: Vec::new(),
                 task_dir: None,
+                stop_tree: false,
             };
             let e = Sandbox::resolve(&settings, &Identity::unchanged()).unwrap_err().to_string();
             assert!(e.contains("would let the workload write the cgroup files"), "{}: {}", bad, e);

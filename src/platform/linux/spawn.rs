@@ -41,6 +41,9 @@ pub struct Placement<'a> {
 #[derive(Debug)]
 pub struct ChildProcess {
     pid: Pid,
+    /// In the sandbox's namespaces `pid` is their init: the command's own wait status comes
+    /// on this pipe.
+    status_pipe: Option<File>,
     /// How it came into its group: [`BORN_IN_GROUP`] or [`JOINED_GROUP`], with the reason
     /// clone3 was refused where it was tried.
     pub start: String,
@@ -64,7 +67,8 @@ impl ChildProcess {
 
     /// The child's end if it has ended, reaping it.
     pub fn try_wait(&mut self) -> nix::Result<Option<Ended>> {
-        Self::ended(waitpid(self.pid, Some(WaitPidFlag::WNOHANG))?)
+        let status = waitpid(self.pid, Some(WaitPidFlag::WNOHANG))?;
+        Ok(self.ended(status))
     }
 
     /// Waits for the child's end and reaps it.
@@ -72,17 +76,31 @@ impl ChildProcess {
         loop {
             match waitpid(self.pid, None) {
                 Err(nix::errno::Errno::EINTR) => continue,
-                other => return Self::ended(other?),
+                other => return Ok(self.ended(other?)),
             }
         }
     }
 
-    fn ended(status: WaitStatus) -> nix::Result<Option<Ended>> {
-        Ok(match status {
-            WaitStatus::Exited(_, code) => Some(Ended::Code(code)),
-            WaitStatus::Signaled(_, signal, _) => Some(Ended::Signal(signal as i32)),
-            _ => None,
-        })
+    fn ended(&mut self, status: WaitStatus) -> Option<Ended> {
+        let ended = match status {
+            WaitStatus::Exited(_, code) => Ended::Code(code),
+            WaitStatus::Signaled(_, signal, _) => Ended::Signal(signal as i32),
+            _ => return None,
+        };
+        // The init has ended: the command's status is on the pipe, unless the init was killed
+        // before the command ended (then the init's own end stands).
+        let mut raw = [0u8; 4];
+        match self.status_pipe.take().map(|mut pipe| std::io::Read::read(&mut pipe, &mut raw)) {
+            Some(Ok(4)) => {
+                let status = i32::from_ne_bytes(raw);
+                Some(if nix::libc::WIFEXITED(status) {
+                    Ended::Code(nix::libc::WEXITSTATUS(status))
+                } else {
+                    Ended::Signal(nix::libc::WTERMSIG(status))
+                })
+            }
+            _ => Some(ended),
+        }
     }
 }
 
@@ -148,7 +166,13 @@ pub fn spawn_in(
     let mut refused = None;
     if let Some(group) = placement.v2_group {
         match clone::spawn(Destination::Group(group), program, argv, reset_signals, identity, sandbox) {
-            Ok(pid) => return Ok(ChildProcess { pid, start: BORN_IN_GROUP.to_string() }),
+            Ok(started) => {
+                return Ok(ChildProcess {
+                    pid: started.pid,
+                    status_pipe: started.status_pipe,
+                    start: BORN_IN_GROUP.to_string(),
+                })
+            }
             // Joining, below.
             Err(CloneError::Refused(e)) => refused = Some(e),
             Err(e) => return Err(clone_error(e, argv, identity)),
@@ -166,19 +190,19 @@ pub fn spawn_in(
         })
         .collect::<Result<_, _>>()?;
     let fds: Vec<i32> = procs.iter().map(|f| f.as_raw_fd()).collect();
-    let pid = clone::spawn(Destination::Join(&fds), program, argv, reset_signals, identity, sandbox)
+    let started = clone::spawn(Destination::Join(&fds), program, argv, reset_signals, identity, sandbox)
         .map_err(|e| clone_error(e, argv, identity))?;
     let start = match refused {
         Some(e) => format!("{} (clone3 into the cgroup refused: {})", JOINED_GROUP, e),
         None => JOINED_GROUP.to_string(),
     };
-    Ok(ChildProcess { pid, start })
+    Ok(ChildProcess { pid: started.pid, status_pipe: started.status_pipe, start })
 }
 
 fn clone_error(e: CloneError, argv: &[OsString], identity: &Identity) -> SpawnError {
     match e {
         CloneError::Child(e) => spawn_error(e, argv, identity),
-        CloneError::Prepare(context, e) => SpawnError::Other(context, e),
+        CloneError::Prepare(context, e) | CloneError::Namespace(context, e) => SpawnError::Other(context, e),
         // Only a clone3 is refused, and spawn_in then joins instead.
         CloneError::Refused(e) => SpawnError::Other(format!("cannot start {:?}", argv[0]), e),
     }

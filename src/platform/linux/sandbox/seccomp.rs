@@ -86,6 +86,11 @@ const TIOCLINUX: u32 = 0x541C;
 const SOCKET_FAMILIES: [u32; 4] =
     [libc::AF_UNIX as u32, libc::AF_INET as u32, libc::AF_INET6 as u32, libc::AF_NETLINK as u32];
 
+/// The personalities a program may take, as Docker's default allows them (sys/personality.h):
+/// Linux's own, PER_LINUX32, UNAME26 with either, and 0xffffffff, which only asks. Not
+/// ADDR_NO_RANDOMIZE (no address randomization, for an exploit's sake) or READ_IMPLIES_EXEC.
+const PERSONALITIES: [u32; 5] = [0, 0x8, 0x2_0000, 0x2_0008, 0xffff_ffff];
+
 /// sys/resource.h: setpriority's `which` for one process (c_uint in glibc, c_int in musl).
 const PRIO_PROCESS: u32 = 0;
 
@@ -143,6 +148,10 @@ fn always_denied() -> Vec<libc::c_long> {
         // Direct access to I/O ports, below every other control.
         #[cfg(target_arch = "x86_64")]
         libc::SYS_iopl,
+        // Segments of its own: 16-bit code, a kernel attack surface no service needs (Docker
+        // and systemd's PrivateDevices deny it too).
+        #[cfg(target_arch = "x86_64")]
+        libc::SYS_modify_ldt,
         #[cfg(target_arch = "x86_64")]
         libc::SYS_ioperm,
     ]
@@ -155,7 +164,8 @@ pub const DENIED: &str = "mount, umount2, pivot_root, the new mount API (open_tr
                           clock_adjtime, setns, unshare and clone with namespace flags, clone3 (ENOSYS: libc falls \
                           back to clone), swapon, swapoff, open_by_handle_at, acct, syslog, sethostname, \
                           setdomainname, keyctl, add_key, request_key, fanotify_init, userfaultfd, io_uring_setup, \
-                          io_uring_enter, io_uring_register, process_madvise, iopl and ioperm (x86_64); on another \
+                          io_uring_enter, io_uring_register, process_madvise, iopl, ioperm and modify_ldt (x86_64); \
+                          personality but Linux's own, PER_LINUX32 and UNAME26 (no ADDR_NO_RANDOMIZE); on another \
                           process than the caller: prlimit64, setpriority, sched_setscheduler, sched_setparam, \
                           sched_setattr, sched_setaffinity; ioctl's TIOCSTI and TIOCLINUX; sockets but of the \
                           families AF_UNIX, AF_INET, AF_INET6 and AF_NETLINK";
@@ -183,6 +193,7 @@ enum Label {
     PriorityOfCaller,
     IoctlRequest,
     SocketFamily,
+    Personality,
 }
 
 enum Op {
@@ -208,6 +219,7 @@ fn ranges(ptrace_from_filter: bool) -> Vec<(u32, Label)> {
         (libc::SYS_setpriority as u32, Label::PriorityOfCaller),
         (libc::SYS_ioctl as u32, Label::IoctlRequest),
         (libc::SYS_socket as u32, Label::SocketFamily),
+        (libc::SYS_personality as u32, Label::Personality),
     ]);
     if ptrace_from_filter {
         calls.extend([
@@ -300,6 +312,10 @@ pub fn program(ptrace_from_filter: bool) -> Vec<SockFilter> {
         Op::Load(data_arg_low(0)),
     ]);
     ops.extend(SOCKET_FAMILIES.iter().map(|&family| jeq(family, Label::Allow)));
+    ops.push(Op::Return(SECCOMP_RET_ERRNO | libc::EPERM as u32));
+    ops.push(Op::Here(Label::Personality));
+    ops.push(Op::Load(data_arg_low(0)));
+    ops.extend(PERSONALITIES.iter().map(|&persona| jeq(persona, Label::Allow)));
     ops.push(Op::Return(SECCOMP_RET_ERRNO | libc::EPERM as u32));
     if ptrace_from_filter {
         ops.extend([

@@ -1,0 +1,518 @@
+//! The workload's own mount, PID and IPC namespaces under DAMON_SANDBOX.
+//!
+//! damon's child is born in new namespaces (clone flags) and is the PID namespace's init
+//! ([`super::init`]); before it starts the command it makes the mount namespace:
+//! - the whole system read-only (one recursive `mount_setattr`, Linux 5.12), except the
+//!   writable rules, which get back the mounts they had (cloned with `open_tree` before, so a
+//!   mount that was read-only stays so): chmod, chown, utimensat and setxattr outside them
+//!   fail with EROFS, whatever the workload's capabilities;
+//! - /run, /tmp, /var/tmp and /dev/shm (and /var/run where it is no link) hidden under an
+//!   empty read-only tmpfs: the host's runtime sockets (docker.sock, containerd's, systemd's,
+//!   D-Bus's system bus) and the other tasks' temporary files are not there to connect to or
+//!   open. What a rule names beneath (the file /etc/resolv.conf leads to, a Nomad directory
+//!   under /tmp) is mounted back where it was;
+//! - a /proc of the PID namespace, its /proc/sys and /proc/sysrq-trigger read-only.
+//!
+//! The PID namespace keeps every signal of the workload within it on any kernel (Landlock
+//! scopes signals only from Linux 6.12): damon, its guard and the host's processes have no pid
+//! there. The IPC namespace gives the workload System V IPC and message queues of its own.
+//!
+//! The plan is made in damon, before the clone; the child carries it out with system calls
+//! only ([`Namespaces::enter`]), as everything between a clone and an exec.
+
+use std::cell::Cell;
+use std::ffi::CString;
+use std::fs::File;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::io::{AsRawFd, RawFd};
+use std::path::{Path, PathBuf};
+
+use nix::libc;
+
+/// linux/mount.h, the same on every architecture (system calls from 424 on are numbered alike).
+const SYS_OPEN_TREE: libc::c_long = 428;
+const SYS_MOVE_MOUNT: libc::c_long = 429;
+const SYS_MOUNT_SETATTR: libc::c_long = 442;
+const OPEN_TREE_CLONE: libc::c_uint = 1;
+const AT_RECURSIVE: libc::c_uint = 0x8000;
+const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+/// linux/landlock.h
+const LANDLOCK_RULE_PATH_BENEATH: libc::c_int = 1;
+
+/// The clone flags of a sandboxed workload's init.
+pub const CLONE_FLAGS: libc::c_int = libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC;
+
+/// Hidden under an empty read-only tmpfs: the host's runtime sockets and temporary files.
+const HIDDEN: &[&str] = &["/run", "/var/run", "/tmp", "/var/tmp", "/dev/shm"];
+/// Read-only in the workload's /proc, as in Docker's default: the kernel's tunables.
+const PROC_READ_ONLY: &[&str] = &["/proc/sys", "/proc/sysrq-trigger"];
+
+/// struct mount_attr (linux/mount.h, MOUNT_ATTR_SIZE_VER0).
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// struct landlock_path_beneath_attr (linux/landlock.h): packed.
+#[repr(C, packed)]
+struct PathBeneathAttr {
+    allowed_access: u64,
+    parent_fd: i32,
+}
+
+/// A place a rule names that keeps its mount: a writable rule (with its mounts as they were)
+/// or a rule under a hidden directory (read-only).
+#[derive(Debug)]
+struct Place {
+    path: CString,
+    /// The inode damon's rule opened: the child mounts only where the path still leads to it.
+    dev: libc::dev_t,
+    ino: libc::ino_t,
+    is_dir: bool,
+    /// Cloned before the system is made read-only.
+    writable: bool,
+    /// Under a hidden directory: the directories to make in its tmpfs, the last one the place's
+    /// own mount point (a file when the place is no directory).
+    mount_point: Vec<CString>,
+    /// The child's descriptors: the place opened, and its cloned mount.
+    opened: Cell<RawFd>,
+    tree: Cell<RawFd>,
+}
+
+/// Which step of the mount namespace failed, for damon's error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Private = 1,
+    OpenPlace,
+    ClonePlace,
+    ReadOnly,
+    Hide,
+    MountPoint,
+    MovePlace,
+    Proc,
+    ProcRule,
+    WorkingDir,
+    Init,
+}
+
+/// What the child does to make its namespaces, prepared in damon.
+#[derive(Debug)]
+pub struct Namespaces {
+    places: Vec<Place>,
+    hidden: Vec<CString>,
+    proc_dir: CString,
+    proc_read_only: Vec<CString>,
+    /// Landlock rules at or under /proc, opened again on the workload's own /proc (a rule is
+    /// an inode's, and the new /proc's are others): path and rights.
+    proc_rules: Vec<(CString, u64)>,
+    working_dir: Option<CString>,
+    names: Names,
+}
+
+/// The fixed strings the child passes to the kernel, made before the clone (C string
+/// literals need a newer Rust than the crate's).
+#[derive(Debug)]
+struct Names {
+    root: CString,
+    empty: CString,
+    tmpfs: CString,
+    tmpfs_options: CString,
+    proc: CString,
+}
+
+impl Names {
+    fn new() -> Names {
+        let name = |s: &str| CString::new(s).unwrap_or_default();
+        Names {
+            root: name("/"),
+            empty: name(""),
+            tmpfs: name("tmpfs"),
+            tmpfs_options: name("mode=755,size=64k"),
+            proc: name("proc"),
+        }
+    }
+}
+
+/// A rule as the plan needs it.
+pub struct RulePlace<'a> {
+    pub opened: &'a File,
+    pub writes: bool,
+    /// Its Landlock rights (the kernel's bits).
+    pub access: u64,
+}
+
+fn c_path(path: &Path) -> io::Result<CString> {
+    CString::new(path.as_os_str().as_bytes()).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
+}
+
+/// Whether the kernel has what the namespaces need (open_tree and move_mount, Linux 5.2;
+/// mount_setattr, 5.12), or why not.
+pub fn unavailable() -> Option<String> {
+    // SAFETY: mount_setattr(2) on descriptor -1 with no attributes: it reads no memory and
+    // fails, with ENOSYS only where the kernel lacks it.
+    let result = unsafe {
+        libc::syscall(
+            SYS_MOUNT_SETATTR,
+            -1 as libc::c_int,
+            std::ptr::null::<libc::c_char>(),
+            0 as libc::c_uint,
+            0usize,
+            0usize,
+        )
+    };
+    let e = io::Error::last_os_error();
+    match (result, e.raw_os_error()) {
+        (-1, Some(libc::ENOSYS)) => Some(format!(
+            "this kernel has no mount_setattr (Linux 5.12): no mount, PID and IPC namespaces of the workload's own ({})",
+            e
+        )),
+        _ => None,
+    }
+}
+
+impl Namespaces {
+    /// The plan for these rules.
+    pub fn plan(rules: &[RulePlace]) -> io::Result<Namespaces> {
+        // Where each rule leads, by the kernel's own name for the opened inode.
+        let mut located = Vec::new();
+        for rule in rules {
+            let fd = rule.opened.as_raw_fd();
+            let path = std::fs::read_link(format!("/proc/self/fd/{}", fd))?;
+            let st = nix::sys::stat::fstat(fd).map_err(io::Error::from)?;
+            let kind = st.st_mode & libc::S_IFMT;
+            located.push((path, rule, st.st_dev, st.st_ino, kind));
+        }
+        // A hidden directory that a rule names, or lies beneath, stays as it is: the operator
+        // gave it.
+        let hidden: Vec<PathBuf> = HIDDEN
+            .iter()
+            .map(PathBuf::from)
+            .filter(|dir| std::fs::symlink_metadata(dir).map_or(false, |m| m.is_dir()))
+            .filter(|dir| !located.iter().any(|(path, ..)| dir.starts_with(path)))
+            .collect();
+        let mut places: Vec<Place> = Vec::new();
+        let mut proc_rules = Vec::new();
+        for (path, rule, dev, ino, kind) in &located {
+            if path.starts_with("/proc") {
+                proc_rules.push((c_path(path)?, rule.access));
+                continue;
+            }
+            let is_dir = *kind == libc::S_IFDIR;
+            // A device stays writable on a read-only mount (/dev/null).
+            let writable = rule.writes && (is_dir || *kind == libc::S_IFREG);
+            let under = hidden.iter().find(|dir| path.starts_with(dir));
+            if !writable && under.is_none() {
+                continue;
+            }
+            let mut mount_point = Vec::new();
+            if let Some(dir) = under {
+                let mut at = dir.clone();
+                for part in path.strip_prefix(dir).unwrap_or(path).iter() {
+                    at.push(part);
+                    mount_point.push(c_path(&at)?);
+                }
+            }
+            places.push(Place {
+                path: c_path(path)?,
+                dev: *dev,
+                ino: *ino,
+                is_dir,
+                writable,
+                mount_point,
+                opened: Cell::new(-1),
+                tree: Cell::new(-1),
+            });
+        }
+        // The working directory stays where it is, read-only unless a rule says otherwise,
+        // also when it lies in a hidden directory (a program reads relative paths from it).
+        let working_dir = std::env::current_dir().ok();
+        if let Some(dir) = &working_dir {
+            let under = hidden.iter().find(|hidden| dir.starts_with(hidden));
+            let in_place = located.iter().any(|(path, ..)| dir.starts_with(path));
+            if let (Some(under), false, Ok(st)) = (under, in_place, nix::sys::stat::stat(dir)) {
+                let mut mount_point = Vec::new();
+                let mut at = under.clone();
+                for part in dir.strip_prefix(under).unwrap_or(dir).iter() {
+                    at.push(part);
+                    mount_point.push(c_path(&at)?);
+                }
+                places.push(Place {
+                    path: c_path(dir)?,
+                    dev: st.st_dev,
+                    ino: st.st_ino,
+                    is_dir: true,
+                    writable: false,
+                    mount_point,
+                    opened: Cell::new(-1),
+                    tree: Cell::new(-1),
+                });
+            }
+        }
+        // A place within another writable one comes with that one's mounts.
+        let writable_dirs: Vec<Vec<u8>> =
+            places.iter().filter(|p| p.writable && p.is_dir).map(|p| p.path.as_bytes().to_vec()).collect();
+        places.retain(|p| {
+            !writable_dirs.iter().any(|dir| {
+                let path = p.path.as_bytes();
+                path.len() > dir.len() && path.starts_with(dir) && path[dir.len()] == b'/'
+            })
+        });
+        // Outer places first: a place's mount point may lie in another's tree.
+        places.sort_by_key(|p| p.path.as_bytes().len());
+        let working_dir = working_dir.and_then(|dir| c_path(&dir).ok());
+        Ok(Namespaces {
+            places,
+            hidden: hidden.iter().map(|dir| c_path(dir)).collect::<io::Result<_>>()?,
+            proc_dir: c_path(Path::new("/proc"))?,
+            proc_read_only: PROC_READ_ONLY.iter().map(|p| c_path(Path::new(p))).collect::<io::Result<_>>()?,
+            proc_rules,
+            working_dir,
+            names: Names::new(),
+        })
+    }
+
+    /// What the child does in its new namespaces before it starts the command: system calls
+    /// only, on the plan. `ruleset`: the Landlock ruleset the command will restrict itself
+    /// with, to which the rules under /proc are added. On failure, the step and the index of
+    /// the place or directory it was at.
+    pub fn enter(&self, ruleset: Option<RawFd>) -> Result<(), (Step, u16, io::Error)> {
+        let at = |step: Step, index: usize| move |e: io::Error| (step, index as u16, e);
+        let names = &self.names;
+        // Nothing mounted here reaches the host's namespace, and the host's new mounts (a
+        // disk mounted later) still reach this one.
+        mount(None, &names.root, None, libc::MS_REC | libc::MS_SLAVE, None).map_err(at(Step::Private, 0))?;
+        // The writable places with their mounts as they are, before everything is read-only.
+        for (i, place) in self.places.iter().enumerate().filter(|(_, p)| p.writable) {
+            place.open().map_err(at(Step::OpenPlace, i))?;
+            place.clone_tree(&names.empty).map_err(at(Step::ClonePlace, i))?;
+        }
+        let read_only = MountAttr { attr_set: MOUNT_ATTR_RDONLY, attr_clr: 0, propagation: 0, userns_fd: 0 };
+        // SAFETY: mount_setattr(2) reads the path and the attributes, both alive on this stack
+        // or in the plan, and keeps no pointer.
+        check(unsafe {
+            libc::syscall(
+                SYS_MOUNT_SETATTR,
+                libc::AT_FDCWD,
+                names.root.as_ptr(),
+                AT_RECURSIVE,
+                &read_only as *const MountAttr,
+                std::mem::size_of::<MountAttr>(),
+            )
+        })
+        .map_err(at(Step::ReadOnly, 0))?;
+        // The read-only places under hidden directories, as they are now.
+        for (i, place) in self.places.iter().enumerate().filter(|(_, p)| !p.writable) {
+            place.open().map_err(at(Step::OpenPlace, i))?;
+            place.clone_tree(&names.empty).map_err(at(Step::ClonePlace, i))?;
+        }
+        for (i, dir) in self.hidden.iter().enumerate() {
+            let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+            mount(Some(&names.tmpfs), dir, Some(&names.tmpfs), flags, Some(&names.tmpfs_options))
+                .map_err(at(Step::Hide, i))?;
+            for (p, place) in self.places.iter().enumerate() {
+                if place.mount_point.first().map_or(true, |first| !starts_with_dir(first, dir)) {
+                    continue;
+                }
+                place.make_mount_point().map_err(at(Step::MountPoint, p))?;
+            }
+            mount(None, dir, None, libc::MS_REMOUNT | libc::MS_RDONLY | flags, None).map_err(at(Step::Hide, i))?;
+        }
+        for (i, place) in self.places.iter().enumerate() {
+            place.move_tree(&names.empty).map_err(at(Step::MovePlace, i))?;
+        }
+        let proc_flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+        mount(Some(&names.proc), &self.proc_dir, Some(&names.proc), proc_flags, None).map_err(at(Step::Proc, 0))?;
+        for (i, path) in self.proc_read_only.iter().enumerate() {
+            // Binding a path onto itself makes it a mount of its own, which may then be read-only.
+            // A kernel without magic SysRq has no /proc/sysrq-trigger.
+            match mount(Some(path), path, None, libc::MS_BIND, None) {
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
+                bound => bound
+                    .and_then(|()| {
+                        mount(None, path, None, libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | proc_flags, None)
+                    })
+                    .map_err(at(Step::Proc, i + 1))?,
+            }
+        }
+        if let Some(ruleset) = ruleset {
+            for (i, (path, access)) in self.proc_rules.iter().enumerate() {
+                add_landlock_rule(ruleset, path, *access).map_err(at(Step::ProcRule, i))?;
+            }
+        }
+        if let Some(dir) = &self.working_dir {
+            // The working directory was the mount beneath a writable place's new one.
+            // SAFETY: chdir(2) reads a NUL-terminated path of the plan.
+            check(unsafe { libc::chdir(dir.as_ptr()) }.into()).map_err(at(Step::WorkingDir, 0))?;
+        }
+        for place in &self.places {
+            close(place.opened.replace(-1));
+            close(place.tree.replace(-1));
+        }
+        Ok(())
+    }
+
+    /// What a failed step was about, for damon's error.
+    pub fn describe(&self, step: Step, index: u16) -> String {
+        let index = usize::from(index);
+        let place = || self.places.get(index).map_or_else(String::new, |p| p.path.to_string_lossy().into_owned());
+        match step {
+            Step::Private => "cannot make the workload's mounts private".to_string(),
+            Step::OpenPlace => format!(
+                "cannot open {} again in the workload's mount namespace, or it is no longer what the sandbox's rule \
+                 opened",
+                place()
+            ),
+            Step::ClonePlace => format!("cannot clone the mounts of {}", place()),
+            Step::ReadOnly => "cannot make the system read-only for the workload".to_string(),
+            Step::Hide => format!(
+                "cannot hide {} from the workload",
+                self.hidden.get(index).map_or_else(String::new, |p| p.to_string_lossy().into_owned())
+            ),
+            Step::MountPoint => format!("cannot make a mount point for {} in a hidden directory", place()),
+            Step::MovePlace => format!("cannot mount {} back for the workload", place()),
+            Step::Proc => match index.checked_sub(1).and_then(|i| self.proc_read_only.get(i)) {
+                Some(path) => format!("cannot make {} read-only for the workload", path.to_string_lossy()),
+                None => "cannot mount the workload's /proc".to_string(),
+            },
+            Step::ProcRule => format!(
+                "cannot give the Landlock rule for {} on the workload's /proc",
+                self.proc_rules.get(index).map_or_else(String::new, |(p, _)| p.to_string_lossy().into_owned())
+            ),
+            Step::WorkingDir => {
+                "cannot enter the working directory again in the workload's mount namespace".to_string()
+            }
+            Step::Init => "cannot start the command from the sandbox's init".to_string(),
+        }
+    }
+
+    pub fn step(code: u16) -> Option<Step> {
+        use Step::*;
+        [Private, OpenPlace, ClonePlace, ReadOnly, Hide, MountPoint, MovePlace, Proc, ProcRule, WorkingDir, Init]
+            .iter()
+            .copied()
+            .find(|step| *step as u16 == code)
+    }
+}
+
+impl Place {
+    /// Opens the place and checks that it is the inode damon's rule opened.
+    fn open(&self) -> io::Result<()> {
+        // SAFETY: open(2) of a NUL-terminated path of the plan.
+        let fd = unsafe { libc::open(self.path.as_ptr(), libc::O_PATH | libc::O_CLOEXEC | libc::O_NOFOLLOW) };
+        check(fd.into())?;
+        self.opened.set(fd);
+        // SAFETY: fstat(2) fills the zeroed struct on this stack.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: as above; `fd` was just opened.
+        check(unsafe { libc::fstat(fd, &mut st) }.into())?;
+        if st.st_dev != self.dev || st.st_ino != self.ino {
+            return Err(io::Error::from_raw_os_error(libc::ESTALE));
+        }
+        Ok(())
+    }
+
+    fn clone_tree(&self, empty: &CString) -> io::Result<()> {
+        // SAFETY: open_tree(2) on the descriptor just opened, with an empty path.
+        let fd = unsafe {
+            libc::syscall(
+                SYS_OPEN_TREE,
+                self.opened.get(),
+                empty.as_ptr(),
+                OPEN_TREE_CLONE | AT_RECURSIVE | libc::AT_EMPTY_PATH as libc::c_uint | libc::O_CLOEXEC as libc::c_uint,
+            )
+        };
+        check(fd)?;
+        self.tree.set(fd as RawFd);
+        Ok(())
+    }
+
+    fn make_mount_point(&self) -> io::Result<()> {
+        let last = self.mount_point.len().saturating_sub(1);
+        for (i, dir) in self.mount_point.iter().enumerate() {
+            let result = if i < last || self.is_dir {
+                // SAFETY: mkdir(2) of a NUL-terminated path of the plan.
+                unsafe { libc::mkdir(dir.as_ptr(), 0o755) }
+            } else {
+                // SAFETY: open(2) of a NUL-terminated path of the plan; closed at once.
+                let fd = unsafe { libc::open(dir.as_ptr(), libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC, 0o644) };
+                close(fd);
+                fd.min(0)
+            };
+            match check(result.into()) {
+                Err(e) if e.raw_os_error() != Some(libc::EEXIST) => return Err(e),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Mounts the cloned tree where the place was: on the opened place itself, or on the mount
+    /// point made in a hidden directory's tmpfs.
+    fn move_tree(&self, empty: &CString) -> io::Result<()> {
+        let (target_fd, target, flags) = if self.mount_point.is_empty() {
+            (self.opened.get(), empty.as_ptr(), MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH)
+        } else {
+            (libc::AT_FDCWD, self.path.as_ptr(), MOVE_MOUNT_F_EMPTY_PATH)
+        };
+        // SAFETY: move_mount(2) of the cloned tree's descriptor onto a descriptor or a
+        // NUL-terminated path of the plan.
+        check(unsafe { libc::syscall(SYS_MOVE_MOUNT, self.tree.get(), empty.as_ptr(), target_fd, target, flags) })
+    }
+}
+
+fn starts_with_dir(path: &CString, dir: &CString) -> bool {
+    let (path, dir) = (path.as_bytes(), dir.as_bytes());
+    path.len() > dir.len() && path.starts_with(dir) && path[dir.len()] == b'/'
+}
+
+fn add_landlock_rule(ruleset: RawFd, path: &CString, access: u64) -> io::Result<()> {
+    // SAFETY: open(2) of a NUL-terminated path of the plan.
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
+    check(fd.into())?;
+    let attr = PathBeneathAttr { allowed_access: access, parent_fd: fd };
+    // SAFETY: landlock_add_rule(2) reads the packed attribute on this stack and keeps no pointer.
+    let result = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_add_rule,
+            ruleset,
+            LANDLOCK_RULE_PATH_BENEATH,
+            &attr as *const PathBeneathAttr,
+            0 as libc::c_uint,
+        )
+    };
+    close(fd);
+    check(result)
+}
+
+fn mount(
+    source: Option<&std::ffi::CStr>,
+    target: &std::ffi::CStr,
+    fstype: Option<&std::ffi::CStr>,
+    flags: libc::c_ulong,
+    data: Option<&std::ffi::CStr>,
+) -> io::Result<()> {
+    let ptr = |s: Option<&std::ffi::CStr>| s.map_or(std::ptr::null(), |s| s.as_ptr());
+    // SAFETY: mount(2) reads NUL-terminated strings alive in the plan or in the binary.
+    check(unsafe { libc::mount(ptr(source), target.as_ptr(), ptr(fstype), flags, ptr(data).cast()) }.into())
+}
+
+fn close(fd: RawFd) {
+    if fd >= 0 {
+        // SAFETY: close(2) of a descriptor this plan opened and no one else uses.
+        unsafe { libc::close(fd) };
+    }
+}
+
+fn check(result: libc::c_long) -> io::Result<()> {
+    if result == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
