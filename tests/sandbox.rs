@@ -701,4 +701,94 @@ mod sandbox {
             println!("sandbox ({}): {} (scope {}): {:?}", cgroup_version(), script, scope, with);
         }
     }
+
+    /// What a service does, inside the sandbox as outside it: Python (Debian's, under /usr)
+    /// with threads, a TLS server and client on the loopback with the task's own certificate,
+    /// the system's CA store, a name looked up through NSS, subprocesses, a multiprocessing
+    /// lock (POSIX semaphores in /dev/shm), and a file written in each Nomad directory.
+    #[test]
+    fn sandbox_a_python_service_with_threads_tls_and_subprocesses_still_runs() {
+        let python = Path::new("/usr/bin/python3");
+        if std::env::var("DAMON_TEST_STAGE").map_or(false, |stage| stage.starts_with("vm")) {
+            return skip_elsewhere("the host stage runs it: the VM has no Python");
+        }
+        if !python.exists() || Command::new("openssl").arg("version").output().is_err() {
+            return skip_missing("Debian's python3 and openssl (scripts/test installs them)");
+        }
+        let dir = TestDir::new("sandbox-python");
+        for sub in ["task/local", "task/secrets", "task/tmp", "alloc"] {
+            fs::create_dir_all(dir.path(sub)).unwrap();
+        }
+        let made = Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost"])
+            .args(["-addext", "subjectAltName=DNS:localhost", "-keyout"])
+            .arg(dir.path("task/secrets/key.pem"))
+            .arg("-out")
+            .arg(dir.path("task/secrets/cert.pem"))
+            .output()
+            .unwrap();
+        assert!(made.status.success(), "openssl: {}", String::from_utf8_lossy(&made.stderr));
+        fs::write(dir.path("task/local/service.py"), PYTHON_SERVICE).unwrap();
+        let service = |mut cmd: Command| {
+            cmd.env("NOMAD_TASK_DIR", dir.path("task/local"))
+                .env("NOMAD_SECRETS_DIR", dir.path("task/secrets"))
+                .env("NOMAD_ALLOC_DIR", dir.path("alloc"))
+                .arg(python)
+                .arg(dir.path("task/local/service.py"));
+            run(cmd, &dir)
+        };
+        let control = service(damon(&dir));
+        control.assert_code(0);
+        let mut cmd = damon(&dir);
+        cmd.env("DAMON_SANDBOX", "Y");
+        let sandboxed = service(cmd);
+        sandboxed.assert_code(0);
+        assert_eq!(sandboxed.stdout, control.stdout, "{}", sandboxed.explain());
+        assert!(sandboxed.stdout.contains("service ok"), "{}", sandboxed.explain());
+        println!("sandbox ({}): {}", cgroup_version(), sandboxed.stdout.trim());
+    }
+
+    const PYTHON_SERVICE: &str = r#"
+import multiprocessing, os, socket, ssl, subprocess, sys, threading
+
+squares = []
+workers = [threading.Thread(target=lambda i=i: squares.append(i * i)) for i in range(8)]
+for w in workers: w.start()
+for w in workers: w.join()
+assert sorted(squares) == [i * i for i in range(8)], squares
+print("threads", len(squares))
+
+secrets = os.environ["NOMAD_SECRETS_DIR"]
+cert, key = os.path.join(secrets, "cert.pem"), os.path.join(secrets, "key.pem")
+server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+server_context.load_cert_chain(cert, key)
+listener = socket.socket()
+listener.bind(("127.0.0.1", 0))
+listener.listen(1)
+def serve():
+    conn, _ = listener.accept()
+    with server_context.wrap_socket(conn, server_side=True) as tls:
+        tls.sendall(tls.recv(5).upper())
+server = threading.Thread(target=serve)
+server.start()
+client_context = ssl.create_default_context(cafile=cert)
+with socket.create_connection(listener.getsockname()) as raw:
+    with client_context.wrap_socket(raw, server_hostname="localhost") as tls:
+        tls.sendall(b"hello")
+        print("tls", tls.version() is not None, tls.recv(5).decode())
+server.join()
+print("ca store", ssl.create_default_context().cert_store_stats()["x509_ca"] > 0)
+print("lookup", socket.getaddrinfo("localhost", 80, socket.AF_INET)[0][4][0])
+print("subprocess", subprocess.run(["sh", "-c", "echo $((6 * 7))"], capture_output=True, text=True).stdout.strip())
+lock = multiprocessing.Lock()
+with lock:
+    print("semaphore", True)
+for variable in ("NOMAD_TASK_DIR", "NOMAD_ALLOC_DIR", "NOMAD_SECRETS_DIR"):
+    path = os.path.join(os.environ[variable], "written")
+    with open(path, "w") as f:
+        f.write("x")
+    os.remove(path)
+print("nomad dirs written")
+print("service ok")
+"#;
 }

@@ -72,7 +72,7 @@ const ABI_SCOPE_SIGNAL: i64 = 6;
 /// What a root workload can still do under the sandbox, for `--check` (docs/linux.md, "Not
 /// closed yet"): with the workload's own namespaces, and without them (a kernel before 5.12).
 const NOT_CLOSED: &[&str] =
-    &["Unix sockets with a path outside the hidden directories (/run, /var/run, /tmp, /var/tmp, /dev/shm): Landlock \
+    &["Unix sockets with a path outside the hidden directories (/run, /var/run, /tmp, /var/tmp): Landlock \
      controls no connect(), and a root workload connects to a root service's socket wherever it lies (one under \
      /var/lib, say) if it can name it"];
 const NOT_CLOSED_WITHOUT_NAMESPACES: &[&str] = &[
@@ -426,7 +426,7 @@ impl Sandbox {
             "sandbox namespaces",
             match &self.namespaces_missing {
                 None => "mount, PID and IPC of the workload's own: the system read-only but for the writable rules; \
-                         /run, /var/run, /tmp, /var/tmp and /dev/shm hidden (what a rule names there mounted back); \
+                         /run, /var/run, /tmp and /var/tmp hidden (what a rule names there mounted back); a /dev/shm of its own; \
                          a /proc of its PID namespace, /proc/sys read-only"
                     .to_string(),
                 Some(why) => format!("none: {}", why),
@@ -483,8 +483,13 @@ impl Sandbox {
         let ruleset = if self.on() && self.landlock_missing.is_none() { Some(self.ruleset()?) } else { None };
         let confine = if self.on() { Some((self.capabilities, self.last_cap)) } else { None };
         let namespaces = if self.on() && self.namespaces_missing.is_none() {
-            // Rights the ruleset handles on every ABI, for the rules on the workload's /proc.
-            let handled = AccessFs::from_all(ABI::V1);
+            // The rights this kernel's ruleset handles: a rule added with the system call
+            // itself (on the workload's own mounts) may hold no other.
+            let handled = AccessFs::from_all(match self.landlock_abi {
+                1 => ABI::V1,
+                2 => ABI::V2,
+                _ => ABI::V3,
+            });
             let places: Vec<RulePlace> = self
                 .rules
                 .iter()
@@ -494,7 +499,11 @@ impl Sandbox {
                     access: (rule.access & handled).bits(),
                 })
                 .collect();
-            Some(Namespaces::plan(&places)?)
+            let shared_memory = self.landlock_missing.is_none().then(|| {
+                let rwc = Access { read: true, write: true, execute: false, create: true };
+                (landlock_access(rwc, true) & handled).bits()
+            });
+            Some(Namespaces::plan(&places, shared_memory)?)
         } else {
             None
         };
@@ -631,8 +640,13 @@ fn planted_reason(planted: &PathError) -> String {
 /// into it. Never the making of device nodes: a root workload's own node for a disk would
 /// bypass every rule.
 fn landlock_rule_of(rule: &PathRule, opened: Opened) -> Rule {
+    let access = landlock_access(rule.access, opened.is_dir);
+    Rule { path: rule.path.clone(), opened: Arc::new(opened.file), access, shown: rule.to_string() }
+}
+
+/// A rule's rights as Landlock's bits (see [`landlock_rule_of`]).
+fn landlock_access(a: Access, dir: bool) -> BitFlags<AccessFs> {
     let mut access = BitFlags::<AccessFs>::empty();
-    let (a, dir) = (rule.access, opened.is_dir);
     if a.read {
         access |= AccessFs::ReadFile;
         if dir {
@@ -650,7 +664,7 @@ fn landlock_rule_of(rule: &PathRule, opened: Opened) -> Rule {
             MakeReg | MakeDir | MakeSock | MakeFifo | MakeSym | RemoveFile | RemoveDir | Refer
         });
     }
-    Rule { path: rule.path.clone(), opened: Arc::new(opened.file), access, shown: rule.to_string() }
+    access
 }
 
 /// A rule's path opened as Landlock takes it (`O_PATH`, following links), in two steps, so that

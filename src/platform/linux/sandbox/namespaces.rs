@@ -6,11 +6,13 @@
 //!   writable rules, which get back the mounts they had (cloned with `open_tree` before, so a
 //!   mount that was read-only stays so): chmod, chown, utimensat and setxattr outside them
 //!   fail with EROFS, whatever the workload's capabilities;
-//! - /run, /tmp, /var/tmp and /dev/shm (and /var/run where it is no link) hidden under an
-//!   empty read-only tmpfs: the host's runtime sockets (docker.sock, containerd's, systemd's,
+//! - /run, /tmp and /var/tmp (and /var/run where it is no link) hidden under an empty
+//!   read-only tmpfs: the host's runtime sockets (docker.sock, containerd's, systemd's,
 //!   D-Bus's system bus) and the other tasks' temporary files are not there to connect to or
 //!   open. What a rule names beneath (the file /etc/resolv.conf leads to, a Nomad directory
 //!   under /tmp) is mounted back where it was;
+//! - a /dev/shm of its own (64 MiB, writable: POSIX shared memory and semaphores), where the
+//!   host's held other processes' shared memory;
 //! - a /proc of the PID namespace, its /proc/sys and /proc/sysrq-trigger read-only.
 //!
 //! The PID namespace keeps every signal of the workload within it on any kernel (Landlock
@@ -46,7 +48,10 @@ const LANDLOCK_RULE_PATH_BENEATH: libc::c_int = 1;
 pub const CLONE_FLAGS: libc::c_int = libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC;
 
 /// Hidden under an empty read-only tmpfs: the host's runtime sockets and temporary files.
-const HIDDEN: &[&str] = &["/run", "/var/run", "/tmp", "/var/tmp", "/dev/shm"];
+const HIDDEN: &[&str] = &["/run", "/var/run", "/tmp", "/var/tmp"];
+/// POSIX shared memory and semaphores: a tmpfs of the workload's own, as Docker's 64 MiB one
+/// (its pages are charged to the workload's memory limit).
+const SHARED_MEMORY: &str = "/dev/shm";
 /// Read-only in the workload's /proc, as in Docker's default: the kernel's tunables.
 const PROC_READ_ONLY: &[&str] = &["/proc/sys", "/proc/sysrq-trigger"];
 
@@ -96,9 +101,10 @@ pub enum Step {
     MountPoint,
     MovePlace,
     Proc,
-    ProcRule,
+    FreshRule,
     WorkingDir,
     Init,
+    SharedMemory,
 }
 
 /// What the child does to make its namespaces, prepared in damon.
@@ -108,9 +114,11 @@ pub struct Namespaces {
     hidden: Vec<CString>,
     proc_dir: CString,
     proc_read_only: Vec<CString>,
-    /// Landlock rules at or under /proc, opened again on the workload's own /proc (a rule is
-    /// an inode's, and the new /proc's are others): path and rights.
-    proc_rules: Vec<(CString, u64)>,
+    /// The workload's own /dev/shm, unless a rule names the host's.
+    shared_memory: Option<CString>,
+    /// Landlock rules on the file systems mounted afresh (at or under /proc, and /dev/shm),
+    /// opened there (a rule is an inode's, and these are new ones): path and rights.
+    fresh_rules: Vec<(CString, u64)>,
     working_dir: Option<CString>,
     names: Names,
 }
@@ -123,6 +131,7 @@ struct Names {
     empty: CString,
     tmpfs: CString,
     tmpfs_options: CString,
+    shared_memory_options: CString,
     proc: CString,
 }
 
@@ -134,6 +143,7 @@ impl Names {
             empty: name(""),
             tmpfs: name("tmpfs"),
             tmpfs_options: name("mode=755,size=64k"),
+            shared_memory_options: name("mode=1777,size=64m"),
             proc: name("proc"),
         }
     }
@@ -143,7 +153,7 @@ impl Names {
 pub struct RulePlace<'a> {
     pub opened: &'a File,
     pub writes: bool,
-    /// Its Landlock rights (the kernel's bits).
+    /// Its Landlock rights (the kernel's bits, those this kernel handles).
     pub access: u64,
 }
 
@@ -177,8 +187,9 @@ pub fn unavailable() -> Option<String> {
 }
 
 impl Namespaces {
-    /// The plan for these rules.
-    pub fn plan(rules: &[RulePlace]) -> io::Result<Namespaces> {
+    /// The plan for these rules. `shared_memory_access`: the rights on the workload's own
+    /// /dev/shm (the kernel's bits), where Landlock is.
+    pub fn plan(rules: &[RulePlace], shared_memory_access: Option<u64>) -> io::Result<Namespaces> {
         // Where each rule leads, by the kernel's own name for the opened inode.
         let mut located = Vec::new();
         for rule in rules {
@@ -197,10 +208,10 @@ impl Namespaces {
             .filter(|dir| !located.iter().any(|(path, ..)| dir.starts_with(path)))
             .collect();
         let mut places: Vec<Place> = Vec::new();
-        let mut proc_rules = Vec::new();
+        let mut fresh_rules = Vec::new();
         for (path, rule, dev, ino, kind) in &located {
             if path.starts_with("/proc") {
-                proc_rules.push((c_path(path)?, rule.access));
+                fresh_rules.push((c_path(path)?, rule.access));
                 continue;
             }
             let is_dir = *kind == libc::S_IFDIR;
@@ -266,12 +277,23 @@ impl Namespaces {
         // Outer places first: a place's mount point may lie in another's tree.
         places.sort_by_key(|p| p.path.as_bytes().len());
         let working_dir = working_dir.and_then(|dir| c_path(&dir).ok());
+        let shm = Path::new(SHARED_MEMORY);
+        let shared_memory =
+            if shm.is_dir() && !located.iter().any(|(path, ..)| shm.starts_with(path) || path.starts_with(shm)) {
+                if let Some(access) = shared_memory_access {
+                    fresh_rules.push((c_path(shm)?, access));
+                }
+                Some(c_path(shm)?)
+            } else {
+                None
+            };
         Ok(Namespaces {
             places,
             hidden: hidden.iter().map(|dir| c_path(dir)).collect::<io::Result<_>>()?,
             proc_dir: c_path(Path::new("/proc"))?,
             proc_read_only: PROC_READ_ONLY.iter().map(|p| c_path(Path::new(p))).collect::<io::Result<_>>()?,
-            proc_rules,
+            shared_memory,
+            fresh_rules,
             working_dir,
             names: Names::new(),
         })
@@ -326,7 +348,12 @@ impl Namespaces {
         for (i, place) in self.places.iter().enumerate() {
             place.move_tree(&names.empty).map_err(at(Step::MovePlace, i))?;
         }
-        let proc_flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+        let fresh_flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+        if let Some(shm) = &self.shared_memory {
+            mount(Some(&names.tmpfs), shm, Some(&names.tmpfs), fresh_flags, Some(&names.shared_memory_options))
+                .map_err(at(Step::SharedMemory, 0))?;
+        }
+        let proc_flags = fresh_flags;
         mount(Some(&names.proc), &self.proc_dir, Some(&names.proc), proc_flags, None).map_err(at(Step::Proc, 0))?;
         for (i, path) in self.proc_read_only.iter().enumerate() {
             // Binding a path onto itself makes it a mount of its own, which may then be read-only.
@@ -341,8 +368,8 @@ impl Namespaces {
             }
         }
         if let Some(ruleset) = ruleset {
-            for (i, (path, access)) in self.proc_rules.iter().enumerate() {
-                add_landlock_rule(ruleset, path, *access).map_err(at(Step::ProcRule, i))?;
+            for (i, (path, access)) in self.fresh_rules.iter().enumerate() {
+                add_landlock_rule(ruleset, path, *access).map_err(at(Step::FreshRule, i))?;
             }
         }
         if let Some(dir) = &self.working_dir {
@@ -380,10 +407,11 @@ impl Namespaces {
                 Some(path) => format!("cannot make {} read-only for the workload", path.to_string_lossy()),
                 None => "cannot mount the workload's /proc".to_string(),
             },
-            Step::ProcRule => format!(
-                "cannot give the Landlock rule for {} on the workload's /proc",
-                self.proc_rules.get(index).map_or_else(String::new, |(p, _)| p.to_string_lossy().into_owned())
+            Step::FreshRule => format!(
+                "cannot give the Landlock rule for {} on the workload's own mount",
+                self.fresh_rules.get(index).map_or_else(String::new, |(p, _)| p.to_string_lossy().into_owned())
             ),
+            Step::SharedMemory => "cannot mount the workload's own /dev/shm".to_string(),
             Step::WorkingDir => {
                 "cannot enter the working directory again in the workload's mount namespace".to_string()
             }
@@ -393,10 +421,23 @@ impl Namespaces {
 
     pub fn step(code: u16) -> Option<Step> {
         use Step::*;
-        [Private, OpenPlace, ClonePlace, ReadOnly, Hide, MountPoint, MovePlace, Proc, ProcRule, WorkingDir, Init]
-            .iter()
-            .copied()
-            .find(|step| *step as u16 == code)
+        [
+            Private,
+            OpenPlace,
+            ClonePlace,
+            ReadOnly,
+            Hide,
+            MountPoint,
+            MovePlace,
+            Proc,
+            FreshRule,
+            WorkingDir,
+            Init,
+            SharedMemory,
+        ]
+        .iter()
+        .copied()
+        .find(|step| *step as u16 == code)
     }
 }
 
