@@ -198,10 +198,10 @@ impl Child<'_> {
             .and_then(|()| check(unsafe { libc::setsid() }.into()))
             .and_then(|()| check(unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0 as libc::c_ulong, 0, 0, 0) }.into()));
         if let Err(e) = result {
-            self.fail(Some(e), Step::Init as u16, 0);
+            self.fail(Some(e), Step::INIT.0, 0);
         }
         if let Err((step, index, e)) = namespaces.enter(self.sandbox.ruleset_fd()) {
-            self.fail(Some(e), step as u16, index);
+            self.fail(Some(e), step.0, index);
         }
         // SAFETY: clone(2) as posix_spawn uses it, as in `spawn`: the command runs
         // `command_entry` on its own stack in this process's memory, and this one waits
@@ -215,7 +215,7 @@ impl Child<'_> {
             )
         };
         if pid == -1 {
-            self.fail(Some(io::Error::last_os_error()), Step::Init as u16, 0);
+            self.fail(Some(io::Error::last_os_error()), Step::INIT.0, 0);
         }
         // The command has exec'd, or failed and said why on the error pipe (damon then reports
         // that and reaps the init, which reaps it). The init closes its end of the error pipe,
@@ -382,8 +382,8 @@ pub fn spawn(
     let error = io::Error::from_raw_os_error(i32::from_ne_bytes(errno));
     let step = u16::from_ne_bytes([report[4], report[5]]);
     let index = u16::from_ne_bytes([report[6], report[7]]);
-    match (Namespaces::step(step), sandbox.namespaces()) {
-        (Some(step), Some(namespaces)) => Err(CloneError::Namespace(namespaces.describe(step, index), error)),
+    match sandbox.namespaces() {
+        Some(namespaces) if step != 0 => Err(CloneError::Namespace(namespaces.describe(Step(step), index), error)),
         _ => Err(CloneError::Child(error)),
     }
 }

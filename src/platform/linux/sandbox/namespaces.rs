@@ -90,21 +90,24 @@ struct Place {
     tree: Cell<RawFd>,
 }
 
-/// Which step of the mount namespace failed, for damon's error.
+/// Which step of the namespaces failed, as the child reports it to damon on the error pipe (0
+/// is none of them: the command's own steps).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Step {
-    Private = 1,
-    OpenPlace,
-    ClonePlace,
-    ReadOnly,
-    Hide,
-    MountPoint,
-    MovePlace,
-    Proc,
-    FreshRule,
-    WorkingDir,
-    Init,
-    SharedMemory,
+pub struct Step(pub u16);
+
+impl Step {
+    pub const PRIVATE: Step = Step(1);
+    pub const OPEN_PLACE: Step = Step(2);
+    pub const CLONE_PLACE: Step = Step(3);
+    pub const READ_ONLY: Step = Step(4);
+    pub const HIDE: Step = Step(5);
+    pub const MOUNT_POINT: Step = Step(6);
+    pub const MOVE_PLACE: Step = Step(7);
+    pub const PROC: Step = Step(8);
+    pub const FRESH_RULE: Step = Step(9);
+    pub const WORKING_DIR: Step = Step(10);
+    pub const INIT: Step = Step(11);
+    pub const SHARED_MEMORY: Step = Step(12);
 }
 
 /// What the child does to make its namespaces, prepared in damon.
@@ -221,24 +224,7 @@ impl Namespaces {
             if !writable && under.is_none() {
                 continue;
             }
-            let mut mount_point = Vec::new();
-            if let Some(dir) = under {
-                let mut at = dir.clone();
-                for part in path.strip_prefix(dir).unwrap_or(path).iter() {
-                    at.push(part);
-                    mount_point.push(c_path(&at)?);
-                }
-            }
-            places.push(Place {
-                path: c_path(path)?,
-                dev: *dev,
-                ino: *ino,
-                is_dir,
-                writable,
-                mount_point,
-                opened: Cell::new(-1),
-                tree: Cell::new(-1),
-            });
+            places.push(Place::new(path, (*dev, *ino), is_dir, writable, under.map(PathBuf::as_path))?);
         }
         // The working directory stays where it is, read-only unless a rule says otherwise,
         // also when it lies in a hidden directory (a program reads relative paths from it).
@@ -247,22 +233,7 @@ impl Namespaces {
             let under = hidden.iter().find(|hidden| dir.starts_with(hidden));
             let in_place = located.iter().any(|(path, ..)| dir.starts_with(path));
             if let (Some(under), false, Ok(st)) = (under, in_place, nix::sys::stat::stat(dir)) {
-                let mut mount_point = Vec::new();
-                let mut at = under.clone();
-                for part in dir.strip_prefix(under).unwrap_or(dir).iter() {
-                    at.push(part);
-                    mount_point.push(c_path(&at)?);
-                }
-                places.push(Place {
-                    path: c_path(dir)?,
-                    dev: st.st_dev,
-                    ino: st.st_ino,
-                    is_dir: true,
-                    writable: false,
-                    mount_point,
-                    opened: Cell::new(-1),
-                    tree: Cell::new(-1),
-                });
+                places.push(Place::new(dir, (st.st_dev, st.st_ino), true, false, Some(under))?);
             }
         }
         // A place within another writable one comes with that one's mounts.
@@ -308,11 +279,11 @@ impl Namespaces {
         let names = &self.names;
         // Nothing mounted here reaches the host's namespace, and the host's new mounts (a
         // disk mounted later) still reach this one.
-        mount(None, &names.root, None, libc::MS_REC | libc::MS_SLAVE, None).map_err(at(Step::Private, 0))?;
+        mount(None, &names.root, None, libc::MS_REC | libc::MS_SLAVE, None).map_err(at(Step::PRIVATE, 0))?;
         // The writable places with their mounts as they are, before everything is read-only.
         for (i, place) in self.places.iter().enumerate().filter(|(_, p)| p.writable) {
-            place.open().map_err(at(Step::OpenPlace, i))?;
-            place.clone_tree(&names.empty).map_err(at(Step::ClonePlace, i))?;
+            place.open().map_err(at(Step::OPEN_PLACE, i))?;
+            place.clone_tree(&names.empty).map_err(at(Step::CLONE_PLACE, i))?;
         }
         let read_only = MountAttr { attr_set: MOUNT_ATTR_RDONLY, attr_clr: 0, propagation: 0, userns_fd: 0 };
         // SAFETY: mount_setattr(2) reads the path and the attributes, both alive on this stack
@@ -327,34 +298,34 @@ impl Namespaces {
                 std::mem::size_of::<MountAttr>(),
             )
         })
-        .map_err(at(Step::ReadOnly, 0))?;
+        .map_err(at(Step::READ_ONLY, 0))?;
         // The read-only places under hidden directories, as they are now.
         for (i, place) in self.places.iter().enumerate().filter(|(_, p)| !p.writable) {
-            place.open().map_err(at(Step::OpenPlace, i))?;
-            place.clone_tree(&names.empty).map_err(at(Step::ClonePlace, i))?;
+            place.open().map_err(at(Step::OPEN_PLACE, i))?;
+            place.clone_tree(&names.empty).map_err(at(Step::CLONE_PLACE, i))?;
         }
         for (i, dir) in self.hidden.iter().enumerate() {
             let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
             mount(Some(&names.tmpfs), dir, Some(&names.tmpfs), flags, Some(&names.tmpfs_options))
-                .map_err(at(Step::Hide, i))?;
+                .map_err(at(Step::HIDE, i))?;
             for (p, place) in self.places.iter().enumerate() {
                 if place.mount_point.first().map_or(true, |first| !starts_with_dir(first, dir)) {
                     continue;
                 }
-                place.make_mount_point().map_err(at(Step::MountPoint, p))?;
+                place.make_mount_point().map_err(at(Step::MOUNT_POINT, p))?;
             }
-            mount(None, dir, None, libc::MS_REMOUNT | libc::MS_RDONLY | flags, None).map_err(at(Step::Hide, i))?;
+            mount(None, dir, None, libc::MS_REMOUNT | libc::MS_RDONLY | flags, None).map_err(at(Step::HIDE, i))?;
         }
         for (i, place) in self.places.iter().enumerate() {
-            place.move_tree(&names.empty).map_err(at(Step::MovePlace, i))?;
+            place.move_tree(&names.empty).map_err(at(Step::MOVE_PLACE, i))?;
         }
         let fresh_flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
         if let Some(shm) = &self.shared_memory {
             mount(Some(&names.tmpfs), shm, Some(&names.tmpfs), fresh_flags, Some(&names.shared_memory_options))
-                .map_err(at(Step::SharedMemory, 0))?;
+                .map_err(at(Step::SHARED_MEMORY, 0))?;
         }
         let proc_flags = fresh_flags;
-        mount(Some(&names.proc), &self.proc_dir, Some(&names.proc), proc_flags, None).map_err(at(Step::Proc, 0))?;
+        mount(Some(&names.proc), &self.proc_dir, Some(&names.proc), proc_flags, None).map_err(at(Step::PROC, 0))?;
         for (i, path) in self.proc_read_only.iter().enumerate() {
             // Binding a path onto itself makes it a mount of its own, which may then be read-only.
             // A kernel without magic SysRq has no /proc/sysrq-trigger.
@@ -364,18 +335,18 @@ impl Namespaces {
                     .and_then(|()| {
                         mount(None, path, None, libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | proc_flags, None)
                     })
-                    .map_err(at(Step::Proc, i + 1))?,
+                    .map_err(at(Step::PROC, i + 1))?,
             }
         }
         if let Some(ruleset) = ruleset {
             for (i, (path, access)) in self.fresh_rules.iter().enumerate() {
-                add_landlock_rule(ruleset, path, *access).map_err(at(Step::FreshRule, i))?;
+                add_landlock_rule(ruleset, path, *access).map_err(at(Step::FRESH_RULE, i))?;
             }
         }
         if let Some(dir) = &self.working_dir {
             // The working directory was the mount beneath a writable place's new one.
             // SAFETY: chdir(2) reads a NUL-terminated path of the plan.
-            check(unsafe { libc::chdir(dir.as_ptr()) }.into()).map_err(at(Step::WorkingDir, 0))?;
+            check(unsafe { libc::chdir(dir.as_ptr()) }.into()).map_err(at(Step::WORKING_DIR, 0))?;
         }
         for place in &self.places {
             close(place.opened.replace(-1));
@@ -389,59 +360,68 @@ impl Namespaces {
         let index = usize::from(index);
         let place = || self.places.get(index).map_or_else(String::new, |p| p.path.to_string_lossy().into_owned());
         match step {
-            Step::Private => "cannot make the workload's mounts private".to_string(),
-            Step::OpenPlace => format!(
+            Step::PRIVATE => "cannot make the workload's mounts private".to_string(),
+            Step::OPEN_PLACE => format!(
                 "cannot open {} again in the workload's mount namespace, or it is no longer what the sandbox's rule \
                  opened",
                 place()
             ),
-            Step::ClonePlace => format!("cannot clone the mounts of {}", place()),
-            Step::ReadOnly => "cannot make the system read-only for the workload".to_string(),
-            Step::Hide => format!(
+            Step::CLONE_PLACE => format!("cannot clone the mounts of {}", place()),
+            Step::READ_ONLY => "cannot make the system read-only for the workload".to_string(),
+            Step::HIDE => format!(
                 "cannot hide {} from the workload",
                 self.hidden.get(index).map_or_else(String::new, |p| p.to_string_lossy().into_owned())
             ),
-            Step::MountPoint => format!("cannot make a mount point for {} in a hidden directory", place()),
-            Step::MovePlace => format!("cannot mount {} back for the workload", place()),
-            Step::Proc => match index.checked_sub(1).and_then(|i| self.proc_read_only.get(i)) {
+            Step::MOUNT_POINT => format!("cannot make a mount point for {} in a hidden directory", place()),
+            Step::MOVE_PLACE => format!("cannot mount {} back for the workload", place()),
+            Step::PROC => match index.checked_sub(1).and_then(|i| self.proc_read_only.get(i)) {
                 Some(path) => format!("cannot make {} read-only for the workload", path.to_string_lossy()),
                 None => "cannot mount the workload's /proc".to_string(),
             },
-            Step::FreshRule => format!(
+            Step::FRESH_RULE => format!(
                 "cannot give the Landlock rule for {} on the workload's own mount",
                 self.fresh_rules.get(index).map_or_else(String::new, |(p, _)| p.to_string_lossy().into_owned())
             ),
-            Step::SharedMemory => "cannot mount the workload's own /dev/shm".to_string(),
-            Step::WorkingDir => {
+            Step::SHARED_MEMORY => "cannot mount the workload's own /dev/shm".to_string(),
+            Step::WORKING_DIR => {
                 "cannot enter the working directory again in the workload's mount namespace".to_string()
             }
-            Step::Init => "cannot start the command from the sandbox's init".to_string(),
+            Step::INIT => "cannot start the command from the sandbox's init".to_string(),
+            Step(other) => format!("cannot make the workload's namespaces (step {})", other),
         }
-    }
-
-    pub fn step(code: u16) -> Option<Step> {
-        use Step::*;
-        [
-            Private,
-            OpenPlace,
-            ClonePlace,
-            ReadOnly,
-            Hide,
-            MountPoint,
-            MovePlace,
-            Proc,
-            FreshRule,
-            WorkingDir,
-            Init,
-            SharedMemory,
-        ]
-        .iter()
-        .copied()
-        .find(|step| *step as u16 == code)
     }
 }
 
 impl Place {
+    /// The place at `path`, the inode `(dev, ino)`; `hidden`: the hidden directory it lies in,
+    /// where the child makes its mount point.
+    fn new(
+        path: &Path,
+        (dev, ino): (libc::dev_t, libc::ino_t),
+        is_dir: bool,
+        writable: bool,
+        hidden: Option<&Path>,
+    ) -> io::Result<Place> {
+        let mut mount_point = Vec::new();
+        if let Some(dir) = hidden {
+            let mut at = dir.to_path_buf();
+            for part in path.strip_prefix(dir).unwrap_or(path).iter() {
+                at.push(part);
+                mount_point.push(c_path(&at)?);
+            }
+        }
+        Ok(Place {
+            path: c_path(path)?,
+            dev,
+            ino,
+            is_dir,
+            writable,
+            mount_point,
+            opened: Cell::new(-1),
+            tree: Cell::new(-1),
+        })
+    }
+
     /// Opens the place and checks that it is the inode damon's rule opened.
     fn open(&self) -> io::Result<()> {
         // SAFETY: open(2) of a NUL-terminated path of the plan.
