@@ -222,6 +222,9 @@ pub struct Config {
     pub limits: Limits,
     pub kill_timeout: KillTimeout,
     pub stop_scope: StopScope,
+    /// The signal passed on in place of the one damon received (DAMON_STOP_SIGNAL), by the
+    /// platform's number; `None`: the one received (Windows: Ctrl+Break, always).
+    pub stop_signal: Option<i32>,
     /// Path inside the cgroup hierarchy (`/` is its root), when the user chose one.
     pub cgroup_parent: Option<PathBuf>,
     pub restricted_token: bool,
@@ -384,7 +387,7 @@ impl Raw {
     }
 
     /// Reads the value with one of the [`values`] parsers.
-    fn parse<T>(&self, parser: fn(&str) -> Result<T, String>) -> Result<T, ConfigError> {
+    fn parse<T>(&self, parser: impl Fn(&str) -> Result<T, String>) -> Result<T, ConfigError> {
         parser(&self.value).map_err(|expected| self.invalid(expected))
     }
 }
@@ -395,22 +398,18 @@ fn trimmed(value: &str) -> &str {
     value.trim_matches(|c: char| c.is_ascii_whitespace())
 }
 
-/// The environment, injectable for tests.
+/// The environment damon runs in, injectable for tests: its variables, and what the platform
+/// cannot do (main.rs answers for the real one: the configuration reads nothing of the
+/// platform's itself).
 pub trait Environment {
     fn var_os(&self, name: &str) -> Option<OsString>;
+
+    /// Why DAMON_STOP_SIGNAL_SCOPE=tree cannot be had here, if it cannot.
+    fn stop_tree_refused(&self) -> Option<&'static str>;
 
     /// A variable that is set and not empty, lossily as text (for names and labels).
     fn var(&self, name: &str) -> Option<String> {
         self.var_os(name).map(|v| v.to_string_lossy().into_owned()).filter(|v| !v.is_empty())
-    }
-}
-
-/// The process environment.
-pub struct ProcessEnvironment;
-
-impl Environment for ProcessEnvironment {
-    fn var_os(&self, name: &str) -> Option<OsString> {
-        std::env::var_os(name)
     }
 }
 
@@ -528,7 +527,11 @@ fn build(
         None if env.var(NOMAD_ALLOC_ID).is_some() => KillTimeout::Nomad,
         None => KillTimeout::Terminal(TERMINAL_KILL_TIMEOUT),
     };
-    let stop_scope = read(lookup, &STOP_SIGNAL_SCOPE, values::stop_scope)?.unwrap_or(StopScope::Child);
+    let stop_scope = lookup(&STOP_SIGNAL_SCOPE)
+        .map(|raw| raw.parse(|text| values::stop_scope(text, env.stop_tree_refused())))
+        .transpose()?
+        .unwrap_or(StopScope::Child);
+    let stop_signal = read(lookup, &STOP_SIGNAL, values::stop_signal)?.flatten();
     let cgroup_parent = read(lookup, &CGROUP_PARENT, values::cgroup_path)?;
 
     // The endpoint is checked even without an address: a bad value never passes silently.
@@ -555,6 +558,7 @@ fn build(
         },
         kill_timeout,
         stop_scope,
+        stop_signal,
         cgroup_parent,
         restricted_token: bool_or(&RESTRICTED_TOKEN, false)?,
         user: lookup(&USER)
@@ -731,6 +735,10 @@ mod tests {
     impl Environment for FakeEnv {
         fn var_os(&self, name: &str) -> Option<OsString> {
             self.0.get(name).cloned()
+        }
+
+        fn stop_tree_refused(&self) -> Option<&'static str> {
+            None
         }
     }
 
@@ -1083,6 +1091,7 @@ mod tests {
                 ("white space", "a b"),
             ]),
             "stop-signal-scope" => bad.extend([("garbage", "all"), ("garbage", "children"), ("white space", "tr ee")]),
+            "stop-signal" => bad.extend([("garbage", "SIGNOPE"), ("number", "15"), ("white space", "SIG TERM")]),
             "sandbox" => bad.extend(boolean.into_iter().chain([("garbage", "strictly"), ("garbage", "strict!")])),
             "sandbox-capabilities" => bad.extend([
                 ("garbage", "NET RAW"),
@@ -1155,6 +1164,10 @@ mod tests {
             "nomad-log-suffix" => vec![".log", "-1", ".٣"],
             "user" => vec!["nobody", " 1000:1000 ", "host$", "NaN"],
             "stop-signal-scope" => vec![" child ", "CHILD"],
+            #[cfg(unix)]
+            "stop-signal" => vec![" SIGINT ", "quit", "ctrl_c", "SIGKILL"],
+            #[cfg(windows)]
+            "stop-signal" => vec![" CTRL_BREAK ", "sigbreak"],
             "sandbox" => vec!["y", " Strict ", "0"],
             "sandbox-paths" => vec!["defaults", "r:/", "rwxc:/tmp:r:/etc,defaults"],
             "sandbox-capabilities" => vec!["NET_RAW", " cap_sys_ptrace,SYS_NICE "],

@@ -11,14 +11,27 @@ mod supervisor;
 
 use std::io::Write;
 
-use config::{ConfigError, Invocation, ProcessEnvironment, LONG_VERSION};
+use config::{ConfigError, Environment, Invocation, LONG_VERSION};
+
+/// The environment damon runs in: the process's variables and this platform's limits.
+struct Host;
+
+impl Environment for Host {
+    fn var_os(&self, name: &str) -> Option<std::ffi::OsString> {
+        std::env::var_os(name)
+    }
+
+    fn stop_tree_refused(&self) -> Option<&'static str> {
+        platform::STOP_TREE_REFUSED
+    }
+}
 
 fn main() {
     // First of all: a stop that arrives while damon starts must wait for the supervisor.
     platform::defer_signals();
     // Nothing damon inherited reaches the workload but stdin, stdout and stderr.
     platform::close_inherited_on_exec();
-    let code = match config::parse(std::env::args_os().collect(), &ProcessEnvironment) {
+    let code = match config::parse(std::env::args_os().collect(), &Host) {
         Ok(Invocation::Version) => {
             // Not println!: it panics when stdout is closed or a pipe whose reader is gone.
             let _ = writeln!(std::io::stdout(), "damon {}", LONG_VERSION);

@@ -5,13 +5,17 @@
 use std::ffi::OsString;
 use std::time::{Instant, SystemTime};
 
-use crate::config::{Config, SandboxMode, StopScope, BUILD_COMMIT, LONG_VERSION, VERSION};
+mod stop;
+
+use crate::config::{Config, SandboxMode, BUILD_COMMIT, LONG_VERSION, VERSION};
 use crate::logging::{self, LogGuard, LogSettings};
 use crate::metrics::Metrics;
 use crate::platform::{
     self, Backend, Container, ContainerSpec, Event, ExitStatus, Identity, Sandbox, Signal, SpawnError,
 };
 use crate::stats::Sample;
+
+use self::stop::{Phase, Stop};
 
 /// Exit status when damon itself failed (configuration, container), as `docker run` and `env`.
 pub const EXIT_DAMON_FAILED: i32 = 125;
@@ -286,74 +290,33 @@ fn supervise(config: &Config, identity: Identity, sandbox: Sandbox) -> (Ending, 
 
     let mut oom = OomReporter { limit_mib: config.limits.enforced_memory().map_or(0, |m| m.max_mib), reported: 0 };
     let mut process_limit = ProcessLimitReporter { limit: config.limits.process_limit.unwrap_or(0), reported: false };
-    let mut deadline = None;
-    let mut stopping = false;
-    // Why damon killed the tree itself, if it did: a child SIGKILLed then was killed by damon.
-    let mut killed_for = None;
-    // The child's status while the rest of the workload drains after it (a tree-scope stop).
-    let mut exited = None;
-    let status = loop {
-        match container.next_event(deadline) {
-            // Every process got the stop, so every process gets its time to act on it: the
-            // tree's kill waits for the kill timeout (or, under Nomad, for Nomad's own kill).
-            Ok(Event::ChildExited(status))
-                if stopping
-                    && killed_for.is_none()
-                    && config.stop_scope == StopScope::Tree
-                    && container.watch_emptying() =>
-            {
-                tracing::info!(pid, "the child exited: waiting for the rest of the workload to stop");
-                exited = Some(status);
+    let stop = Stop { config, pid };
+    let mut phase = Phase::Running;
+    let (status, killed_for) = loop {
+        if let Phase::Ended { status, killed_for } = phase {
+            break (status, killed_for);
+        }
+        phase = match container.next_event(phase.deadline()) {
+            // Neither changes the run's course.
+            Ok(Event::MemoryLimitHit) => {
+                oom.report_new(container.totals().oom_kills);
+                phase
             }
-            Ok(Event::ChildExited(status)) => break Some(status),
-            Ok(Event::WorkloadEmpty) => break exited,
-            Ok(Event::Stop(signal)) if stopping && config.kill_timeout.second_stop_kills() => {
-                tracing::warn!(
-                    signal = signal.name(),
-                    "a second stop signal: killing every process of the workload now"
-                );
-                kill_tree(&mut container, &mut killed_for, Ending::KilledOnSecondStop);
-                deadline = None;
-                if exited.is_some() {
-                    break exited;
-                }
+            Ok(Event::ProcessLimitHit) => {
+                process_limit.report(container.totals().process_limit_refusals);
+                phase
             }
-            Ok(Event::Stop(signal)) => {
-                let reached = pass_stop_on(&mut container, config.stop_scope, signal);
-                if !stopping {
-                    stopping = true;
-                    container.stopping(signal);
-                    deadline = config.kill_timeout.after_stop().map(|timeout| Instant::now() + timeout);
-                    match reached {
-                        None => {
-                            tracing::info!(signal = signal.name(), kill_timeout = %config.kill_timeout, "stopping: signal passed on to the child")
-                        }
-                        Some(processes) => {
-                            tracing::info!(signal = signal.name(), kill_timeout = %config.kill_timeout, processes, "stopping: signal passed on to every process of the workload")
-                        }
-                    }
-                }
-            }
-            Ok(Event::MemoryLimitHit) => oom.report_new(container.totals().oom_kills),
-            Ok(Event::ProcessLimitHit) => process_limit.report(container.totals().process_limit_refusals),
             Ok(Event::PassOn(signal)) => {
                 tracing::info!(signal = signal.name(), "signal passed on to the child");
                 container.signal_child(signal);
+                phase
             }
-            Ok(Event::DeadlinePassed) => {
-                let late = if exited.is_some() { "the rest of the workload" } else { "the child" };
-                tracing::warn!(kill_timeout = %config.kill_timeout, "{} did not stop in time: killing every process of the workload", late);
-                kill_tree(&mut container, &mut killed_for, Ending::KilledAfterTimeout);
-                deadline = None;
-                if exited.is_some() {
-                    break exited;
-                }
-            }
+            Ok(event) => stop.next(phase, event, &mut container),
             Err(e) => {
                 tracing::error!(error = %e, "cannot wait for the child: killing the workload");
-                break None;
+                Phase::Ended { status: None, killed_for: None }
             }
-        }
+        };
     };
     if let Some(metrics) = &metrics {
         metrics.child_exited();
@@ -445,36 +408,6 @@ impl OomReporter {
             "memory limit of {} MiB exceeded: a process of the workload was killed by the OOM killer",
             self.limit_mib
         );
-    }
-}
-
-/// Passes a stop on as DAMON_STOP_SIGNAL_SCOPE says; with `tree`, how many processes it reached.
-fn pass_stop_on(container: &mut Backend, scope: StopScope, signal: Signal) -> Option<usize> {
-    match scope {
-        StopScope::Child => {
-            container.signal_child(signal);
-            None
-        }
-        StopScope::Tree => match container.signal_tree(signal) {
-            Ok(processes) => Some(processes),
-            Err(e) => {
-                // The child at least must hear of the stop.
-                tracing::error!(error = %e, "cannot pass the stop on to every process: passing it on to the child");
-                container.signal_child(signal);
-                None
-            }
-        },
-    }
-}
-
-/// Kills every process of the workload, once, for `reason` (a kill already made stands).
-fn kill_tree(container: &mut Backend, killed_for: &mut Option<Ending>, reason: Ending) {
-    if killed_for.is_some() {
-        return;
-    }
-    *killed_for = Some(reason);
-    if let Err(e) = container.kill_all() {
-        tracing::error!(error = %e, "cannot kill the workload");
     }
 }
 

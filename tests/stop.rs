@@ -51,6 +51,32 @@ fn a_stop_is_passed_on_and_a_child_that_exits_gives_its_code() {
     assert_no_groups_left(pid);
 }
 
+/// DAMON_STOP_SIGNAL: Nomad's SIGTERM reaches the child as the signal named (SIGINT, also
+/// written CTRL_C), and the signals damon passes on without stopping are left as they are. The
+/// log says what was received and what was passed on. Control: unset, the child gets SIGTERM.
+#[test]
+fn a_stop_reaches_the_child_as_damon_stop_signal_names_it() {
+    for (setting, expected) in [(None, "SIGTERM"), (Some("SIGINT"), "SIGINT"), (Some("ctrl_c"), "SIGINT")] {
+        let dir = TestDir::new("stop-signal");
+        let env: Vec<(&str, &str)> = setting.map(|value| ("DAMON_STOP_SIGNAL", value)).into_iter().collect();
+        let mut damon = spawn_damon(&dir, &env, &["wait-signals"]);
+        let mut stdout = BufReader::new(damon.stdout.take().unwrap());
+        read_until(&mut stdout, "ready");
+        signal(damon.id(), Signal::SIGUSR1);
+        read_until(&mut stdout, "SIGUSR1");
+        signal(damon.id(), Signal::SIGTERM);
+        let received = read_until(&mut stdout, expected);
+        let run = finish(damon, &dir, "damon workload wait-signals", Duration::from_secs(20));
+        run.assert_code(0).assert_log_contains("\"signal\":\"SIGTERM\"");
+        if setting.is_some() {
+            run.assert_log_contains(&format!("\"passed_on\":\"{}\"", expected));
+            assert!(!received.iter().any(|l| l == "SIGTERM"), "the child got SIGTERM too: {:?}", received);
+        } else {
+            assert!(!dir.log().contains("passed_on"), "{}", dir.log());
+        }
+    }
+}
+
 #[test]
 fn a_child_ignoring_the_stop_and_its_setsid_grandchild_are_killed_after_the_timeout() {
     let dir = TestDir::new("stubborn");

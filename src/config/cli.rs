@@ -66,6 +66,8 @@ settings! {
         "Time between passing a stop signal on and killing the whole tree, e.g. 500ms, 30s, 2m or plain seconds, at most 24h [default: under Nomad (NOMAD_ALLOC_ID set), none of damon's own: the job's kill_timeout ends the stop; elsewhere 30s, and a second stop signal kills the tree at once]";
     STOP_SIGNAL_SCOPE: "stop-signal-scope", "DAMON_STOP_SIGNAL_SCOPE", None, "child|tree",
         "Where a stop signal goes: child (the child alone, as Nomad does) or tree (every process of the workload, setsid and double-forked ones too, once each; Linux only) [default: child]";
+    STOP_SIGNAL: "stop-signal", "DAMON_STOP_SIGNAL", None, "SIGNAL",
+        "The signal damon passes on when it is stopped, in place of the one it received: Linux: a signal's name (SIGINT, SIGQUIT, SIGUSR1...; CTRL_C is SIGINT); Windows: CTRL_BREAK (or SIGBREAK), the only one damon.exe sends yet [default: Linux: the signal received; Windows: CTRL_BREAK]";
     CGROUP_PARENT: "cgroup-parent", "DAMON_CGROUP_PARENT", None, "PATH",
         "cgroup under which damon creates its group [default: damon's own cgroup]";
     RESTRICTED_TOKEN: "restricted-token", "DAMON_RESTRICTED_TOKEN", None, "Y|N",

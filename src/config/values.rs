@@ -162,13 +162,60 @@ pub fn io_devices(text: &str) -> Result<Vec<IoDevice>, String> {
     Ok(devices)
 }
 
-/// DAMON_STOP_SIGNAL_SCOPE; `tree` where the platform can reach every process of the workload.
-pub fn stop_scope(text: &str) -> Result<super::StopScope, String> {
-    match (text.to_ascii_lowercase().as_str(), crate::platform::STOP_TREE_REFUSED) {
+/// DAMON_STOP_SIGNAL_SCOPE; `tree` unless the platform cannot reach every process of the
+/// workload (`tree_refused` says why).
+pub fn stop_scope(text: &str, tree_refused: Option<&str>) -> Result<super::StopScope, String> {
+    match (text.to_ascii_lowercase().as_str(), tree_refused) {
         ("child", _) => Ok(super::StopScope::Child),
         ("tree", None) => Ok(super::StopScope::Tree),
         ("tree", Some(why)) => Err(format!("child: {}", why)),
         _ => Err("child or tree".to_string()),
+    }
+}
+
+/// The signals a stop may become (DAMON_STOP_SIGNAL), as Nomad's `kill_signal` names them.
+#[cfg(unix)]
+const STOP_SIGNALS: &str = "a signal's name: SIGTERM, SIGINT (or CTRL_C), SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2, \
+                            SIGWINCH, SIGKILL, ...";
+
+/// DAMON_STOP_SIGNAL on Linux: the signal's number; `SIG` may be left out, and CTRL_C is
+/// SIGINT (what it means on Windows). A signal that stops or resumes a process, or that no
+/// process dies of, is refused.
+#[cfg(unix)]
+pub fn stop_signal(text: &str) -> Result<Option<i32>, String> {
+    use nix::sys::signal::Signal;
+    let upper = text.to_ascii_uppercase();
+    let name = match upper.as_str() {
+        "CTRL_C" => "SIGINT".to_string(),
+        "CTRL_BREAK" | "SIGBREAK" => {
+            return Err(format!("{} (Ctrl+Break is a Windows console event; Linux has no such signal)", STOP_SIGNALS))
+        }
+        name if name.starts_with("SIG") => name.to_string(),
+        name => format!("SIG{}", name),
+    };
+    match name.parse::<Signal>() {
+        Ok(
+            Signal::SIGSTOP | Signal::SIGTSTP | Signal::SIGTTIN | Signal::SIGTTOU | Signal::SIGCONT | Signal::SIGCHLD,
+        ) => Err(format!("{} ({} stops, resumes or tells of a child: it ends no process)", STOP_SIGNALS, name)),
+        Ok(signal) => Ok(Some(signal as i32)),
+        Err(_) => Err(STOP_SIGNALS.to_string()),
+    }
+}
+
+/// DAMON_STOP_SIGNAL on Windows: the console event damon.exe sends. Ctrl+Break (or SIGBREAK),
+/// what it sends anyway; Ctrl+C, which Windows delivers to a console and not to a process group,
+/// is not built yet.
+#[cfg(windows)]
+pub fn stop_signal(text: &str) -> Result<Option<i32>, String> {
+    match text.to_ascii_uppercase().as_str() {
+        "CTRL_BREAK" | "SIGBREAK" => Ok(None),
+        "CTRL_C" | "SIGINT" => {
+            Err("CTRL_BREAK (damon.exe cannot deliver Ctrl+C to the workload yet: Windows sends it \
+                                    to a whole console, and the child has none of its own; leave DAMON_STOP_SIGNAL \
+                                    unset, Ctrl+Break is the default)"
+                .to_string())
+        }
+        _ => Err("CTRL_BREAK (or SIGBREAK)".to_string()),
     }
 }
 
@@ -545,9 +592,25 @@ mod tests {
 
     #[test]
     fn stop_scope_is_child_or_tree() {
-        assert_eq!(stop_scope("child"), Ok(super::super::StopScope::Child));
-        assert_eq!(stop_scope("Tree").is_ok(), crate::platform::STOP_TREE_REFUSED.is_none());
-        assert!(stop_scope("all").unwrap_err().contains("child"));
+        assert_eq!(stop_scope("child", None), Ok(super::super::StopScope::Child));
+        assert_eq!(stop_scope("Tree", None), Ok(super::super::StopScope::Tree));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn stop_signals_are_named_as_nomad_names_them() {
+        assert_eq!(stop_signal("SIGINT"), Ok(Some(2)));
+        assert_eq!(stop_signal("int"), Ok(Some(2)));
+        assert_eq!(stop_signal("CTRL_C"), Ok(Some(2)));
+        assert_eq!(stop_signal("SIGQUIT"), Ok(Some(3)));
+        assert_eq!(stop_signal("SIGKILL"), Ok(Some(9)));
+        for refused in ["SIGSTOP", "TSTP", "SIGCONT", "SIGCHLD", "CTRL_BREAK", "SIGBREAK", "15", "SIGNOPE", ""] {
+            let e = stop_signal(refused).unwrap_err();
+            assert!(e.starts_with("a signal's name: SIGTERM"), "{}: {}", refused, e);
+        }
+        assert!(stop_signal("CTRL_BREAK").unwrap_err().contains("Windows"));
+        assert_eq!(stop_scope("tree", Some("not here")), Err("child: not here".to_string()));
+        assert!(stop_scope("all", None).unwrap_err().contains("child"));
     }
 
     #[test]

@@ -23,6 +23,7 @@ pub enum Kind {
     User,
     Cores,
     StopScope,
+    StopSignal,
     Sandbox,
     SandboxPaths,
     SandboxCapabilities,
@@ -50,6 +51,7 @@ pub const SETTINGS: &[(&str, &str, Option<&str>, Kind)] = &[
     ("--net-max-bandwidth", "DAMON_NET_MAX_BANDWIDTH", None, Kind::Bandwidth),
     ("--kill-timeout", "DAMON_KILL_TIMEOUT", None, Kind::Duration),
     ("--stop-signal-scope", "DAMON_STOP_SIGNAL_SCOPE", None, Kind::StopScope),
+    ("--stop-signal", "DAMON_STOP_SIGNAL", None, Kind::StopSignal),
     ("--cgroup-parent", "DAMON_CGROUP_PARENT", None, Kind::CgroupPath),
     ("--restricted-token", "DAMON_RESTRICTED_TOKEN", None, Kind::Boolean),
     ("--user", "DAMON_USER", None, Kind::User),
@@ -196,6 +198,7 @@ pub fn bad_values(kind: Kind) -> Vec<(&'static str, String)> {
             ("non-ASCII", "n\u{e9}t_raw"),
         ]),
         Kind::StopScope => bad.extend([("garbage", "all"), ("garbage", "children"), ("white space", "tr ee")]),
+        Kind::StopSignal => bad.extend([("garbage", "SIGNOPE"), ("number", "15"), ("white space", "SIG TERM")]),
         Kind::User => bad.extend([
             ("garbage", "-x"),
             ("garbage", "1:2:3"),
