@@ -542,6 +542,7 @@ fn build(
     let mut log = LogValues::read(lookup).settings(env)?;
     let mut sandbox = sandbox_settings(lookup, env)?;
     sandbox.stop_tree = stop_scope == StopScope::Tree;
+    sandbox.stop_signal = stop_signal;
     log.workload_dirs = sandbox.writable_dirs();
 
     Ok(Config {
@@ -640,7 +641,16 @@ fn sandbox_settings(
         Some(raw) => Some((raw.parse(sandbox::capabilities)?, raw.source)),
         None => None,
     };
-    Ok(SandboxSettings { mode, extra_capabilities, paths, paths_source, nomad_dirs, task_dir, stop_tree: false })
+    Ok(SandboxSettings {
+        mode,
+        extra_capabilities,
+        paths,
+        paths_source,
+        nomad_dirs,
+        task_dir,
+        stop_tree: false,
+        stop_signal: None,
+    })
 }
 
 /// A setting's value read with one of the [`values`] parsers, if it is set.

@@ -657,9 +657,12 @@ mod sandbox {
     #[test]
     fn sandbox_the_commands_end_and_the_stop_pass_through_its_init() {
         let dir = TestDir::new("sandbox-init");
-        let ended = |sandbox: bool, script: &str, scope: &str, stop: bool| {
+        let ended = |sandbox: bool, script: &str, (scope, stop_signal): (&str, &str), stop: bool| {
             let mut cmd = if sandbox { sandboxed(&dir, "Y") } else { damon(&dir) };
             cmd.env("DAMON_STOP_SIGNAL_SCOPE", scope).env("DAMON_KILL_TIMEOUT", "20s").args(["sh", "-c", script]);
+            if !stop_signal.is_empty() {
+                cmd.env("DAMON_STOP_SIGNAL", stop_signal);
+            }
             let _ = fs::remove_file(dir.path("ready"));
             let mut child = cmd.stdout(std::process::Stdio::piped()).spawn().unwrap();
             if stop {
@@ -681,24 +684,37 @@ mod sandbox {
         };
         let ready = dir.path("ready").display().to_string();
         let cases = [
-            ("exit 42".to_string(), "child", false),
-            ("kill -SEGV $$".to_string(), "child", false),
-            (format!("trap 'echo stopped; exit 7' TERM; touch {}; sleep 100 & wait", ready), "child", true),
+            ("exit 42".to_string(), ("child", ""), false),
+            ("kill -SEGV $$".to_string(), ("child", ""), false),
+            (format!("trap 'echo stopped; exit 7' TERM; touch {}; sleep 100 & wait", ready), ("child", ""), true),
+            // DAMON_STOP_SIGNAL: the SIGTERM damon gets reaches the command as SIGINT.
+            (
+                format!("trap 'exit 7' TERM; trap 'echo interrupted; exit 9' INT; touch {}; sleep 100 & wait", ready),
+                ("child", "SIGINT"),
+                true,
+            ),
             (
                 format!(
                     "(trap 'sleep 1; echo grandchild done; exit 0' TERM; sleep 100 & wait) & \
                      trap 'echo child stopped; exit 7' TERM; touch {}; sleep 100 & wait; wait",
                     ready
                 ),
-                "tree",
+                ("tree", ""),
                 true,
             ),
         ];
-        for (script, scope, stop) in &cases {
-            let without = ended(false, script, scope, *stop);
-            let with = ended(true, script, scope, *stop);
-            assert_eq!(with, without, "{} (scope {}): with the sandbox, against without\n{}", script, scope, dir.log());
-            println!("sandbox ({}): {} (scope {}): {:?}", cgroup_version(), script, scope, with);
+        for (script, stop_setting, stop) in &cases {
+            let without = ended(false, script, *stop_setting, *stop);
+            let with = ended(true, script, *stop_setting, *stop);
+            assert_eq!(
+                with,
+                without,
+                "{} ({:?}): with the sandbox, against without\n{}",
+                script,
+                stop_setting,
+                dir.log()
+            );
+            println!("sandbox ({}): {} ({:?}): {:?}", cgroup_version(), script, stop_setting, with);
         }
     }
 

@@ -114,6 +114,9 @@ pub struct SandboxSettings {
     pub task_dir: Option<PathBuf>,
     /// DAMON_STOP_SIGNAL_SCOPE=tree (Linux: the sandbox's init then passes no stop on).
     pub stop_tree: bool,
+    /// DAMON_STOP_SIGNAL, by number (Linux: with the tree scope, the sandbox's init tells a stop
+    /// from a signal to pass on by it).
+    pub stop_signal: Option<i32>,
 }
 
 impl SandboxSettings {

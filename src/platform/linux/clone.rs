@@ -235,7 +235,7 @@ impl Child<'_> {
                 0 as libc::c_uint,
             );
         }
-        init::run(pid, self.sandbox.stop_tree(), self.status_pipe)
+        init::run(pid, self.sandbox.init_passing(), self.status_pipe)
     }
 
     /// Tells damon on the error pipe why the start failed (the errno, and the namespace step

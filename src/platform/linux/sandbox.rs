@@ -162,6 +162,8 @@ pub struct Sandbox {
     namespaces_missing: Option<String>,
     /// DAMON_STOP_SIGNAL_SCOPE=tree: the init passes no stop on (damon signals every process).
     stop_tree: bool,
+    /// DAMON_STOP_SIGNAL.
+    stop_signal: Option<i32>,
 }
 
 /// One protection of the sandbox on this host: its name in the "child started" line, whether
@@ -180,7 +182,7 @@ pub struct Prepared<'a> {
     /// kernel's last.
     confine: Option<(u64, u32)>,
     namespaces: Option<Namespaces>,
-    stop_tree: bool,
+    init: init::Passing,
 }
 
 impl Sandbox {
@@ -270,6 +272,7 @@ impl Sandbox {
             child_is_root: identity.runs_as_root(),
             namespaces_missing: namespaces::unavailable(),
             stop_tree: settings.stop_tree,
+            stop_signal: settings.stop_signal,
         };
         let gaps = sandbox.gaps();
         if settings.mode == SandboxMode::Strict && !gaps.is_empty() {
@@ -507,7 +510,8 @@ impl Sandbox {
         } else {
             None
         };
-        Ok(Prepared { ruleset, filter: &self.filter, confine, namespaces, stop_tree: self.stop_tree })
+        let init = init::Passing { tree: self.stop_tree, stop_signal: self.stop_signal };
+        Ok(Prepared { ruleset, filter: &self.filter, confine, namespaces, init })
     }
 
     /// The Landlock ruleset as a file descriptor, for the child to restrict itself with. The
@@ -544,8 +548,9 @@ impl Prepared<'_> {
         self.ruleset.as_ref().map(|fd| fd.as_raw_fd())
     }
 
-    pub fn stop_tree(&self) -> bool {
-        self.stop_tree
+    /// What the init passes on.
+    pub fn init_passing(&self) -> init::Passing {
+        self.init
     }
 
     /// Confines the calling process. Runs between the child's clone and its exec: system calls
@@ -866,6 +871,7 @@ mod tests {
                 nomad_dirs: vec![PathBuf::from(dir)],
                 task_dir: None,
                 stop_tree: false,
+                stop_signal: None,
             };
             let e = Sandbox::resolve(&settings, &Identity::unchanged()).unwrap_err().to_string();
             assert!(e.contains("would let the workload write the cgroup files"), "{}: {}", dir, e);
@@ -885,6 +891,7 @@ mod tests {
                 nomad_dirs: Vec::new(),
                 task_dir: None,
                 stop_tree: false,
+                stop_signal: None,
             };
             let e = Sandbox::resolve(&settings, &Identity::unchanged()).unwrap_err().to_string();
             assert!(e.contains("would let the workload write the cgroup files"), "{}: {}", bad, e);

@@ -6,8 +6,10 @@
 //! signal it gets (damon's stop, SIGHUP, SIGUSR1...) to the command, reaps every process
 //! orphaned in the namespace, and ends when the command ends, with its status; the kernel then
 //! kills what is left in the namespace. With DAMON_STOP_SIGNAL_SCOPE=tree damon signals every
-//! process of the group itself: the init passes nothing on during that stop, and waits for the
-//! rest of the workload to end (or be killed at the timeout) before it ends.
+//! process of the group itself: the init then passes on only the signals damon passes on
+//! without stopping (SIGUSR1, SIGUSR2, unless DAMON_STOP_SIGNAL names one of them), takes any
+//! other as the stop, and waits for the rest of the workload to end (or be killed at the
+//! timeout) before it ends.
 //!
 //! It is a copy of damon's memory (the child of a clone without CLONE_VM) and runs system calls
 //! only, as everything between a clone and an exec: damon's other threads do not exist here.
@@ -17,11 +19,31 @@ use std::os::unix::io::RawFd;
 
 use nix::libc;
 
-use crate::platform::linux::signals::STOP_SIGNALS;
+use crate::platform::linux::signals::PASS_ON_SIGNALS;
+
+/// What the init passes on to the command.
+#[derive(Debug, Clone, Copy)]
+pub struct Passing {
+    /// DAMON_STOP_SIGNAL_SCOPE=tree: damon signals every process of a stop itself.
+    pub tree: bool,
+    /// DAMON_STOP_SIGNAL, by number.
+    pub stop_signal: Option<i32>,
+}
+
+impl Passing {
+    /// Whether `signal` goes on to the command, and whether it is a stop.
+    fn decide(self, signal: libc::c_int) -> (bool, bool) {
+        if !self.tree {
+            return (true, false);
+        }
+        let pass_on = PASS_ON_SIGNALS.iter().any(|s| *s as libc::c_int == signal) && self.stop_signal != Some(signal);
+        (pass_on, !pass_on)
+    }
+}
 
 /// Runs as the namespace's init after the command's exec; never returns. `command`: its pid in
 /// the namespace; `status_pipe`: where its wait status goes, for damon, as soon as it ends.
-pub fn run(command: libc::pid_t, stop_tree: bool, status_pipe: RawFd) -> ! {
+pub fn run(command: libc::pid_t, passing: Passing, status_pipe: RawFd) -> ! {
     // SAFETY: sigfillset(3) fills the zeroed set on this stack.
     let mut every_signal: libc::sigset_t = unsafe { std::mem::zeroed() };
     // SAFETY: as above.
@@ -53,7 +75,7 @@ pub fn run(command: libc::pid_t, stop_tree: bool, status_pipe: RawFd) -> ! {
             break;
         }
         if let Some(status) = ended {
-            if !(stopping && stop_tree) {
+            if !stopping {
                 exit_as(status);
             }
         }
@@ -63,9 +85,9 @@ pub fn run(command: libc::pid_t, stop_tree: bool, status_pipe: RawFd) -> ! {
         if signal <= 0 || signal == libc::SIGCHLD {
             continue;
         }
-        let stop = STOP_SIGNALS.iter().any(|s| *s as libc::c_int == signal);
+        let (pass_on, stop) = passing.decide(signal);
         stopping |= stop;
-        if ended.is_none() && !(stop && stop_tree) {
+        if ended.is_none() && pass_on {
             // SAFETY: kill(2) with integers only.
             unsafe { libc::kill(command, signal) };
         }
@@ -78,4 +100,25 @@ fn exit_as(status: libc::c_int) -> ! {
     let code = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { 128 + libc::WTERMSIG(status) };
     // SAFETY: _exit(2) ends this process without running damon's exit handlers.
     unsafe { libc::_exit(code) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_init_passes_on_what_damon_does_not_send_every_process_itself() {
+        let child = Passing { tree: false, stop_signal: None };
+        for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGUSR1, libc::SIGHUP] {
+            assert_eq!(child.decide(signal), (true, false), "child scope: {}", signal);
+        }
+        let tree = Passing { tree: true, stop_signal: None };
+        assert_eq!(tree.decide(libc::SIGUSR1), (true, false));
+        assert_eq!(tree.decide(libc::SIGTERM), (false, true));
+        assert_eq!(tree.decide(libc::SIGINT), (false, true));
+        // A stop signal that is also one damon passes on: it is the stop.
+        let usr1_stops = Passing { tree: true, stop_signal: Some(libc::SIGUSR1) };
+        assert_eq!(usr1_stops.decide(libc::SIGUSR1), (false, true));
+        assert_eq!(usr1_stops.decide(libc::SIGUSR2), (true, false));
+    }
 }
