@@ -149,6 +149,8 @@ fn main() {
         #[cfg(windows)]
         "job-child" => windows::job_child(),
         #[cfg(windows)]
+        "in-job" => windows::in_job_then_close(Path::new(arg(1)), &args[2..]),
+        #[cfg(windows)]
         "ui-probe" => windows::ui_probe(),
         _ => usage(),
     }
@@ -694,6 +696,64 @@ mod windows {
             std::process::exit(1)
         });
         std::process::exit(status.code().unwrap_or(1))
+    }
+
+    /// As Nomad 1.9+'s Windows executor: puts itself in a job with KILL_ON_JOB_CLOSE (nothing
+    /// else), runs COMMAND in it, and once `ready` exists closes the job, which ends every
+    /// process in it, this one too. If COMMAND ends first, exits with its code.
+    pub fn in_job_then_close(ready: &Path, command: &[String]) {
+        use std::ffi::c_void;
+        use windows_sys::Win32::Foundation::CloseHandle;
+        use windows_sys::Win32::System::JobObjects::{
+            AssignProcessToJobObject, CreateJobObjectW, JobObjectExtendedLimitInformation, SetInformationJobObject,
+            JOBOBJECT_EXTENDED_LIMIT_INFORMATION, JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE,
+        };
+        use windows_sys::Win32::System::Threading::GetCurrentProcess;
+
+        // SAFETY: no security attributes and no name: an unnamed job with default rights.
+        let job = unsafe { CreateJobObjectW(std::ptr::null(), std::ptr::null()) };
+        if job.is_null() {
+            fail("CreateJobObjectW");
+        }
+        // SAFETY: the structure is plain data for which all-zero bytes are valid.
+        let mut limits: JOBOBJECT_EXTENDED_LIMIT_INFORMATION = unsafe { std::mem::zeroed() };
+        limits.BasicLimitInformation.LimitFlags = JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE;
+        // SAFETY: `job` is open; `limits` is alive for the call and its size is given.
+        let set = unsafe {
+            SetInformationJobObject(
+                job,
+                JobObjectExtendedLimitInformation,
+                &limits as *const JOBOBJECT_EXTENDED_LIMIT_INFORMATION as *const c_void,
+                std::mem::size_of::<JOBOBJECT_EXTENDED_LIMIT_INFORMATION>() as u32,
+            )
+        };
+        if set == FALSE {
+            fail("SetInformationJobObject(KILL_ON_JOB_CLOSE)");
+        }
+        // SAFETY: `job` is open; GetCurrentProcess is a pseudo-handle for this process.
+        if unsafe { AssignProcessToJobObject(job, GetCurrentProcess()) } == FALSE {
+            fail("AssignProcessToJobObject(self)");
+        }
+        let mut child = Command::new(&command[0]).args(&command[1..]).spawn().unwrap_or_else(|e| {
+            eprintln!("workload: starting {:?}: {}", command, e);
+            std::process::exit(1)
+        });
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                std::process::exit(status.code().unwrap_or(1));
+            }
+            if ready.exists() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        println!("closing the job");
+        let _ = std::io::stdout().flush();
+        // SAFETY: `job` is open and this is its only handle: closing it kills the job's processes.
+        unsafe { CloseHandle(job) };
+        // Not reached where the kill took this process too.
+        std::thread::sleep(std::time::Duration::from_secs(30));
+        std::process::exit(3)
     }
 
     pub fn job_child() {

@@ -249,6 +249,37 @@ fn the_tree_ends_when_damon_is_killed() {
     wait_for("KILL_ON_JOB_CLOSE to end the tree", Duration::from_secs(10), || !alive(child) && !alive(grandchild));
 }
 
+/// Nomad 1.9+'s Windows executor holds itself and the task in a job with KILL_ON_JOB_CLOSE and
+/// kills the task by closing it (hashicorp/nomad #24214). damon.exe's job nests inside it: the
+/// workload starts, `--check` names the enclosing job and its KILL_ON_JOB_CLOSE, and the close
+/// ends damon.exe, the child and the grandchild. The launcher (workload `in-job`) puts itself
+/// in such a job, starts damon.exe, and closes the job once the grandchild's pid file exists.
+#[test]
+fn nomads_job_closed_ends_damon_exe_and_the_whole_tree() {
+    let dir = TestDir::new("nomad-job");
+    let check = Command::new(workload())
+        .arg("in-job")
+        .arg(dir.0.join("never"))
+        .arg(DAMON)
+        .arg("--check")
+        .env("DAMON_LOG_DIR", &dir.0)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&check.stdout).to_string();
+    let line = said.lines().find(|l| l.starts_with("enclosing job:")).unwrap_or_default();
+    assert!(line.contains("runs inside another job") && line.contains("KILL_ON_JOB_CLOSE"), "{}", explain(&check, &dir));
+    let grandchild_file = dir.0.join("grandchild.pid");
+    let mut launcher = Command::new(workload());
+    launcher.arg("in-job").arg(&grandchild_file).arg(DAMON).arg(workload()).arg("ignore-stop").arg(&dir.0);
+    launcher.env("DAMON_LOG_DIR", &dir.0).current_dir(&dir.0);
+    let mut launcher = spawn_in_own_group(launcher);
+    wait_for("pid files", Duration::from_secs(20), || read_pid(&grandchild_file).is_some());
+    let (child, grandchild) = (read_pid(&dir.0.join("child.pid")).unwrap(), read_pid(&grandchild_file).unwrap());
+    let _ = launcher.wait();
+    wait_for("the closed job to end the tree", Duration::from_secs(10), || !alive(child) && !alive(grandchild));
+    assert!(dir.log().contains("\"child started\""), "{}", dir.log());
+}
+
 /// DAMON_SANDBOX=Y: the job holds every UI restriction, a system parameter cannot be changed
 /// (SystemParametersInfo, which JOB_OBJECT_UILIMIT_SYSTEMPARAMETERS denies), and no child breaks
 /// away from the job. Without the sandbox (the control) the job holds none and the parameter can

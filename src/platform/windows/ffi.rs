@@ -34,8 +34,9 @@ use windows_sys::Win32::System::Console::{
     STD_INPUT_HANDLE, STD_OUTPUT_HANDLE,
 };
 use windows_sys::Win32::System::JobObjects::{
-    AssignProcessToJobObject, CreateJobObjectW, IsProcessInJob, JobObjectBasicProcessIdList, QueryInformationJobObject,
-    SetInformationJobObject, TerminateJobObject, JOBOBJECTINFOCLASS, JOBOBJECT_BASIC_PROCESS_ID_LIST,
+    AssignProcessToJobObject, CreateJobObjectW, IsProcessInJob, JobObjectBasicProcessIdList,
+    JobObjectExtendedLimitInformation, QueryInformationJobObject, SetInformationJobObject, TerminateJobObject,
+    JOBOBJECTINFOCLASS, JOBOBJECT_BASIC_PROCESS_ID_LIST, JOBOBJECT_EXTENDED_LIMIT_INFORMATION,
     JOBOBJECT_IO_RATE_CONTROL_INFORMATION, JOB_OBJECT_IO_RATE_CONTROL_ENABLE,
 };
 use windows_sys::Win32::System::LibraryLoader::{GetModuleHandleW, GetProcAddress};
@@ -296,6 +297,33 @@ pub fn is_in_job(process: &OwnedHandle, job: &OwnedHandle) -> io::Result<bool> {
     // SAFETY: both handles are open; `result` is writable.
     check(unsafe { IsProcessInJob(raw(process), raw(job), &mut result) }, "IsProcessInJob")?;
     Ok(result != FALSE)
+}
+
+/// The job damon.exe itself runs in, if any (Nomad 1.9+'s executor puts itself and the task in
+/// one): its limits, as the null job handle names the caller's own job. `None` outside a job.
+pub fn enclosing_job_limits() -> io::Result<Option<JOBOBJECT_EXTENDED_LIMIT_INFORMATION>> {
+    let mut in_job: BOOL = FALSE;
+    // SAFETY: GetCurrentProcess returns a pseudo-handle that needs no closing; a null job asks
+    // about any job; `in_job` is writable.
+    check(unsafe { IsProcessInJob(GetCurrentProcess(), null_mut(), &mut in_job) }, "IsProcessInJob")?;
+    if in_job == FALSE {
+        return Ok(None);
+    }
+    // SAFETY: the structure is plain data for which all-zero bytes are valid.
+    let mut info: JOBOBJECT_EXTENDED_LIMIT_INFORMATION = unsafe { zeroed() };
+    // SAFETY: a null job handle names the job of the calling process; `info` is writable and as
+    // large as the size passed.
+    let result = unsafe {
+        QueryInformationJobObject(
+            null_mut(),
+            JobObjectExtendedLimitInformation,
+            &mut info as *mut JOBOBJECT_EXTENDED_LIMIT_INFORMATION as *mut _,
+            size_u32::<JOBOBJECT_EXTENDED_LIMIT_INFORMATION>(),
+            null_mut(),
+        )
+    };
+    check(result, "QueryInformationJobObject(null, JobObjectExtendedLimitInformation)")?;
+    Ok(Some(info))
 }
 
 pub fn terminate_job(job: &OwnedHandle, exit_code: u32) -> io::Result<()> {

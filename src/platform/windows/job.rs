@@ -378,6 +378,53 @@ impl JobObject {
     }
 }
 
+/// For `damon --check`: the job damon.exe runs in, if any, and what it limits. damon's own job
+/// nests inside it (Windows 8 and Server 2012 on): both jobs' limits hold for the workload, and
+/// the enclosing job's kill (Nomad 1.9+'s executor holds one with KILL_ON_JOB_CLOSE) ends
+/// damon.exe and the whole tree.
+pub fn describe_enclosing_job() -> String {
+    use windows_sys::Win32::System::JobObjects::{
+        JOB_OBJECT_LIMIT_BREAKAWAY_OK, JOB_OBJECT_LIMIT_DIE_ON_UNHANDLED_EXCEPTION, JOB_OBJECT_LIMIT_JOB_TIME,
+        JOB_OBJECT_LIMIT_PRIORITY_CLASS, JOB_OBJECT_LIMIT_PROCESS_MEMORY, JOB_OBJECT_LIMIT_PROCESS_TIME,
+        JOB_OBJECT_LIMIT_SILENT_BREAKAWAY_OK, JOB_OBJECT_LIMIT_WORKINGSET,
+    };
+    let info = match ffi::enclosing_job_limits() {
+        Ok(None) => return "none".to_string(),
+        Ok(Some(info)) => info,
+        Err(e) => return format!("unknown: {}", e),
+    };
+    let flags = info.BasicLimitInformation.LimitFlags;
+    let mut limits = Vec::new();
+    let mib = |bytes: usize| bytes / (1024 * 1024);
+    let named: [(JOB_OBJECT_LIMIT, &str); 6] = [
+        (JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE, "KILL_ON_JOB_CLOSE (closing it ends damon.exe and the workload)"),
+        (JOB_OBJECT_LIMIT_BREAKAWAY_OK, "BREAKAWAY_OK"),
+        (JOB_OBJECT_LIMIT_SILENT_BREAKAWAY_OK, "SILENT_BREAKAWAY_OK"),
+        (JOB_OBJECT_LIMIT_DIE_ON_UNHANDLED_EXCEPTION, "DIE_ON_UNHANDLED_EXCEPTION"),
+        (JOB_OBJECT_LIMIT_PRIORITY_CLASS, "PRIORITY_CLASS"),
+        (JOB_OBJECT_LIMIT_WORKINGSET, "WORKINGSET"),
+    ];
+    limits.extend(named.iter().filter(|(flag, _)| flags & flag != 0).map(|(_, name)| name.to_string()));
+    if flags & JOB_OBJECT_LIMIT_JOB_MEMORY != 0 {
+        limits.push(format!("job memory {} MiB", mib(info.JobMemoryLimit)));
+    }
+    if flags & JOB_OBJECT_LIMIT_PROCESS_MEMORY != 0 {
+        limits.push(format!("process memory {} MiB", mib(info.ProcessMemoryLimit)));
+    }
+    if flags & JOB_OBJECT_LIMIT_ACTIVE_PROCESS != 0 {
+        limits.push(format!("{} processes", info.BasicLimitInformation.ActiveProcessLimit));
+    }
+    if flags & JOB_OBJECT_LIMIT_AFFINITY != 0 {
+        limits.push(format!("affinity {:#x}", info.BasicLimitInformation.Affinity));
+    }
+    if flags & (JOB_OBJECT_LIMIT_JOB_TIME | JOB_OBJECT_LIMIT_PROCESS_TIME) != 0 {
+        limits.push("CPU time".to_string());
+    }
+    let limits = if limits.is_empty() { "no limit".to_string() } else { limits.join(", ") };
+    format!("damon.exe runs inside another job ({}); damon's job nests inside it, and both jobs' limits hold", limits)
+}
+
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -343,6 +343,7 @@ pub fn host_report(config: &Config) -> HostReport {
         Err(e) if config.limits.enforced_cpu().is_some() => problem = Some(e),
         Err(e) => facts.push(("MHz per core", format!("unknown: {}", e))),
     }
+    facts.push(("enclosing job", job::describe_enclosing_job()));
     // A trial job with the configured limits proves Windows accepts them here.
     let spec = ContainerSpec {
         name: format!("damon-check-{}", std::process::id()),
