@@ -807,4 +807,36 @@ for variable in ("NOMAD_TASK_DIR", "NOMAD_ALLOC_DIR", "NOMAD_SECRETS_DIR"):
 print("nomad dirs written")
 print("service ok")
 "#;
+
+    /// Where damon may not make namespaces (here: root without CAP_SYS_ADMIN, as in a container
+    /// that drops it), `DAMON_SANDBOX=Y` starts nothing (125), says why and the way out, and
+    /// `damon --check` says it beforehand; without the sandbox the same damon runs the command.
+    #[test]
+    fn sandbox_where_namespaces_are_refused_nothing_starts_and_check_says_why() {
+        if Command::new("setpriv").arg("--version").output().is_err() {
+            if std::env::var("DAMON_TEST_STAGE").map_or(false, |stage| stage.starts_with("vm")) {
+                return skip_elsewhere("the host stage runs it: the VM has no setpriv");
+            }
+            return skip_missing("setpriv (util-linux, which scripts/test installs)");
+        }
+        let dir = TestDir::new("sandbox-no-sys-admin");
+        let without_sys_admin = |sandbox: &str, args: &[&str]| {
+            let mut cmd = Command::new("setpriv");
+            cmd.args(["--bounding-set", "-sys_admin", DAMON]).args(args);
+            cmd.env("DAMON_LOG_DIR", &dir.0).env("DAMON_SANDBOX", sandbox).current_dir(&dir.0);
+            run(cmd, &dir)
+        };
+        without_sys_admin("N", &["sh", "-c", "exit 3"]).assert_code(3);
+        let refused = without_sys_admin("Y", &["sh", "-c", "touch started"]);
+        refused.assert_code(125);
+        assert!(!dir.path("started").exists(), "the command ran\n{}", refused.explain());
+        assert!(
+            refused.stderr.contains("namespaces of its own") && refused.stderr.contains("unset DAMON_SANDBOX"),
+            "{}",
+            refused.explain()
+        );
+        let check = without_sys_admin("Y", &["--check"]);
+        let line = check.stdout.lines().find(|l| l.starts_with("sandbox namespaces:")).unwrap_or_default().to_string();
+        assert!(line.contains("refused here") && line.contains("CAP_SYS_ADMIN"), "{}", check.explain());
+    }
 }

@@ -267,7 +267,11 @@ fn nomads_job_closed_ends_damon_exe_and_the_whole_tree() {
         .unwrap();
     let said = String::from_utf8_lossy(&check.stdout).to_string();
     let line = said.lines().find(|l| l.starts_with("enclosing job:")).unwrap_or_default();
-    assert!(line.contains("runs inside another job") && line.contains("KILL_ON_JOB_CLOSE"), "{}", explain(&check, &dir));
+    assert!(
+        line.contains("runs inside another job") && line.contains("KILL_ON_JOB_CLOSE"),
+        "{}",
+        explain(&check, &dir)
+    );
     let grandchild_file = dir.0.join("grandchild.pid");
     let mut launcher = Command::new(workload());
     launcher.arg("in-job").arg(&grandchild_file).arg(DAMON).arg(workload()).arg("ignore-stop").arg(&dir.0);

@@ -38,6 +38,10 @@ use super::sandbox::{init, Namespaces, Prepared, Step};
 /// The sandbox's init: a copy of damon's memory in new namespaces (see sandbox/namespaces.rs).
 const NAMESPACE_FLAGS: libc::c_int = super::sandbox::CLONE_FLAGS;
 
+/// Why the kernel refuses the sandbox's namespaces, and the way out.
+pub const NAMESPACES_REFUSED: &str = "damon needs CAP_SYS_ADMIN for them, and runs where no container or seccomp \
+                                      filter refuses new namespaces; unset DAMON_SANDBOX to run without the sandbox";
+
 /// linux/sched.h: place the child in the cgroup v2 directory given by `CloneArgs::cgroup`.
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
@@ -352,7 +356,15 @@ pub fn spawn(
                 unsafe { libc::clone(child_entry, stack_top as *mut libc::c_void, flags | libc::SIGCHLD, child_arg) };
             if pid == -1 {
                 let e = io::Error::last_os_error();
-                return Err(CloneError::Prepare(format!("cannot start {:?}", argv[0]), e));
+                let context = if namespaces && e.raw_os_error() == Some(libc::EPERM) {
+                    format!(
+                        "cannot start {:?} in namespaces of its own (DAMON_SANDBOX): {}",
+                        argv[0], NAMESPACES_REFUSED
+                    )
+                } else {
+                    format!("cannot start {:?}", argv[0])
+                };
+                return Err(CloneError::Prepare(context, e));
             }
             Pid::from_raw(pid)
         }

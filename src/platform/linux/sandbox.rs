@@ -425,14 +425,23 @@ impl Sandbox {
                 capability_names(self.capabilities)
             ),
         ));
+        let refused = match &self.namespaces_missing {
+            None => namespaces::trial().err(),
+            Some(_) => None,
+        };
         facts.push((
             "sandbox namespaces",
-            match &self.namespaces_missing {
-                None => "mount, PID and IPC of the workload's own: the system read-only but for the writable rules; \
+            match (&self.namespaces_missing, refused) {
+                (None, Some(e)) => format!(
+                    "refused here ({}), so every start would be: {}",
+                    e,
+                    super::clone::NAMESPACES_REFUSED
+                ),
+                (None, None) => "mount, PID and IPC of the workload's own: the system read-only but for the writable rules; \
                          /run, /var/run, /tmp and /var/tmp hidden (what a rule names there mounted back); a /dev/shm of its own; \
                          a /proc of its PID namespace, /proc/sys read-only"
                     .to_string(),
-                Some(why) => format!("none: {}", why),
+                (Some(why), _) => format!("none: {}", why),
             },
         ));
         facts.push((

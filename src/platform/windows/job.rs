@@ -424,7 +424,6 @@ pub fn describe_enclosing_job() -> String {
     format!("damon.exe runs inside another job ({}); damon's job nests inside it, and both jobs' limits hold", limits)
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -189,6 +189,28 @@ pub fn unavailable() -> Option<String> {
     }
 }
 
+/// For `damon --check`: whether this process may make the namespaces (a container without
+/// CAP_SYS_ADMIN, or a seccomp filter, refuses them), tried in a child that ends at once.
+pub fn trial() -> io::Result<()> {
+    use nix::unistd::{fork, ForkResult};
+    // SAFETY: the child makes two system calls and ends with _exit: it touches no lock or
+    // allocation that another thread of damon's could have held at the fork.
+    match unsafe { fork() }.map_err(io::Error::from)? {
+        ForkResult::Child => {
+            // SAFETY: unshare(2) with flags only; _exit(2) ends the child at once.
+            unsafe {
+                let errno = if libc::unshare(CLONE_FLAGS) == -1 { *libc::__errno_location() } else { 0 };
+                libc::_exit(errno)
+            }
+        }
+        ForkResult::Parent { child } => match nix::sys::wait::waitpid(child, None).map_err(io::Error::from)? {
+            nix::sys::wait::WaitStatus::Exited(_, 0) => Ok(()),
+            nix::sys::wait::WaitStatus::Exited(_, errno) => Err(io::Error::from_raw_os_error(errno)),
+            other => Err(io::Error::new(io::ErrorKind::Other, format!("the trial child ended as {:?}", other))),
+        },
+    }
+}
+
 impl Namespaces {
     /// The plan for these rules. `shared_memory_access`: the rights on the workload's own
     /// /dev/shm (the kernel's bits), where Landlock is.
