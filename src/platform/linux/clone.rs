@@ -154,13 +154,7 @@ impl Child<'_> {
     /// Becomes the command: joins the group (where it was not born in it), confines itself and
     /// takes on its identity, then execs.
     fn command(&self, join: bool) -> ! {
-        let join = || {
-            let fds = if join { self.join } else { &[] };
-            fds.iter().try_for_each(|fd| {
-                // "0" is the writing process itself.
-                nix::unistd::write(*fd, b"0").map(drop).map_err(|e| io::Error::from_raw_os_error(e as i32))
-            })
-        };
+        let join = || if join { self.join_group() } else { Ok(()) };
         // The sandbox once in the group (its domain would refuse the write to cgroup.procs), and
         // before the identity: a user that is not root may install neither without no_new_privs.
         let result: io::Result<()> = (self.prepare)()
@@ -183,9 +177,7 @@ impl Child<'_> {
     /// (sharing this copy's memory until its exec), then passes signals on and reaps.
     fn init(&self, namespaces: &Namespaces) -> ! {
         let check = |result: libc::c_long| if result == -1 { Err(io::Error::last_os_error()) } else { Ok(()) };
-        let join = self.join.iter().try_for_each(|fd| {
-            nix::unistd::write(*fd, b"0").map(drop).map_err(|e| io::Error::from_raw_os_error(e as i32))
-        });
+        let join = self.join_group();
         // Every signal waits for the init's sigwaitinfo, from before the command exists.
         let blocked = join.and_then(|()| {
             // SAFETY: a sigset_t is plain integers, for which zero bytes are a valid value.
@@ -240,6 +232,13 @@ impl Child<'_> {
             );
         }
         init::run(pid, self.sandbox.init_passing(), self.status_pipe)
+    }
+
+    /// Writes this process into each `cgroup.procs` it is to join ("0" is the writer itself).
+    fn join_group(&self) -> io::Result<()> {
+        self.join.iter().try_for_each(|fd| {
+            nix::unistd::write(*fd, b"0").map(drop).map_err(|e| io::Error::from_raw_os_error(e as i32))
+        })
     }
 
     /// Tells damon on the error pipe why the start failed (the errno, and the namespace step

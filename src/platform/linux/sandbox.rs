@@ -160,10 +160,8 @@ pub struct Sandbox {
     child_is_root: bool,
     /// Why the workload gets no mount, PID and IPC namespaces of its own, if it does not.
     namespaces_missing: Option<String>,
-    /// DAMON_STOP_SIGNAL_SCOPE=tree: the init passes no stop on (damon signals every process).
-    stop_tree: bool,
-    /// DAMON_STOP_SIGNAL.
-    stop_signal: Option<i32>,
+    /// What the namespaces' init passes on (DAMON_STOP_SIGNAL_SCOPE, DAMON_STOP_SIGNAL).
+    init: init::Passing,
 }
 
 /// One protection of the sandbox on this host: its name in the "child started" line, whether
@@ -271,8 +269,7 @@ impl Sandbox {
             last_cap: last_cap(),
             child_is_root: identity.runs_as_root(),
             namespaces_missing: namespaces::unavailable(),
-            stop_tree: settings.stop_tree,
-            stop_signal: settings.stop_signal,
+            init: init::Passing { tree: settings.stop_tree, stop_signal: settings.stop_signal },
         };
         let gaps = sandbox.gaps();
         if settings.mode == SandboxMode::Strict && !gaps.is_empty() {
@@ -519,8 +516,7 @@ impl Sandbox {
         } else {
             None
         };
-        let init = init::Passing { tree: self.stop_tree, stop_signal: self.stop_signal };
-        Ok(Prepared { ruleset, filter: &self.filter, confine, namespaces, init })
+        Ok(Prepared { ruleset, filter: &self.filter, confine, namespaces, init: self.init })
     }
 
     /// The Landlock ruleset as a file descriptor, for the child to restrict itself with. The

@@ -22,7 +22,7 @@ use nix::libc;
 use crate::platform::linux::signals::PASS_ON_SIGNALS;
 
 /// What the init passes on to the command.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Passing {
     /// DAMON_STOP_SIGNAL_SCOPE=tree: damon signals every process of a stop itself.
     pub tree: bool,
