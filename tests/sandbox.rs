@@ -698,6 +698,9 @@ mod sandbox {
         let cases = [
             ("exit 42".to_string(), ("child", ""), false),
             ("kill -SEGV $$".to_string(), ("child", ""), false),
+            // The run ends with the command, while the init still has an orphan to end (its
+            // namespace's teardown then happens after damon has the command's status).
+            ("setsid sleep 4321 & exit 5".to_string(), ("child", ""), false),
             (format!("trap 'echo stopped; exit 7' TERM; touch {}; sleep 100 & wait", ready), ("child", ""), true),
             // DAMON_STOP_SIGNAL: the SIGTERM damon gets reaches the command as SIGINT.
             (
@@ -727,6 +730,13 @@ mod sandbox {
                 dir.log()
             );
             println!("sandbox ({}): {} ({:?}): {:?}", cgroup_version(), script, stop_setting, with);
+            let left: Vec<u32> = fs::read_dir("/proc")
+                .unwrap()
+                .flatten()
+                .filter_map(|entry| entry.file_name().to_string_lossy().parse().ok())
+                .filter(|pid| command_of(*pid) == "sleep 4321")
+                .collect();
+            assert!(left.is_empty(), "{}: left running: {:?}\n{}", script, left, dir.log());
         }
     }
 

@@ -362,6 +362,10 @@ pub struct Backend {
     /// Set while the rest of the workload drains after the child (a tree-scope stop).
     empty_watch: Option<EmptyWatch>,
     child: Option<ChildProcess>,
+    /// The sandbox's init once the command has ended: it ends by itself, and is reaped by the
+    /// time the groups are removed. The run's end does not wait for it (nor for its
+    /// namespaces' teardown, which the kernel does in its exit).
+    ended_init: Option<ChildProcess>,
     identity: Identity,
     sandbox: Sandbox,
     /// The workload's cpuset, for the log; `None` if it could not be read.
@@ -383,6 +387,16 @@ impl Backend {
         self.child.as_ref().map(ChildProcess::pid)
     }
 
+    /// How the child ended, as the run reports it: a SIGKILL after [`Container::kill_all`] is
+    /// damon's.
+    fn exit_status(&self, ended: Ended) -> ExitStatus {
+        match ended {
+            Ended::Code(code) => ExitStatus::Code(code),
+            Ended::Signal(sig) if sig == NixSignal::SIGKILL as i32 && self.killed_all => ExitStatus::Terminated,
+            Ended::Signal(sig) => ExitStatus::Signal(Signal(sig)),
+        }
+    }
+
     /// The next event, or `deadline` passed ([`Container::next_event`]).
     fn wait_for_event(&mut self, deadline: Option<Instant>) -> Result<Event, ContainerError> {
         loop {
@@ -391,6 +405,8 @@ impl Backend {
             // The guard never writes: its socket becomes readable only when the guard is gone.
             let guard_target = self.journal.as_ref().and_then(Journal::guard_socket).map(|fd| (fd, PollFlags::POLLIN));
             let empty_target = self.empty_watch.as_ref().and_then(EmptyWatch::poll_target);
+            let command_target =
+                self.child.as_ref().and_then(ChildProcess::status_pipe).map(|fd| (fd, PollFlags::POLLIN));
             // A v1 group without pidfds gives no notice of its emptying: look again now and then.
             let recheck = match (&self.empty_watch, empty_target) {
                 (Some(_), None) => Some(Instant::now() + EmptyWatch::V1_RECHECK_WITHOUT_PIDFD),
@@ -402,7 +418,7 @@ impl Backend {
             };
             let wake = self
                 .signals
-                .next(wake_at, &[oom_target, process_limit_target, guard_target, empty_target])
+                .next(wake_at, &[oom_target, process_limit_target, guard_target, empty_target, command_target])
                 .map_err(|e| ContainerError::new("cannot read signals", e))?;
             let signal = match wake {
                 Wake::Deadline if deadline.map_or(false, |d| Instant::now() >= d) => return Ok(Event::DeadlinePassed),
@@ -423,6 +439,15 @@ impl Backend {
                     self.process_limit_watch = None;
                     return Ok(Event::ProcessLimitHit);
                 }
+                Wake::Extra(4) => {
+                    // The sandbox's init wrote the command's end (or ended without: its own end
+                    // then comes with its SIGCHLD).
+                    if let Some(ended) = self.child.as_mut().and_then(ChildProcess::command_status) {
+                        self.ended_init = self.child.take();
+                        return Ok(Event::ChildExited(self.exit_status(ended)));
+                    }
+                    continue;
+                }
                 // 2: the guard's socket.
                 Wake::Extra(_) => {
                     if let Some(journal) = self.journal.as_mut() {
@@ -433,18 +458,17 @@ impl Backend {
                 Wake::Signal(signal) => signal,
             };
             if signal == NixSignal::SIGCHLD {
-                // SIGCHLD also comes from the guard, and several exits may share one.
+                // SIGCHLD also comes from the guard and the sandbox's init, and several exits
+                // may share one.
+                if let Some(init) = self.ended_init.as_mut() {
+                    if let Ok(Some(_)) = init.try_wait() {
+                        self.ended_init = None;
+                    }
+                }
                 if let Some(child) = self.child.as_mut() {
                     if let Ok(Some(ended)) = child.try_wait() {
-                        let status = match ended {
-                            Ended::Code(code) => ExitStatus::Code(code),
-                            Ended::Signal(sig) if sig == NixSignal::SIGKILL as i32 && self.killed_all => {
-                                ExitStatus::Terminated
-                            }
-                            Ended::Signal(sig) => ExitStatus::Signal(Signal(sig)),
-                        };
                         self.child = None;
-                        return Ok(Event::ChildExited(status));
+                        return Ok(Event::ChildExited(self.exit_status(ended)));
                     }
                 }
             } else if STOP_SIGNALS.contains(&signal) {
@@ -503,6 +527,7 @@ impl Container for Backend {
             process_limit_watch,
             empty_watch: None,
             child: None,
+            ended_init: None,
             identity: spec.identity.clone(),
             sandbox: spec.sandbox.clone(),
             cpuset: cores.workload_cpus(),
@@ -520,6 +545,7 @@ impl Container for Backend {
             process_limit_watch: None,
             empty_watch: None,
             child: None,
+            ended_init: None,
             identity: spec.identity.clone(),
             sandbox: spec.sandbox.clone(),
             // The child inherits damon's own cpuset.
@@ -641,6 +667,14 @@ impl Container for Backend {
 
     fn remove(mut self) -> Vec<ContainerError> {
         let mut errors = Vec::new();
+        // The sandbox's init is reaped first, so that the groups are empty for their removal.
+        // It ends by itself once the command has, except in a tree-scope stop whose rest has
+        // not drained: what is left is killed now in any case, and killing the init kills its
+        // namespace.
+        if let Some(mut init) = self.ended_init.take() {
+            let _ = kill(init.pid(), NixSignal::SIGKILL);
+            let _ = init.wait();
+        }
         // The journal's undo kills what is left of the workload (through the freezer on v1)
         // before it removes the groups, and lists and kills nothing when they are empty.
         if let Some(journal) = self.journal.take() {

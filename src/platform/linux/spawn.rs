@@ -12,7 +12,7 @@ use std::ffi::{OsStr, OsString};
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::io::AsRawFd;
+use std::os::unix::io::{AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
 
 use nix::sys::signal::{sigprocmask, SigHandler, SigSet, SigmaskHow, Signal};
@@ -89,7 +89,21 @@ impl ChildProcess {
         };
         // The init has ended: the command's status is on the pipe, unless the init was killed
         // before the command ended (then the init's own end stands).
+        Some(self.command_status().unwrap_or(ended))
+    }
+
+    /// In the sandbox's namespaces: the pipe that becomes readable when the init has written
+    /// the command's wait status, or has ended without (its end of file).
+    pub fn status_pipe(&self) -> Option<RawFd> {
+        self.status_pipe.as_ref().map(AsRawFd::as_raw_fd)
+    }
+
+    /// The command's end, from the status pipe once it is readable; `None` if the init ended
+    /// without writing it (killed: its own end then stands, through [`ChildProcess::try_wait`]).
+    /// The pipe is read once.
+    pub fn command_status(&mut self) -> Option<Ended> {
         let mut raw = [0u8; 4];
+        // The init writes the four bytes at once (a pipe keeps a write of up to PIPE_BUF whole).
         match self.status_pipe.take().map(|mut pipe| std::io::Read::read(&mut pipe, &mut raw)) {
             Some(Ok(4)) => {
                 let status = i32::from_ne_bytes(raw);
@@ -99,7 +113,7 @@ impl ChildProcess {
                     Ended::Signal(nix::libc::WTERMSIG(status))
                 })
             }
-            _ => Some(ended),
+            _ => None,
         }
     }
 }
