@@ -44,6 +44,8 @@ pub struct ChildProcess {
     /// In the sandbox's namespaces `pid` is their init: the command's own wait status comes
     /// on this pipe.
     status_pipe: Option<File>,
+    /// The stack the sandbox's init runs on in damon's memory; `None` once the init is reaped.
+    init_stack: Option<Vec<u8>>,
     /// How it came into its group: [`BORN_IN_GROUP`] or [`JOINED_GROUP`], with the reason
     /// clone3 was refused where it was tried.
     pub start: String,
@@ -87,6 +89,8 @@ impl ChildProcess {
             WaitStatus::Signaled(_, signal, _) => Ended::Signal(signal as i32),
             _ => return None,
         };
+        // Reaped: nothing runs on it any more.
+        self.init_stack = None;
         // The init has ended: the command's status is on the pipe, unless the init was killed
         // before the command ended (then the init's own end stands).
         Some(self.command_status().unwrap_or(ended))
@@ -114,6 +118,16 @@ impl ChildProcess {
                 })
             }
             _ => None,
+        }
+    }
+}
+
+impl Drop for ChildProcess {
+    /// An init that was not reaped (damon ends in an error) may still run on its stack: that
+    /// memory is never handed back.
+    fn drop(&mut self) {
+        if let Some(stack) = self.init_stack.take() {
+            std::mem::forget(stack);
         }
     }
 }
@@ -184,6 +198,7 @@ pub fn spawn_in(
                 return Ok(ChildProcess {
                     pid: started.pid,
                     status_pipe: started.status_pipe,
+                    init_stack: started.init_stack,
                     start: BORN_IN_GROUP.to_string(),
                 })
             }
@@ -210,7 +225,7 @@ pub fn spawn_in(
         Some(e) => format!("{} (clone3 into the cgroup refused: {})", JOINED_GROUP, e),
         None => JOINED_GROUP.to_string(),
     };
-    Ok(ChildProcess { pid: started.pid, status_pipe: started.status_pipe, start })
+    Ok(ChildProcess { pid: started.pid, status_pipe: started.status_pipe, init_stack: started.init_stack, start })
 }
 
 fn clone_error(e: CloneError, argv: &[OsString], identity: &Identity) -> SpawnError {

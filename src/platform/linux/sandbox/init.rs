@@ -11,10 +11,12 @@
 //! other as the stop, and waits for the rest of the workload to end (or be killed at the
 //! timeout) before it ends.
 //!
-//! It is a copy of damon's memory (the child of a clone without CLONE_VM) and runs system calls
-//! only, as everything between a clone and an exec: damon's other threads do not exist here.
+//! It shares damon's memory on x86_64 and aarch64 (CLONE_VM, see clone.rs; elsewhere it has a
+//! copy) and runs system calls only, on its own stack, as everything between a clone and an
+//! exec: no allocation, no lock. Once damon has gone on, it touches nothing of damon's but
+//! its stack, and its system calls leave `errno`, which it shares with a thread of damon's,
+//! alone.
 
-use std::io;
 use std::os::unix::io::RawFd;
 
 use nix::libc;
@@ -53,26 +55,22 @@ pub fn run(command: libc::pid_t, passing: Passing, status_pipe: RawFd) -> ! {
     loop {
         loop {
             let mut status: libc::c_int = 0;
-            // SAFETY: waitpid(2) fills `status` on this stack.
-            let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
-            if pid == command {
+            let status_at = &mut status as *mut libc::c_int as usize;
+            // SAFETY: wait4(2) fills `status` on this stack.
+            let pid = unsafe { syscall(libc::SYS_wait4, [-1isize as usize, status_at, libc::WNOHANG as usize, 0]) };
+            if pid == command as isize {
                 ended = Some(status);
                 let bytes = status.to_ne_bytes();
                 // SAFETY: write(2) of a buffer on this stack to the pipe damon reads.
-                unsafe { libc::write(status_pipe, bytes.as_ptr().cast(), bytes.len()) };
+                unsafe { syscall(libc::SYS_write, [status_pipe as usize, bytes.as_ptr() as usize, bytes.len(), 0]) };
             }
-            if pid > 0 {
-                continue;
-            }
-            let error = io::Error::last_os_error().raw_os_error();
-            if pid == -1 && error == Some(libc::EINTR) {
-                continue;
-            }
-            if pid == -1 && error == Some(libc::ECHILD) {
+            match pid {
+                pid if pid > 0 => continue,
+                pid if pid == -(libc::EINTR as isize) => continue,
                 // No process is left in the namespace.
-                exit_as(ended.unwrap_or(0));
+                pid if pid == -(libc::ECHILD as isize) => exit_as(ended.unwrap_or(0)),
+                _ => break,
             }
-            break;
         }
         if let Some(status) = ended {
             if !stopping {
@@ -80,19 +78,29 @@ pub fn run(command: libc::pid_t, passing: Passing, status_pipe: RawFd) -> ! {
             }
         }
         // Every signal is blocked (since before the clone of the command): it waits here.
-        // SAFETY: sigwaitinfo(2) reads the set on this stack; no siginfo is asked for.
-        let signal = unsafe { libc::sigwaitinfo(&every_signal, std::ptr::null_mut()) };
-        if signal <= 0 || signal == libc::SIGCHLD {
+        // SAFETY: rt_sigtimedwait(2) reads the set on this stack (the kernel's sigset is 8
+        // bytes); no siginfo, no timeout.
+        let signal = unsafe {
+            syscall(
+                libc::SYS_rt_sigtimedwait,
+                [&every_signal as *const libc::sigset_t as usize, 0, 0, KERNEL_SIGSET_BYTES],
+            )
+        };
+        if signal <= 0 || signal == libc::SIGCHLD as isize {
             continue;
         }
+        let signal = signal as libc::c_int;
         let (pass_on, stop) = passing.decide(signal);
         stopping |= stop;
         if ended.is_none() && pass_on {
             // SAFETY: kill(2) with integers only.
-            unsafe { libc::kill(command, signal) };
+            unsafe { syscall(libc::SYS_kill, [command as usize, signal as usize, 0, 0]) };
         }
     }
 }
+
+/// The size of the kernel's signal set (64 signals), which rt_sigtimedwait(2) is told.
+const KERNEL_SIGSET_BYTES: usize = 8;
 
 /// Ends the init with the command's status as an exit code (damon reads the status itself from
 /// the pipe; a signal cannot end a namespace's init from within).
@@ -100,6 +108,67 @@ fn exit_as(status: libc::c_int) -> ! {
     let code = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { 128 + libc::WTERMSIG(status) };
     // SAFETY: _exit(2) ends this process without running damon's exit handlers.
     unsafe { libc::_exit(code) }
+}
+
+/// A system call that returns the result or minus the errno and leaves `errno` alone. Where
+/// the init shares damon's memory (x86_64, aarch64: see clone.rs), `errno` is the one of the
+/// damon thread that cloned it, which that thread may be reading at the same moment.
+///
+/// # Safety
+/// The arguments must be what system call `number` expects, pointers to live memory included.
+#[cfg(target_arch = "x86_64")]
+unsafe fn syscall(number: libc::c_long, args: [usize; 4]) -> isize {
+    let result: isize;
+    // SAFETY: the caller's contract; the system call clobbers rcx and r11, declared below.
+    unsafe {
+        std::arch::asm!(
+            "syscall",
+            inlateout("rax") number as isize => result,
+            in("rdi") args[0],
+            in("rsi") args[1],
+            in("rdx") args[2],
+            in("r10") args[3],
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    result
+}
+
+/// The same as the x86_64 [`syscall`], for aarch64.
+///
+/// # Safety
+/// As for the x86_64 one.
+#[cfg(target_arch = "aarch64")]
+unsafe fn syscall(number: libc::c_long, args: [usize; 4]) -> isize {
+    let result: isize;
+    // SAFETY: the caller's contract; the kernel changes only x0.
+    unsafe {
+        std::arch::asm!(
+            "svc #0",
+            inlateout("x0") args[0] as isize => result,
+            in("x1") args[1],
+            in("x2") args[2],
+            in("x3") args[3],
+            in("x8") number,
+            options(nostack),
+        );
+    }
+    result
+}
+
+/// Elsewhere the init has a copy of damon's memory, and its `errno` is its own.
+///
+/// # Safety
+/// As for the x86_64 one.
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+unsafe fn syscall(number: libc::c_long, args: [usize; 4]) -> isize {
+    // SAFETY: the caller's contract.
+    match unsafe { libc::syscall(number, args[0], args[1], args[2], args[3]) } {
+        -1 => -(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EINVAL) as isize),
+        result => result as isize,
+    }
 }
 
 #[cfg(test)]
