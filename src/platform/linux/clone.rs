@@ -35,7 +35,7 @@ use nix::unistd::Pid;
 use super::identity::Identity;
 use super::sandbox::{init, Namespaces, Prepared, Step};
 
-/// The sandbox's init, in new namespaces (see sandbox/namespaces.rs). On x86_64 and aarch64 it
+/// The sandbox's init (in a PID namespace, see sandbox/namespaces.rs). On x86_64 and aarch64 it
 /// shares damon's memory, as the command does until its exec: a fork's copy of damon's page
 /// tables, the copy-on-write faults after it and the copy's teardown cost a launch about 0.15
 /// ms. It then runs on a stack that damon keeps until it has reaped it, and its system calls
@@ -43,9 +43,11 @@ use super::sandbox::{init, Namespaces, Prepared, Step};
 /// Elsewhere no clone here runs on a stack of its own from its first instruction (see
 /// [`clone3_into`]), so the init gets a copy of damon's memory.
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-const NAMESPACE_FLAGS: libc::c_int = super::sandbox::CLONE_FLAGS | libc::CLONE_VM;
+const INIT_FLAGS: libc::c_int = libc::CLONE_VM;
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-const NAMESPACE_FLAGS: libc::c_int = super::sandbox::CLONE_FLAGS;
+const INIT_FLAGS: libc::c_int = 0;
+/// The command, as posix_spawn clones it.
+const COMMAND_FLAGS: libc::c_int = libc::CLONE_VM | libc::CLONE_VFORK;
 
 /// Why the kernel refuses the sandbox's namespaces, and the way out.
 pub const NAMESPACES_REFUSED: &str = "damon needs CAP_SYS_ADMIN for them, and runs where no container or seccomp \
@@ -156,7 +158,13 @@ impl Child<'_> {
     fn run(&self) -> ! {
         match self.sandbox.namespaces() {
             None => self.command(true),
-            Some(namespaces) => self.init(namespaces),
+            Some(namespaces) if namespaces.has_init() => self.init(namespaces),
+            Some(namespaces) => {
+                if let Err((step, index, e)) = namespaces.enter(self.sandbox.ruleset_fd()) {
+                    self.fail(Some(e), step.0, index);
+                }
+                self.command(true)
+            }
         }
     }
 
@@ -315,8 +323,10 @@ pub fn spawn(
         Ok(unsafe { (File::from_raw_fd(read), File::from_raw_fd(write)) })
     };
     let (mut error_read, error_write) = pipe()?;
-    let namespaces = sandbox.namespaces().is_some();
-    let (status_read, status_write) = if namespaces {
+    // The sandbox's namespaces, and whether the child is their init.
+    let namespaces = sandbox.namespaces();
+    let init = namespaces.map_or(false, Namespaces::has_init);
+    let (status_read, status_write) = if init {
         let (read, write) = pipe()?;
         (Some(read), Some(write))
     } else {
@@ -329,7 +339,7 @@ pub fn spawn(
     // Capacity only: the pages the child does not touch are never faulted in. In the sandbox's
     // namespaces the init starts the command on a second stack.
     let mut stack: Vec<u8> = Vec::with_capacity(CHILD_STACK_BYTES);
-    let mut command_stack: Vec<u8> = Vec::with_capacity(if namespaces { CHILD_STACK_BYTES } else { 0 });
+    let mut command_stack: Vec<u8> = Vec::with_capacity(if init { CHILD_STACK_BYTES } else { 0 });
     // The stack grows down from its top, which the ABI wants 16-byte aligned.
     let stack_top = (stack.as_mut_ptr() as usize + CHILD_STACK_BYTES) & !15;
     let command_stack_top = (command_stack.as_mut_ptr() as usize + command_stack.capacity()) & !15;
@@ -344,8 +354,12 @@ pub fn spawn(
         command_stack_top,
     };
     let child_arg = &child as *const Child as *mut libc::c_void;
-    // The sandbox's init gets a copy of damon's memory: it outlives the exec of the command.
-    let flags = if namespaces { NAMESPACE_FLAGS } else { libc::CLONE_VM | libc::CLONE_VFORK };
+    // The sandbox's init outlives the exec of the command: damon does not wait for it.
+    let flags = match namespaces {
+        None => COMMAND_FLAGS,
+        Some(namespaces) if init => namespaces.clone_flags() | INIT_FLAGS,
+        Some(namespaces) => namespaces.clone_flags() | COMMAND_FLAGS,
+    };
     let result = match into {
         Destination::Group(group) => {
             // Opened close-on-exec, as std opens everything: the command does not inherit it.
@@ -369,7 +383,7 @@ pub fn spawn(
                 unsafe { libc::clone(child_entry, stack_top as *mut libc::c_void, flags | libc::SIGCHLD, child_arg) };
             if pid == -1 {
                 let e = io::Error::last_os_error();
-                let context = if namespaces && e.raw_os_error() == Some(libc::EPERM) {
+                let context = if namespaces.is_some() && e.raw_os_error() == Some(libc::EPERM) {
                     format!(
                         "cannot start {:?} in namespaces of its own (DAMON_SANDBOX): {}",
                         argv[0], NAMESPACES_REFUSED
@@ -398,7 +412,7 @@ pub fn spawn(
     }
     drop(command_stack);
     if filled == 0 {
-        let init_stack = if namespaces { Some(stack) } else { None };
+        let init_stack = if init { Some(stack) } else { None };
         return Ok(Started { pid: result, status_pipe: status_read, init_stack });
     }
     let _ = nix::sys::wait::waitpid(result, None);

@@ -1,7 +1,11 @@
 //! The workload's own mount, PID and IPC namespaces under DAMON_SANDBOX.
 //!
-//! damon's child is born in new namespaces (clone flags) and is the PID namespace's init
-//! ([`super::init`]); before it starts the command it makes the mount namespace:
+//! damon's child is born in new namespaces (clone flags). Where Landlock does not keep the
+//! workload's signals within its tree (before ABI 6, Linux 6.12), they include a PID namespace
+//! and the child is its init ([`super::init`]), which makes the mount namespace and then
+//! starts the command; elsewhere the child makes it and becomes the command itself (an init
+//! is one more process on the launch's path: a clone and two wake-ups at the start and the
+//! end, about 0.2 ms on the reference host). The mount namespace:
 //! - the whole system read-only (one recursive `mount_setattr`, Linux 5.12), except the
 //!   writable rules, which get back the mounts they had (cloned with `open_tree` before, so a
 //!   mount that was read-only stays so): chmod, chown, utimensat and setxattr outside them
@@ -13,11 +17,13 @@
 //!   under /tmp) is mounted back where it was;
 //! - a /dev/shm of its own (64 MiB, writable: POSIX shared memory and semaphores), where the
 //!   host's held other processes' shared memory;
-//! - a /proc of the PID namespace, its /proc/sys and /proc/sysrq-trigger read-only.
+//! - /proc/sys and /proc/sysrq-trigger read-only, in a /proc of the PID namespace where there
+//!   is one, else in the host's (whose other processes Landlock's ptrace scope keeps the
+//!   workload from reading).
 //!
-//! The PID namespace keeps every signal of the workload within it on any kernel (Landlock
-//! scopes signals only from Linux 6.12): damon, its guard and the host's processes have no pid
-//! there. The IPC namespace gives the workload System V IPC and message queues of its own.
+//! The PID namespace keeps every signal of the workload within it on kernels whose Landlock
+//! does not: damon, its guard and the host's processes have no pid there. The IPC namespace
+//! gives the workload System V IPC and message queues of its own.
 //!
 //! The plan is made in damon, before the clone; the child carries it out with system calls
 //! only ([`Namespaces::enter`]), as everything between a clone and an exec.
@@ -44,7 +50,7 @@ const MOUNT_ATTR_RDONLY: u64 = 0x1;
 /// linux/landlock.h
 const LANDLOCK_RULE_PATH_BENEATH: libc::c_int = 1;
 
-/// The clone flags of a sandboxed workload's init.
+/// The namespaces a sandboxed workload may get (`damon --check` tries them all).
 pub const CLONE_FLAGS: libc::c_int = libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC;
 
 /// Hidden under an empty read-only tmpfs: the host's runtime sockets and temporary files.
@@ -124,6 +130,21 @@ pub struct Namespaces {
     fresh_rules: Vec<(CString, u64)>,
     working_dir: Option<CString>,
     names: Names,
+    /// A PID namespace, whose init the child is.
+    pid: bool,
+    proc: Proc,
+}
+
+/// The workload's /proc.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Proc {
+    /// A /proc of its PID namespace, mounted afresh.
+    Own,
+    /// The host's, writable again (a rule lets the workload write there: its own files, as
+    /// /proc/self/oom_score_adj, are the only ones it may).
+    HostWritable,
+    /// The host's, read-only with the rest of the system: no rule writes there.
+    HostReadOnly,
 }
 
 /// The fixed strings the child passes to the kernel, made before the clone (C string
@@ -213,8 +234,9 @@ pub fn trial() -> io::Result<()> {
 
 impl Namespaces {
     /// The plan for these rules. `shared_memory_access`: the rights on the workload's own
-    /// /dev/shm (the kernel's bits), where Landlock is.
-    pub fn plan(rules: &[RulePlace], shared_memory_access: Option<u64>) -> io::Result<Namespaces> {
+    /// /dev/shm (the kernel's bits), where Landlock is; `pid`: a PID namespace too, with the
+    /// child as its init.
+    pub fn plan(rules: &[RulePlace], shared_memory_access: Option<u64>, pid: bool) -> io::Result<Namespaces> {
         // Where each rule leads, by the kernel's own name for the opened inode.
         let mut located = Vec::new();
         for rule in rules {
@@ -236,7 +258,10 @@ impl Namespaces {
         let mut fresh_rules = Vec::new();
         for (path, rule, dev, ino, kind) in &located {
             if path.starts_with("/proc") {
-                fresh_rules.push((c_path(path)?, rule.access));
+                // On the host's /proc the rule's own inode stays.
+                if pid {
+                    fresh_rules.push((c_path(path)?, rule.access));
+                }
                 continue;
             }
             let is_dir = *kind == libc::S_IFDIR;
@@ -289,7 +314,27 @@ impl Namespaces {
             fresh_rules,
             working_dir,
             names: Names::new(),
+            pid,
+            proc: match (pid, located.iter().any(|(path, rule, ..)| path.starts_with("/proc") && rule.writes)) {
+                (true, _) => Proc::Own,
+                (false, true) => Proc::HostWritable,
+                (false, false) => Proc::HostReadOnly,
+            },
         })
+    }
+
+    /// The clone flags of the child that makes the namespaces.
+    pub fn clone_flags(&self) -> libc::c_int {
+        if self.pid {
+            CLONE_FLAGS
+        } else {
+            CLONE_FLAGS & !libc::CLONE_NEWPID
+        }
+    }
+
+    /// Whether the child is a PID namespace's init, which starts the command.
+    pub fn has_init(&self) -> bool {
+        self.pid
     }
 
     /// What the child does in its new namespaces before it starts the command: system calls
@@ -328,12 +373,16 @@ impl Namespaces {
         }
         for (i, dir) in self.hidden.iter().enumerate() {
             let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+            let beneath = |place: &&Place| place.mount_point.first().map_or(false, |first| starts_with_dir(first, dir));
+            if !self.places.iter().any(|place| beneath(&place)) {
+                // Nothing to mount back here: read-only from the start.
+                mount(Some(&names.tmpfs), dir, Some(&names.tmpfs), flags | libc::MS_RDONLY, Some(&names.tmpfs_options))
+                    .map_err(at(Step::HIDE, i))?;
+                continue;
+            }
             mount(Some(&names.tmpfs), dir, Some(&names.tmpfs), flags, Some(&names.tmpfs_options))
                 .map_err(at(Step::HIDE, i))?;
-            for (p, place) in self.places.iter().enumerate() {
-                if place.mount_point.first().map_or(true, |first| !starts_with_dir(first, dir)) {
-                    continue;
-                }
+            for (p, place) in self.places.iter().enumerate().filter(|(_, place)| beneath(place)) {
                 place.make_mount_point().map_err(at(Step::MOUNT_POINT, p))?;
             }
             mount(None, dir, None, libc::MS_REMOUNT | libc::MS_RDONLY | flags, None).map_err(at(Step::HIDE, i))?;
@@ -347,8 +396,30 @@ impl Namespaces {
                 .map_err(at(Step::SHARED_MEMORY, 0))?;
         }
         let proc_flags = fresh_flags;
-        mount(Some(&names.proc), &self.proc_dir, Some(&names.proc), proc_flags, None).map_err(at(Step::PROC, 0))?;
-        for (i, path) in self.proc_read_only.iter().enumerate() {
+        match self.proc {
+            Proc::Own => mount(Some(&names.proc), &self.proc_dir, Some(&names.proc), proc_flags, None)
+                .map_err(at(Step::PROC, 0))?,
+            Proc::HostWritable => {
+                let writable = MountAttr { attr_set: 0, attr_clr: MOUNT_ATTR_RDONLY, propagation: 0, userns_fd: 0 };
+                // SAFETY: mount_setattr(2) reads the path and the attributes, both alive on this
+                // stack or in the plan, and keeps no pointer. Not recursive: what is mounted
+                // under /proc stays read-only.
+                check(unsafe {
+                    libc::syscall(
+                        SYS_MOUNT_SETATTR,
+                        libc::AT_FDCWD,
+                        self.proc_dir.as_ptr(),
+                        0 as libc::c_uint,
+                        &writable as *const MountAttr,
+                        std::mem::size_of::<MountAttr>(),
+                    )
+                })
+                .map_err(at(Step::PROC, 0))?
+            }
+            Proc::HostReadOnly => {}
+        }
+        let writable_proc = self.proc != Proc::HostReadOnly;
+        for (i, path) in self.proc_read_only.iter().enumerate().filter(|_| writable_proc) {
             // Binding a path onto itself makes it a mount of its own, which may then be read-only.
             // A kernel without magic SysRq has no /proc/sysrq-trigger.
             match mount(Some(path), path, None, libc::MS_BIND, None) {
@@ -398,7 +469,8 @@ impl Namespaces {
             Step::MOVE_PLACE => format!("cannot mount {} back for the workload", place()),
             Step::PROC => match index.checked_sub(1).and_then(|i| self.proc_read_only.get(i)) {
                 Some(path) => format!("cannot make {} read-only for the workload", path.to_string_lossy()),
-                None => "cannot mount the workload's /proc".to_string(),
+                None if self.proc == Proc::Own => "cannot mount the workload's /proc".to_string(),
+                None => "cannot make /proc writable again for the workload".to_string(),
             },
             Step::FRESH_RULE => format!(
                 "cannot give the Landlock rule for {} on the workload's own mount",
