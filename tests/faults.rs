@@ -4,7 +4,9 @@
 //! group, no leaf, the same controllers passed down, no process. The same with damon's whole
 //! process group SIGKILLed, as Nomad kills it after every task: damon puts its guard in a group
 //! of its own before the first change, and a kill a moment earlier finds nothing to undo. And
-//! the guard itself killed while damon runs: damon says so and still cleans up at its end.
+//! the guard itself killed while damon runs: damon says so and still cleans up at its end. And
+//! under DAMON_SANDBOX=Y, killed while the child makes the workload's namespaces (or, with a
+//! PID namespace, while its init does): the same, and no mount reaches the host's namespace.
 //!
 //! DAMON_FAULT_TRIALS sets the number of starts (default 500 on the host, 200 in the cgroup v2
 //! VM, where a start is far slower); DAMON_FAULT_SEED replays a sequence of moments.
@@ -35,8 +37,12 @@ impl Moments {
 
 /// damon in the task cgroup; with `own_group`, as the leader of a new process group, as Nomad
 /// starts a task.
-fn start_contained(task: &TaskCgroup, dir: &TestDir, own_group: bool) -> Child {
+fn start_contained(task: &TaskCgroup, dir: &TestDir, own_group: bool, sandboxed: bool) -> Child {
     let mut cmd = task.damon(dir);
+    if sandboxed {
+        let rules = format!("defaults,rx:{},rwc:{}", workload().parent().unwrap().display(), dir.0.display());
+        cmd.env("DAMON_SANDBOX", "Y").env("DAMON_SANDBOX_PATHS", rules);
+    }
     if own_group {
         // SAFETY: setpgid(2) only, between fork and exec.
         unsafe {
@@ -64,8 +70,8 @@ fn exec_of_damon(damon: &Child) -> Instant {
 }
 
 /// How long damon takes from its exec until the workload's child runs, in an unharmed start.
-fn time_to_child(task: &TaskCgroup, dir: &TestDir) -> Duration {
-    let mut damon = start_contained(task, dir, false);
+fn time_to_child(task: &TaskCgroup, dir: &TestDir, sandboxed: bool) -> Duration {
+    let mut damon = start_contained(task, dir, false, sandboxed);
     let exec = exec_of_damon(&damon);
     wait_for("the workload's child", Duration::from_secs(30), || read_pid(&dir.path("child.pid")).is_some());
     let elapsed = exec.elapsed();
@@ -87,18 +93,24 @@ enum Killed {
 #[test]
 fn damon_sigkilled_at_random_moments_leaves_the_task_cgroup_as_it_found_it() {
     let default_trials = if cgroup_version() == "v2" { 200 } else { 500 };
-    sigkilled_at_random_moments("faults", Killed::Damon, default_trials);
+    sigkilled_at_random_moments("faults", Killed::Damon, default_trials, false);
+}
+
+#[test]
+fn damon_sigkilled_at_random_moments_while_it_makes_the_sandbox_leaves_nothing() {
+    let default_trials = if cgroup_version() == "v2" { 60 } else { 150 };
+    sigkilled_at_random_moments("faults-sandbox", Killed::Damon, default_trials, true);
 }
 
 #[test]
 fn damons_process_group_sigkilled_at_random_moments_leaves_the_task_cgroup_as_it_found_it() {
     let default_trials = if cgroup_version() == "v2" { 100 } else { 250 };
-    sigkilled_at_random_moments("faults-group", Killed::ProcessGroup, default_trials);
+    sigkilled_at_random_moments("faults-group", Killed::ProcessGroup, default_trials, false);
 }
 
 /// `default_trials` starts (DAMON_FAULT_TRIALS), each SIGKILLed (`killed`) at a random moment;
-/// the task cgroup must be as it was made after each.
-fn sigkilled_at_random_moments(name: &str, killed: Killed, default_trials: u64) {
+/// the task cgroup must be as it was made after each, and the host's mounts as they were.
+fn sigkilled_at_random_moments(name: &str, killed: Killed, default_trials: u64, sandboxed: bool) {
     let trials: u64 = std::env::var("DAMON_FAULT_TRIALS").ok().and_then(|v| v.parse().ok()).unwrap_or(default_trials);
     let seed = std::env::var("DAMON_FAULT_SEED")
         .ok()
@@ -107,7 +119,9 @@ fn sigkilled_at_random_moments(name: &str, killed: Killed, default_trials: u64) 
     let mut moments = Moments(seed);
     let task = TaskCgroup::new(name);
     let dir = TestDir::new(name);
-    let child_start = time_to_child(&task, &dir);
+    let mounts = || fs::read_to_string("/proc/self/mountinfo").unwrap().lines().count();
+    let mounts_before = mounts();
+    let child_start = time_to_child(&task, &dir, sandboxed);
 
     let (mut with_child, mut groups_left, mut processes_left) = (0, 0, 0);
     let mut reports = Vec::new();
@@ -122,7 +136,7 @@ fn sigkilled_at_random_moments(name: &str, killed: Killed, default_trials: u64) 
             let around = child_start.as_micros() as u64;
             around / 2 + moments.next_below(around)
         };
-        let mut damon = start_contained(&task, &dir, killed == Killed::ProcessGroup);
+        let mut damon = start_contained(&task, &dir, killed == Killed::ProcessGroup, sandboxed);
         let at = exec_of_damon(&damon) + Duration::from_micros(delay_us);
         std::thread::sleep(at.saturating_duration_since(Instant::now()));
         match killed {
@@ -149,9 +163,10 @@ fn sigkilled_at_random_moments(name: &str, killed: Killed, default_trials: u64) 
         }
     }
     println!(
-        "faults: {} starts SIGKILLed ({:?}; seed {}, child started {:?} after exec; {} of them with the workload running): {} groups left, {} processes left",
-        trials, killed, seed, child_start, with_child, groups_left, processes_left
+        "faults: {} starts SIGKILLed ({:?}{}; seed {}, child started {:?} after exec; {} of them with the workload running): {} groups left, {} processes left",
+        trials, killed, if sandboxed { ", sandboxed" } else { "" }, seed, child_start, with_child, groups_left, processes_left
     );
+    assert_eq!(mounts(), mounts_before, "the host's mount table changed");
     assert!(
         reports.is_empty(),
         "{} of {} starts left something behind:\n{}",
@@ -165,7 +180,7 @@ fn sigkilled_at_random_moments(name: &str, killed: Killed, default_trials: u64) 
 fn when_the_guard_is_killed_damon_says_so_and_still_cleans_up() {
     let task = TaskCgroup::new("guard-killed");
     let dir = TestDir::new("guard-killed");
-    let mut damon = start_contained(&task, &dir, false);
+    let mut damon = start_contained(&task, &dir, false, false);
     damon.stderr = None;
     wait_for("the workload's pid files", Duration::from_secs(30), || {
         read_pid(&dir.path("child.pid")).is_some() && read_pid(&dir.path("grandchild.pid")).is_some()
