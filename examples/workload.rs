@@ -56,6 +56,11 @@
 //!   wait-signals        print "ready", then the name of every console control event received
 //!                       (CTRL_C_EVENT, CTRL_BREAK_EVENT, CTRL_CLOSE_EVENT, ...); exit 0 after
 //!                       CTRL_C_EVENT or CTRL_BREAK_EVENT
+//!   jvm-like            as a JVM takes console events: print "ready"; on CTRL_BREAK_EVENT print
+//!                       "thread dump" and go on; on CTRL_C_EVENT print it and exit 0
+//!   record-events FILE  print "ready"; append the name of each console control event received
+//!                       to FILE (a launcher's grandchild, which shares no pipe with the test);
+//!                       exit 0 after CTRL_C_EVENT or CTRL_BREAK_EVENT
 //!   ignore-stop DIR     ignore console control events, start a grandchild in a new process group;
 //!                       write DIR\child.pid and DIR\grandchild.pid (the Linux pid under Wine, else
 //!                       the Windows pid) and DIR\child.winpid and DIR\grandchild.winpid (the
@@ -140,6 +145,10 @@ fn main() {
         "direct-io" => direct_io::run(arg(1), Path::new(arg(2)), number(3), number(4)),
         #[cfg(windows)]
         "wait-signals" => windows::wait_signals(),
+        #[cfg(windows)]
+        "jvm-like" => windows::jvm_like(),
+        #[cfg(windows)]
+        "record-events" => windows::record_events(Path::new(arg(1))),
         #[cfg(windows)]
         "ignore-stop" => windows::ignore_stop(Path::new(arg(1))),
         #[cfg(windows)]
@@ -554,6 +563,61 @@ mod windows {
         TRUE
     }
 
+    /// As the JVM's handlers: Ctrl+Break prints the threads, Ctrl+C ends the program.
+    extern "system" fn jvm_event(event: u32) -> BOOL {
+        let mut out = std::io::stdout();
+        if event == CTRL_BREAK_EVENT {
+            let _ = writeln!(out, "thread dump");
+            let _ = out.flush();
+            return TRUE;
+        }
+        let _ = writeln!(out, "{}", event_name(event));
+        let _ = out.flush();
+        if event == CTRL_C_EVENT {
+            std::process::exit(0);
+        }
+        TRUE
+    }
+
+    pub fn jvm_like() {
+        set_handler(jvm_event);
+        println!("ready");
+        let _ = std::io::stdout().flush();
+        super::sleep_forever()
+    }
+
+    /// The file [`record_event`] appends to, set once before the handler.
+    static RECORD: std::sync::Mutex<Option<std::path::PathBuf>> = std::sync::Mutex::new(None);
+
+    extern "system" fn record_event(event: u32) -> BOOL {
+        if let Ok(guard) = RECORD.lock() {
+            if let Some(path) = guard.as_ref() {
+                if let Ok(mut file) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+                    let _ = writeln!(file, "{}", event_name(event));
+                }
+            }
+        }
+        if event == CTRL_C_EVENT || event == CTRL_BREAK_EVENT {
+            std::process::exit(0);
+        }
+        TRUE
+    }
+
+    pub fn record_events(file: &Path) {
+        // As in wait_signals: Ctrl+C back on, should this process lead a group of its own.
+        // SAFETY: a NULL handler with FALSE only clears this process's ignore-Ctrl+C flag.
+        if unsafe { SetConsoleCtrlHandler(None, FALSE) } == FALSE {
+            fail("SetConsoleCtrlHandler(NULL, FALSE)");
+        }
+        if let Ok(mut guard) = RECORD.lock() {
+            *guard = Some(file.to_path_buf());
+        }
+        set_handler(record_event);
+        println!("ready");
+        let _ = std::io::stdout().flush();
+        super::sleep_forever()
+    }
+
     fn set_handler(handler: extern "system" fn(u32) -> BOOL) {
         // SAFETY: the handler is a plain function with the signature PHANDLER_ROUTINE requires,
         // lives for the whole program, and does not unwind; the call only registers it.
@@ -708,7 +772,6 @@ mod windows {
             AssignProcessToJobObject, CreateJobObjectW, JobObjectExtendedLimitInformation, SetInformationJobObject,
             JOBOBJECT_EXTENDED_LIMIT_INFORMATION, JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE,
         };
-        use windows_sys::Win32::System::Threading::GetCurrentProcess;
 
         // SAFETY: no security attributes and no name: an unnamed job with default rights.
         let job = unsafe { CreateJobObjectW(std::ptr::null(), std::ptr::null()) };

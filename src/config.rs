@@ -398,14 +398,10 @@ fn trimmed(value: &str) -> &str {
     value.trim_matches(|c: char| c.is_ascii_whitespace())
 }
 
-/// The environment damon runs in, injectable for tests: its variables, and what the platform
-/// cannot do (main.rs answers for the real one: the configuration reads nothing of the
-/// platform's itself).
+/// The environment damon runs in, injectable for tests: its variables (main.rs answers for the
+/// real one).
 pub trait Environment {
     fn var_os(&self, name: &str) -> Option<OsString>;
-
-    /// Why DAMON_STOP_SIGNAL_SCOPE=tree cannot be had here, if it cannot.
-    fn stop_tree_refused(&self) -> Option<&'static str>;
 
     /// A variable that is set and not empty, lossily as text (for names and labels).
     fn var(&self, name: &str) -> Option<String> {
@@ -527,11 +523,9 @@ fn build(
         None if env.var(NOMAD_ALLOC_ID).is_some() => KillTimeout::Nomad,
         None => KillTimeout::Terminal(TERMINAL_KILL_TIMEOUT),
     };
-    let stop_scope = lookup(&STOP_SIGNAL_SCOPE)
-        .map(|raw| raw.parse(|text| values::stop_scope(text, env.stop_tree_refused())))
-        .transpose()?
-        .unwrap_or(StopScope::Child);
-    let stop_signal = read(lookup, &STOP_SIGNAL, values::stop_signal)?.flatten();
+    let stop_scope =
+        lookup(&STOP_SIGNAL_SCOPE).map(|raw| raw.parse(values::stop_scope)).transpose()?.unwrap_or(StopScope::Child);
+    let stop_signal = read(lookup, &STOP_SIGNAL, values::stop_signal)?.flatten().or(values::DEFAULT_STOP_SIGNAL);
     let cgroup_parent = read(lookup, &CGROUP_PARENT, values::cgroup_path)?;
 
     // The endpoint is checked even without an address: a bad value never passes silently.
@@ -745,10 +739,6 @@ mod tests {
     impl Environment for FakeEnv {
         fn var_os(&self, name: &str) -> Option<OsString> {
             self.0.get(name).cloned()
-        }
-
-        fn stop_tree_refused(&self) -> Option<&'static str> {
-            None
         }
     }
 

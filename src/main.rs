@@ -13,16 +13,12 @@ use std::io::Write;
 
 use config::{ConfigError, Environment, Invocation, LONG_VERSION};
 
-/// The environment damon runs in: the process's variables and this platform's limits.
+/// The environment damon runs in: the process's variables.
 struct Host;
 
 impl Environment for Host {
     fn var_os(&self, name: &str) -> Option<std::ffi::OsString> {
         std::env::var_os(name)
-    }
-
-    fn stop_tree_refused(&self) -> Option<&'static str> {
-        platform::STOP_TREE_REFUSED
     }
 }
 
@@ -31,7 +27,13 @@ fn main() {
     platform::defer_signals();
     // Nothing damon inherited reaches the workload but stdin, stdout and stderr.
     platform::close_inherited_on_exec();
-    let code = match config::parse(std::env::args_os().collect(), &Host) {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // damon.exe runs itself as a helper for what one process cannot do alone (Windows: a
+    // console event on the workload's console).
+    if let Some(code) = platform::helper(&args) {
+        std::process::exit(code)
+    }
+    let code = match config::parse(args, &Host) {
         Ok(Invocation::Version) => {
             // Not println!: it panics when stdout is closed or a pipe whose reader is gone.
             let _ = writeln!(std::io::stdout(), "damon {}", LONG_VERSION);

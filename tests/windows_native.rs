@@ -1,7 +1,8 @@
 //! damon.exe on a real Windows host (the workflow in .github/workflows/windows.yml runs these):
 //! what Wine cannot show. The memory limit refuses an allocation, the CPU rate caps a busy
-//! loop, the job's affinity pins the child to the cores asked for, Ctrl+Break reaches the
-//! child's process group, the tree ends with damon.exe, DAMON_SANDBOX's UI restrictions deny
+//! loop, the job's affinity pins the child to the cores asked for, Ctrl+Break and Ctrl+C reach
+//! the workload on its own console (a JVM-like child, a launcher's grandchild) and no process
+//! outside the job, the tree ends with damon.exe, DAMON_SANDBOX's UI restrictions deny
 //! what they name, and the job's IO and network rate control are in force or refused as this
 //! host's Windows build decides (`cmd /c ver`): from build 14393 (Windows 10 1607 / Server 2016)
 //! on, damon.exe refuses the IO rate control, which Microsoft documents as unsupported there,
@@ -212,6 +213,82 @@ fn ctrl_break_reaches_the_child() {
     stdout.read_line(&mut line).unwrap();
     assert_eq!(line.trim(), "CTRL_BREAK_EVENT");
     assert_eq!(damon.wait().unwrap().code(), Some(0), "{}", dir.log());
+}
+
+/// Runs `workload jvm-like` under damon.exe with `stop_signal`, stops damon.exe with Ctrl+Break
+/// as Nomad does, beside a process on the test's (and damon.exe's) console, outside the job,
+/// that records every console event it gets. Returns damon.exe's exit code, what the workload
+/// printed, and what the outsider recorded.
+fn stop_jvm_like(stop_signal: Option<&str>) -> (Option<i32>, String, String) {
+    let dir = TestDir::new(&format!("jvm-{}", stop_signal.unwrap_or("default")));
+    let recorded = dir.0.join("outsider.txt");
+    // Its own group, so that the test's Ctrl+Break to damon.exe's group passes it by; Ctrl+C,
+    // which a new group starts without, the outsider turns back on.
+    let mut outsider = Command::new(workload())
+        .args(["record-events".as_ref(), recorded.as_os_str()])
+        .creation_flags(CREATE_NEW_PROCESS_GROUP)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut outsider_out = BufReader::new(outsider.stdout.take().unwrap());
+    let mut line = String::new();
+    outsider_out.read_line(&mut line).unwrap();
+    let mut cmd = damon(&dir);
+    cmd.env("DAMON_KILL_TIMEOUT", "3s").arg(workload()).arg("jvm-like");
+    if let Some(value) = stop_signal {
+        cmd.env("DAMON_STOP_SIGNAL", value);
+    }
+    let mut damon = spawn_in_own_group(cmd);
+    let mut stdout = BufReader::new(damon.stdout.take().unwrap());
+    line.clear();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+    ctrl_break(damon.id());
+    let mut printed = String::new();
+    let _ = std::io::Read::read_to_string(&mut stdout, &mut printed);
+    let code = damon.wait().unwrap().code();
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = outsider.kill();
+    (code, printed, std::fs::read_to_string(&recorded).unwrap_or_default())
+}
+
+/// As a JVM: Ctrl+Break (the default) only makes it print its threads, so the timeout ends
+/// it (137); with DAMON_STOP_SIGNAL=CTRL_C it ends by itself (0). Neither event reaches a
+/// process outside the job on damon.exe's console.
+#[test]
+fn ctrl_c_ends_a_jvm_like_child_and_ctrl_break_only_makes_it_print() {
+    let (code, printed, outsider) = stop_jvm_like(Some("CTRL_C"));
+    assert_eq!((code, printed.as_str(), outsider.as_str()), (Some(0), "CTRL_C_EVENT\n", ""));
+    let (code, printed, outsider) = stop_jvm_like(None);
+    assert_eq!((code, printed.as_str(), outsider.as_str()), (Some(137), "thread dump\n", ""));
+}
+
+/// A launcher (cmd.exe /c) passes no event on; on the workload's console its grandchild gets
+/// the stop itself, with DAMON_STOP_SIGNAL_SCOPE=tree.
+#[test]
+fn a_launchers_grandchild_gets_ctrl_c_with_the_tree_scope() {
+    let dir = TestDir::new("launcher");
+    let recorded = dir.0.join("grandchild.txt");
+    let mut cmd = damon(&dir);
+    cmd.env("DAMON_STOP_SIGNAL", "CTRL_C")
+        .env("DAMON_STOP_SIGNAL_SCOPE", "tree")
+        .env("DAMON_KILL_TIMEOUT", "10s")
+        .args([
+            "cmd.exe".as_ref(),
+            "/c".as_ref(),
+            workload().as_os_str(),
+            "record-events".as_ref(),
+            recorded.as_os_str(),
+        ]);
+    let mut damon = spawn_in_own_group(cmd);
+    let mut stdout = BufReader::new(damon.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+    ctrl_break(damon.id());
+    let code = damon.wait().unwrap().code();
+    assert_ne!(code, Some(137), "killed at the timeout\n{}", dir.log());
+    assert_eq!(std::fs::read_to_string(&recorded).unwrap_or_default(), "CTRL_C_EVENT\n", "{}", dir.log());
 }
 
 #[test]

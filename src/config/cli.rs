@@ -65,9 +65,9 @@ settings! {
     KILL_TIMEOUT: "kill-timeout", "DAMON_KILL_TIMEOUT", None, "DURATION",
         "Time between passing a stop signal on and killing the whole tree, e.g. 500ms, 30s, 2m or plain seconds, at most 24h [default: under Nomad (NOMAD_ALLOC_ID set), none of damon's own: the job's kill_timeout ends the stop; elsewhere 30s, and a second stop signal kills the tree at once]";
     STOP_SIGNAL_SCOPE: "stop-signal-scope", "DAMON_STOP_SIGNAL_SCOPE", None, "child|tree",
-        "Where a stop signal goes: child (the child alone, as Nomad does) or tree (every process of the workload, setsid and double-forked ones too, once each; Linux only) [default: child]";
+        "Where a stop signal goes: child (the child alone, as Nomad does) or tree (every process of the workload, setsid and double-forked ones too, once each; on Windows the console event reaches every console process of the job in either scope, and tree also waits for all of them to end) [default: child]";
     STOP_SIGNAL: "stop-signal", "DAMON_STOP_SIGNAL", None, "SIGNAL",
-        "The signal damon passes on when it is stopped, in place of the one it received: Linux: a signal's name (SIGINT, SIGQUIT, SIGUSR1...; CTRL_C is SIGINT); Windows: CTRL_BREAK (or SIGBREAK), the only one damon.exe sends yet [default: Linux: the signal received; Windows: CTRL_BREAK]";
+        "The signal damon passes on when it is stopped, in place of the one it received: Linux: a signal's name (SIGINT, SIGQUIT, SIGUSR1...; CTRL_C is SIGINT); Windows: the console event, CTRL_BREAK (or SIGBREAK) or CTRL_C (or SIGINT), sent on the workload's own console [default: Linux: the signal received; Windows: CTRL_BREAK]";
     CGROUP_PARENT: "cgroup-parent", "DAMON_CGROUP_PARENT", None, "PATH",
         "cgroup under which damon creates its group [default: damon's own cgroup]";
     RESTRICTED_TOKEN: "restricted-token", "DAMON_RESTRICTED_TOKEN", None, "Y|N",

@@ -162,13 +162,11 @@ pub fn io_devices(text: &str) -> Result<Vec<IoDevice>, String> {
     Ok(devices)
 }
 
-/// DAMON_STOP_SIGNAL_SCOPE; `tree` unless the platform cannot reach every process of the
-/// workload (`tree_refused` says why).
-pub fn stop_scope(text: &str, tree_refused: Option<&str>) -> Result<super::StopScope, String> {
-    match (text.to_ascii_lowercase().as_str(), tree_refused) {
-        ("child", _) => Ok(super::StopScope::Child),
-        ("tree", None) => Ok(super::StopScope::Tree),
-        ("tree", Some(why)) => Err(format!("child: {}", why)),
+/// DAMON_STOP_SIGNAL_SCOPE.
+pub fn stop_scope(text: &str) -> Result<super::StopScope, String> {
+    match text.to_ascii_lowercase().as_str() {
+        "child" => Ok(super::StopScope::Child),
+        "tree" => Ok(super::StopScope::Tree),
         _ => Err("child or tree".to_string()),
     }
 }
@@ -202,22 +200,31 @@ pub fn stop_signal(text: &str) -> Result<Option<i32>, String> {
     }
 }
 
-/// DAMON_STOP_SIGNAL on Windows: the console event damon.exe sends. Ctrl+Break (or SIGBREAK),
-/// what it sends anyway; Ctrl+C, which Windows delivers to a console and not to a process group,
-/// is not built yet.
+/// DAMON_STOP_SIGNAL on Windows: the console event damon.exe sends, by number (wincon.h):
+/// Ctrl+Break (or SIGBREAK), as Nomad's executor sends it, or Ctrl+C (or SIGINT), which a
+/// Python program takes as KeyboardInterrupt and a JVM as the end, where Ctrl+Break only makes
+/// it print its threads.
 #[cfg(windows)]
 pub fn stop_signal(text: &str) -> Result<Option<i32>, String> {
     match text.to_ascii_uppercase().as_str() {
-        "CTRL_BREAK" | "SIGBREAK" => Ok(None),
-        "CTRL_C" | "SIGINT" => {
-            Err("CTRL_BREAK (damon.exe cannot deliver Ctrl+C to the workload yet: Windows sends it \
-                                    to a whole console, and the child has none of its own; leave DAMON_STOP_SIGNAL \
-                                    unset, Ctrl+Break is the default)"
-                .to_string())
-        }
-        _ => Err("CTRL_BREAK (or SIGBREAK)".to_string()),
+        "CTRL_BREAK" | "SIGBREAK" => Ok(Some(CTRL_BREAK_EVENT)),
+        "CTRL_C" | "SIGINT" => Ok(Some(CTRL_C_EVENT)),
+        _ => Err("CTRL_BREAK (or SIGBREAK) or CTRL_C (or SIGINT)".to_string()),
     }
 }
+
+/// wincon.h's CTRL_C_EVENT and CTRL_BREAK_EVENT.
+#[cfg(windows)]
+const CTRL_C_EVENT: i32 = 0;
+#[cfg(windows)]
+const CTRL_BREAK_EVENT: i32 = 1;
+
+/// What a stop becomes when DAMON_STOP_SIGNAL is unset: on Linux the signal received, on
+/// Windows Ctrl+Break, whatever console event damon.exe received (as the original did).
+#[cfg(unix)]
+pub const DEFAULT_STOP_SIGNAL: Option<i32> = None;
+#[cfg(windows)]
+pub const DEFAULT_STOP_SIGNAL: Option<i32> = Some(CTRL_BREAK_EVENT);
 
 /// The original's booleans: y, yes, true, 1 and n, no, false, 0, in any case.
 pub fn boolean(text: &str) -> Result<bool, String> {
@@ -592,8 +599,9 @@ mod tests {
 
     #[test]
     fn stop_scope_is_child_or_tree() {
-        assert_eq!(stop_scope("child", None), Ok(super::super::StopScope::Child));
-        assert_eq!(stop_scope("Tree", None), Ok(super::super::StopScope::Tree));
+        assert_eq!(stop_scope("child"), Ok(super::super::StopScope::Child));
+        assert_eq!(stop_scope("Tree"), Ok(super::super::StopScope::Tree));
+        assert!(stop_scope("all").unwrap_err().contains("child"));
     }
 
     #[cfg(unix)]
@@ -609,8 +617,6 @@ mod tests {
             assert!(e.starts_with("a signal's name: SIGTERM"), "{}: {}", refused, e);
         }
         assert!(stop_signal("CTRL_BREAK").unwrap_err().contains("Windows"));
-        assert_eq!(stop_scope("tree", Some("not here")), Err("child: not here".to_string()));
-        assert!(stop_scope("all", None).unwrap_err().contains("child"));
     }
 
     #[test]

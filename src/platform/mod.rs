@@ -20,8 +20,13 @@ pub use linux::sockets::{defer_accept, widen_backlog, SocketPoller};
 #[cfg(target_os = "linux")]
 pub use linux::{
     close_inherited_on_exec, defer_signals, host_cpu, host_report, own_process, Backend, Identity, Sandbox,
-    STOP_TREE_REFUSED,
 };
+
+/// damon runs as no helper of its own on Linux (see the Windows one).
+#[cfg(target_os = "linux")]
+pub fn helper(_args: &[std::ffi::OsString]) -> Option<i32> {
+    None
+}
 #[cfg(windows)]
 mod windows;
 #[cfg(windows)]
@@ -30,8 +35,7 @@ pub use windows::anchored_dir::{AnchoredDir, FileId};
 pub use windows::sockets::{defer_accept, widen_backlog, SocketPoller};
 #[cfg(windows)]
 pub use windows::{
-    close_inherited_on_exec, defer_signals, host_cpu, host_report, own_process, Backend, Identity, Sandbox,
-    STOP_TREE_REFUSED,
+    close_inherited_on_exec, defer_signals, helper, host_cpu, host_report, own_process, Backend, Identity, Sandbox,
 };
 
 /// What the container is asked to be.
@@ -196,7 +200,7 @@ pub trait Container: Sized {
     /// Sends a signal to the direct child (its process group on Windows).
     fn signal_child(&mut self, signal: Signal);
     /// Sends a signal to every process of the workload, once each, processes started meanwhile
-    /// included; returns how many it reached. Only where [`STOP_TREE_REFUSED`] is `None`.
+    /// included; returns how many it reached.
     fn signal_tree(&mut self, signal: Signal) -> Result<usize, ContainerError>;
     /// The child has exited during a tree-scope stop, and the rest of the workload may still be
     /// draining: whether processes remain, in which case [`Container::next_event`] reports

@@ -687,9 +687,6 @@ impl Container for Backend {
     }
 }
 
-/// The tree scope of a stop is available: the workload's group lists every process.
-pub const STOP_TREE_REFUSED: Option<&str> = None;
-
 /// Makes the signals damon handles wait (blocked) from damon's first instruction on, so that a
 /// stop sent while damon starts (Nomad may stop a task at any moment) is read by the
 /// supervisor and passed on, instead of ending damon by the signal's default action before it

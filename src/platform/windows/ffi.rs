@@ -30,7 +30,7 @@ use windows_sys::Win32::Storage::FileSystem::{
     BY_HANDLE_FILE_INFORMATION, FILE_DISPOSITION_INFO, FILE_FLAGS_AND_ATTRIBUTES, FILE_SHARE_MODE, OPEN_EXISTING,
 };
 use windows_sys::Win32::System::Console::{
-    GenerateConsoleCtrlEvent, GetStdHandle, SetConsoleCtrlHandler, CTRL_BREAK_EVENT, STD_ERROR_HANDLE,
+    AttachConsole, FreeConsole, GenerateConsoleCtrlEvent, GetStdHandle, SetConsoleCtrlHandler, STD_ERROR_HANDLE,
     STD_INPUT_HANDLE, STD_OUTPUT_HANDLE,
 };
 use windows_sys::Win32::System::JobObjects::{
@@ -49,10 +49,11 @@ use windows_sys::Win32::System::Threading::{
     CreateEventW, CreateProcessAsUserW, CreateProcessW, DeleteProcThreadAttributeList, GetActiveProcessorCount,
     GetActiveProcessorGroupCount, GetCurrentProcess, GetExitCodeProcess, GetProcessHandleCount, GetProcessTimes,
     InitializeProcThreadAttributeList, OpenProcess, OpenProcessToken, ResumeThread, SetEvent, TerminateProcess,
-    UpdateProcThreadAttribute, WaitForMultipleObjects, ALL_PROCESSOR_GROUPS, CREATE_NEW_PROCESS_GROUP,
-    CREATE_SUSPENDED, CREATE_UNICODE_ENVIRONMENT, EXTENDED_STARTUPINFO_PRESENT, INFINITE, LPPROC_THREAD_ATTRIBUTE_LIST,
+    UpdateProcThreadAttribute, WaitForMultipleObjects, ALL_PROCESSOR_GROUPS, CREATE_NO_WINDOW, CREATE_SUSPENDED,
+    CREATE_UNICODE_ENVIRONMENT, DETACHED_PROCESS, EXTENDED_STARTUPINFO_PRESENT, INFINITE, LPPROC_THREAD_ATTRIBUTE_LIST,
     PROCESS_ACCESS_RIGHTS, PROCESS_INFORMATION, PROCESS_QUERY_LIMITED_INFORMATION, PROCESS_VM_READ,
     PROC_THREAD_ATTRIBUTE_HANDLE_LIST, PROC_THREAD_ATTRIBUTE_JOB_LIST, STARTF_USESTDHANDLES, STARTUPINFOEXW,
+    STARTUPINFOW,
 };
 use windows_sys::Win32::System::IO::{
     CreateIoCompletionPort, GetQueuedCompletionStatus, PostQueuedCompletionStatus, OVERLAPPED,
@@ -422,10 +423,68 @@ pub fn last_ctrl_type() -> u32 {
     CTRL_TYPE.load(Ordering::SeqCst)
 }
 
-/// Sends Ctrl+Break to a process group (the child's, created with CREATE_NEW_PROCESS_GROUP).
-pub fn send_ctrl_break(process_group_id: u32) -> io::Result<()> {
+/// Sends console control event `event` (CTRL_C_EVENT, CTRL_BREAK_EVENT) to every process
+/// attached to the console of process `process_id`: this process leaves its own console (if
+/// any), attaches to that one, ignores the event itself, and generates it for process group 0
+/// (the whole console: Windows delivers Ctrl+C no other way). Run by damon.exe's console-event
+/// helper, a process of its own (see console.rs), never by damon.exe itself.
+pub fn deliver_console_event(event: u32, process_id: u32) -> io::Result<()> {
+    // SAFETY: no arguments; failing only means there was no console to leave.
+    unsafe { FreeConsole() };
     // SAFETY: plain values.
-    check(unsafe { GenerateConsoleCtrlEvent(CTRL_BREAK_EVENT, process_group_id) }, "GenerateConsoleCtrlEvent")
+    check(unsafe { AttachConsole(process_id) }, CONSOLE_EVENT_STEPS[0])?;
+    // SAFETY: the handler touches nothing; it only keeps the event from ending this process.
+    check(unsafe { SetConsoleCtrlHandler(Some(ignore_ctrl), TRUE) }, CONSOLE_EVENT_STEPS[1])?;
+    // SAFETY: plain values.
+    check(unsafe { GenerateConsoleCtrlEvent(event, 0) }, CONSOLE_EVENT_STEPS[2])
+}
+
+/// The calls of [`deliver_console_event`], in order.
+pub const CONSOLE_EVENT_STEPS: [&str; 3] = ["AttachConsole", "SetConsoleCtrlHandler", "GenerateConsoleCtrlEvent"];
+
+/// Which of [`CONSOLE_EVENT_STEPS`] `error` (from [`deliver_console_event`]) comes from.
+pub fn console_event_step(error: &io::Error) -> Option<usize> {
+    let call = error.get_ref()?.downcast_ref::<Win32Error>()?.call;
+    CONSOLE_EVENT_STEPS.iter().position(|step| *step == call)
+}
+
+unsafe extern "system" fn ignore_ctrl(_ctrl_type: u32) -> BOOL {
+    TRUE
+}
+
+/// Runs `command_line` without a console and without any of damon's handles, and waits for
+/// it at most `timeout`: its exit code, or an error if it could not run or did not end.
+pub fn run_detached(command_line: &OsStr, timeout: Duration) -> io::Result<u32> {
+    let mut command_line = wide(command_line);
+    // SAFETY: STARTUPINFOW is plain data; all-zero with `cb` set is its documented initial state.
+    let mut startup: STARTUPINFOW = unsafe { zeroed() };
+    startup.cb = size_u32::<STARTUPINFOW>();
+    // SAFETY: PROCESS_INFORMATION is plain data, filled by the call.
+    let mut info: PROCESS_INFORMATION = unsafe { zeroed() };
+    // SAFETY: the command line is a writable NUL-terminated buffer; the startup info lives
+    // until the call returns; nothing is inherited.
+    let created = unsafe {
+        CreateProcessW(
+            null(),
+            command_line.as_mut_ptr(),
+            null(),
+            null(),
+            FALSE,
+            DETACHED_PROCESS | CREATE_UNICODE_ENVIRONMENT,
+            null(),
+            null(),
+            &startup,
+            &mut info,
+        )
+    };
+    check(created, "CreateProcessW")?;
+    let process = owned(info.hProcess, "CreateProcessW")?;
+    drop(owned(info.hThread, "CreateProcessW")?);
+    if wait_any(&[&process], Some(timeout))?.is_none() {
+        let _ = terminate_process_now(&process);
+        return Err(io::Error::new(io::ErrorKind::TimedOut, "the helper did not end in time"));
+    }
+    exit_code(&process)
 }
 
 // ---- Processes
@@ -567,7 +626,9 @@ pub fn create_suspended_process(
         );
     }
     startup.lpAttributeList = attributes.as_ptr();
-    let flags = CREATE_SUSPENDED | CREATE_NEW_PROCESS_GROUP | CREATE_UNICODE_ENVIRONMENT | EXTENDED_STARTUPINFO_PRESENT;
+    // A console of its own, without a window (its standard handles are still damon's): the
+    // stop's console events go there, to the job's console processes and to nothing else.
+    let flags = CREATE_SUSPENDED | CREATE_NO_WINDOW | CREATE_UNICODE_ENVIRONMENT | EXTENDED_STARTUPINFO_PRESENT;
     // SAFETY: PROCESS_INFORMATION is plain data, filled by the call.
     let mut info: PROCESS_INFORMATION = unsafe { zeroed() };
     let startup_ptr = &startup as *const STARTUPINFOEXW as *const _;

@@ -1,8 +1,10 @@
 //! The Windows backend: the workload in a Job Object with KILL_ON_JOB_CLOSE, started inside
-//! it, stopped with Ctrl+Break to its process group, watched through a completion port.
+//! it with a console of its own, stopped with a console event (Ctrl+Break, or Ctrl+C) on that
+//! console, watched through a completion port.
 
 pub mod anchored_dir;
 mod command_line;
+mod console;
 mod ffi;
 mod host;
 mod identity;
@@ -68,7 +70,14 @@ pub struct Backend {
     ctrl_event: OwnedHandle,
     child: Option<Child>,
     terminated: bool,
+    /// The console event last sent to the workload, and when: a repeat within
+    /// [`CONSOLE_EVENT_REPEAT`] is not sent again (each takes a helper process).
+    last_console_event: Option<(u32, Instant)>,
 }
+
+/// How soon the same console event is sent to the workload again when damon gets another stop
+/// (a storm of them from a terminal or a script would otherwise start a helper process each).
+const CONSOLE_EVENT_REPEAT: std::time::Duration = std::time::Duration::from_secs(1);
 
 fn console_events() -> Result<OwnedHandle, ContainerError> {
     let event = ffi::create_event().map_err(|e| ContainerError::new("cannot create an event", e))?;
@@ -95,7 +104,16 @@ impl Backend {
             },
             None => None,
         };
-        Ok(Backend { job, cores: None, notifications, restricted_token, ctrl_event, child: None, terminated: false })
+        Ok(Backend {
+            job,
+            cores: None,
+            notifications,
+            restricted_token,
+            ctrl_event,
+            child: None,
+            terminated: false,
+            last_console_event: None,
+        })
     }
 }
 
@@ -199,20 +217,29 @@ impl Container for Backend {
         }
     }
 
-    fn signal_child(&mut self, _signal: Signal) {
-        // Ctrl+C cannot be sent to another process group: every stop becomes Ctrl+Break,
-        // which Nomad's Windows executor sends too.
-        if let Some(child) = &self.child {
-            if let Err(e) = ffi::send_ctrl_break(child.id) {
-                tracing::warn!(error = %e, "cannot send Ctrl+Break to the child");
+    fn signal_child(&mut self, signal: Signal) {
+        // The event reaches every console process of the job: Windows delivers Ctrl+C to a
+        // whole console only (console.rs). The scope decides what damon waits for.
+        let event = signal.0 as u32;
+        let repeat =
+            matches!(self.last_console_event, Some((last, at)) if last == event && at.elapsed() < CONSOLE_EVENT_REPEAT);
+        if let (Some(child), false) = (&self.child, repeat) {
+            if let Err(e) = console::send(event, child.id) {
+                tracing::warn!(error = %e, event = signal.name(), "cannot send the console event to the workload");
             }
+            self.last_console_event = Some((event, Instant::now()));
         }
     }
 
     fn signal_tree(&mut self, signal: Signal) -> Result<usize, ContainerError> {
-        // Not reached: the configuration refuses the tree scope on Windows.
+        let processes = match &self.job {
+            Some(job) => {
+                job.process_ids().map_err(|e| ContainerError::new("cannot list the job's processes", e))?.len()
+            }
+            None => usize::from(self.child.is_some()),
+        };
         self.signal_child(signal);
-        Ok(1)
+        Ok(processes)
     }
 
     fn kill_all(&mut self) -> Result<(), ContainerError> {
@@ -310,13 +337,10 @@ pub fn defer_signals() {}
 /// (PROC_THREAD_ATTRIBUTE_HANDLE_LIST, ffi::create_suspended_process).
 pub fn close_inherited_on_exec() {}
 
-/// Why DAMON_STOP_SIGNAL_SCOPE=tree is refused here: a console control event reaches one
-/// process group, and Windows does not tell which groups a job's processes lead
-/// (GenerateConsoleCtrlEvent is documented for group ids only: given another pid, what it
-/// reaches is undocumented, possibly processes outside the job or damon.exe itself).
-pub const STOP_TREE_REFUSED: Option<&str> = Some(
-    "on Windows a stop (Ctrl+Break) reaches the child's process group only: Windows cannot send it to every process group of the job",
-);
+/// damon.exe run as its own console-event helper: its exit code (console.rs).
+pub fn helper(args: &[OsString]) -> Option<i32> {
+    console::helper(args)
+}
 
 /// The host's logical processors and MHz per core, as the CPU limit uses them.
 pub fn host_cpu() -> Option<super::HostCpu> {
