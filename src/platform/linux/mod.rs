@@ -3,29 +3,16 @@
 //! ends.
 
 pub mod anchored_dir;
-mod block_device;
-mod cgroup_file;
-mod clone;
-mod cpuset;
+mod cgroup;
 mod descriptors;
-mod guard;
-mod hierarchy;
 mod host;
-mod identity;
-mod limit_watch;
 mod mountinfo;
 mod own_limits;
-mod own_process;
+mod process;
 mod sandbox;
-mod signals;
 pub mod sockets;
-mod spawn;
-mod teardown;
-mod v1;
-mod v2;
 
 use std::ffi::OsString;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -33,17 +20,17 @@ use nix::poll::PollFlags;
 use nix::sys::signal::{kill, Signal as NixSignal};
 use nix::unistd::Pid;
 
-use self::cgroup_file::CgroupIoError;
-use self::cpuset::{Cpuset, Plan};
-use self::guard::{Change, Journal};
-use self::hierarchy::Hierarchies;
+use self::cgroup::block_device;
+use self::cgroup::cpuset::Plan;
+use self::cgroup::guard::Journal;
+use self::cgroup::hierarchy::Hierarchies;
+use self::cgroup::limit_watch::{EmptyWatch, OomWatch, ProcessLimitWatch};
+use self::cgroup::{choose, guard_home, read_cpuset, with_way_out, Cgroup};
 use self::host::HostCpu;
-use self::limit_watch::{EmptyWatch, OomWatch, ProcessLimitWatch};
 use self::own_limits::OwnLimits;
-use self::signals::{SignalWaiter, Wake, PASS_ON_SIGNALS, STOP_SIGNALS};
-use self::spawn::{ChildProcess, Ended, Placement};
-use self::v1::CgroupV1;
-use self::v2::CgroupV2;
+use self::process::own_process;
+use self::process::signals::{self, SignalWaiter, Wake, PASS_ON_SIGNALS, STOP_SIGNALS};
+use self::process::spawn::{self, ChildProcess, Ended, Placement};
 use super::{
     Container, ContainerError, ContainerSpec, Event, ExitStatus, HostReport, NoSampler, OwnProcess, Sampler, Signal,
     SpawnError,
@@ -51,304 +38,12 @@ use super::{
 use crate::config::Config;
 use crate::stats::Sample;
 
-pub use self::identity::Identity;
+pub use self::process::identity::Identity;
 pub use self::sandbox::Sandbox;
-
-impl From<CgroupIoError> for ContainerError {
-    fn from(e: CgroupIoError) -> Self {
-        ContainerError::message(e.to_string())
-    }
-}
 
 impl Signal {
     pub fn name(self) -> &'static str {
         NixSignal::try_from(self.0).map(NixSignal::as_str).unwrap_or("unknown signal")
-    }
-}
-
-/// Creates the missing directories between `mount_point` and `dir` (a DAMON_CGROUP_PARENT
-/// that does not exist yet), top down, each through the journal.
-fn create_parents(mount_point: &Path, dir: &Path, journal: &mut Journal) -> Result<(), CgroupIoError> {
-    let mut missing: Vec<&Path> =
-        dir.ancestors().take_while(|d| d.starts_with(mount_point) && *d != mount_point && !d.is_dir()).collect();
-    missing.reverse();
-    for parent in missing {
-        journal.apply(Change::Parent(parent.to_path_buf()))?;
-    }
-    Ok(())
-}
-
-impl Sampler for Cgroup {
-    fn sample(&self) -> Sample {
-        match self {
-            Cgroup::V1(g) => g.sample(),
-            Cgroup::V2(g) => g.sample(),
-        }
-    }
-}
-
-impl Cgroup {
-    /// The figures the "damon exiting" line reports, from fewer files than a full sample.
-    fn totals(&self) -> Sample {
-        match self {
-            Cgroup::V1(g) => g.totals(),
-            Cgroup::V2(g) => g.totals(),
-        }
-    }
-}
-
-/// The workload's cgroup, in whichever version the host offers.
-#[derive(Debug, Clone)]
-enum Cgroup {
-    V1(CgroupV1),
-    V2(CgroupV2),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum CgroupVersion {
-    V1,
-    V2,
-}
-
-impl std::fmt::Display for CgroupVersion {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            CgroupVersion::V1 => "v1",
-            CgroupVersion::V2 => "v2",
-        })
-    }
-}
-
-/// Where the guard waits, out of the task's cgroup: the root of the hierarchy that Nomad's
-/// final kill acts on (v2: the hierarchy; v1: the freezer's), when damon is not there already.
-/// Nomad kills a task's cgroup once the task (damon) is dead, possibly while the guard is
-/// still cleaning up: on v2 with cgroup.kill of the whole subtree, which would end the guard
-/// before it has waited for the workload and removed damon's groups; on v1 by freezing the
-/// task's freezer group and SIGKILLing the processes listed in that group alone, which would
-/// end the guard and leave the workload in damon's nested group alive, or frozen for good if
-/// the guard had just frozen it. At the root it is neither frozen, listed nor killed.
-fn guard_home(hierarchies: &Hierarchies, version: Option<CgroupVersion>) -> Option<std::path::PathBuf> {
-    let hierarchy = match version? {
-        CgroupVersion::V2 => hierarchies.v2.as_ref(),
-        CgroupVersion::V1 => hierarchies.v1_with("freezer"),
-    }?;
-    Some(hierarchy).filter(|h| h.own_dir != h.mount_point).map(|h| h.mount_point.join("cgroup.procs"))
-}
-
-/// The way out when the host mounts no cgroup damon can use.
-const MOUNT_CGROUPS: &str = "mount cgroup v2 at /sys/fs/cgroup (systemd does), or the v1 memory, cpu and pids \
-     controllers; with DAMON_ENFORCE_CPU_LIMIT=N, DAMON_ENFORCE_MEMORY_LIMIT=N and no other limit damon runs \
-     the command uncontained";
-
-/// The version damon would use here, and why not if none.
-fn choose(hierarchies: &Hierarchies) -> Result<CgroupVersion, String> {
-    let v2_has_controllers = hierarchies.v2.as_ref().map_or(false, |v2| {
-        let controllers = cgroup_file::read(&v2.mount_point.join("cgroup.controllers")).unwrap_or_default();
-        controllers.split_whitespace().any(|c| c == "memory")
-    });
-    if v2_has_controllers {
-        Ok(CgroupVersion::V2)
-    } else if ["memory", "cpu", "pids"].iter().any(|c| hierarchies.v1_with(c).is_some()) {
-        Ok(CgroupVersion::V1)
-    } else if let Some(v2) = &hierarchies.v2 {
-        // Mounted, but given no controller: a container whose parent delegates none.
-        let controllers = cgroup_file::read(&v2.mount_point.join("cgroup.controllers")).unwrap_or_default();
-        Err(format!(
-            "cgroup v2 at {} offers no memory controller (cgroup.controllers: {:?}): enable it in its parent's \
-             cgroup.subtree_control (a container must be given the controllers it is to limit); with \
-             DAMON_ENFORCE_CPU_LIMIT=N, DAMON_ENFORCE_MEMORY_LIMIT=N and no other limit damon runs the command uncontained",
-            v2.mount_point.display(),
-            controllers.trim()
-        ))
-    } else {
-        Err(format!("no cgroup hierarchy with the memory, cpu or pids controller is mounted: {}", MOUNT_CGROUPS))
-    }
-}
-
-/// The cpuset a group created under `parent` (default: damon's own cgroup) would inherit, in
-/// the hierarchy damon uses.
-fn read_cpuset(hierarchies: &Hierarchies, version: CgroupVersion, parent: Option<&Path>) -> Result<Cpuset, String> {
-    let hierarchy = match version {
-        CgroupVersion::V2 => hierarchies.v2.as_ref(),
-        CgroupVersion::V1 => hierarchies.v1_with("cpuset"),
-    };
-    let start = hierarchy.map(|h| parent.map_or_else(|| h.own_dir.clone(), |p| h.dir_of(p)));
-    let located = hierarchy.zip(start.as_deref()).map(|(h, start)| (h.mount_point.as_path(), start));
-    Cpuset::read(located, version == CgroupVersion::V2)
-}
-
-/// A container that cannot be made by a damon that is not root: most often raw_exec's `user`
-/// set to the workload's user, which runs damon itself as that user. The way out is to leave
-/// damon root and give the workload its user through damon.
-fn with_way_out(e: ContainerError) -> ContainerError {
-    let uid = nix::unistd::geteuid();
-    if uid.is_root() {
-        return e;
-    }
-    ContainerError::message(format!(
-        "{}; damon runs as uid {}, which may not create cgroups here: run damon as root (leave raw_exec's `user` \
-         unset) and the workload as that user with DAMON_USER (e.g. DAMON_USER=nobody), or DAMON_RESTRICTED_TOKEN=Y",
-        e, uid
-    ))
-}
-
-/// How to run without the limit that needs `controller` (v1 or v2 name), for a refusal that
-/// the controller is missing.
-fn without_controller(controller: &str) -> &'static str {
-    match controller {
-        "memory" => "DAMON_ENFORCE_MEMORY_LIMIT=N runs without the memory limit",
-        "cpu" => "DAMON_ENFORCE_CPU_LIMIT=N runs without the CPU cap",
-        "pids" => "unset DAMON_PROCESS_LIMIT to run without the process limit",
-        "io" | "blkio" => "unset the DAMON_IO_* limits to run without them",
-        "cpuset" => "unset DAMON_CPU_CORES to run on every core",
-        _ => "leave out the limit that needs it",
-    }
-}
-
-/// What a new group is given, besides its place and name.
-#[derive(Clone, Copy)]
-pub struct GroupSettings<'a> {
-    pub limits: &'a crate::config::Limits,
-    pub cpu: Option<&'a HostCpu>,
-    /// The cpuset to write, where the plan makes one.
-    pub cores: Option<&'a crate::config::CpuCores>,
-    /// The disks the IO limits apply to.
-    pub disks: &'a [block_device::Disk],
-}
-
-/// What became of the cores: the cpuset inherited (`None` where it could not be read and no
-/// cores were asked for) and the plan followed.
-struct CoresOutcome {
-    cpuset: Option<Cpuset>,
-    plan: Plan,
-}
-
-impl CoresOutcome {
-    /// The workload's cpuset, for the log.
-    fn workload_cpus(&self) -> Option<String> {
-        self.cpuset.as_ref().map(|cpuset| self.plan.workload_cpus(cpuset).to_string())
-    }
-}
-
-impl Cgroup {
-    /// Creates the group with its limits, every change through `journal`; on an error the
-    /// caller undoes the journal. The cores are decided first, before any change.
-    fn create(
-        spec: &ContainerSpec,
-        hierarchies: &Hierarchies,
-        version: CgroupVersion,
-        journal: &mut Journal,
-    ) -> Result<(Cgroup, CoresOutcome), ContainerError> {
-        let cpu = match spec.limits.enforced_cpu() {
-            Some(_) => Some(HostCpu::read().map_err(ContainerError::message)?),
-            None => None,
-        };
-        let parent = spec.parent.as_deref();
-        let wanted = spec.limits.cores.as_ref();
-        let cores = match (read_cpuset(hierarchies, version, parent), wanted) {
-            (Ok(cpuset), _) => {
-                let plan = cpuset.plan(wanted).map_err(ContainerError::message)?;
-                CoresOutcome { cpuset: Some(cpuset), plan }
-            }
-            (Err(_), None) => CoresOutcome { cpuset: None, plan: Plan::Inherit },
-            (Err(e), Some(wanted)) => {
-                return Err(ContainerError::message(format!(
-                    "cannot pin the workload to cores {} ({}): {}",
-                    wanted.cores, wanted.source, e
-                )))
-            }
-        };
-        if let Some(bytes) = spec.limits.net_max_bytes_per_second {
-            return Err(ContainerError::message(format!(
-                "invalid value \"{}\" for DAMON_NET_MAX_BANDWIDTH: Linux has no cgroup controller that limits the \
-                 network (it is the Windows job's network rate control); unset it, and shape the task's traffic on \
-                 the host (tc on its interface)",
-                bytes
-            )));
-        }
-        let disks = block_device::limited_disks(&spec.limits.io).map_err(ContainerError::message)?;
-        let apply = cores.plan.to_apply();
-        let settings = GroupSettings { limits: &spec.limits, cpu: cpu.as_ref(), cores: apply, disks: &disks };
-        let cgroup = match version {
-            CgroupVersion::V2 => {
-                let v2 = hierarchies.v2.as_ref().expect("chosen because it exists");
-                CgroupV2::create(v2, parent, &spec.name, &settings, journal).map(Cgroup::V2)
-            }
-            CgroupVersion::V1 => CgroupV1::create(hierarchies, parent, &spec.name, &settings, journal).map(Cgroup::V1),
-        }?;
-        if !disks.is_empty() {
-            let shown: Vec<String> = disks.iter().map(ToString::to_string).collect();
-            tracing::info!(disks = %shown.join(","), "IO limits set");
-        }
-        Ok((cgroup, cores))
-    }
-
-    fn location(&self) -> String {
-        match self {
-            Cgroup::V1(g) => g
-                .procs_files()
-                .iter()
-                .filter_map(|p| p.parent())
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(" "),
-            Cgroup::V2(g) => g.dir.display().to_string(),
-        }
-    }
-
-    fn procs_files(&self) -> Vec<std::path::PathBuf> {
-        match self {
-            Cgroup::V1(g) => g.procs_files(),
-            Cgroup::V2(g) => g.procs_files(),
-        }
-    }
-
-    /// The group a child can be born in with clone3 (cgroup v2).
-    fn v2_dir(&self) -> Option<&Path> {
-        match self {
-            Cgroup::V1(_) => None,
-            Cgroup::V2(g) => Some(&g.dir),
-        }
-    }
-
-    fn kill_all(&self) -> Result<(), CgroupIoError> {
-        match self {
-            Cgroup::V1(g) => g.kill_all(),
-            Cgroup::V2(g) => g.kill_all(),
-        }
-    }
-
-    /// Sends `signal` to every process of the workload, once each; returns how many.
-    fn signal_all(&self, signal: NixSignal) -> Result<usize, CgroupIoError> {
-        match self {
-            Cgroup::V1(g) => g.signal_all(signal),
-            Cgroup::V2(g) => g.signal_all(signal),
-        }
-    }
-
-    /// A watch on the process limit, where the kernel notifies it (v2) and one is set.
-    fn process_limit_watch(&self, limits: &crate::config::Limits) -> Result<Option<ProcessLimitWatch>, CgroupIoError> {
-        match self {
-            Cgroup::V2(g) if limits.process_limit.is_some() => ProcessLimitWatch::v2(&g.dir).map(Some),
-            _ => Ok(None),
-        }
-    }
-
-    /// A watch for the group to hold no process.
-    fn empty_watch(&self) -> Result<EmptyWatch, CgroupIoError> {
-        match self {
-            Cgroup::V1(g) => Ok(EmptyWatch::v1(g.any_dir())),
-            Cgroup::V2(g) => EmptyWatch::v2(&g.dir),
-        }
-    }
-
-    /// A watch on the memory limit, where the group has the memory controller.
-    fn oom_watch(&self) -> Result<Option<OomWatch>, CgroupIoError> {
-        match self {
-            Cgroup::V2(g) if g.dir.join("memory.events").exists() => OomWatch::v2(&g.dir).map(Some),
-            Cgroup::V1(g) => g.memory_dir().map(OomWatch::v1).transpose(),
-            Cgroup::V2(_) => Ok(None),
-        }
     }
 }
 

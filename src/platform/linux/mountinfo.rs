@@ -1,7 +1,7 @@
 //! /proc/self/mountinfo (proc(5)), one parser for every reader: where the cgroup hierarchies
-//! are mounted (hierarchy.rs), which disk holds a directory (block_device.rs), and the cgroup
-//! mounts a sandbox rule must not write (sandbox.rs). The kernel writes a space, tab, newline
-//! or backslash of a field as an octal escape ("\\040"); every field is decoded here.
+//! are mounted (cgroup/hierarchy.rs), which disk holds a directory (cgroup/block_device.rs), and the
+//! cgroup mounts a sandbox rule must not write (sandbox.rs). The kernel writes a space, tab,
+//! newline or backslash of a field as an octal escape ("\\040"); every field is decoded here.
 
 use std::path::PathBuf;
 

@@ -53,8 +53,8 @@ use self::namespaces::RulePlace;
 pub use self::namespaces::{Namespaces, Step};
 use self::seccomp::SockFilter;
 use super::anchored_dir;
-use super::identity::{last_cap, limit_capabilities, Identity};
 use super::mountinfo::{self, Mount};
+use super::process::identity::{last_cap, limit_capabilities, Identity};
 use crate::config::{capability_names, Access, PathEntry, PathRule, SandboxMode, SandboxSettings};
 use crate::platform::{IdentityError, PathError};
 
@@ -440,7 +440,7 @@ impl Sandbox {
                 (None, Some(e)) => format!(
                     "refused here ({}), so every start would be: {}",
                     e,
-                    super::clone::NAMESPACES_REFUSED
+                    super::process::clone::NAMESPACES_REFUSED
                 ),
                 (None, None) if self.pid_namespace() => {
                     "mount, PID and IPC of the workload's own: the system read-only but for the writable rules; \

@@ -11,8 +11,8 @@
 //! other as the stop, and waits for the rest of the workload to end (or be killed at the
 //! timeout) before it ends.
 //!
-//! It shares damon's memory on x86_64 and aarch64 (CLONE_VM, see clone.rs; elsewhere it has a
-//! copy) and runs system calls only, on its own stack, as everything between a clone and an
+//! It shares damon's memory on x86_64 and aarch64 (CLONE_VM, see process/clone.rs; elsewhere it has
+//! a copy) and runs system calls only, on its own stack, as everything between a clone and an
 //! exec: no allocation, no lock. Once damon has gone on, it touches nothing of damon's but
 //! its stack, and its system calls leave `errno`, which it shares with a thread of damon's,
 //! alone.
@@ -21,7 +21,7 @@ use std::os::unix::io::RawFd;
 
 use nix::libc;
 
-use crate::platform::linux::signals::PASS_ON_SIGNALS;
+use crate::platform::linux::process::signals::PASS_ON_SIGNALS;
 
 /// What the init passes on to the command.
 #[derive(Debug, Clone, Copy, Default)]
@@ -111,8 +111,8 @@ fn exit_as(status: libc::c_int) -> ! {
 }
 
 /// A system call that returns the result or minus the errno and leaves `errno` alone. Where
-/// the init shares damon's memory (x86_64, aarch64: see clone.rs), `errno` is the one of the
-/// damon thread that cloned it, which that thread may be reading at the same moment.
+/// the init shares damon's memory (x86_64, aarch64: see process/clone.rs), `errno` is the one of
+/// the damon thread that cloned it, which that thread may be reading at the same moment.
 ///
 /// # Safety
 /// The arguments must be what system call `number` expects, pointers to live memory included.

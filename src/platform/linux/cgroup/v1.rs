@@ -14,12 +14,12 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::super::host::HostCpu;
 use super::block_device::Disk;
-use super::cgroup_file::{self as file, CgroupIoError};
 use super::cpuset;
+use super::file::{self, CgroupIoError};
 use super::guard::{Change, Journal};
 use super::hierarchy::Hierarchies;
-use super::host::HostCpu;
 use super::teardown;
 use super::{create_parents, without_controller, GroupSettings, MOUNT_CGROUPS};
 use crate::config::Limits;

@@ -9,12 +9,12 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::super::host::{HostCpu, CPU_PERIOD};
 use super::block_device::Disk;
-use super::cgroup_file::{self as file, CgroupIoError};
 use super::cpuset;
+use super::file::{self, CgroupIoError};
 use super::guard::{Change, Journal};
 use super::hierarchy::Hierarchy;
-use super::host::{HostCpu, CPU_PERIOD};
 use super::teardown;
 use super::{create_parents, without_controller, GroupSettings};
 use crate::config::{IoLimits, Limits};

@@ -32,8 +32,8 @@ use std::path::Path;
 use nix::libc;
 use nix::unistd::Pid;
 
+use super::super::sandbox::{init, Namespaces, Prepared, Step};
 use super::identity::Identity;
-use super::sandbox::{init, Namespaces, Prepared, Step};
 
 /// The sandbox's init (in a PID namespace, see sandbox/namespaces.rs). On x86_64 and aarch64 it
 /// shares damon's memory, as the command does until its exec: a fork's copy of damon's page

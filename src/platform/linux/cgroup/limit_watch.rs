@@ -20,7 +20,7 @@ use std::time::Duration;
 use nix::poll::PollFlags;
 use nix::sys::eventfd::{eventfd, EfdFlags};
 
-use super::cgroup_file::{self as file, CgroupIoError};
+use super::file::{self, CgroupIoError};
 
 pub enum OomWatch {
     /// `memory.events`, re-read after each notification to re-arm it.

@@ -21,7 +21,7 @@ use nix::poll::{poll, PollFd, PollFlags};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use super::cgroup_file::{self as file, CgroupIoError};
+use super::file::{self, CgroupIoError};
 
 /// How long emptying and removing one group may take before damon reports it as left behind.
 const REMOVE_TIMEOUT: Duration = Duration::from_secs(5);

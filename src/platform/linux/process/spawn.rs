@@ -19,9 +19,9 @@ use nix::sys::signal::{sigprocmask, SigHandler, SigSet, SigmaskHow, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
+use super::super::sandbox::Prepared;
 use super::clone::{self, CloneError, Destination};
 use super::identity::Identity;
-use super::sandbox::Prepared;
 use super::signals::HANDLED_SIGNALS;
 use crate::platform::SpawnError;
 

@@ -42,8 +42,8 @@ use nix::sys::wait::{waitpid, WaitStatus};
 use nix::time::{clock_gettime, ClockId};
 use nix::unistd::{fork, getpid, setpgid, ForkResult, Pid};
 
-use super::cgroup_file::{self as file, CgroupIoError};
-use super::own_limits::OwnLimits;
+use super::super::own_limits::OwnLimits;
+use super::file::{self, CgroupIoError};
 use super::teardown;
 
 /// One change damon makes to the hierarchy, as the journal records it.

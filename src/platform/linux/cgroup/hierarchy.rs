@@ -13,8 +13,8 @@ use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use super::cgroup_file::{self, CgroupIoError};
-use super::mountinfo::Mount;
+use super::super::mountinfo::Mount;
+use super::file::{self, CgroupIoError};
 
 /// The v1 controllers; a mount's other options (`rw`, `xattr`, `name=systemd`) are not.
 const V1_CONTROLLERS: [&str; 14] = [
@@ -75,11 +75,11 @@ struct Expected {
 
 impl Hierarchies {
     pub fn read() -> Result<Self, CgroupIoError> {
-        let own = cgroup_file::read(Path::new("/proc/self/cgroup"))?;
+        let own = file::read(Path::new("/proc/self/cgroup"))?;
         if let Some(found) = Self::at_standard_mounts(&own) {
             return Ok(found);
         }
-        let mountinfo = cgroup_file::read(Path::new("/proc/self/mountinfo"))?;
+        let mountinfo = file::read(Path::new("/proc/self/mountinfo"))?;
         Ok(Self::parse(&mountinfo, &own))
     }
 

@@ -15,7 +15,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use super::cgroup_file::{self as file, CgroupIoError};
+use super::file::{self, CgroupIoError};
 use crate::config::{Cores, CpuCores};
 
 /// The kernel's list of online CPUs: every core a cpuset could hold.

@@ -9,7 +9,7 @@ use std::fmt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use super::mountinfo::{self, Mount};
+use super::super::mountinfo::{self, Mount};
 use crate::config::{IoDevice, IoLimits};
 
 /// Where the kernel lists block devices by number (sysfs).
