@@ -865,10 +865,12 @@ mod linux {
             );
         };
         adds(
-            "what the sandbox adds to a launch (issue 16; median, sandbox run − damon run)",
+            // Issue 16 set 0.3 ms for the first sandbox; issue 26's (capabilities, the full
+            // filter, the mount and IPC namespaces) is bounded at 0.5 ms.
+            "what the sandbox adds to a launch (issue 26; median, sandbox run − damon run)",
             sandbox_row,
-            0.0003,
-            "≤ 0.3 ms on the host",
+            0.0005,
+            "≤ 0.5 ms on the host",
         );
         if let Some(row) = io_row {
             adds(
