@@ -375,6 +375,12 @@ pub fn create_event() -> io::Result<OwnedHandle> {
     owned(unsafe { CreateEventW(null(), FALSE, FALSE, null()) }, "CreateEventW")
 }
 
+/// Signals an event made by [`create_event`].
+pub fn set_event(event: &OwnedHandle) -> io::Result<()> {
+    // SAFETY: the event handle is open.
+    check(unsafe { SetEvent(raw(event)) }, "SetEvent")
+}
+
 /// Waits until one of `handles` is signalled (its index) or `timeout` passes (`None`).
 pub fn wait_any(handles: &[&OwnedHandle], timeout: Option<Duration>) -> io::Result<Option<usize>> {
     let raw_handles: Vec<HANDLE> = handles.iter().map(|h| raw(h)).collect();

@@ -70,6 +70,9 @@ pub struct Backend {
     ctrl_event: OwnedHandle,
     child: Option<Child>,
     terminated: bool,
+    /// The child has exited, and the rest of the job drains (a tree-scope stop): the next
+    /// events are the job's emptying, a stop, or the deadline.
+    draining: bool,
     /// The console event last sent to the workload, and when: a repeat within
     /// [`CONSOLE_EVENT_REPEAT`] is not sent again (each takes a helper process).
     last_console_event: Option<(u32, Instant)>,
@@ -112,6 +115,7 @@ impl Backend {
             ctrl_event,
             child: None,
             terminated: false,
+            draining: false,
             last_console_event: None,
         })
     }
@@ -200,8 +204,13 @@ impl Container for Backend {
             None => return Err(ContainerError::message("no child to wait for")),
         };
         let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        let woken = ffi::wait_any(&[&child.process, &self.ctrl_event], timeout)
-            .map_err(|e| ContainerError::new("cannot wait for the child", e))?;
+        let emptied = self.notifications.as_ref().map(|n| &*n.emptied);
+        // Once the child has exited (draining), its handle stays signalled: it is left out.
+        let woken = match (self.draining, emptied) {
+            (true, Some(emptied)) => ffi::wait_any(&[&self.ctrl_event, emptied], timeout).map(|w| w.map(|i| i + 1)),
+            _ => ffi::wait_any(&[&child.process, &self.ctrl_event], timeout),
+        }
+        .map_err(|e| ContainerError::new("cannot wait for the child", e))?;
         match woken {
             None => Ok(Event::DeadlinePassed),
             Some(0) => {
@@ -213,8 +222,21 @@ impl Container for Backend {
                     ExitStatus::Code(code as i32)
                 }))
             }
-            Some(_) => Ok(Event::Stop(Signal(ffi::last_ctrl_type() as i32))),
+            Some(1) => Ok(Event::Stop(Signal(ffi::last_ctrl_type() as i32))),
+            Some(_) => {
+                self.draining = false;
+                Ok(Event::WorkloadEmpty)
+            }
         }
+    }
+
+    fn watch_emptying(&mut self) -> bool {
+        // The job's notifications say when its last process has ended.
+        self.draining = match (&self.job, &self.notifications) {
+            (Some(job), Some(_)) => job.process_ids().map_or(false, |ids| !ids.is_empty()),
+            _ => false,
+        };
+        self.draining
     }
 
     fn signal_child(&mut self, signal: Signal) {

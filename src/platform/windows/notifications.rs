@@ -43,6 +43,8 @@ pub struct Notifications {
     port: Arc<OwnedHandle>,
     thread: Option<JoinHandle<()>>,
     pub counters: Arc<Counters>,
+    /// Signalled each time the job's last process has ended (JOB_OBJECT_MSG_ACTIVE_PROCESS_ZERO).
+    pub emptied: Arc<OwnedHandle>,
 }
 
 impl Notifications {
@@ -51,11 +53,13 @@ impl Notifications {
         let port = Arc::new(ffi::create_completion_port()?);
         job.notify_port(&port, JOB_KEY)?;
         let counters = Arc::new(Counters::default());
-        let (thread_port, thread_counters) = (Arc::clone(&port), Arc::clone(&counters));
+        let emptied = Arc::new(ffi::create_event()?);
+        let (thread_port, thread_counters, thread_emptied) =
+            (Arc::clone(&port), Arc::clone(&counters), Arc::clone(&emptied));
         let thread = std::thread::Builder::new()
             .name("job-notifications".to_string())
-            .spawn(move || read_port(&thread_port, &job, &thread_counters, limits))?;
-        Ok(Notifications { port, thread: Some(thread), counters })
+            .spawn(move || read_port(&thread_port, &job, &thread_counters, &thread_emptied, limits))?;
+        Ok(Notifications { port, thread: Some(thread), counters, emptied })
     }
 }
 
@@ -76,7 +80,7 @@ pub struct ReportedLimits {
     pub process_limit: u64,
 }
 
-fn read_port(port: &OwnedHandle, job: &JobObject, counters: &Counters, limits: ReportedLimits) {
+fn read_port(port: &OwnedHandle, job: &JobObject, counters: &Counters, emptied: &OwnedHandle, limits: ReportedLimits) {
     loop {
         let packet = match ffi::next_completion(port) {
             Ok(packet) => packet,
@@ -139,6 +143,9 @@ fn read_port(port: &OwnedHandle, job: &JobObject, counters: &Counters, limits: R
             }
             JOB_OBJECT_MSG_ACTIVE_PROCESS_ZERO => {
                 tracing::debug!("no process is left in the job");
+                if let Err(e) = ffi::set_event(emptied) {
+                    tracing::warn!(error = %e, "cannot tell that the job is empty");
+                }
             }
             _ => {}
         }
