@@ -371,13 +371,26 @@ impl Namespaces {
             place.open().map_err(at(Step::OPEN_PLACE, i))?;
             place.clone_tree(&names.empty).map_err(at(Step::CLONE_PLACE, i))?;
         }
+        // The first hidden directory with nothing to mount back in it gets an empty read-only
+        // tmpfs, and the others like it a bind of that one (read-only too): one file system
+        // made and torn down instead of one each.
+        let mut empty_hidden: Option<&CString> = None;
         for (i, dir) in self.hidden.iter().enumerate() {
             let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
             let beneath = |place: &&Place| place.mount_point.first().map_or(false, |first| starts_with_dir(first, dir));
             if !self.places.iter().any(|place| beneath(&place)) {
-                // Nothing to mount back here: read-only from the start.
-                mount(Some(&names.tmpfs), dir, Some(&names.tmpfs), flags | libc::MS_RDONLY, Some(&names.tmpfs_options))
-                    .map_err(at(Step::HIDE, i))?;
+                match empty_hidden {
+                    Some(first) => mount(Some(first), dir, None, libc::MS_BIND, None),
+                    None => mount(
+                        Some(&names.tmpfs),
+                        dir,
+                        Some(&names.tmpfs),
+                        flags | libc::MS_RDONLY,
+                        Some(&names.tmpfs_options),
+                    ),
+                }
+                .map_err(at(Step::HIDE, i))?;
+                empty_hidden = empty_hidden.or(Some(dir));
                 continue;
             }
             mount(Some(&names.tmpfs), dir, Some(&names.tmpfs), flags, Some(&names.tmpfs_options))
