@@ -103,6 +103,17 @@ fn spawn_in_own_group(mut cmd: Command) -> Child {
     cmd.spawn().unwrap()
 }
 
+/// damon.exe started as [`spawn_in_own_group`], once its workload has printed "ready": it, and
+/// the workload's output from there on.
+fn spawn_until_ready(cmd: Command) -> (Child, BufReader<std::process::ChildStdout>) {
+    let mut damon = spawn_in_own_group(cmd);
+    let mut stdout = BufReader::new(damon.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+    (damon, stdout)
+}
+
 fn ctrl_break(group: u32) {
     // SAFETY: plain values.
     assert_ne!(unsafe { GenerateConsoleCtrlEvent(CTRL_BREAK_EVENT, group) }, FALSE, "GenerateConsoleCtrlEvent");
@@ -203,13 +214,9 @@ fn ctrl_break_reaches_the_child() {
     let dir = TestDir::new("break");
     let mut cmd = damon(&dir);
     cmd.arg(workload()).arg("wait-signals");
-    let mut damon = spawn_in_own_group(cmd);
-    let mut stdout = BufReader::new(damon.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), "ready");
+    let (mut damon, mut stdout) = spawn_until_ready(cmd);
     ctrl_break(damon.id());
-    line.clear();
+    let mut line = String::new();
     stdout.read_line(&mut line).unwrap();
     assert_eq!(line.trim(), "CTRL_BREAK_EVENT");
     assert_eq!(damon.wait().unwrap().code(), Some(0), "{}", dir.log());
@@ -238,11 +245,7 @@ fn stop_jvm_like(stop_signal: Option<&str>) -> (Option<i32>, String, String) {
     if let Some(value) = stop_signal {
         cmd.env("DAMON_STOP_SIGNAL", value);
     }
-    let mut damon = spawn_in_own_group(cmd);
-    let mut stdout = BufReader::new(damon.stdout.take().unwrap());
-    line.clear();
-    stdout.read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), "ready");
+    let (mut damon, mut stdout) = spawn_until_ready(cmd);
     ctrl_break(damon.id());
     let mut printed = String::new();
     let _ = std::io::Read::read_to_string(&mut stdout, &mut printed);
@@ -280,11 +283,7 @@ fn a_launchers_grandchild_gets_ctrl_c_with_the_tree_scope() {
             "record-events".as_ref(),
             recorded.as_os_str(),
         ]);
-    let mut damon = spawn_in_own_group(cmd);
-    let mut stdout = BufReader::new(damon.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), "ready");
+    let (mut damon, _stdout) = spawn_until_ready(cmd);
     ctrl_break(damon.id());
     let code = damon.wait().unwrap().code();
     assert_ne!(code, Some(137), "killed at the timeout\n{}", dir.log());
