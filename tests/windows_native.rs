@@ -252,6 +252,7 @@ fn stop_jvm_like(stop_signal: Option<&str>) -> (Option<i32>, String, String) {
     let code = damon.wait().unwrap().code();
     std::thread::sleep(Duration::from_millis(500));
     let _ = outsider.kill();
+    let _ = outsider.wait();
     (code, printed, std::fs::read_to_string(&recorded).unwrap_or_default())
 }
 
