@@ -26,7 +26,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Floods run one at a time: they share the machine's CPUs and ports.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -113,13 +113,26 @@ fn connections_held(pid: u32) -> usize {
     held.len()
 }
 
-/// damon's CPU time does not move over two seconds (clock ticks of /proc/PID/stat).
+/// damon neither runs nor wakes over two seconds: no thread of it is switched to (the context
+/// switches of /proc/PID/task/*/status) and its CPU time (clock ticks of /proc/PID/stat) does
+/// not move. Measured once the last answer's own switches have settled: a thread that wrote
+/// an answer the test has read may not yet have gone back to its wait.
 fn assert_no_cpu_used(pid: u32, when: &str) {
-    let before = flood::cpu_ticks(pid);
+    let mut settled = flood::wakeups(pid);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        std::thread::sleep(Duration::from_millis(100));
+        let now = flood::wakeups(pid);
+        if now == settled || Instant::now() > deadline {
+            break;
+        }
+        settled = now;
+    }
+    let (ticks, wakeups) = (flood::cpu_ticks(pid), flood::wakeups(pid));
     std::thread::sleep(Duration::from_secs(2));
-    let after = flood::cpu_ticks(pid);
-    println!("flood figures ({}), idle CPU {}: {} ticks in 2 s", place(), when, after - before);
-    assert_eq!(before, after, "damon used {} CPU ticks in 2 s {}", after - before, when);
+    let (ticks, wakeups) = (flood::cpu_ticks(pid) - ticks, flood::wakeups(pid) - wakeups);
+    println!("flood figures ({}), idle CPU {}: {} ticks and {} wakeups in 2 s", place(), when, ticks, wakeups);
+    assert_eq!((ticks, wakeups), (0, 0), "damon ran in 2 s {} (CPU ticks, wakeups)", when);
 }
 
 fn flood_against_damon(hostiles: flood::Hostiles) {

@@ -333,6 +333,23 @@ pub fn cpu_ticks(pid: u32) -> u64 {
     fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
 
+/// How often the threads of `pid` have been switched off a CPU (voluntary and not): a count
+/// that moves whenever any thread of it ran.
+pub fn wakeups(pid: u32) -> u64 {
+    fs::read_dir(format!("/proc/{}/task", pid))
+        .expect("/proc/PID/task")
+        .flatten()
+        .map(|task| {
+            fs::read_to_string(task.path().join("status"))
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| l.starts_with("voluntary_ctxt_switches:") || l.starts_with("nonvoluntary_ctxt_switches:"))
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .sum::<u64>()
+        })
+        .sum()
+}
+
 /// Nearest-rank percentile of sorted latencies, in milliseconds.
 pub fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
     let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;

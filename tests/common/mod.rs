@@ -586,11 +586,27 @@ impl TaskCgroup {
     pub fn left_behind(&self, dir: &TestDir, pid_files: &[&str]) -> Leftovers {
         let differences = self.settle(Duration::from_secs(10));
         let inside = self.processes();
-        let outside: Vec<u32> = pid_files
-            .iter()
-            .filter_map(|f| read_pid(&dir.path(f)))
-            .filter(|&pid| alive(pid) && !inside.contains(&pid))
-            .collect();
+        // A pid file holds the pid the workload saw, which in the sandbox's PID namespace names
+        // another process of the host: only a process whose command line names the test's
+        // directory is the workload's, and every such process counts, pid file or not.
+        // damon's guard (damon's command line too) may still be on its way out after its
+        // cleanup: what counts is what is still there 10 s later.
+        let named = || {
+            let mut pids: Vec<u32> =
+                pid_files.iter().filter_map(|f| read_pid(&dir.path(f))).chain(processes_naming(&dir.0)).collect();
+            pids.sort_unstable();
+            pids.dedup();
+            pids.retain(|&pid| {
+                alive(pid) && !inside.contains(&pid) && command_of(pid).contains(&*dir.0.to_string_lossy())
+            });
+            pids
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut outside = named();
+        while !outside.is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+            outside = named();
+        }
         let left = Leftovers {
             groups: differences.iter().filter(|d| d.starts_with("group left")).count(),
             processes: differences.iter().filter(|d| d.starts_with("process left")).count() + outside.len(),
@@ -668,6 +684,18 @@ pub fn command_of(pid: u32) -> String {
     fs::read(format!("/proc/{}/cmdline", pid))
         .map(|c| String::from_utf8_lossy(&c).replace('\0', " ").trim().to_string())
         .unwrap_or_default()
+}
+
+/// The pids of the processes whose command line contains `path` (the test's directory).
+pub fn processes_naming(path: &Path) -> Vec<u32> {
+    let path = path.to_string_lossy();
+    fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_string_lossy().parse().ok())
+        .filter(|&pid: &u32| pid != std::process::id() && command_of(pid).contains(&*path))
+        .collect()
 }
 
 /// The pids of the processes whose parent is `parent`.
