@@ -49,6 +49,10 @@
 //!                       "cgroup: LINE" for each line of /proc/self/cgroup
 //!   udp-send ADDR SECS  send 1,400-byte UDP datagrams to ADDR for SECS seconds as fast as the
 //!                       socket takes them; print bytes_sent=N seconds=S
+//!   tcp-send ADDR BYTES  connect to ADDR, send BYTES zero bytes, shut the sending side and read
+//!                       until the peer closes; print "sent=BYTES payload_sent=N" (N: the data
+//!                       bytes TCP sent, retransmissions included, from TCP_INFO), then sleep
+//!                       forever
 //!   cgroups             first thing, read /proc/self/cgroup and the parent's (damon's); print
 //!                       "self: LINE" and "parent: LINE" for each of their lines
 //!
@@ -141,6 +145,8 @@ fn main() {
         #[cfg(target_os = "linux")]
         "sandbox-probe" => sandbox_probe::run(&args[1..]),
         "udp-send" => udp_send(arg(1), Duration::from_secs(number(2))),
+        #[cfg(target_os = "linux")]
+        "tcp-send" => tcp_send(arg(1), number(2)),
         #[cfg(any(target_os = "linux", windows))]
         "direct-io" => direct_io::run(arg(1), Path::new(arg(2)), number(3), number(4)),
         #[cfg(windows)]
@@ -926,6 +932,38 @@ fn udp_send(target: &str, duration: Duration) {
         }
     }
     println!("bytes_sent={} seconds={:.3}", sent, start.elapsed().as_secs_f64());
+}
+
+#[cfg(target_os = "linux")]
+fn tcp_send(target: &str, bytes: u64) {
+    use std::io::Read;
+    let mut stream = std::net::TcpStream::connect(target).unwrap_or_else(|e| panic!("connect to {}: {}", target, e));
+    std::io::copy(&mut std::io::repeat(0).take(bytes), &mut stream).expect("send");
+    stream.shutdown(std::net::Shutdown::Write).expect("shut the sending side");
+    let _ = stream.read_to_end(&mut Vec::new());
+    println!("sent={} payload_sent={}", bytes, tcp_bytes_sent(&stream));
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+/// struct tcp_info's tcpi_bytes_sent (Linux 4.19): the data bytes sent, retransmissions
+/// included. Read by its offset: the libc crate's tcp_info for glibc stops before it.
+#[cfg(target_os = "linux")]
+fn tcp_bytes_sent(stream: &std::net::TcpStream) -> u64 {
+    use nix::libc;
+    use std::os::unix::io::AsRawFd;
+    const BYTES_SENT_OFFSET: usize = 200;
+    let mut info = [0u8; 256];
+    let mut len = info.len() as libc::socklen_t;
+    // SAFETY: the kernel writes at most `len` bytes into `info`, which is that long.
+    let result = unsafe {
+        libc::getsockopt(stream.as_raw_fd(), libc::IPPROTO_TCP, libc::TCP_INFO, info.as_mut_ptr().cast(), &mut len)
+    };
+    assert!(result == 0 && len as usize >= BYTES_SENT_OFFSET + 8, "TCP_INFO without tcpi_bytes_sent");
+    let mut field = [0u8; 8];
+    field.copy_from_slice(&info[BYTES_SENT_OFFSET..BYTES_SENT_OFFSET + 8]);
+    u64::from_ne_bytes(field)
 }
 
 /// `direct-io read|write PATH MIB BLOCK_KIB`: reads or writes MIB of PATH (a block device or

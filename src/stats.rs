@@ -36,6 +36,18 @@ pub struct Sample {
     pub process_limit_refusals: Option<u64>,
     /// cgroup v2: time tasks waited for (some) or all stalled on (full) each resource.
     pub pressure: Option<Pressure>,
+    /// Linux: the traffic of the workload's sockets, where cgroup BPF counts it.
+    pub network: Option<NetworkTraffic>,
+}
+
+/// What the workload's sockets received and sent since it started, IP headers included
+/// (counted per packet as the kernel hands it to or takes it from a socket of the group).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NetworkTraffic {
+    pub received_bytes: u64,
+    pub received_packets: u64,
+    pub sent_bytes: u64,
+    pub sent_packets: u64,
 }
 
 /// Pressure stall totals (PSI) of cgroup v2's cpu.pressure, memory.pressure, io.pressure.

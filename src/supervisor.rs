@@ -222,6 +222,10 @@ pub fn run(config: Config) -> i32 {
         cpu_throttled_periods = totals.cpu_throttled_periods,
         io_read_bytes = totals.io_read_bytes,
         io_write_bytes = totals.io_write_bytes,
+        network_received_bytes = totals.network.map(|n| n.received_bytes),
+        network_received_packets = totals.network.map(|n| n.received_packets),
+        network_sent_bytes = totals.network.map(|n| n.sent_bytes),
+        network_sent_packets = totals.network.map(|n| n.sent_packets),
         "damon exiting"
     );
     code

@@ -12,6 +12,7 @@ mod loop_device;
 #[path = "common/prometheus.rs"]
 mod prometheus;
 
+use common::metric_value as value;
 use common::*;
 use loop_device::LoopDevice;
 use nix::sys::signal::Signal;
@@ -29,18 +30,6 @@ fn scrape(port: u16) -> String {
         text.is_some()
     });
     text.unwrap()
-}
-
-/// The value of the first sample of `family` whose line contains `filter`.
-fn value(scrape: &str, family: &str, filter: &str) -> Option<f64> {
-    scrape
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .find(|l| {
-            (l.starts_with(&format!("{}{{", family)) || l.starts_with(&format!("{} ", family))) && l.contains(filter)
-        })
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
 }
 
 fn spawn_damon(dir: &TestDir, port: u16, args: &[&str]) -> Child {

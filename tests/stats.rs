@@ -10,21 +10,6 @@ mod loop_device;
 use common::*;
 use loop_device::LoopDevice;
 
-/// A number field of the "damon exiting" line.
-fn exiting_field(run: &Run, key: &str) -> f64 {
-    let line = run
-        .log
-        .lines()
-        .find(|l| l.contains("\"message\":\"damon exiting\""))
-        .unwrap_or_else(|| panic!("{}", run.explain()));
-    let pattern = format!("\"{}\":", key);
-    line.split(&pattern)
-        .nth(1)
-        .and_then(|rest| rest.split([',', '}']).next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no number {} in {}", key, line))
-}
-
 #[test]
 fn memory_peak_covers_what_the_workload_touched() {
     let dir = TestDir::new("stats-memory");
@@ -32,7 +17,7 @@ fn memory_peak_covers_what_the_workload_touched() {
     cmd.env("DAMON_MEMORY_LIMIT", "512").args([workload().to_str().unwrap(), "alloc", "64", "0"]);
     let run = run(cmd, &dir);
     run.assert_code(0);
-    let peak_mib = exiting_field(&run, "memory_peak_bytes") / (1u64 << 20) as f64;
+    let peak_mib = run.exiting_figure("memory_peak_bytes") / (1u64 << 20) as f64;
     assert!((64.0..128.0).contains(&peak_mib), "peak {:.1} MiB for 64 MiB touched\n{}", peak_mib, run.explain());
 }
 
@@ -44,7 +29,7 @@ fn cpu_time_and_throttling_are_counted() {
     let run = run(cmd, &dir);
     run.assert_code(0);
     let reported = run.printed_figure("cpu_seconds=");
-    let counted = exiting_field(&run, "cpu_user_seconds") + exiting_field(&run, "cpu_system_seconds");
+    let counted = run.exiting_figure("cpu_user_seconds") + run.exiting_figure("cpu_system_seconds");
     // The group's accounting includes the workload's start-up; ticks are 10 ms on v1.
     assert!(
         (counted - reported).abs() < 0.25,
@@ -54,7 +39,7 @@ fn cpu_time_and_throttling_are_counted() {
         run.explain()
     );
     assert!(
-        exiting_field(&run, "cpu_throttled_periods") > 0.0,
+        run.exiting_figure("cpu_throttled_periods") > 0.0,
         "a capped busy loop was never throttled\n{}",
         run.explain()
     );
@@ -93,6 +78,6 @@ fn on_v1_blkio_is_joined_where_blk_throttle_counts_and_counts_a_tasks_reads() {
     assert!(blk_throttle_counts_somewhere(), "a throttle rule did not switch blk-throttle on");
     let (run, joined) = read_1_mib("io-counted", &device);
     assert!(joined, "blkio not joined\n{}", run.explain());
-    let read = exiting_field(&run, "io_read_bytes");
+    let read = run.exiting_figure("io_read_bytes");
     assert!(read >= (1 << 20) as f64, "{} bytes read counted for 1 MiB read\n{}", read, run.explain());
 }

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use self::exposition::{render, Family, Kind};
 use crate::config::{Config, Limits, MetricsConfig, VERSION};
 use crate::platform::{self, HostCpu, OwnProcess, Sampler};
-use crate::stats::Sample;
+use crate::stats::{NetworkTraffic, Sample};
 
 /// The longest a scrape may be served from an earlier sample.
 pub const FRESHNESS: Duration = Duration::from_secs(1);
@@ -166,6 +166,7 @@ impl Metrics {
         let cpu_notifications = s.cpu_notifications.or(s.cpu_throttled_periods);
         let memory_notifications = s.memory_notifications.or(s.oom_kills);
         let child = self.child.lock().map(|c| *c).unwrap_or_default();
+        let net = |figure: fn(&NetworkTraffic) -> u64| s.network.as_ref().map(|n| figure(n) as f64);
 
         let mut families = vec![
             // The original Damon's families: same names, meanings, units and types (gauges, even the
@@ -212,6 +213,10 @@ impl Metrics {
             Family::single("damon_fs_writes_bytes_total", Counter, "Bytes written by the workload.", num(io_write_bytes)),
             Family::single("damon_fs_reads_total", Counter, "Read operations of the workload.", num(io_read_ops)),
             Family::single("damon_fs_writes_total", Counter, "Write operations of the workload.", num(io_write_ops)),
+            Family::single("damon_network_receive_bytes_total", Counter, "Bytes the workload's sockets received, IP headers included, over every interface and loopback (Linux, cgroup BPF).", net(|n| n.received_bytes)),
+            Family::single("damon_network_receive_packets_total", Counter, "Packets the workload's sockets received (Linux, cgroup BPF).", net(|n| n.received_packets)),
+            Family::single("damon_network_transmit_bytes_total", Counter, "Bytes the workload's sockets sent, IP headers included, over every interface and loopback (Linux, cgroup BPF).", net(|n| n.sent_bytes)),
+            Family::single("damon_network_transmit_packets_total", Counter, "Packets the workload's sockets sent (Linux, cgroup BPF).", net(|n| n.sent_packets)),
             Family::single("damon_processes", Gauge, "Processes (Windows) or tasks (Linux) in the workload now.", num(s.processes)),
             Family::single("damon_start_time_seconds", Gauge, "When the child started, in seconds since the Unix epoch.", child.start_time),
             Family::single("damon_up", Gauge, "1 while the child runs, 0 before and after.", Some(if child.up { 1.0 } else { 0.0 })),

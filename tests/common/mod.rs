@@ -104,6 +104,20 @@ impl Run {
             .and_then(|v| v.parse().ok())
             .unwrap_or_else(|| panic!("no {} in the output\n{}", key, self.explain()))
     }
+    /// A number field of the "damon exiting" line.
+    pub fn exiting_figure(&self, key: &str) -> f64 {
+        let line = self
+            .log
+            .lines()
+            .find(|l| l.contains("\"message\":\"damon exiting\""))
+            .unwrap_or_else(|| panic!("{}", self.explain()));
+        let pattern = format!("\"{}\":", key);
+        line.split(&pattern)
+            .nth(1)
+            .and_then(|rest| rest.split([',', '}']).next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no number {} in {}", key, line))
+    }
     pub fn assert_log_contains(&self, needle: &str) -> &Self {
         assert!(self.log.contains(needle), "damon's log lacks {:?}\n{}", needle, self.explain());
         self
@@ -408,6 +422,18 @@ pub fn original_type_mismatches(scrape: &str) -> Vec<String> {
         .collect()
 }
 
+/// The value of the first sample of `family` in a scrape whose line contains `filter`.
+pub fn metric_value(scrape: &str, family: &str, filter: &str) -> Option<f64> {
+    scrape
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .find(|l| {
+            (l.starts_with(&format!("{}{{", family)) || l.starts_with(&format!("{} ", family))) && l.contains(filter)
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -461,6 +487,9 @@ pub struct TaskCgroup {
     found: String,
 }
 
+/// Where systemd's hybrid layout mounts the cgroup2 hierarchy beside v1.
+pub const UNIFIED: &str = "/sys/fs/cgroup/unified";
+
 /// The v1 hierarchies damon uses.
 const V1_HIERARCHIES: [&str; 6] = ["memory", "cpu", "cpuacct", "pids", "freezer", "blkio"];
 
@@ -480,6 +509,9 @@ impl TaskCgroup {
                 PathBuf::from("/sys/fs/cgroup")
             } else if V1_HIERARCHIES.contains(&controllers) {
                 Path::new("/sys/fs/cgroup").join(controllers)
+            } else if controllers.is_empty() && Path::new(UNIFIED).join("cgroup.procs").exists() {
+                // The cgroup2 hierarchy beside v1, where damon counts the workload's traffic.
+                PathBuf::from(UNIFIED)
             } else {
                 continue;
             };

@@ -21,11 +21,12 @@ use nix::sys::signal::{kill, Signal as NixSignal};
 use nix::unistd::Pid;
 
 use self::cgroup::block_device;
+use self::cgroup::bpf::{self, NetworkAccounting};
 use self::cgroup::cpuset::Plan;
 use self::cgroup::guard::Journal;
 use self::cgroup::hierarchy::Hierarchies;
 use self::cgroup::limit_watch::{EmptyWatch, OomWatch, ProcessLimitWatch};
-use self::cgroup::{choose, guard_home, read_cpuset, with_way_out, Cgroup};
+use self::cgroup::{choose, guard_home, read_cpuset, with_way_out, Cgroup, CountedGroup};
 use self::host::HostCpu;
 use self::own_limits::OwnLimits;
 use self::process::own_process;
@@ -50,6 +51,8 @@ impl Signal {
 pub struct Backend {
     signals: SignalWaiter,
     cgroup: Option<Cgroup>,
+    /// The programs counting the workload's traffic, where the kernel allows them.
+    network: Option<Arc<NetworkAccounting>>,
     /// What damon changed in the hierarchy, known to the guard; `None` when uncontained.
     journal: Option<Journal>,
     oom_watch: Option<OomWatch>,
@@ -76,6 +79,11 @@ impl Backend {
     /// cgroup is being made queues instead of killing damon and leaving the group behind.
     fn take_signals() -> Result<SignalWaiter, ContainerError> {
         SignalWaiter::install().map_err(|e| ContainerError::new("cannot set up signal handling", e))
+    }
+
+    fn counted_group(&self) -> Option<CountedGroup> {
+        let cgroup = self.cgroup.clone()?;
+        Some(CountedGroup { cgroup, network: self.network.clone() })
     }
 
     fn child_pid(&self) -> Option<Pid> {
@@ -199,6 +207,14 @@ impl Container for Backend {
                 return Err(with_way_out(e));
             }
         };
+        let network = cgroup.cgroup2_dir().and_then(|dir| match NetworkAccounting::attach(dir) {
+            Ok(accounting) => Some(Arc::new(accounting)),
+            Err(e) => {
+                // The accounting is no limit: the run goes on uncounted.
+                tracing::info!(error = %e, "network accounting unavailable");
+                None
+            }
+        });
         let oom_watch = match cgroup.oom_watch() {
             Ok(watch) => watch,
             Err(e) => {
@@ -217,6 +233,7 @@ impl Container for Backend {
         Ok(Backend {
             signals,
             cgroup: Some(cgroup),
+            network,
             journal: Some(journal),
             oom_watch,
             process_limit_watch,
@@ -235,6 +252,7 @@ impl Container for Backend {
         Ok(Backend {
             signals: Self::take_signals()?,
             cgroup: None,
+            network: None,
             journal: None,
             oom_watch: None,
             process_limit_watch: None,
@@ -350,12 +368,12 @@ impl Container for Backend {
     }
 
     fn totals(&self) -> Sample {
-        self.cgroup.as_ref().map_or_else(Sample::default, Cgroup::totals)
+        self.counted_group().map_or_else(Sample::default, |group| group.totals())
     }
 
     fn sampler(&self) -> Arc<dyn Sampler> {
-        match &self.cgroup {
-            Some(cgroup) => Arc::new(cgroup.clone()),
+        match self.counted_group() {
+            Some(group) => Arc::new(group),
             None => Arc::new(NoSampler),
         }
     }
@@ -431,6 +449,15 @@ pub fn host_report(config: &Config) -> HostReport {
     for h in &hierarchies.v1 {
         facts.push(("cgroup v1 mount", format!("{} ({})", h.mount_point.display(), h.controllers.join(","))));
     }
+    facts.push((
+        "network accounting",
+        match (bpf::unavailable(), &hierarchies.v2) {
+            (None, Some(v2)) => {
+                format!("counted by cgroup BPF programs on the workload's group under {}", v2.mount_point.display())
+            }
+            (why, _) => format!("unavailable, the network_* figures are absent: {}", why.unwrap_or_default()),
+        },
+    ));
     match choose(&hierarchies) {
         Err(e) => problem = problem.or(Some(e)),
         Ok(version) => {

@@ -22,6 +22,7 @@ use nix::libc;
 
 use super::hierarchy::Hierarchies;
 use crate::config::CpuCores;
+use crate::stats::NetworkTraffic;
 
 // bpf(2) commands (include/uapi/linux/bpf.h, enum bpf_cmd).
 const BPF_MAP_CREATE: libc::c_int = 0;
@@ -29,7 +30,9 @@ const BPF_MAP_LOOKUP_ELEM: libc::c_int = 1;
 const BPF_PROG_LOAD: libc::c_int = 5;
 const BPF_PROG_ATTACH: libc::c_int = 8;
 const BPF_PROG_DETACH: libc::c_int = 9;
+#[cfg_attr(not(test), allow(dead_code))] // the tests query what is attached
 const BPF_OBJ_GET_INFO_BY_FD: libc::c_int = 15;
+#[cfg_attr(not(test), allow(dead_code))] // the tests query what is attached
 const BPF_PROG_QUERY: libc::c_int = 16;
 
 const BPF_MAP_TYPE_ARRAY: u32 = 2;
@@ -232,6 +235,7 @@ struct ProgAttachAttr {
     attach_flags: u32,
 }
 
+#[cfg_attr(not(test), allow(dead_code))] // the tests query what is attached
 /// `union bpf_attr` for BPF_PROG_QUERY, up to `prog_cnt`.
 #[repr(C)]
 #[derive(Default)]
@@ -245,6 +249,7 @@ struct ProgQueryAttr {
     _pad: u32,
 }
 
+#[cfg_attr(not(test), allow(dead_code))] // the tests query what is attached
 /// `union bpf_attr` for BPF_OBJ_GET_INFO_BY_FD.
 #[repr(C)]
 #[derive(Default)]
@@ -254,6 +259,7 @@ struct ObjInfoAttr {
     info: u64,
 }
 
+#[cfg_attr(not(test), allow(dead_code))] // the tests query what is attached
 /// The start of `struct bpf_prog_info`: the kernel fills no more than `info_len` asks for.
 #[repr(C)]
 #[derive(Default)]
@@ -381,6 +387,7 @@ impl Program {
         unsafe { sys_bpf(BPF_PROG_LOAD, &mut attr) }.map(owned)
     }
 
+    #[cfg_attr(not(test), allow(dead_code))] // the tests query what is attached
     /// The kernel's id of the program (what BPF_PROG_QUERY lists, and `bpftool prog` shows).
     pub fn id(&self) -> Result<u32, BpfError> {
         let mut info = ProgInfoHead::default();
@@ -428,6 +435,7 @@ impl Program {
     }
 }
 
+#[cfg_attr(not(test), allow(dead_code))] // the tests query what is attached
 /// The ids of the programs attached to the group itself (not those it inherits) at
 /// `attach_type`.
 pub fn attached_program_ids(group: &Path, attach_type: AttachType) -> Result<Vec<u32>, BpfError> {
@@ -588,15 +596,6 @@ const SKB_LEN_OFFSET: i16 = 0;
 /// What a cgroup skb program returns to let the packet through.
 const PASS: i32 = 1;
 
-/// The traffic of a group's sockets since the accounting was attached, IP headers included.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct NetworkCounters {
-    pub rx_bytes: u64,
-    pub rx_packets: u64,
-    pub tx_bytes: u64,
-    pub tx_packets: u64,
-}
-
 /// The program that adds each packet of one direction to the counters at `key`.
 fn accounting_program(map: &Map, key: u32) -> Vec<Insn> {
     let mut insns = vec![
@@ -628,7 +627,9 @@ fn accounting_program(map: &Map, key: u32) -> Vec<Insn> {
 ///
 /// [`detach`]: NetworkAccounting::detach
 pub struct NetworkAccounting {
+    #[cfg_attr(not(test), allow(dead_code))] // for detach
     group: PathBuf,
+    #[cfg_attr(not(test), allow(dead_code))]
     group_fd: OwnedFd,
     map: Map,
     ingress: Program,
@@ -656,10 +657,10 @@ impl NetworkAccounting {
     }
 
     /// The counters now, summed over the CPUs.
-    pub fn read(&self) -> Result<NetworkCounters, BpfError> {
+    pub fn read(&self) -> Result<NetworkTraffic, BpfError> {
         let rx = self.direction(INGRESS_KEY)?;
         let tx = self.direction(EGRESS_KEY)?;
-        Ok(NetworkCounters { rx_bytes: rx.0, rx_packets: rx.1, tx_bytes: tx.0, tx_packets: tx.1 })
+        Ok(NetworkTraffic { received_bytes: rx.0, received_packets: rx.1, sent_bytes: tx.0, sent_packets: tx.1 })
     }
 
     /// (bytes, packets) of one direction.
@@ -672,11 +673,14 @@ impl NetworkAccounting {
     }
 
     /// The programs' ids, ingress then egress.
+    #[cfg_attr(not(test), allow(dead_code))] // the tests query what is attached
     pub fn program_ids(&self) -> Result<(u32, u32), BpfError> {
         Ok((self.ingress.id()?, self.egress.id()?))
     }
 
-    /// Takes both programs off the group; the counters stop.
+    /// Takes both programs off the group; the counters stop. (A run leaves them to go with
+    /// its group.)
+    #[cfg_attr(not(test), allow(dead_code))]
     pub fn detach(self) -> Result<(), BpfError> {
         let ingress = self.ingress.detach(&self.group_fd, &self.group, AttachType::InetIngress);
         let egress = self.egress.detach(&self.group_fd, &self.group, AttachType::InetEgress);
@@ -851,7 +855,7 @@ mod tests {
             None => return,
         };
         let accounting = NetworkAccounting::attach(&group.dir).unwrap_or_else(|e| panic!("{}", e));
-        assert_eq!(accounting.read().unwrap(), NetworkCounters::default());
+        assert_eq!(accounting.read().unwrap(), NetworkTraffic::default());
 
         // The listener stays in the test's own group: only the sender's side is counted.
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -877,21 +881,21 @@ mod tests {
         let counters = accounting.read().unwrap();
         eprintln!("sent {} bytes; counted {:?}", SENT_BYTES, counters);
         assert!(
-            (SENT_BYTES..=SENT_BYTES + HEADER_ALLOWANCE_BYTES).contains(&counters.tx_bytes),
+            (SENT_BYTES..=SENT_BYTES + HEADER_ALLOWANCE_BYTES).contains(&counters.sent_bytes),
             "{} bytes sent, {} counted",
             SENT_BYTES,
-            counters.tx_bytes
+            counters.sent_bytes
         );
         // At least the SYN, one data segment and the FIN.
-        assert!(counters.tx_packets >= 3, "{:?}", counters);
+        assert!(counters.sent_packets >= 3, "{:?}", counters);
         // What is more than the data is the packets' headers: IP and TCP, 40 to 120 bytes each
         // (52 on loopback, with timestamps).
-        let header_bytes = counters.tx_bytes - SENT_BYTES;
-        assert!((40 * counters.tx_packets..=120 * counters.tx_packets).contains(&header_bytes), "{:?}", counters);
+        let header_bytes = counters.sent_bytes - SENT_BYTES;
+        assert!((40 * counters.sent_packets..=120 * counters.sent_packets).contains(&header_bytes), "{:?}", counters);
         // The SYN-ACK and the ACKs: headers only.
-        assert!(counters.rx_packets >= 2, "{:?}", counters);
-        assert!(counters.rx_bytes >= 40 * counters.rx_packets, "{:?}", counters);
-        assert!(counters.rx_bytes < HEADER_ALLOWANCE_BYTES, "{:?}", counters);
+        assert!(counters.received_packets >= 2, "{:?}", counters);
+        assert!(counters.received_bytes >= 40 * counters.received_packets, "{:?}", counters);
+        assert!(counters.received_bytes < HEADER_ALLOWANCE_BYTES, "{:?}", counters);
         drop(accounting);
     }
 }

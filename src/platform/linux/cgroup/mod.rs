@@ -5,10 +5,8 @@
 //! through the cgroup file helpers (file.rs). The group's traffic is counted by cgroup BPF
 //! programs (bpf.rs).
 
-// Not used by the backend yet: network accounting is wired in next.
 pub(super) mod block_device;
-#[allow(dead_code)]
-mod bpf;
+pub(super) mod bpf;
 pub(super) mod cpuset;
 mod file;
 pub(super) mod guard;
@@ -19,9 +17,11 @@ mod v1;
 mod v2;
 
 use std::path::Path;
+use std::sync::Arc;
 
 use nix::sys::signal::Signal as NixSignal;
 
+use self::bpf::NetworkAccounting;
 use self::cpuset::{Cpuset, Plan};
 use self::file::CgroupIoError;
 use self::guard::{Change, Journal};
@@ -51,22 +51,38 @@ fn create_parents(mount_point: &Path, dir: &Path, journal: &mut Journal) -> Resu
     Ok(())
 }
 
-impl Sampler for Cgroup {
-    fn sample(&self) -> Sample {
-        match self {
-            Cgroup::V1(g) => g.sample(),
-            Cgroup::V2(g) => g.sample(),
-        }
+/// The workload's group with what counts its traffic, read from any thread.
+#[derive(Clone)]
+pub(super) struct CountedGroup {
+    pub(super) cgroup: Cgroup,
+    /// `None` where the kernel could not count (no cgroup2 hierarchy, no cgroup BPF).
+    pub(super) network: Option<Arc<NetworkAccounting>>,
+}
+
+impl CountedGroup {
+    /// The figures the "damon exiting" line reports, from fewer files than a full sample.
+    pub(super) fn totals(&self) -> Sample {
+        let totals = match &self.cgroup {
+            Cgroup::V1(g) => g.totals(),
+            Cgroup::V2(g) => g.totals(),
+        };
+        self.with_network(totals)
+    }
+
+    fn with_network(&self, sample: Sample) -> Sample {
+        // A read that fails (it cannot, short of the map's descriptor being closed) is a
+        // figure unknown, not a zero.
+        Sample { network: self.network.as_ref().and_then(|n| n.read().ok()), ..sample }
     }
 }
 
-impl Cgroup {
-    /// The figures the "damon exiting" line reports, from fewer files than a full sample.
-    pub(super) fn totals(&self) -> Sample {
-        match self {
-            Cgroup::V1(g) => g.totals(),
-            Cgroup::V2(g) => g.totals(),
-        }
+impl Sampler for CountedGroup {
+    fn sample(&self) -> Sample {
+        let sample = match &self.cgroup {
+            Cgroup::V1(g) => g.sample(),
+            Cgroup::V2(g) => g.sample(),
+        };
+        self.with_network(sample)
     }
 }
 
@@ -277,6 +293,15 @@ impl Cgroup {
         match self {
             Cgroup::V1(g) => g.procs_files(),
             Cgroup::V2(g) => g.procs_files(),
+        }
+    }
+
+    /// The group's directory in the cgroup2 hierarchy, where cgroup BPF programs attach: the
+    /// group itself on v2, its twin in the hierarchy mounted beside v1 on a hybrid host.
+    pub(super) fn cgroup2_dir(&self) -> Option<&Path> {
+        match self {
+            Cgroup::V1(g) => g.unified_dir(),
+            Cgroup::V2(g) => Some(&g.dir),
         }
     }
 

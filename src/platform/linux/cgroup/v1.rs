@@ -41,6 +41,10 @@ const BLKIO_BYTES: &str = "blkio.throttle.io_service_bytes";
 pub struct CgroupV1 {
     /// (controllers of the hierarchy, the group's directory in it)
     dirs: Vec<(Vec<String>, PathBuf)>,
+    /// The group's twin in the cgroup2 hierarchy that a hybrid host mounts beside v1 (systemd
+    /// at /sys/fs/cgroup/unified, with no controller): what the network accounting's programs
+    /// attach to (bpf.rs), which the child joins as it joins the others.
+    unified: Option<PathBuf>,
 }
 
 impl CgroupV1 {
@@ -55,7 +59,7 @@ impl CgroupV1 {
         journal: &mut Journal,
     ) -> Result<Self, ContainerError> {
         let GroupSettings { limits, cpu, cores, disks } = *settings;
-        let mut group = CgroupV1 { dirs: Vec::new() };
+        let mut group = CgroupV1 { dirs: Vec::new(), unified: None };
         for (controller, needed) in [
             ("memory", limits.enforced_memory().is_some()),
             ("cpu", limits.enforced_cpu().is_some()),
@@ -110,6 +114,19 @@ impl CgroupV1 {
             )));
         }
         group.set_limits(limits, cpu, disks)?;
+        if let Some(unified) = &hierarchies.v2 {
+            // Without it the run goes on uncounted: the accounting is no limit.
+            let parent = parent_path.map_or_else(|| unified.own_dir.clone(), |p| unified.dir_of(p));
+            let dir = parent.join(name);
+            match create_parents(&unified.mount_point, &parent, journal)
+                .and_then(|()| journal.apply(Change::Group(dir.clone())))
+            {
+                Ok(()) => group.unified = Some(dir),
+                Err(e) => {
+                    tracing::info!(error = %e, "network accounting unavailable: no group in the cgroup2 hierarchy")
+                }
+            }
+        }
         Ok(group)
     }
 
@@ -162,7 +179,12 @@ impl CgroupV1 {
     }
 
     pub fn procs_files(&self) -> Vec<PathBuf> {
-        self.dirs.iter().map(|(_, d)| d.join("cgroup.procs")).collect()
+        self.dirs.iter().map(|(_, d)| d).chain(&self.unified).map(|d| d.join("cgroup.procs")).collect()
+    }
+
+    /// The group's directory in the cgroup2 hierarchy, where one was made.
+    pub fn unified_dir(&self) -> Option<&Path> {
+        self.unified.as_deref()
     }
 
     /// The directory that lists every process of the workload.
