@@ -53,6 +53,8 @@
 //!                       until the peer closes; print "sent=BYTES payload_sent=N" (N: the data
 //!                       bytes TCP sent, retransmissions included, from TCP_INFO), then sleep
 //!                       forever
+//!   tcp-serve ADDR      listen on ADDR, print "listening on PORT", accept and close connections
+//!                       forever
 //!   cgroups             first thing, read /proc/self/cgroup and the parent's (damon's); print
 //!                       "self: LINE" and "parent: LINE" for each of their lines
 //!
@@ -78,6 +80,8 @@
 //!                       escape:FILE (write own pid to a cgroup.procs), mount:DIR (tmpfs),
 //!                       unshare-mount, init-module, ptrace-parent (damon), signal-parent (signal 0
 //!                       to damon), connect-abstract:NAME (an abstract Unix socket), write:FILE,
+//!                       tcp:ADDR (a TCP connection), udp:ADDR (a datagram sent), bpf-detach (every
+//!                       cgroup BPF program off its own group in the cgroup2 hierarchy),
 //!                       read:FILE,
 //!                       exec:FILE
 //!
@@ -147,6 +151,7 @@ fn main() {
         "udp-send" => udp_send(arg(1), Duration::from_secs(number(2))),
         #[cfg(target_os = "linux")]
         "tcp-send" => tcp_send(arg(1), number(2)),
+        "tcp-serve" => tcp_serve(arg(1)),
         #[cfg(any(target_os = "linux", windows))]
         "direct-io" => direct_io::run(arg(1), Path::new(arg(2)), number(3), number(4)),
         #[cfg(windows)]
@@ -934,6 +939,14 @@ fn udp_send(target: &str, duration: Duration) {
     println!("bytes_sent={} seconds={:.3}", sent, start.elapsed().as_secs_f64());
 }
 
+fn tcp_serve(address: &str) {
+    let listener = std::net::TcpListener::bind(address).unwrap_or_else(|e| panic!("listen on {}: {}", address, e));
+    println!("listening on {}", listener.local_addr().expect("the listener's address").port());
+    for connection in listener.incoming() {
+        drop(connection);
+    }
+}
+
 #[cfg(target_os = "linux")]
 fn tcp_send(target: &str, bytes: u64) {
     use std::io::Read;
@@ -1059,6 +1072,66 @@ mod sandbox_probe {
     use nix::libc;
     use std::io;
 
+    /// BPF_PROG_QUERY, BPF_PROG_GET_FD_BY_ID and BPF_PROG_DETACH of every program attached to
+    /// the group at `dir` where damon's network programs go (ingress, egress, connect, UDP
+    /// send). `union bpf_attr` is written as u32 words: each command's fields are u32s but
+    /// the query's array address, a u64 at word 4.
+    /// This process's group in the cgroup2 hierarchy: at /sys/fs/cgroup/unified beside v1, else
+    /// at /sys/fs/cgroup.
+    fn own_cgroup2_dir() -> io::Result<String> {
+        let own = std::fs::read_to_string("/proc/self/cgroup")?;
+        let path = own.lines().find_map(|l| l.strip_prefix("0::")).unwrap_or("/");
+        let mount = if std::path::Path::new("/sys/fs/cgroup/unified/cgroup.procs").exists() {
+            "/sys/fs/cgroup/unified"
+        } else {
+            "/sys/fs/cgroup"
+        };
+        Ok(format!("{}{}", mount, path))
+    }
+
+    fn bpf_detach(dir: &str) -> io::Result<()> {
+        use std::os::unix::io::AsRawFd;
+        const PROG_DETACH: libc::c_long = 9;
+        const PROG_GET_FD_BY_ID: libc::c_long = 13;
+        const PROG_QUERY: libc::c_long = 16;
+        let bpf = |command: libc::c_long, attr: &mut [u32; 16]| {
+            // SAFETY: bpf(2) with an attribute block of 64 bytes, large enough for these
+            // commands, live for the call; the query's array address points into `ids` below.
+            let fd = unsafe { libc::syscall(libc::SYS_bpf, command, attr.as_mut_ptr(), 64usize) };
+            result(fd).map(|()| fd as i32)
+        };
+        let group = std::fs::File::open(dir)?;
+        let mut detached = 0;
+        for attach_type in [0u32, 1, 10, 11, 14, 15] {
+            let mut ids = [0u32; 64];
+            let mut attr = [0u32; 16];
+            attr[0] = group.as_raw_fd() as u32;
+            attr[1] = attach_type;
+            let address = ids.as_mut_ptr() as u64;
+            attr[4] = address as u32;
+            attr[5] = (address >> 32) as u32;
+            attr[6] = ids.len() as u32;
+            bpf(PROG_QUERY, &mut attr)?;
+            for &id in &ids[..attr[6] as usize] {
+                let mut attr = [0u32; 16];
+                attr[0] = id;
+                let program = bpf(PROG_GET_FD_BY_ID, &mut attr)?;
+                let mut attr = [0u32; 16];
+                attr[0] = group.as_raw_fd() as u32;
+                attr[1] = program as u32;
+                attr[2] = attach_type;
+                let detach = bpf(PROG_DETACH, &mut attr);
+                let _ = nix::unistd::close(program);
+                detach?;
+                detached += 1;
+            }
+        }
+        if detached == 0 {
+            return Err(io::Error::new(io::ErrorKind::NotFound, "no program attached"));
+        }
+        Ok(())
+    }
+
     fn result(code: libc::c_long) -> io::Result<()> {
         if code == -1 {
             Err(io::Error::last_os_error())
@@ -1154,6 +1227,20 @@ mod sandbox_probe {
                 let _ = nix::unistd::close(fd);
                 connected
             }
+            // A TCP connection to ADDR (2 s at most).
+            "tcp" => {
+                let address: std::net::SocketAddr = path.parse().expect("an IP address and port");
+                std::net::TcpStream::connect_timeout(&address, std::time::Duration::from_secs(2)).map(drop)
+            }
+            // A UDP datagram to ADDR from an unconnected socket (sendto).
+            "udp" => {
+                let address: std::net::SocketAddr = path.parse().expect("an IP address and port");
+                let any = if address.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
+                std::net::UdpSocket::bind(any)?.send_to(b"probe", address).map(drop)
+            }
+            // Takes every cgroup BPF program off the workload's own group in the cgroup2
+            // hierarchy, as a root workload would to lift its network rules.
+            "bpf-detach" => bpf_detach(&own_cgroup2_dir()?),
             // Reads the parent's (damon's) open-file limit: prlimit64 on another process.
             "prlimit-parent" => prlimit(nix::unistd::getppid().as_raw()),
             "prlimit-self" => prlimit(0),

@@ -32,7 +32,7 @@ pub use cli::{BUILD_COMMIT, LONG_VERSION, VERSION};
 pub use sandbox::{capability_names, PathEntry, SandboxMode, SandboxSettings};
 #[cfg(target_os = "linux")]
 pub use sandbox::{Access, PathRule};
-pub use values::{CpuCores, IoDevice, ListenAddr, UserSpec};
+pub use values::{CpuCores, IoDevice, IpPrefix, ListenAddr, UserSpec};
 
 /// Outside Nomad without DAMON_KILL_TIMEOUT: the original Damon's ExitTimeout.
 const TERMINAL_KILL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -114,6 +114,23 @@ pub struct Limits {
     pub io: IoLimits,
     /// DAMON_NET_MAX_BANDWIDTH: Windows only.
     pub net_max_bytes_per_second: Option<u64>,
+    /// DAMON_IP_ALLOW and DAMON_IP_DENY: Linux only.
+    pub ip: IpRules,
+}
+
+/// Which addresses the workload may exchange packets with (DAMON_IP_ALLOW, DAMON_IP_DENY), as
+/// systemd's IPAddressAllow= and IPAddressDeny=: a packet to or from an allowed address passes,
+/// else one to or from a denied address is dropped, else it passes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IpRules {
+    pub allow: Vec<IpPrefix>,
+    pub deny: Vec<IpPrefix>,
+}
+
+impl IpRules {
+    pub fn any(&self) -> bool {
+        !self.allow.is_empty() || !self.deny.is_empty()
+    }
 }
 
 /// DAMON_IO_*: the most each device of `devices` may serve the workload per second; None is
@@ -156,6 +173,7 @@ impl Limits {
             && self.cores.is_none()
             && !self.io.any()
             && self.net_max_bytes_per_second.is_none()
+            && !self.ip.any()
     }
 }
 
@@ -262,6 +280,8 @@ impl Config {
             (IO_READ_IOPS.var, opt(limits.io.read_iops)),
             (IO_WRITE_IOPS.var, opt(limits.io.write_iops)),
             (NET_MAX_BANDWIDTH.var, bandwidth(limits.net_max_bytes_per_second)),
+            (IP_ALLOW.var, prefixes(&limits.ip.allow)),
+            (IP_DENY.var, prefixes(&limits.ip.deny)),
             (
                 IO_DEVICES.var,
                 match &limits.io.devices {
@@ -314,6 +334,13 @@ impl Config {
 }
 
 /// `10485760 (10 MiB/s)`, or none.
+fn prefixes(list: &[IpPrefix]) -> String {
+    if list.is_empty() {
+        return "none".to_string();
+    }
+    list.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
+}
+
 fn bandwidth(limit: Option<u64>) -> String {
     match limit {
         None => "none".to_string(),
@@ -550,6 +577,10 @@ fn build(
             cores,
             io,
             net_max_bytes_per_second: read(lookup, &NET_MAX_BANDWIDTH, values::bytes_per_second)?.filter(|n| *n > 0),
+            ip: IpRules {
+                allow: read(lookup, &IP_ALLOW, values::ip_prefixes)?.unwrap_or_default(),
+                deny: read(lookup, &IP_DENY, values::ip_prefixes)?.unwrap_or_default(),
+            },
         },
         kill_timeout,
         stop_scope,

@@ -1,7 +1,9 @@
 //! The workload's network, as cgroup BPF programs on its group see it (issue 28): the bytes and
-//! packets its sockets send and receive, in the metrics and the "damon exiting" line; on a v1
-//! host through the group's twin in the cgroup2 hierarchy mounted beside v1. All traffic stays
-//! on loopback, with the test's own end outside the workload's group.
+//! packets its sockets send and receive, in the metrics and the "damon exiting" line; the
+//! addresses DAMON_IP_ALLOW and DAMON_IP_DENY let it reach, which a root workload under the
+//! sandbox cannot lift. On a v1 host through the group's twin in the cgroup2 hierarchy mounted
+//! beside v1. All traffic stays on loopback (the whole of 127.0.0.0/8 is this machine's), with
+//! the test's own end outside the workload's group.
 
 #![cfg(target_os = "linux")]
 
@@ -10,9 +12,9 @@ mod common;
 use common::*;
 use nix::sys::signal::Signal;
 use std::io::{BufRead, BufReader, Read};
-use std::net::TcpListener;
-use std::process::Stdio;
-use std::time::Duration;
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 const SENT_BYTES: u64 = 4 << 20;
 /// A packet's IP and TCP headers: 40 bytes at the least, 52 on loopback (timestamps), up to
@@ -127,4 +129,205 @@ fn check_says_how_the_traffic_is_counted() {
         panic!("no network accounting line\n{}", run.explain());
     });
     assert!(line.contains("counted by cgroup BPF programs on the workload's group under /sys/fs/cgroup"), "{}", line);
+}
+
+/// Each probe's line of the workload's sandbox-probe, "allowed" or "denied: ERROR".
+fn probe(mut cmd: Command, dir: &TestDir, probes: &[String]) -> Vec<String> {
+    cmd.arg(workload()).arg("sandbox-probe").args(probes);
+    let run = run(cmd, dir);
+    run.assert_code(0);
+    // In order: a probe may be made twice.
+    let mut lines = run.stdout.lines();
+    probes
+        .iter()
+        .map(|p| {
+            let line = lines.by_ref().find_map(|l| l.strip_prefix(&format!("{}: ", p)));
+            line.unwrap_or_else(|| panic!("no line for {}\n{}", p, run.explain())).to_string()
+        })
+        .collect()
+}
+
+const REFUSED: &str = "denied: Operation not permitted (os error 1)";
+
+/// Listeners of the test's own on 127.0.0.1 and 127.0.0.2, and on ::1 where the host has
+/// IPv6 on loopback.
+struct Listeners {
+    _held: Vec<TcpListener>,
+    one: SocketAddr,
+    two: SocketAddr,
+    v6: Option<SocketAddr>,
+}
+
+impl Listeners {
+    fn new() -> Listeners {
+        let one = TcpListener::bind("127.0.0.1:0").unwrap();
+        let two = TcpListener::bind("127.0.0.2:0").unwrap();
+        let v6 = TcpListener::bind("[::1]:0").ok();
+        let addr = |l: &TcpListener| l.local_addr().unwrap();
+        let (one_addr, two_addr, v6_addr) = (addr(&one), addr(&two), v6.as_ref().map(addr));
+        Listeners {
+            _held: [Some(one), Some(two), v6].into_iter().flatten().collect(),
+            one: one_addr,
+            two: two_addr,
+            v6: v6_addr,
+        }
+    }
+}
+
+#[test]
+fn a_denied_address_is_refused_at_once_while_another_stays_reachable_and_allow_overrides_deny() {
+    let listeners = Listeners::new();
+    let mapped_two = format!("[::ffff:127.0.0.2]:{}", listeners.two.port());
+    let mut probes = vec![
+        format!("tcp:{}", listeners.one),
+        format!("tcp:{}", listeners.two),
+        format!("udp:{}", listeners.two),
+        // An IPv6 socket to an IPv4-mapped address: IPv4 on the wire, judged as 127.0.0.2.
+        format!("tcp:{}", mapped_two),
+    ];
+    probes.extend(listeners.v6.map(|v6| format!("tcp:{}", v6)));
+    let dir = TestDir::new("network-deny");
+    let lines = |settings: &[(&str, &str)]| {
+        let mut cmd = damon(&dir);
+        for (var, value) in settings {
+            cmd.env(var, value);
+        }
+        probe(cmd, &dir, &probes)
+    };
+    // The control: everything is reachable.
+    let open = lines(&[]);
+    assert!(open.iter().all(|l| l == "allowed"), "without a setting: {:?}", open);
+
+    let started = Instant::now();
+    let denied = lines(&[("DAMON_IP_DENY", "127.0.0.2,::1")]);
+    let run_time = started.elapsed();
+    assert_eq!(denied[0], "allowed", "127.0.0.1 with 127.0.0.2 denied: {:?}", denied);
+    for (probe, line) in probes.iter().zip(&denied).skip(1) {
+        assert_eq!(line, REFUSED, "{} with DAMON_IP_DENY=127.0.0.2,::1", probe);
+    }
+    // Refused at the call, not after a connect timeout (the probe's is 2 s).
+    println!("network figures: a run with {} probes, {} refused: {:?}", probes.len(), probes.len() - 1, run_time);
+
+    let allowed = lines(&[("DAMON_IP_DENY", "any"), ("DAMON_IP_ALLOW", "127.0.0.1")]);
+    assert_eq!(allowed[0], "allowed", "127.0.0.1 allowed over any denied: {:?}", allowed);
+    for (probe, line) in probes.iter().zip(&allowed).skip(1) {
+        assert_eq!(line, REFUSED, "{} with DAMON_IP_DENY=any DAMON_IP_ALLOW=127.0.0.1", probe);
+    }
+}
+
+/// Whether a TCP connection from `source` (an address of 127.0.0.0/8) to `target` is made
+/// within a second. By hand: std binds no source address before a connect.
+fn connects_from(source: [u8; 4], target: SocketAddr) -> bool {
+    use nix::libc;
+    let address = |octets: [u8; 4], port: u16| libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(octets) },
+        sin_zero: [0; 8],
+    };
+    let target_octets = match target {
+        SocketAddr::V4(v4) => v4.ip().octets(),
+        SocketAddr::V6(_) => panic!("an IPv4 target"),
+    };
+    let (from, to) = (address(source, 0), address(target_octets, target.port()));
+    let length = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // connect(2) waits no longer than the send timeout.
+    let timeout = libc::timeval { tv_sec: 1, tv_usec: 0 };
+    // SAFETY: socket(2), bind(2), setsockopt(2), connect(2) and close(2) on a socket of this
+    // function, with addresses and a timeval of this frame and their true lengths.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        assert_eq!(libc::bind(fd, (&from as *const libc::sockaddr_in).cast(), length), 0, "bind the source");
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_SNDTIMEO,
+            (&timeout as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        );
+        let connected = libc::connect(fd, (&to as *const libc::sockaddr_in).cast(), length) == 0;
+        libc::close(fd);
+        connected
+    }
+}
+
+#[test]
+fn packets_from_a_denied_address_are_dropped_before_the_workload_sees_them() {
+    for deny in [None, Some("127.0.0.2")] {
+        let dir = TestDir::new("network-ingress");
+        let mut cmd = damon(&dir);
+        if let Some(deny) = deny {
+            cmd.env("DAMON_IP_DENY", deny);
+        }
+        let mut damon = cmd
+            .arg(workload())
+            .args(["tcp-serve", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn damon");
+        let mut line = String::new();
+        BufReader::new(damon.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let port: u16 = line
+            .trim()
+            .strip_prefix("listening on ")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("the workload printed {:?}\n{}", line, dir.log()));
+        let target = SocketAddr::from(([127, 0, 0, 1], port));
+        assert!(connects_from([127, 0, 0, 1], target), "from 127.0.0.1 (DAMON_IP_DENY={:?})", deny);
+        // The workload's listener is in its group: the SYN from a denied source is dropped on
+        // ingress, and the connection never opens.
+        assert_eq!(connects_from([127, 0, 0, 2], target), deny.is_none(), "from 127.0.0.2 (DAMON_IP_DENY={:?})", deny);
+        signal(damon.id(), Signal::SIGTERM);
+        finish(damon, &dir, "damon tcp-serve", Duration::from_secs(20));
+    }
+}
+
+#[test]
+fn a_root_workload_under_the_sandbox_cannot_take_the_rules_off() {
+    let listeners = Listeners::new();
+    let denied = format!("tcp:{}", listeners.two);
+    let probes = [denied.clone(), "bpf-detach".to_string(), denied];
+    let dir = TestDir::new("network-detach");
+    // The control: a root workload without the sandbox takes them off, and reaches 127.0.0.2.
+    let mut cmd = damon(&dir);
+    cmd.env("DAMON_IP_DENY", "127.0.0.2");
+    let lines = probe(cmd, &dir, &probes);
+    assert_eq!(lines, [REFUSED, "allowed", "allowed"], "without the sandbox: {:?}", probes);
+
+    let mut cmd = damon(&dir);
+    let workload_dir = workload().parent().unwrap().display().to_string();
+    cmd.env("DAMON_IP_DENY", "127.0.0.2")
+        .env("DAMON_SANDBOX", "Y")
+        .env("DAMON_SANDBOX_PATHS", format!("defaults,rx:{}", workload_dir));
+    let lines = probe(cmd, &dir, &probes);
+    assert_eq!(lines, [REFUSED, REFUSED, REFUSED], "under DAMON_SANDBOX=Y: {:?}", probes);
+}
+
+#[test]
+fn bad_lists_are_refused_naming_the_variable_and_start_nothing() {
+    let dir = TestDir::new("network-bad");
+    let marker = dir.path("started");
+    for (var, value) in [
+        ("DAMON_IP_DENY", "300.1.1.1"),
+        ("DAMON_IP_DENY", "10.0.0.0/33"),
+        ("DAMON_IP_ALLOW", "::1/129"),
+        ("DAMON_IP_ALLOW", "localhost,example.com"),
+        ("DAMON_IP_DENY", "10.0.0.0/8;192.0.2.0/24"),
+        ("DAMON_IP_DENY", ","),
+    ] {
+        let mut cmd = damon(&dir);
+        cmd.env(var, value).arg("touch").arg(&marker);
+        let run = run(cmd, &dir);
+        run.assert_code(125);
+        assert!(
+            run.stderr.contains(&format!("invalid value {:?} for {}", value, var)),
+            "{}={}: {}",
+            var,
+            value,
+            run.explain()
+        );
+        assert!(!marker.exists(), "{}={} started the command", var, value);
+    }
 }

@@ -62,6 +62,10 @@ settings! {
         "Linux: the block devices the IO limits apply to, as paths (/dev/sda; a partition stands for its disk) or MAJ:MIN (8:0) [default: the disks that hold the task's directories: NOMAD_ALLOC_DIR and NOMAD_TASK_DIR, else the working directory]";
     NET_MAX_BANDWIDTH: "net-max-bandwidth", "DAMON_NET_MAX_BANDWIDTH", None, "BYTES/S",
         "Windows: most bytes per second the workload may send, the job's network rate control (Windows 10 1607 / Server 2016), as --io-read-bandwidth; 0 means none. Linux: refused, no cgroup controller limits the network [default: none]";
+    IP_ALLOW: "ip-allow", "DAMON_IP_ALLOW", None, "PREFIX,...",
+        "Linux: addresses the workload may always exchange packets with, as systemd's IPAddressAllow=: IPv4 and IPv6 addresses and prefixes (10.0.0.0/8, fd00::/8) and the keywords any, localhost, link-local and multicast; overrides --ip-deny [default: none]";
+    IP_DENY: "ip-deny", "DAMON_IP_DENY", None, "PREFIX,...",
+        "Linux: addresses the workload may not exchange packets with, as --ip-allow (e.g. 169.254.169.254 for the cloud's metadata service, or any with an allow list): packets are dropped and a connect() or UDP send to them fails with EPERM [default: none]";
     KILL_TIMEOUT: "kill-timeout", "DAMON_KILL_TIMEOUT", None, "DURATION",
         "Time between passing a stop signal on and killing the whole tree, e.g. 500ms, 30s, 2m or plain seconds, at most 24h [default: under Nomad (NOMAD_ALLOC_ID set), none of damon's own: the job's kill_timeout ends the stop; elsewhere 30s, and a second stop signal kills the tree at once]";
     STOP_SIGNAL_SCOPE: "stop-signal-scope", "DAMON_STOP_SIGNAL_SCOPE", None, "child|tree",

@@ -788,3 +788,105 @@ mod tests {
         }
     }
 }
+
+/// An IPv4 or IPv6 prefix of DAMON_IP_ALLOW or DAMON_IP_DENY, its host bits cleared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpPrefix {
+    pub addr: std::net::IpAddr,
+    pub len: u8,
+}
+
+impl std::fmt::Display for IpPrefix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.len)
+    }
+}
+
+impl IpPrefix {
+    fn new(addr: std::net::IpAddr, len: u8) -> IpPrefix {
+        use std::net::IpAddr;
+        let addr = match addr {
+            IpAddr::V4(a) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+                IpAddr::V4((u32::from(a) & mask).into())
+            }
+            IpAddr::V6(a) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
+                IpAddr::V6((u128::from(a) & mask).into())
+            }
+        };
+        IpPrefix { addr, len }
+    }
+}
+
+/// systemd's keywords of IPAddressAllow= and IPAddressDeny= (systemd.resource-control(5)).
+const IP_KEYWORDS: [(&str, &[&str]); 4] = [
+    ("any", &["0.0.0.0/0", "::/0"]),
+    ("localhost", &["127.0.0.0/8", "::1/128"]),
+    ("link-local", &["169.254.0.0/16", "fe80::/64"]),
+    ("multicast", &["224.0.0.0/4", "ff00::/8"]),
+];
+
+/// A list of addresses and prefixes, with systemd's keywords, separated by commas.
+pub fn ip_prefixes(text: &str) -> Result<Vec<IpPrefix>, String> {
+    const EXPECTED: &str = "comma-separated IPv4 or IPv6 addresses or prefixes (192.0.2.1, 10.0.0.0/8, \
+                            fd00::/8) or the keywords any, localhost, link-local and multicast";
+    let mut prefixes = Vec::new();
+    for item in text.split(',') {
+        if item.is_empty() {
+            return Err(format!("an empty element: expected {}", EXPECTED));
+        }
+        if let Some((_, expansion)) = IP_KEYWORDS.iter().find(|(k, _)| k.eq_ignore_ascii_case(item)) {
+            prefixes.extend(expansion.iter().map(|p| ip_prefix(p).expect("the keywords' prefixes are valid")));
+            continue;
+        }
+        prefixes.push(ip_prefix(item).map_err(|why| format!("{:?} {}: expected {}", item, why, EXPECTED))?);
+    }
+    Ok(prefixes)
+}
+
+fn ip_prefix(item: &str) -> Result<IpPrefix, String> {
+    let (addr, len) = match item.split_once('/') {
+        Some((addr, len)) => (addr, Some(len)),
+        None => (item, None),
+    };
+    let addr: std::net::IpAddr = addr.parse().map_err(|_| "is not an IP address".to_string())?;
+    let max: u8 = if addr.is_ipv4() { 32 } else { 128 };
+    let len = match len {
+        None => max,
+        Some(len) => match len.parse::<u8>() {
+            Ok(len) if len <= max => len,
+            _ => return Err(format!("has a prefix length that is not 0 to {}", max)),
+        },
+    };
+    Ok(IpPrefix::new(addr, len))
+}
+
+#[cfg(test)]
+mod ip_prefix_tests {
+    use super::*;
+
+    fn shown(text: &str) -> Result<Vec<String>, String> {
+        ip_prefixes(text).map(|list| list.iter().map(ToString::to_string).collect())
+    }
+
+    #[test]
+    fn addresses_prefixes_and_keywords_are_read_with_their_host_bits_cleared() {
+        assert_eq!(shown("192.0.2.1").unwrap(), ["192.0.2.1/32"]);
+        assert_eq!(shown("10.1.2.3/8,fd00::1/8").unwrap(), ["10.0.0.0/8", "fd00::/8"]);
+        assert_eq!(shown("::1").unwrap(), ["::1/128"]);
+        assert_eq!(shown("0.0.0.0/0").unwrap(), ["0.0.0.0/0"]);
+        assert_eq!(shown("localhost").unwrap(), ["127.0.0.0/8", "::1/128"]);
+        assert_eq!(shown("Link-Local,multicast").unwrap(), ["169.254.0.0/16", "fe80::/64", "224.0.0.0/4", "ff00::/8"]);
+        assert_eq!(shown("any").unwrap(), ["0.0.0.0/0", "::/0"]);
+    }
+
+    #[test]
+    fn anything_else_is_refused() {
+        for bad in ["", ",", "10.0.0.1,", "example.com", "10.0.0.0/33", "::/129", "10.0.0.0/", "10.0.0.0/-1", "1.2.3"] {
+            assert!(ip_prefixes(bad).is_err(), "{:?} accepted", bad);
+        }
+        assert!(ip_prefixes("10.0.0. 1").is_err());
+        assert!(ip_prefixes(" 10.0.0.1").is_err());
+    }
+}

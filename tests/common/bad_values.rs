@@ -31,6 +31,8 @@ pub enum Kind {
     Bandwidth,
     Iops,
     IoDevices,
+    /// Addresses and prefixes, IPv4 and IPv6, and systemd's keywords.
+    IpPrefixes,
 }
 
 /// Every setting: flag, variable, Nomad variable, kind. `every_setting_is_covered` checks it
@@ -49,6 +51,8 @@ pub const SETTINGS: &[(&str, &str, Option<&str>, Kind)] = &[
     ("--io-write-iops", "DAMON_IO_WRITE_IOPS", None, Kind::Iops),
     ("--io-devices", "DAMON_IO_DEVICES", None, Kind::IoDevices),
     ("--net-max-bandwidth", "DAMON_NET_MAX_BANDWIDTH", None, Kind::Bandwidth),
+    ("--ip-allow", "DAMON_IP_ALLOW", None, Kind::IpPrefixes),
+    ("--ip-deny", "DAMON_IP_DENY", None, Kind::IpPrefixes),
     ("--kill-timeout", "DAMON_KILL_TIMEOUT", None, Kind::Duration),
     ("--stop-signal-scope", "DAMON_STOP_SIGNAL_SCOPE", None, Kind::StopScope),
     ("--stop-signal", "DAMON_STOP_SIGNAL", None, Kind::StopSignal),
@@ -231,6 +235,19 @@ pub fn bad_values(kind: Kind) -> Vec<(&'static str, String)> {
             ("overflow", "4294967296:0"),
             ("non-ASCII digits", "٨:٠"),
             ("white space", "8 :0"),
+        ]),
+        Kind::IpPrefixes => bad.extend([
+            ("garbage", "example.com"),
+            ("garbage", "10.0.0.0/8/8"),
+            ("garbage", "10.0.0.0/"),
+            ("garbage", "localhost,nowhere"),
+            ("garbage", ","),
+            ("negative", "10.0.0.0/-8"),
+            ("overflow", "10.0.0.0/33"),
+            ("overflow", "256.0.0.1"),
+            ("overflow", "::1/129"),
+            ("non-ASCII digits", "١٠.0.0.1"),
+            ("white space", "10.0.0. 1"),
         ]),
         Kind::Cores => bad.extend([
             ("garbage", "lots"),

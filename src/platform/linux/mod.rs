@@ -197,7 +197,11 @@ impl Container for Backend {
                 .map_err(|e| ContainerError::new("cannot start the guard process", e))?;
         let created = version
             .map_err(ContainerError::message)
-            .and_then(|version| Cgroup::create(spec, &hierarchies, version, &mut journal));
+            .and_then(|version| Cgroup::create(spec, &hierarchies, version, &mut journal))
+            .and_then(|(cgroup, cores)| {
+                cgroup.filter_ip(&spec.limits.ip)?;
+                Ok((cgroup, cores))
+            });
         let (cgroup, cores) = match created {
             Ok(created) => created,
             Err(e) => {

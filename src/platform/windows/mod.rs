@@ -123,6 +123,16 @@ impl Backend {
 
 impl Container for Backend {
     fn create(spec: &ContainerSpec) -> Result<Self, ContainerError> {
+        for (var, list) in [("DAMON_IP_ALLOW", &spec.limits.ip.allow), ("DAMON_IP_DENY", &spec.limits.ip.deny)] {
+            if let Some(first) = list.first() {
+                return Err(ContainerError::message(format!(
+                    "invalid value for {} ({}...): a Job Object has no address filter (it is Linux's cgroup BPF); \
+                     unset it, and filter the task's traffic with a Windows Firewall rule for its program \
+                     (New-NetFirewallRule -Program PATH -RemoteAddress ... -Action Block)",
+                    var, first
+                )));
+            }
+        }
         let cpu = match spec.limits.enforced_cpu() {
             Some(_) => Some(HostCpu::read().map_err(ContainerError::message)?),
             None => None,

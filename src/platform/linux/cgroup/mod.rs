@@ -305,6 +305,28 @@ impl Cgroup {
         }
     }
 
+    /// Puts DAMON_IP_ALLOW and DAMON_IP_DENY on the group, where any is set.
+    pub(super) fn filter_ip(&self, rules: &crate::config::IpRules) -> Result<(), ContainerError> {
+        if !rules.any() {
+            return Ok(());
+        }
+        let settings = match (rules.allow.is_empty(), rules.deny.is_empty()) {
+            (false, false) => "DAMON_IP_ALLOW and DAMON_IP_DENY",
+            (false, true) => "DAMON_IP_ALLOW",
+            _ => "DAMON_IP_DENY",
+        };
+        let dir = self.cgroup2_dir().ok_or_else(|| {
+            ContainerError::message(format!(
+                "{} need cgroup BPF programs on a cgroup2 group, and this host mounts no cgroup2 hierarchy: mount \
+                 one (systemd's hybrid layout has it at /sys/fs/cgroup/unified), or unset {}",
+                settings, settings
+            ))
+        })?;
+        bpf::attach_ip_rules(dir, rules).map_err(|e| {
+            ContainerError::message(format!("cannot put {} on the workload's group: {}; or unset them", settings, e))
+        })
+    }
+
     /// The group a child can be born in with clone3 (cgroup v2).
     pub(super) fn v2_dir(&self) -> Option<&Path> {
         match self {

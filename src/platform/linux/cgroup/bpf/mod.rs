@@ -24,9 +24,13 @@ use super::hierarchy::Hierarchies;
 use crate::config::CpuCores;
 use crate::stats::NetworkTraffic;
 
+mod firewall;
+pub use self::firewall::attach_ip_rules;
+
 // bpf(2) commands (include/uapi/linux/bpf.h, enum bpf_cmd).
 const BPF_MAP_CREATE: libc::c_int = 0;
 const BPF_MAP_LOOKUP_ELEM: libc::c_int = 1;
+const BPF_MAP_UPDATE_ELEM: libc::c_int = 2;
 const BPF_PROG_LOAD: libc::c_int = 5;
 const BPF_PROG_ATTACH: libc::c_int = 8;
 const BPF_PROG_DETACH: libc::c_int = 9;
@@ -37,7 +41,11 @@ const BPF_PROG_QUERY: libc::c_int = 16;
 
 const BPF_MAP_TYPE_ARRAY: u32 = 2;
 const BPF_MAP_TYPE_PERCPU_ARRAY: u32 = 6;
+const BPF_MAP_TYPE_LPM_TRIE: u32 = 11;
 const BPF_PROG_TYPE_CGROUP_SKB: u32 = 8;
+const BPF_PROG_TYPE_CGROUP_SOCK_ADDR: u32 = 18;
+/// An LPM trie must be created with it: its entries are allocated as they are added.
+const BPF_F_NO_PREALLOC: u32 = 1;
 
 /// Where a program is attached (enum bpf_attach_type).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,14 +53,19 @@ const BPF_PROG_TYPE_CGROUP_SKB: u32 = 8;
 pub enum AttachType {
     InetIngress = 0,
     InetEgress = 1,
+    Inet4Connect = 10,
+    Inet6Connect = 11,
+    Udp4Sendmsg = 14,
+    Udp6Sendmsg = 15,
 }
 
 /// Other tools' programs on the same group (systemd's IP accounting, a Nomad plugin's) and
 /// ours run side by side, and a group below may add its own.
 const BPF_F_ALLOW_MULTI: u32 = 2;
 
-/// The helper bpf_map_lookup_elem (enum bpf_func_id).
+/// The helpers bpf_map_lookup_elem and bpf_skb_load_bytes (enum bpf_func_id).
 const BPF_FUNC_MAP_LOOKUP_ELEM: i32 = 1;
+const BPF_FUNC_SKB_LOAD_BYTES: i32 = 26;
 
 /// The verifier's log when a load fails: enough for the few instructions of these programs.
 const VERIFIER_LOG_BYTES: usize = 64 * 1024;
@@ -71,6 +84,7 @@ pub enum Call {
     PossibleCpus,
     MapCreate,
     MapLookupElem,
+    MapUpdateElem,
     ProgLoad,
     ProgAttach,
     ProgDetach,
@@ -85,6 +99,7 @@ impl fmt::Display for Call {
             Call::PossibleCpus => "read of /sys/devices/system/cpu/possible",
             Call::MapCreate => "BPF_MAP_CREATE",
             Call::MapLookupElem => "BPF_MAP_LOOKUP_ELEM",
+            Call::MapUpdateElem => "BPF_MAP_UPDATE_ELEM",
             Call::ProgLoad => "BPF_PROG_LOAD",
             Call::ProgAttach => "BPF_PROG_ATTACH",
             Call::ProgDetach => "BPF_PROG_DETACH",
@@ -292,11 +307,13 @@ impl Map {
         value_size: u32,
         entries: u32,
     ) -> Result<Map, BpfError> {
+        let map_flags = if map_type == BPF_MAP_TYPE_LPM_TRIE { BPF_F_NO_PREALLOC } else { 0 };
         let mut attr = MapCreateAttr {
             map_type,
             key_size,
             value_size,
             max_entries: entries,
+            map_flags,
             map_name: object_name(name),
             ..MapCreateAttr::default()
         };
@@ -327,6 +344,25 @@ impl Map {
     }
 }
 
+impl Map {
+    /// Sets the value at `key` (`name` for errors): each as many bytes as the map was made for.
+    fn update(&self, name: &'static str, key: &[u8], value: &[u8]) -> Result<(), BpfError> {
+        assert_eq!(value.len(), self.value_size as usize, "a value of the map's size");
+        let mut attr = MapElemAttr {
+            map_fd: self.fd.as_raw_fd() as u32,
+            key: address(key.as_ptr()),
+            value: address(value.as_ptr()),
+            ..MapElemAttr::default()
+        };
+        // SAFETY: MapElemAttr is BPF_MAP_UPDATE_ELEM's struct; `key` and `value` point to as
+        // many bytes as the map's key and value have (the caller's keys are built for the map,
+        // the value's length is checked above) and live until the call returns.
+        unsafe { sys_bpf(BPF_MAP_UPDATE_ELEM, &mut attr) }
+            .map(drop)
+            .map_err(|e| BpfError::new(Call::MapUpdateElem, Some(name), e))
+    }
+}
+
 /// A loaded program.
 pub struct Program {
     fd: OwnedFd,
@@ -337,13 +373,24 @@ impl Program {
     /// Loads `insns` as a program of `prog_type`. The first try asks for no log (the verifier
     /// is faster without one); when it fails, the second asks for the log the error carries.
     fn load(name: &'static str, prog_type: u32, insns: &[Insn]) -> Result<Program, BpfError> {
-        let quiet = Program::try_load(name, prog_type, insns, None);
+        Program::load_for(name, prog_type, None, insns)
+    }
+
+    /// As [`Program::load`], for a program type that must name where it will be attached
+    /// (cgroup sock_addr programs: connect, sendmsg).
+    fn load_for(
+        name: &'static str,
+        prog_type: u32,
+        attach_type: Option<AttachType>,
+        insns: &[Insn],
+    ) -> Result<Program, BpfError> {
+        let quiet = Program::try_load(name, prog_type, attach_type, insns, None);
         let error = match quiet {
             Ok(fd) => return Ok(Program { fd, name }),
             Err(e) => e,
         };
         let mut log = vec![0u8; VERIFIER_LOG_BYTES];
-        match Program::try_load(name, prog_type, insns, Some(&mut log)) {
+        match Program::try_load(name, prog_type, attach_type, insns, Some(&mut log)) {
             // Loaded the second time (a transient failure, ENOMEM): take it.
             Ok(fd) => Ok(Program { fd, name }),
             Err(_) => {
@@ -359,6 +406,7 @@ impl Program {
     fn try_load(
         name: &'static str,
         prog_type: u32,
+        attach_type: Option<AttachType>,
         insns: &[Insn],
         log: Option<&mut [u8]>,
     ) -> Result<OwnedFd, io::Error> {
@@ -378,6 +426,7 @@ impl Program {
             log_size,
             log_buf,
             prog_name: object_name(name),
+            expected_attach_type: attach_type.map_or(0, |t| t as u32),
             ..ProgLoadAttr::default()
         };
         // SAFETY: ProgLoadAttr is BPF_PROG_LOAD's struct; `insns` points to `insn_cnt`
@@ -482,6 +531,8 @@ const BPF_X: u8 = 0x08;
 const BPF_ADD: u8 = 0x00;
 const BPF_MOV: u8 = 0xb0;
 const BPF_JEQ: u8 = 0x10;
+const BPF_JNE: u8 = 0x50;
+const BPF_JA: u8 = 0x00;
 const BPF_CALL: u8 = 0x80;
 const BPF_EXIT: u8 = 0x90;
 /// In the source register of a 64-bit immediate load: `imm` is a map's descriptor, which the
@@ -496,6 +547,8 @@ pub struct Reg(u8);
 pub const R0: Reg = Reg(0);
 pub const R1: Reg = Reg(1);
 pub const R2: Reg = Reg(2);
+pub const R3: Reg = Reg(3);
+pub const R4: Reg = Reg(4);
 pub const R6: Reg = Reg(6);
 pub const R10: Reg = Reg(10);
 
@@ -551,6 +604,21 @@ impl Insn {
     /// *(u32 *)(dst + off) = imm
     pub fn st_w(dst: Reg, off: i16, imm: i32) -> Insn {
         Insn::new(BPF_ST | BPF_MEM | BPF_W, dst, R0, off, imm)
+    }
+
+    /// *(u32 *)(dst + off) = src
+    pub fn stx_w(dst: Reg, src: Reg, off: i16) -> Insn {
+        Insn::new(BPF_STX | BPF_MEM | BPF_W, dst, src, off, 0)
+    }
+
+    /// if dst != imm skip `off` instructions
+    pub fn jne_imm(dst: Reg, imm: i32, off: i16) -> Insn {
+        Insn::new(BPF_JMP | BPF_JNE | BPF_K, dst, R0, off, imm)
+    }
+
+    /// skip `off` instructions
+    pub fn ja(off: i16) -> Insn {
+        Insn::new(BPF_JMP | BPF_JA, R0, R0, off, 0)
     }
 
     /// lock *(u64 *)(dst + off) += src
