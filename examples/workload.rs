@@ -80,7 +80,8 @@
 //!                       escape:FILE (write own pid to a cgroup.procs), mount:DIR (tmpfs),
 //!                       unshare-mount, init-module, ptrace-parent (damon), signal-parent (signal 0
 //!                       to damon), connect-abstract:NAME (an abstract Unix socket), write:FILE,
-//!                       tcp:ADDR (a TCP connection), udp:ADDR (a datagram sent), bpf-detach (every
+//!                       tcp:ADDR (a TCP connection), udp:ADDR (a datagram sent), bind:ADDR and
+//!                       bind-udp:ADDR (a TCP listener or UDP socket bound there), bpf-detach (every
 //!                       cgroup BPF program off its own group in the cgroup2 hierarchy),
 //!                       read:FILE,
 //!                       exec:FILE
@@ -1238,6 +1239,9 @@ mod sandbox_probe {
                 let any = if address.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
                 std::net::UdpSocket::bind(any)?.send_to(b"probe", address).map(drop)
             }
+            // A TCP listener, or a UDP socket, bound to ADDR.
+            "bind" => std::net::TcpListener::bind(path).map(drop),
+            "bind-udp" => std::net::UdpSocket::bind(path).map(drop),
             // Takes every cgroup BPF program off the workload's own group in the cgroup2
             // hierarchy, as a root workload would to lift its network rules.
             "bpf-detach" => bpf_detach(&own_cgroup2_dir()?),

@@ -32,7 +32,7 @@ pub use cli::{BUILD_COMMIT, LONG_VERSION, VERSION};
 pub use sandbox::{capability_names, PathEntry, SandboxMode, SandboxSettings};
 #[cfg(target_os = "linux")]
 pub use sandbox::{Access, PathRule};
-pub use values::{CpuCores, IoDevice, IpPrefix, ListenAddr, UserSpec};
+pub use values::{CpuCores, IoDevice, IpPrefix, ListenAddr, PortRange, UserSpec};
 
 /// Outside Nomad without DAMON_KILL_TIMEOUT: the original Damon's ExitTimeout.
 const TERMINAL_KILL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -116,6 +116,9 @@ pub struct Limits {
     pub net_max_bytes_per_second: Option<u64>,
     /// DAMON_IP_ALLOW and DAMON_IP_DENY: Linux only.
     pub ip: IpRules,
+    /// DAMON_BIND_PORTS, `nomad` resolved to the task's ports: the only ports the workload may
+    /// bind (Linux only); `None`: any.
+    pub bind_ports: Option<Vec<PortRange>>,
 }
 
 /// Which addresses the workload may exchange packets with (DAMON_IP_ALLOW, DAMON_IP_DENY), as
@@ -174,6 +177,7 @@ impl Limits {
             && !self.io.any()
             && self.net_max_bytes_per_second.is_none()
             && !self.ip.any()
+            && self.bind_ports.is_none()
     }
 }
 
@@ -282,6 +286,16 @@ impl Config {
             (NET_MAX_BANDWIDTH.var, bandwidth(limits.net_max_bytes_per_second)),
             (IP_ALLOW.var, prefixes(&limits.ip.allow)),
             (IP_DENY.var, prefixes(&limits.ip.deny)),
+            (
+                BIND_PORTS.var,
+                limits.bind_ports.as_ref().map_or_else(
+                    || "any".to_string(),
+                    |ports| {
+                        let shown: Vec<String> = ports.iter().map(ToString::to_string).collect();
+                        format!("only {}", if shown.is_empty() { "port 0".to_string() } else { shown.join(",") })
+                    },
+                ),
+            ),
             (
                 IO_DEVICES.var,
                 match &limits.io.devices {
@@ -429,6 +443,9 @@ fn trimmed(value: &str) -> &str {
 /// real one).
 pub trait Environment {
     fn var_os(&self, name: &str) -> Option<OsString>;
+
+    /// The names of every variable (those that are text).
+    fn names(&self) -> Vec<String>;
 
     /// A variable that is set and not empty, lossily as text (for names and labels).
     fn var(&self, name: &str) -> Option<String> {
@@ -581,6 +598,7 @@ fn build(
                 allow: read(lookup, &IP_ALLOW, values::ip_prefixes)?.unwrap_or_default(),
                 deny: read(lookup, &IP_DENY, values::ip_prefixes)?.unwrap_or_default(),
             },
+            bind_ports: bind_ports(lookup, env)?,
         },
         kill_timeout,
         stop_scope,
@@ -597,6 +615,35 @@ fn build(
         task_name: env.var("NOMAD_TASK_NAME"),
     })
 }
+
+/// DAMON_BIND_PORTS, with `nomad` read from the task's NOMAD_PORT_<label> variables (each a
+/// port; one that is not is an error naming it).
+fn bind_ports(
+    lookup: &dyn Fn(&Setting) -> Option<Raw>,
+    env: &dyn Environment,
+) -> Result<Option<Vec<PortRange>>, ConfigError> {
+    let spec = match read(lookup, &BIND_PORTS, values::bind_ports)? {
+        Some(spec) => spec,
+        None => return Ok(None),
+    };
+    let mut ranges = spec.ranges;
+    if spec.nomad {
+        let mut names: Vec<String> = env.names().into_iter().filter(|n| n.starts_with(NOMAD_PORT_PREFIX)).collect();
+        names.sort();
+        for name in names {
+            let value = env.var(&name).unwrap_or_default();
+            let raw = Raw { value: trimmed(&value).to_string(), source: name };
+            let port = raw.parse(values::port)?;
+            ranges.push(PortRange { first: port, last: port });
+        }
+    }
+    ranges.sort_by_key(|r| (r.first, r.last));
+    ranges.dedup();
+    Ok(Some(ranges))
+}
+
+/// Nomad's variable of each port it allocates to a task: NOMAD_PORT_<label>=<port>.
+const NOMAD_PORT_PREFIX: &str = "NOMAD_PORT_";
 
 /// DAMON_IO_*. A limit of 0 is none; the devices are read (and a path must exist) even
 /// without a limit, so that a bad value never passes silently.
@@ -770,6 +817,9 @@ mod tests {
     impl Environment for FakeEnv {
         fn var_os(&self, name: &str) -> Option<OsString> {
             self.0.get(name).cloned()
+        }
+        fn names(&self) -> Vec<String> {
+            self.0.keys().cloned().collect()
         }
     }
 
@@ -1165,6 +1215,26 @@ mod tests {
                 ("overflow", "4294967296:0"),
                 ("white space", "8 :0"),
             ]),
+            "ip-allow" | "ip-deny" => bad.extend([
+                ("garbage", "example.com"),
+                ("garbage", "10.0.0.0/"),
+                ("garbage", "localhost,"),
+                ("negative", "10.0.0.0/-8"),
+                ("overflow", "10.0.0.0/33"),
+                ("overflow", "256.0.0.1"),
+                ("non-ASCII digits", "\u{661}.0.0.1"),
+                ("white space", "10.0.0.1, 10.0.0.2"),
+            ]),
+            "bind-ports" => bad.extend([
+                ("garbage", "http"),
+                ("garbage", "80-70"),
+                ("garbage", "nomad,"),
+                ("negative", "-80"),
+                ("overflow", "65536"),
+                ("overflow", "0"),
+                ("non-ASCII digits", "\u{661}"),
+                ("white space", "80, 81"),
+            ]),
             other => panic!("no bad values for --{}: add them here and in tests/bad_input.rs", other),
         }
         let mut bad: Vec<(&str, String)> = bad.into_iter().map(|(class, value)| (class, value.to_string())).collect();
@@ -1207,6 +1277,8 @@ mod tests {
             }
             "io-read-iops" | "io-write-iops" => vec!["0", "100", "1000000000"],
             "io-devices" => vec!["8:0", " 8:0,8:16 ", "0:0"],
+            "ip-allow" | "ip-deny" => vec!["any", " 10.1.2.3/8 ", "::1,LOCALHOST", "0.0.0.0/0"],
+            "bind-ports" => vec!["nomad", " 80 ", "1-65535,nomad,NOMAD", "8080,8080"],
             other => panic!("no accepted values for --{}", other),
         }
     }

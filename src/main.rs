@@ -20,6 +20,9 @@ impl Environment for Host {
     fn var_os(&self, name: &str) -> Option<std::ffi::OsString> {
         std::env::var_os(name)
     }
+    fn names(&self) -> Vec<String> {
+        std::env::vars_os().filter_map(|(name, _)| name.into_string().ok()).collect()
+    }
 }
 
 fn main() {

@@ -331,3 +331,56 @@ fn bad_lists_are_refused_naming_the_variable_and_start_nothing() {
         assert!(!marker.exists(), "{}={} started the command", var, value);
     }
 }
+
+#[test]
+fn only_the_ports_of_bind_ports_are_bound_and_outgoing_connections_still_work() {
+    let listeners = Listeners::new();
+    // Ports nobody here listens on: a free one for each of Nomad's labels and for the range.
+    let (http, admin, range_start) = (free_port(), free_port(), 41000);
+    let probes = vec![
+        format!("bind:127.0.0.1:{}", http),
+        format!("bind:[::1]:{}", admin),
+        format!("bind-udp:0.0.0.0:{}", range_start + 5),
+        format!("bind:127.0.0.1:{}", range_start + 11),
+        format!("bind-udp:127.0.0.1:{}", range_start - 1),
+        // Port 0: the kernel picks one, as for an outgoing connection.
+        "bind:127.0.0.1:0".to_string(),
+        format!("tcp:{}", listeners.one),
+    ];
+    let dir = TestDir::new("network-bind");
+    let nomad = [("NOMAD_PORT_http", http.to_string()), ("NOMAD_PORT_admin", admin.to_string())];
+    let lines = |bind_ports: Option<&str>| {
+        let mut cmd = damon(&dir);
+        cmd.envs(nomad.iter().map(|(k, v)| (*k, v.as_str())));
+        if let Some(ports) = bind_ports {
+            cmd.env("DAMON_BIND_PORTS", ports);
+        }
+        probe(cmd, &dir, &probes)
+    };
+    let open = lines(None);
+    let ipv6 = listeners.v6.is_some();
+    for (probe, line) in probes.iter().zip(&open) {
+        if ipv6 || !probe.contains("::1") {
+            assert_eq!(line, "allowed", "{} without DAMON_BIND_PORTS", probe);
+        }
+    }
+    let limited = lines(Some(&format!("nomad,{}-{}", range_start, range_start + 10)));
+    let expected = ["allowed", "allowed", "allowed", REFUSED, REFUSED, "allowed", "allowed"];
+    for ((probe, line), expected) in probes.iter().zip(&limited).zip(expected) {
+        if ipv6 || !probe.contains("::1") {
+            assert_eq!(line, expected, "{} with DAMON_BIND_PORTS=nomad,{}-{}", probe, range_start, range_start + 10);
+        }
+    }
+}
+
+#[test]
+fn a_nomad_port_that_is_not_a_port_is_refused_naming_its_variable() {
+    let dir = TestDir::new("network-bad-port");
+    let marker = dir.path("started");
+    let mut cmd = damon(&dir);
+    cmd.env("DAMON_BIND_PORTS", "nomad").env("NOMAD_PORT_http", "80x").arg("touch").arg(&marker);
+    let run = run(cmd, &dir);
+    run.assert_code(125);
+    assert!(run.stderr.contains("invalid value \"80x\" for NOMAD_PORT_http"), "{}", run.explain());
+    assert!(!marker.exists(), "the command ran");
+}

@@ -376,6 +376,31 @@ fn a_memory_limit_is_accepted_and_reported() {
 
 #[test]
 #[ignore = "needs the Windows build and Wine: scripts/windows-test"]
+fn the_linux_network_rules_are_refused_with_125_and_the_way_out() {
+    let dir = TestDir::new("wine-network-rules");
+    let marker = dir.path("started.pid");
+    for (var, value, way_out) in [
+        ("DAMON_IP_DENY", "169.254.169.254", "New-NetFirewallRule -Program PATH -RemoteAddress"),
+        ("DAMON_IP_ALLOW", "10.0.0.0/8", "New-NetFirewallRule -Program PATH -RemoteAddress"),
+        ("DAMON_BIND_PORTS", "8080", "New-NetFirewallRule -Program PATH -Direction Inbound"),
+    ] {
+        let mut cmd = damon(&dir);
+        cmd.env(var, value).args([workload_exe(), "daemon".to_string(), win(&marker)]);
+        let run = run(cmd, &dir);
+        run.assert_code(125);
+        assert!(
+            run.stderr.contains(&format!("invalid value for {}", var)) && run.stderr.contains(way_out),
+            "{}={}: {}",
+            var,
+            value,
+            run.explain()
+        );
+        assert!(!marker.exists(), "{}={}: the command ran", var, value);
+    }
+}
+
+#[test]
+#[ignore = "needs the Windows build and Wine: scripts/windows-test"]
 fn a_cpu_limit_wine_refuses_is_a_clear_125_and_nothing_runs() {
     let dir = TestDir::new("wine-cpu");
     let marker = dir.path("started.pid");

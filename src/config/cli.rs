@@ -66,6 +66,8 @@ settings! {
         "Linux: addresses the workload may always exchange packets with, as systemd's IPAddressAllow=: IPv4 and IPv6 addresses and prefixes (10.0.0.0/8, fd00::/8) and the keywords any, localhost, link-local and multicast; overrides --ip-deny [default: none]";
     IP_DENY: "ip-deny", "DAMON_IP_DENY", None, "PREFIX,...",
         "Linux: addresses the workload may not exchange packets with, as --ip-allow (e.g. 169.254.169.254 for the cloud's metadata service, or any with an allow list): packets are dropped and a connect() or UDP send to them fails with EPERM [default: none]";
+    BIND_PORTS: "bind-ports", "DAMON_BIND_PORTS", None, "PORTS",
+        "Linux: the only ports the workload may bind, TCP and UDP: nomad (the ports Nomad allocated to the task, from its NOMAD_PORT_* variables), port numbers and ranges (8080,9000-9100), or both (nomad,9100); any other bind() fails with EPERM, while a bind to port 0 and the ephemeral ports of outgoing connections stay allowed [default: any port]";
     KILL_TIMEOUT: "kill-timeout", "DAMON_KILL_TIMEOUT", None, "DURATION",
         "Time between passing a stop signal on and killing the whole tree, e.g. 500ms, 30s, 2m or plain seconds, at most 24h [default: under Nomad (NOMAD_ALLOC_ID set), none of damon's own: the job's kill_timeout ends the stop; elsewhere 30s, and a second stop signal kills the tree at once]";
     STOP_SIGNAL_SCOPE: "stop-signal-scope", "DAMON_STOP_SIGNAL_SCOPE", None, "child|tree",

@@ -863,6 +863,27 @@ fn ip_prefix(item: &str) -> Result<IpPrefix, String> {
 }
 
 #[cfg(test)]
+mod bind_ports_tests {
+    use super::*;
+
+    #[test]
+    fn nomad_ports_and_ranges_are_read() {
+        let spec = bind_ports("nomad,8080,9000-9100").unwrap();
+        assert!(spec.nomad);
+        let shown: Vec<String> = spec.ranges.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["8080", "9000-9100"]);
+        assert!(!bind_ports("443").unwrap().nomad);
+    }
+
+    #[test]
+    fn anything_else_is_refused() {
+        for bad in ["", ",", "0", "65536", "80-70", "http", "nomad,", "80,,81", "-80", "80-", "80 ,81", "1-2-3"] {
+            assert!(bind_ports(bad).is_err(), "{:?} accepted", bad);
+        }
+    }
+}
+
+#[cfg(test)]
 mod ip_prefix_tests {
     use super::*;
 
@@ -889,4 +910,54 @@ mod ip_prefix_tests {
         assert!(ip_prefixes("10.0.0. 1").is_err());
         assert!(ip_prefixes(" 10.0.0.1").is_err());
     }
+}
+
+/// DAMON_BIND_PORTS as written: `nomad` (the task's NOMAD_PORT_* ports) and port ranges.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BindPortsSpec {
+    pub nomad: bool,
+    pub ranges: Vec<PortRange>,
+}
+
+/// Ports `first` to `last`, both included.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRange {
+    pub first: u16,
+    pub last: u16,
+}
+
+impl std::fmt::Display for PortRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.first == self.last {
+            write!(f, "{}", self.first)
+        } else {
+            write!(f, "{}-{}", self.first, self.last)
+        }
+    }
+}
+
+/// A port of 1 to 65535, digits only.
+pub fn port(text: &str) -> Result<u16, String> {
+    whole_number(text, "port", 1, 65535)
+        .map(|p| p as u16)
+        .map_err(|_| "a port from 1 to 65535 (digits 0-9 only)".to_string())
+}
+
+/// `nomad`, ports and ranges `A-B` (A <= B), separated by commas.
+pub fn bind_ports(text: &str) -> Result<BindPortsSpec, String> {
+    const EXPECTED: &str = "nomad (the ports Nomad allocated to the task), ports from 1 to 65535 and ranges A-B, \
+                            separated by commas, e.g. nomad,9000-9100";
+    let mut spec = BindPortsSpec { nomad: false, ranges: Vec::new() };
+    for item in text.split(',') {
+        if item.eq_ignore_ascii_case("nomad") {
+            spec.nomad = true;
+            continue;
+        }
+        let (first, last) = item.split_once('-').unwrap_or((item, item));
+        match (port(first), port(last)) {
+            (Ok(first), Ok(last)) if first <= last => spec.ranges.push(PortRange { first, last }),
+            _ => return Err(format!("{:?} is not a port or range: expected {}", item, EXPECTED)),
+        }
+    }
+    Ok(spec)
 }

@@ -33,6 +33,8 @@ pub enum Kind {
     IoDevices,
     /// Addresses and prefixes, IPv4 and IPv6, and systemd's keywords.
     IpPrefixes,
+    /// `nomad`, ports and port ranges.
+    BindPorts,
 }
 
 /// Every setting: flag, variable, Nomad variable, kind. `every_setting_is_covered` checks it
@@ -53,6 +55,7 @@ pub const SETTINGS: &[(&str, &str, Option<&str>, Kind)] = &[
     ("--net-max-bandwidth", "DAMON_NET_MAX_BANDWIDTH", None, Kind::Bandwidth),
     ("--ip-allow", "DAMON_IP_ALLOW", None, Kind::IpPrefixes),
     ("--ip-deny", "DAMON_IP_DENY", None, Kind::IpPrefixes),
+    ("--bind-ports", "DAMON_BIND_PORTS", None, Kind::BindPorts),
     ("--kill-timeout", "DAMON_KILL_TIMEOUT", None, Kind::Duration),
     ("--stop-signal-scope", "DAMON_STOP_SIGNAL_SCOPE", None, Kind::StopScope),
     ("--stop-signal", "DAMON_STOP_SIGNAL", None, Kind::StopSignal),
@@ -248,6 +251,18 @@ pub fn bad_values(kind: Kind) -> Vec<(&'static str, String)> {
             ("overflow", "::1/129"),
             ("non-ASCII digits", "١٠.0.0.1"),
             ("white space", "10.0.0. 1"),
+        ]),
+        Kind::BindPorts => bad.extend([
+            ("garbage", "http"),
+            ("garbage", "80-70"),
+            ("garbage", "nomad,"),
+            ("garbage", "80,,81"),
+            ("garbage", "1-2-3"),
+            ("negative", "-80"),
+            ("overflow", "65536"),
+            ("overflow", "0"),
+            ("non-ASCII digits", "٨٠"),
+            ("white space", "80 ,81"),
         ]),
         Kind::Cores => bad.extend([
             ("garbage", "lots"),

@@ -199,7 +199,7 @@ impl Container for Backend {
             .map_err(ContainerError::message)
             .and_then(|version| Cgroup::create(spec, &hierarchies, version, &mut journal))
             .and_then(|(cgroup, cores)| {
-                cgroup.filter_ip(&spec.limits.ip)?;
+                cgroup.apply_network_rules(&spec.limits)?;
                 Ok((cgroup, cores))
             });
         let (cgroup, cores) = match created {

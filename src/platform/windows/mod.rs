@@ -133,6 +133,14 @@ impl Container for Backend {
                 )));
             }
         }
+        if let Some(ports) = &spec.limits.bind_ports {
+            return Err(ContainerError::message(format!(
+                "invalid value for DAMON_BIND_PORTS ({} ports): a Job Object cannot limit what its processes bind (it \
+                 is Linux's cgroup BPF); unset it, and limit the program with a Windows Firewall rule \
+                 (New-NetFirewallRule -Program PATH -Direction Inbound -LocalPort ...)",
+                ports.len()
+            )));
+        }
         let cpu = match spec.limits.enforced_cpu() {
             Some(_) => Some(HostCpu::read().map_err(ContainerError::message)?),
             None => None,

@@ -305,16 +305,22 @@ impl Cgroup {
         }
     }
 
-    /// Puts DAMON_IP_ALLOW and DAMON_IP_DENY on the group, where any is set.
-    pub(super) fn filter_ip(&self, rules: &crate::config::IpRules) -> Result<(), ContainerError> {
-        if !rules.any() {
+    /// Puts DAMON_IP_ALLOW, DAMON_IP_DENY and DAMON_BIND_PORTS on the group, where any is set.
+    pub(super) fn apply_network_rules(&self, limits: &crate::config::Limits) -> Result<(), ContainerError> {
+        let ip = &limits.ip;
+        let settings: Vec<&str> = [
+            ("DAMON_IP_ALLOW", !ip.allow.is_empty()),
+            ("DAMON_IP_DENY", !ip.deny.is_empty()),
+            ("DAMON_BIND_PORTS", limits.bind_ports.is_some()),
+        ]
+        .iter()
+        .filter(|(_, set)| *set)
+        .map(|(name, _)| *name)
+        .collect();
+        if settings.is_empty() {
             return Ok(());
         }
-        let settings = match (rules.allow.is_empty(), rules.deny.is_empty()) {
-            (false, false) => "DAMON_IP_ALLOW and DAMON_IP_DENY",
-            (false, true) => "DAMON_IP_ALLOW",
-            _ => "DAMON_IP_DENY",
-        };
+        let settings = settings.join(", ");
         let dir = self.cgroup2_dir().ok_or_else(|| {
             ContainerError::message(format!(
                 "{} need cgroup BPF programs on a cgroup2 group, and this host mounts no cgroup2 hierarchy: mount \
@@ -322,9 +328,16 @@ impl Cgroup {
                 settings, settings
             ))
         })?;
-        bpf::attach_ip_rules(dir, rules).map_err(|e| {
+        let refused = |e: bpf::BpfError| {
             ContainerError::message(format!("cannot put {} on the workload's group: {}; or unset them", settings, e))
-        })
+        };
+        if ip.any() {
+            bpf::attach_ip_rules(dir, ip).map_err(refused)?;
+        }
+        if let Some(ports) = &limits.bind_ports {
+            bpf::attach_bind_ports(dir, ports).map_err(refused)?;
+        }
+        Ok(())
     }
 
     /// The group a child can be born in with clone3 (cgroup v2).

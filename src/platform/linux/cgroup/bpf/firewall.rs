@@ -1,4 +1,5 @@
-//! DAMON_IP_ALLOW and DAMON_IP_DENY on the workload's group, with systemd's semantics
+//! The workload's network rules as cgroup BPF programs on its group: DAMON_BIND_PORTS
+//! ([`attach_bind_ports`]), and DAMON_IP_ALLOW and DAMON_IP_DENY with systemd's semantics
 //! (IPAddressAllow=, IPAddressDeny=; its src/core/bpf-firewall.c): a packet to or from an
 //! allowed address passes, else one to or from a denied address is dropped, else it passes.
 //!
@@ -19,7 +20,7 @@ use super::{
     open_group, AttachType, BpfError, Insn, Map, Program, BPF_FUNC_MAP_LOOKUP_ELEM, BPF_FUNC_SKB_LOAD_BYTES,
     BPF_MAP_TYPE_LPM_TRIE, BPF_PROG_TYPE_CGROUP_SKB, BPF_PROG_TYPE_CGROUP_SOCK_ADDR, PASS, R0, R1, R10, R2, R3, R4, R6,
 };
-use crate::config::{IpPrefix, IpRules};
+use crate::config::{IpPrefix, IpRules, PortRange};
 
 /// The value of an entry: the tries are sets, the value says nothing.
 const PRESENT: [u8; 1] = [1];
@@ -37,6 +38,9 @@ const SKB_PROTOCOL: i16 = 16;
 /// was given, in network order.
 const SOCK_ADDR_USER_IP4: i16 = 4;
 const SOCK_ADDR_USER_IP6: i16 = 8;
+/// `struct bpf_sock_addr`'s `user_port`: the port bind() was given, network order in the low
+/// 16 bits.
+const SOCK_ADDR_USER_PORT: i16 = 24;
 
 /// One IP version's side: its tries, key, EtherType and where the addresses are in its header.
 struct Family {
@@ -90,17 +94,7 @@ pub fn attach_ip_rules(cgroup_dir: &Path, rules: &IpRules) -> Result<(), BpfErro
         sock_addr("damon_sendmsg4", AttachType::Udp4Sendmsg, &v4)?,
         sock_addr("damon_sendmsg6", AttachType::Udp6Sendmsg, &v6)?,
     ];
-    let group_fd = open_group(cgroup_dir)?;
-    for (i, (program, attach_type)) in programs.iter().enumerate() {
-        if let Err(e) = program.attach(&group_fd, cgroup_dir, *attach_type) {
-            // Half a filter would mislead: the ones attached come off again.
-            for (attached, attached_type) in &programs[..i] {
-                let _ = attached.detach(&group_fd, cgroup_dir, *attached_type);
-            }
-            return Err(e);
-        }
-    }
-    Ok(())
+    attach_all(cgroup_dir, &programs)
 }
 
 /// The trie of a list's prefixes of one IP version (`bits`). IPv4 prefixes are also put in the
@@ -248,4 +242,48 @@ fn sock_addr(name: &'static str, attach_type: AttachType, family: &Family) -> Re
     program.verdicts();
     let insns = program.finish();
     Ok((Program::load_for(name, BPF_PROG_TYPE_CGROUP_SOCK_ADDR, Some(attach_type), &insns)?, attach_type))
+}
+
+/// DAMON_BIND_PORTS on the group at `cgroup_dir`: a cgroup sock_addr program on bind() of each
+/// IP version lets a bind to one of `ports`, or to port 0 (the kernel picks an ephemeral one,
+/// as it does for an outgoing connection, which calls no bind hook), and refuses any other with
+/// EPERM.
+pub fn attach_bind_ports(cgroup_dir: &Path, ports: &[PortRange]) -> Result<(), BpfError> {
+    let mut program = Assembler::default();
+    program.push(&[Insn::ldx_w(R2, R1, SOCK_ADDR_USER_PORT), Insn::be16(R2)]);
+    program.jump(Insn::jeq_imm(R2, 0, 0), Label::Pass);
+    for range in ports {
+        // Above the range: on to the next; else at or above its first port: allowed.
+        program.push(&[Insn::jgt_imm(R2, i32::from(range.last), 1)]);
+        program.jump(Insn::jge_imm(R2, i32::from(range.first), 0), Label::Pass);
+    }
+    program.jump(Insn::ja(0), Label::Refuse);
+    program.verdicts();
+    let insns = program.finish();
+    let programs = [
+        (
+            Program::load_for("damon_bind4", BPF_PROG_TYPE_CGROUP_SOCK_ADDR, Some(AttachType::Inet4Bind), &insns)?,
+            AttachType::Inet4Bind,
+        ),
+        (
+            Program::load_for("damon_bind6", BPF_PROG_TYPE_CGROUP_SOCK_ADDR, Some(AttachType::Inet6Bind), &insns)?,
+            AttachType::Inet6Bind,
+        ),
+    ];
+    attach_all(cgroup_dir, &programs)
+}
+
+/// Attaches each program at its place, or none of them.
+fn attach_all(cgroup_dir: &Path, programs: &[(Program, AttachType)]) -> Result<(), BpfError> {
+    let group_fd = open_group(cgroup_dir)?;
+    for (i, (program, attach_type)) in programs.iter().enumerate() {
+        if let Err(e) = program.attach(&group_fd, cgroup_dir, *attach_type) {
+            // Half the rules would mislead: the ones attached come off again.
+            for (attached, attached_type) in &programs[..i] {
+                let _ = attached.detach(&group_fd, cgroup_dir, *attached_type);
+            }
+            return Err(e);
+        }
+    }
+    Ok(())
 }

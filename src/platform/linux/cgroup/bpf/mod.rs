@@ -25,7 +25,7 @@ use crate::config::CpuCores;
 use crate::stats::NetworkTraffic;
 
 mod firewall;
-pub use self::firewall::attach_ip_rules;
+pub use self::firewall::{attach_bind_ports, attach_ip_rules};
 
 // bpf(2) commands (include/uapi/linux/bpf.h, enum bpf_cmd).
 const BPF_MAP_CREATE: libc::c_int = 0;
@@ -55,6 +55,8 @@ pub enum AttachType {
     InetEgress = 1,
     Inet4Connect = 10,
     Inet6Connect = 11,
+    Inet4Bind = 8,
+    Inet6Bind = 9,
     Udp4Sendmsg = 14,
     Udp6Sendmsg = 15,
 }
@@ -533,6 +535,11 @@ const BPF_MOV: u8 = 0xb0;
 const BPF_JEQ: u8 = 0x10;
 const BPF_JNE: u8 = 0x50;
 const BPF_JA: u8 = 0x00;
+const BPF_JGT: u8 = 0x20;
+const BPF_JGE: u8 = 0x30;
+const BPF_ALU: u8 = 0x04;
+const BPF_END: u8 = 0xd0;
+const BPF_TO_BE: u8 = 0x08;
 const BPF_CALL: u8 = 0x80;
 const BPF_EXIT: u8 = 0x90;
 /// In the source register of a 64-bit immediate load: `imm` is a map's descriptor, which the
@@ -614,6 +621,21 @@ impl Insn {
     /// if dst != imm skip `off` instructions
     pub fn jne_imm(dst: Reg, imm: i32, off: i16) -> Insn {
         Insn::new(BPF_JMP | BPF_JNE | BPF_K, dst, R0, off, imm)
+    }
+
+    /// if dst > imm (unsigned) skip `off` instructions
+    pub fn jgt_imm(dst: Reg, imm: i32, off: i16) -> Insn {
+        Insn::new(BPF_JMP | BPF_JGT | BPF_K, dst, R0, off, imm)
+    }
+
+    /// if dst >= imm (unsigned) skip `off` instructions
+    pub fn jge_imm(dst: Reg, imm: i32, off: i16) -> Insn {
+        Insn::new(BPF_JMP | BPF_JGE | BPF_K, dst, R0, off, imm)
+    }
+
+    /// dst = the low 16 bits of dst read as big-endian (network order to the host's)
+    pub fn be16(dst: Reg) -> Insn {
+        Insn::new(BPF_ALU | BPF_END | BPF_TO_BE, dst, R0, 0, 16)
     }
 
     /// skip `off` instructions
