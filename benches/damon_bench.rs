@@ -149,6 +149,19 @@ mod linux {
                 }
                 Ok(())
             }
+            Some("send") => {
+                // "send ADDR BYTES": connect, send BYTES zero bytes, close.
+                let mut stream = TcpStream::connect(args.get(1).ok_or("child send: no address")?.as_str())
+                    .map_err(|e| format!("child send: {}", e))?;
+                let chunk = vec![0u8; 1 << 20];
+                let mut left = number(2)? as usize;
+                while left > 0 {
+                    let n = left.min(chunk.len());
+                    stream.write_all(&chunk[..n]).map_err(|e| format!("child send: {}", e))?;
+                    left -= n;
+                }
+                Ok(())
+            }
             Some("cgroup") => {
                 // First thing: where the process runs from its first instruction on.
                 let line = fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
@@ -207,7 +220,7 @@ mod linux {
         sections: Vec<String>,
     }
 
-    const SECTIONS: [&str; 8] = ["launch", "profile", "stop", "kill", "density", "cap", "scrape", "wine"];
+    const SECTIONS: [&str; 9] = ["launch", "profile", "stop", "kill", "density", "cap", "scrape", "network", "wine"];
 
     impl Options {
         fn parse(args: &[String]) -> Result<Options> {
@@ -421,6 +434,7 @@ mod linux {
                 "density" => density(&env, &mut report),
                 "cap" => cap(&env, &mut report),
                 "scrape" => scrape(&env, &mut report),
+                "network" => network_throughput(&env, &mut report),
                 "wine" => match &options.wine_dir {
                     Some(dir) => wine(&env, dir, &mut report),
                     None => Err("the wine section needs --wine-dir".to_string()),
@@ -783,6 +797,29 @@ mod linux {
             ])));
             labels.len() - 1
         });
+        let accounting_off_row = labels.len();
+        labels.push("damon, memory and CPU limits, `--network-accounting N` (no cgroup BPF)");
+        starts.push(Start::Plain(env.damon(&[
+            "--memory-limit",
+            "64",
+            "--cpu-limit",
+            "500",
+            "--network-accounting",
+            "N",
+            "/bin/true",
+        ])));
+        let ip_row = labels.len();
+        labels.push("damon, memory and CPU limits, `--ip-deny` of 100 prefixes (LPM tries, six more programs)");
+        let hundred_prefixes = hundred_prefixes();
+        starts.push(Start::Plain(env.damon(&[
+            "--memory-limit",
+            "64",
+            "--cpu-limit",
+            "500",
+            "--ip-deny",
+            &hundred_prefixes,
+            "/bin/true",
+        ])));
         let timings = time_runs(&starts, &log_dir, 10, runs)?;
         drop(io_device);
 
@@ -854,6 +891,14 @@ mod linux {
         );
         // What a setting adds to damon's own launch (median against median), against its goal in
         // seconds; no verdict where the machine is emulated.
+        let accounting = damon - median(&timings[accounting_off_row].wall);
+        report.goal(
+            "what network accounting adds to a launch (issue 28; median, damon run − `--network-accounting N` run)",
+            ms(accounting),
+            format!("without it {}", ms(median(&timings[accounting_off_row].wall))),
+            "≤ 0.3 ms",
+            (!env.emulated).then_some(accounting <= 0.0003),
+        );
         let mut adds = |what: &str, row: usize, goal_s: f64, target: &str| {
             let added = median(&timings[row].wall) - damon;
             report.goal(
@@ -871,6 +916,12 @@ mod linux {
             sandbox_row,
             0.0005,
             "≤ 0.5 ms on the host",
+        );
+        adds(
+            "what `--ip-deny` of 100 prefixes adds to a launch (issue 28; median, IP-filtered run − damon run)",
+            ip_row,
+            0.0003,
+            "≤ 0.3 ms",
         );
         if let Some(row) = io_row {
             adds(
@@ -1675,6 +1726,75 @@ mod linux {
             std::thread::sleep(Duration::from_millis(20));
         }
         Ok((child, port))
+    }
+
+    /// 100 prefixes of the documentation and private ranges, none of them loopback's: a deny
+    /// list that the traffic measured never matches, so that only its lookups cost.
+    fn hundred_prefixes() -> String {
+        (0..100).map(|i| format!("10.{}.{}.0/24", i / 10, i % 10)).collect::<Vec<_>>().join(",")
+    }
+
+    /// Loopback throughput of a workload sending to the benchmark, with and without a deny list
+    /// of 100 prefixes (and with the accounting off), interleaved: what the packet filter costs.
+    fn network_throughput(env: &Env, report: &mut Report) -> Result<()> {
+        let log_dir = env.work.join("network");
+        fs::create_dir_all(&log_dir).map_err(|e| e.to_string())?;
+        let bytes: u64 = if env.emulated { 256 << 20 } else { 2 << 30 };
+        let rounds = env.runs(7, 2);
+        let prefixes = hundred_prefixes();
+        let settings: [(&str, Vec<&str>); 3] = [
+            ("damon (network accounting on, the default)", vec![]),
+            ("damon, `--ip-deny` of 100 prefixes", vec!["--ip-deny", prefixes.as_str()]),
+            ("damon, `--network-accounting N`", vec!["--network-accounting", "N"]),
+        ];
+        let mut rates: Vec<Vec<f64>> = vec![Vec::new(); settings.len()];
+        for _ in 0..rounds {
+            for (i, (_, extra)) in settings.iter().enumerate() {
+                let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+                let target = listener.local_addr().map_err(|e| e.to_string())?.to_string();
+                let mut args = vec!["--memory-limit", "256", "--cpu-limit", "100000"];
+                args.extend(extra.iter().copied());
+                let mut argv = env.damon(&args);
+                argv.extend(env.me(&["send", &target, &bytes.to_string()]));
+                let mut child = Start::Plain(argv).spawn(&log_dir, Stdio::null())?;
+                let (mut connection, _) = listener.accept().map_err(|e| e.to_string())?;
+                let mut buffer = vec![0u8; 1 << 20];
+                let (mut received, started) = (0u64, Instant::now());
+                loop {
+                    match connection.read(&mut buffer) {
+                        Ok(0) => break,
+                        Ok(n) => received += n as u64,
+                        Err(e) => return Err(format!("receive: {}", e)),
+                    }
+                }
+                let seconds = started.elapsed().as_secs_f64();
+                let _ = child.wait();
+                if received != bytes {
+                    return Err(format!("received {} of {} bytes", received, bytes));
+                }
+                rates[i].push(bytes as f64 / seconds);
+            }
+        }
+        report.line(format!(
+            "\n### Network: a workload sends {} MiB over loopback to the benchmark, {} rounds, interleaved\n\n\
+             Throughput from the first byte received to the end, median of the rounds.\n",
+            bytes >> 20,
+            rounds
+        ));
+        report.line("| run | median | vs damon |\n|---|---|---|");
+        let base = median(&rates[0]);
+        for ((label, _), r) in settings.iter().zip(&rates) {
+            report.line(format!("| {} | {:.0} MiB/s | {:.3} |", label, median(r) / 1048576.0, median(r) / base));
+        }
+        let filtered = median(&rates[1]) / base;
+        report.goal(
+            "throughput through a deny list of 100 prefixes (issue 28; loopback, median, filtered / unfiltered)",
+            format!("{:.3}", filtered),
+            format!("unfiltered {:.0} MiB/s", base / 1048576.0),
+            "≥ 0.95",
+            Some(filtered >= 0.95),
+        );
+        Ok(())
     }
 
     fn scrape(env: &Env, report: &mut Report) -> Result<()> {

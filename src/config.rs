@@ -114,6 +114,8 @@ pub struct Limits {
     pub io: IoLimits,
     /// DAMON_NET_MAX_BANDWIDTH: Windows only.
     pub net_max_bytes_per_second: Option<u64>,
+    /// DAMON_NETWORK_ACCOUNTING: count the workload's traffic where the host can (Linux).
+    pub network_accounting: bool,
     /// DAMON_IP_ALLOW and DAMON_IP_DENY: Linux only.
     pub ip: IpRules,
     /// DAMON_BIND_PORTS, `nomad` resolved to the task's ports: the only ports the workload may
@@ -284,6 +286,7 @@ impl Config {
             (IO_READ_IOPS.var, opt(limits.io.read_iops)),
             (IO_WRITE_IOPS.var, opt(limits.io.write_iops)),
             (NET_MAX_BANDWIDTH.var, bandwidth(limits.net_max_bytes_per_second)),
+            (NETWORK_ACCOUNTING.var, yes_no(limits.network_accounting)),
             (IP_ALLOW.var, prefixes(&limits.ip.allow)),
             (IP_DENY.var, prefixes(&limits.ip.deny)),
             (
@@ -594,6 +597,7 @@ fn build(
             cores,
             io,
             net_max_bytes_per_second: read(lookup, &NET_MAX_BANDWIDTH, values::bytes_per_second)?.filter(|n| *n > 0),
+            network_accounting: bool_or(&NETWORK_ACCOUNTING, true)?,
             ip: IpRules {
                 allow: read(lookup, &IP_ALLOW, values::ip_prefixes)?.unwrap_or_default(),
                 deny: read(lookup, &IP_DENY, values::ip_prefixes)?.unwrap_or_default(),
@@ -1090,7 +1094,9 @@ mod tests {
                 ("white space", "0 -1"),
                 ("white space", "1\t2"),
             ]),
-            "enforce-cpu-limit" | "enforce-memory-limit" | "restricted-token" => bad.extend(boolean),
+            "enforce-cpu-limit" | "enforce-memory-limit" | "restricted-token" | "network-accounting" => {
+                bad.extend(boolean)
+            }
             "kill-timeout" => bad.extend([
                 ("garbage", "soon"),
                 ("garbage", "30 parsecs"),
@@ -1255,7 +1261,9 @@ mod tests {
             "process-limit" => vec!["1", "4194304"],
             "log-max-files" => vec!["0", "18446744073709551615"],
             "cpu-cores" => vec!["0", " 0-1,4 ", "4,1,0", "1,1,0-1", "00", "0-8191"],
-            "enforce-cpu-limit" | "enforce-memory-limit" | "restricted-token" => vec![" YES ", "n", "True", "0"],
+            "enforce-cpu-limit" | "enforce-memory-limit" | "restricted-token" | "network-accounting" => {
+                vec![" YES ", "n", "True", "0"]
+            }
             "kill-timeout" => vec!["0", "24h", "1m 30s", "1.5s", "86400"],
             "addr" => vec![":9000", "[::1]:0", "localhost:9000", "my-host.example.:80", "10.0.0.1:65535"],
             "metrics-endpoint" => vec!["/", "/a/b%20c", "/-1"],

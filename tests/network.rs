@@ -384,3 +384,25 @@ fn a_nomad_port_that_is_not_a_port_is_refused_naming_its_variable() {
     assert!(run.stderr.contains("invalid value \"80x\" for NOMAD_PORT_http"), "{}", run.explain());
     assert!(!marker.exists(), "the command ran");
 }
+
+#[test]
+fn network_accounting_n_leaves_the_figures_out() {
+    let dir = TestDir::new("network-off");
+    for (setting, counted) in [(None, true), (Some("N"), false)] {
+        let mut cmd = damon(&dir);
+        if let Some(value) = setting {
+            cmd.env("DAMON_NETWORK_ACCOUNTING", value);
+        }
+        cmd.arg(workload()).args(["exit", "0"]);
+        let run = run(cmd, &dir);
+        run.assert_code(0);
+        let exiting = run.log.lines().rfind(|l| l.contains("\"message\":\"damon exiting\"")).unwrap_or("");
+        assert_eq!(
+            exiting.contains("\"network_sent_bytes\":"),
+            counted,
+            "DAMON_NETWORK_ACCOUNTING={:?}: {}",
+            setting,
+            exiting
+        );
+    }
+}

@@ -62,6 +62,8 @@ settings! {
         "Linux: the block devices the IO limits apply to, as paths (/dev/sda; a partition stands for its disk) or MAJ:MIN (8:0) [default: the disks that hold the task's directories: NOMAD_ALLOC_DIR and NOMAD_TASK_DIR, else the working directory]";
     NET_MAX_BANDWIDTH: "net-max-bandwidth", "DAMON_NET_MAX_BANDWIDTH", None, "BYTES/S",
         "Windows: most bytes per second the workload may send, the job's network rate control (Windows 10 1607 / Server 2016), as --io-read-bandwidth; 0 means none. Linux: refused, no cgroup controller limits the network [default: none]";
+    NETWORK_ACCOUNTING: "network-accounting", "DAMON_NETWORK_ACCOUNTING", None, "Y|N",
+        "Linux: count the bytes and packets the workload's sockets receive and send (cgroup BPF; where the host cannot, the run goes on uncounted) [default: Y]";
     IP_ALLOW: "ip-allow", "DAMON_IP_ALLOW", None, "PREFIX,...",
         "Linux: addresses the workload may always exchange packets with, as systemd's IPAddressAllow=: IPv4 and IPv6 addresses and prefixes (10.0.0.0/8, fd00::/8) and the keywords any, localhost, link-local and multicast; overrides --ip-deny [default: none]";
     IP_DENY: "ip-deny", "DAMON_IP_DENY", None, "PREFIX,...",

@@ -53,6 +53,7 @@ pub const SETTINGS: &[(&str, &str, Option<&str>, Kind)] = &[
     ("--io-write-iops", "DAMON_IO_WRITE_IOPS", None, Kind::Iops),
     ("--io-devices", "DAMON_IO_DEVICES", None, Kind::IoDevices),
     ("--net-max-bandwidth", "DAMON_NET_MAX_BANDWIDTH", None, Kind::Bandwidth),
+    ("--network-accounting", "DAMON_NETWORK_ACCOUNTING", None, Kind::Boolean),
     ("--ip-allow", "DAMON_IP_ALLOW", None, Kind::IpPrefixes),
     ("--ip-deny", "DAMON_IP_DENY", None, Kind::IpPrefixes),
     ("--bind-ports", "DAMON_BIND_PORTS", None, Kind::BindPorts),

@@ -211,7 +211,8 @@ impl Container for Backend {
                 return Err(with_way_out(e));
             }
         };
-        let network = cgroup.cgroup2_dir().and_then(|dir| match NetworkAccounting::attach(dir) {
+        let counted = spec.limits.network_accounting;
+        let network = cgroup.cgroup2_dir().filter(|_| counted).and_then(|dir| match NetworkAccounting::attach(dir) {
             Ok(accounting) => Some(Arc::new(accounting)),
             Err(e) => {
                 // The accounting is no limit: the run goes on uncounted.

@@ -114,8 +114,10 @@ impl CgroupV1 {
             )));
         }
         group.set_limits(limits, cpu, disks)?;
-        if let Some(unified) = &hierarchies.v2 {
-            // Without it the run goes on uncounted: the accounting is no limit.
+        let network = limits.network_accounting || limits.ip.any() || limits.bind_ports.is_some();
+        if let Some(unified) = hierarchies.v2.as_ref().filter(|_| network) {
+            // Without it the run goes on uncounted (the accounting is no limit), and network
+            // rules are refused.
             let parent = parent_path.map_or_else(|| unified.own_dir.clone(), |p| unified.dir_of(p));
             let dir = parent.join(name);
             match create_parents(&unified.mount_point, &parent, journal)
