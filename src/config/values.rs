@@ -792,7 +792,7 @@ mod tests {
 /// An IPv4 or IPv6 prefix of DAMON_IP_ALLOW or DAMON_IP_DENY, its host bits cleared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IpPrefix {
-    pub addr: std::net::IpAddr,
+    pub addr: IpAddr,
     pub len: u8,
 }
 
@@ -803,8 +803,7 @@ impl std::fmt::Display for IpPrefix {
 }
 
 impl IpPrefix {
-    fn new(addr: std::net::IpAddr, len: u8) -> IpPrefix {
-        use std::net::IpAddr;
+    fn new(addr: IpAddr, len: u8) -> IpPrefix {
         let addr = match addr {
             IpAddr::V4(a) => {
                 let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
@@ -850,7 +849,7 @@ fn ip_prefix(item: &str) -> Result<IpPrefix, String> {
         Some((addr, len)) => (addr, Some(len)),
         None => (item, None),
     };
-    let addr: std::net::IpAddr = addr.parse().map_err(|_| "is not an IP address".to_string())?;
+    let addr: IpAddr = addr.parse().map_err(|_| "is not an IP address".to_string())?;
     let max: u8 = if addr.is_ipv4() { 32 } else { 128 };
     let len = match len {
         None => max,
