@@ -406,3 +406,78 @@ fn network_accounting_n_leaves_the_figures_out() {
         );
     }
 }
+
+/// The ids of the cgroup BPF programs attached to the group at `dir` itself, at every place
+/// damon's go (skb ingress and egress, bind, connect and UDP send of both versions).
+fn attached_programs(dir: &std::path::Path) -> Vec<u32> {
+    use nix::libc;
+    use std::os::unix::io::AsRawFd;
+    let group = std::fs::File::open(dir).unwrap_or_else(|e| panic!("open {}: {}", dir.display(), e));
+    let mut found = Vec::new();
+    for attach_type in [0u32, 1, 8, 9, 10, 11, 14, 15] {
+        let mut ids = [0u32; 64];
+        // union bpf_attr for BPF_PROG_QUERY: target_fd, attach_type, query_flags, attach_flags,
+        // prog_ids (u64, at word 4), prog_cnt.
+        let mut attr = [0u32; 16];
+        attr[0] = group.as_raw_fd() as u32;
+        attr[1] = attach_type;
+        let address = ids.as_mut_ptr() as u64;
+        attr[4] = address as u32;
+        attr[5] = (address >> 32) as u32;
+        attr[6] = ids.len() as u32;
+        // SAFETY: bpf(2) BPF_PROG_QUERY (16) with a 64-byte attribute block and an id array of
+        // prog_cnt entries, both live for the call.
+        let result = unsafe { libc::syscall(libc::SYS_bpf, 16, attr.as_mut_ptr(), 64usize) };
+        assert_eq!(result, 0, "BPF_PROG_QUERY on {}: {}", dir.display(), std::io::Error::last_os_error());
+        found.extend_from_slice(&ids[..attr[6] as usize]);
+    }
+    found
+}
+
+/// Whether the kernel still has a program of this id.
+fn program_exists(id: u32) -> bool {
+    use nix::libc;
+    let mut attr = [0u32; 16];
+    attr[0] = id;
+    // SAFETY: bpf(2) BPF_PROG_GET_FD_BY_ID (13) with a 64-byte attribute block live for the call.
+    let fd = unsafe { libc::syscall(libc::SYS_bpf, 13, attr.as_mut_ptr(), 64usize) };
+    if fd >= 0 {
+        // SAFETY: the descriptor the call just returned, closed once.
+        unsafe { libc::close(fd as i32) };
+        return true;
+    }
+    std::io::Error::last_os_error().raw_os_error() != Some(libc::ENOENT)
+}
+
+#[test]
+fn nothing_of_the_programs_outlives_a_sigkilled_damon() {
+    let dir = TestDir::new("network-sigkill");
+    let port = free_port();
+    let mut damon = damon(&dir)
+        .env("DAMON_IP_DENY", "127.0.0.2")
+        .env("DAMON_BIND_PORTS", port.to_string())
+        .arg(workload())
+        .args(["tcp-serve", &format!("127.0.0.1:{}", port)])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn damon");
+    let mut line = String::new();
+    BufReader::new(damon.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), format!("listening on {}", port), "{}", dir.log());
+    // The group in the cgroup2 hierarchy: the workload's own, or on v1 its twin.
+    let group = container_dirs(&dir)
+        .into_iter()
+        .find(|d| cgroup_version() == "v2" || d.starts_with(UNIFIED))
+        .unwrap_or_else(|| panic!("no group in the cgroup2 hierarchy\n{}", dir.log()));
+    let programs = attached_programs(&group);
+    // Accounting (2), the IP rules (6) and the bind rule (2).
+    assert_eq!(programs.len(), 10, "programs on {}: {:?}", group.display(), programs);
+    signal(damon.id(), Signal::SIGKILL);
+    let _ = damon.wait();
+    wait_for("the guard to remove the group", Duration::from_secs(10), || !group.exists());
+    // The kernel frees a group's programs once the group is released, after a grace period.
+    wait_for("the kernel to free the programs", Duration::from_secs(10), || {
+        !programs.iter().any(|&id| program_exists(id))
+    });
+}
