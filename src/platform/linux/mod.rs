@@ -199,10 +199,10 @@ impl Container for Backend {
             .map_err(ContainerError::message)
             .and_then(|version| Cgroup::create(spec, &hierarchies, version, &mut journal))
             .and_then(|(cgroup, cores)| {
-                cgroup.apply_network_rules(&spec.limits)?;
-                Ok((cgroup, cores))
+                let network = cgroup.attach_network_programs(&spec.limits)?;
+                Ok((cgroup, cores, network.map(Arc::new)))
             });
-        let (cgroup, cores) = match created {
+        let (cgroup, cores, network) = match created {
             Ok(created) => created,
             Err(e) => {
                 for undo_error in journal.undo() {
@@ -211,15 +211,6 @@ impl Container for Backend {
                 return Err(with_way_out(e));
             }
         };
-        let counted = spec.limits.network_accounting;
-        let network = cgroup.cgroup2_dir().filter(|_| counted).and_then(|dir| match NetworkAccounting::attach(dir) {
-            Ok(accounting) => Some(Arc::new(accounting)),
-            Err(e) => {
-                // The accounting is no limit: the run goes on uncounted.
-                tracing::info!(error = %e, "network accounting unavailable");
-                None
-            }
-        });
         let oom_watch = match cgroup.oom_watch() {
             Ok(watch) => watch,
             Err(e) => {

@@ -305,8 +305,13 @@ impl Cgroup {
         }
     }
 
-    /// Puts DAMON_IP_ALLOW, DAMON_IP_DENY and DAMON_BIND_PORTS on the group, where any is set.
-    pub(super) fn apply_network_rules(&self, limits: &crate::config::Limits) -> Result<(), ContainerError> {
+    /// The programs on the group: DAMON_IP_ALLOW, DAMON_IP_DENY and DAMON_BIND_PORTS, which
+    /// must hold (an error refuses the start), and the network accounting unless
+    /// DAMON_NETWORK_ACCOUNTING=N, which the run goes on without where the host cannot give it.
+    pub(super) fn attach_network_programs(
+        &self,
+        limits: &crate::config::Limits,
+    ) -> Result<Option<NetworkAccounting>, ContainerError> {
         let ip = &limits.ip;
         let settings: Vec<&str> = [
             ("DAMON_IP_ALLOW", !ip.allow.is_empty()),
@@ -318,7 +323,19 @@ impl Cgroup {
         .map(|(name, _)| *name)
         .collect();
         if settings.is_empty() {
-            return Ok(());
+            if !limits.network_accounting {
+                return Ok(None);
+            }
+            let attached = self.cgroup2_dir().map(|dir| bpf::attach_network(dir, true, ip));
+            return Ok(match attached {
+                Some(Ok(accounting)) => accounting,
+                Some(Err(e)) => {
+                    tracing::info!(error = %e, "network accounting unavailable");
+                    None
+                }
+                // Said at the twin's making (v1), or --check says it (no cgroup2 hierarchy).
+                None => None,
+            });
         }
         let settings = settings.join(", ");
         let dir = self.cgroup2_dir().ok_or_else(|| {
@@ -331,13 +348,11 @@ impl Cgroup {
         let refused = |e: bpf::BpfError| {
             ContainerError::message(format!("cannot put {} on the workload's group: {}; or unset them", settings, e))
         };
-        if ip.any() {
-            bpf::attach_ip_rules(dir, ip).map_err(refused)?;
-        }
+        let accounting = bpf::attach_network(dir, limits.network_accounting, ip).map_err(refused)?;
         if let Some(ports) = &limits.bind_ports {
             bpf::attach_bind_ports(dir, ports).map_err(refused)?;
         }
-        Ok(())
+        Ok(accounting)
     }
 
     /// The group a child can be born in with clone3 (cgroup v2).

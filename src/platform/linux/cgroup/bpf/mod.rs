@@ -27,7 +27,7 @@ use crate::config::CpuCores;
 use crate::stats::NetworkTraffic;
 
 mod firewall;
-pub use self::firewall::{attach_bind_ports, attach_ip_rules};
+pub use self::firewall::{attach_bind_ports, attach_network};
 
 // bpf(2) commands (include/uapi/linux/bpf.h, enum bpf_cmd).
 const BPF_MAP_CREATE: libc::c_int = 0;
@@ -40,6 +40,7 @@ const BPF_PROG_DETACH: libc::c_int = 9;
 const BPF_OBJ_GET_INFO_BY_FD: libc::c_int = 15;
 #[cfg_attr(not(test), allow(dead_code))] // the tests query what is attached
 const BPF_PROG_QUERY: libc::c_int = 16;
+const BPF_MAP_UPDATE_BATCH: libc::c_int = 26;
 
 const BPF_MAP_TYPE_ARRAY: u32 = 2;
 const BPF_MAP_TYPE_PERCPU_ARRAY: u32 = 6;
@@ -59,8 +60,6 @@ pub enum AttachType {
     Inet6Connect = 11,
     Inet4Bind = 8,
     Inet6Bind = 9,
-    Udp4Sendmsg = 14,
-    Udp6Sendmsg = 15,
 }
 
 /// Other tools' programs on the same group (systemd's IP accounting, a Nomad plugin's) and
@@ -226,6 +225,20 @@ struct MapElemAttr {
     flags: u64,
 }
 
+/// `union bpf_attr` for BPF_MAP_UPDATE_BATCH (5.6).
+#[repr(C)]
+#[derive(Default)]
+struct MapBatchAttr {
+    in_batch: u64,
+    out_batch: u64,
+    keys: u64,
+    values: u64,
+    count: u32,
+    map_fd: u32,
+    elem_flags: u64,
+    flags: u64,
+}
+
 /// `union bpf_attr` for BPF_PROG_LOAD, up to `expected_attach_type` (4.17).
 #[repr(C)]
 #[derive(Default)]
@@ -349,6 +362,30 @@ impl Map {
 }
 
 impl Map {
+    /// Sets `value` at each of `keys` (`name` for errors), each key as many bytes as the map's:
+    /// in one call where the kernel has BPF_MAP_UPDATE_BATCH for the map, else one by one.
+    fn update_all(&self, name: &'static str, keys: &[Vec<u8>], value: &[u8]) -> Result<(), BpfError> {
+        assert_eq!(value.len(), self.value_size as usize, "a value of the map's size");
+        let flat_keys: Vec<u8> = keys.concat();
+        let values: Vec<u8> = value.repeat(keys.len());
+        let mut attr = MapBatchAttr {
+            keys: address(flat_keys.as_ptr()),
+            values: address(values.as_ptr()),
+            count: keys.len() as u32,
+            map_fd: self.fd.as_raw_fd() as u32,
+            ..MapBatchAttr::default()
+        };
+        // SAFETY: MapBatchAttr is BPF_MAP_UPDATE_BATCH's struct; `keys` and `values` point to
+        // `count` keys and values of the map's sizes, laid end to end, live until the call
+        // returns; the kernel writes back only `count`.
+        match unsafe { sys_bpf(BPF_MAP_UPDATE_BATCH, &mut attr) } {
+            Ok(_) => Ok(()),
+            // Before 5.6, or a kernel without batches for this map type: one by one (also
+            // whatever a failed batch left undone: an update sets, so repeating one is harmless).
+            Err(_) => keys.iter().try_for_each(|key| self.update(name, key, value)),
+        }
+    }
+
     /// Sets the value at `key` (`name` for errors): each as many bytes as the map was made for.
     fn update(&self, name: &'static str, key: &[u8], value: &[u8]) -> Result<(), BpfError> {
         assert_eq!(value.len(), self.value_size as usize, "a value of the map's size");
@@ -533,6 +570,7 @@ const BPF_ATOMIC: u8 = 0xc0;
 const BPF_K: u8 = 0x00;
 const BPF_X: u8 = 0x08;
 const BPF_ADD: u8 = 0x00;
+const BPF_XOR: u8 = 0xa0;
 const BPF_MOV: u8 = 0xb0;
 const BPF_JEQ: u8 = 0x10;
 const BPF_JNE: u8 = 0x50;
@@ -558,7 +596,9 @@ pub const R1: Reg = Reg(1);
 pub const R2: Reg = Reg(2);
 pub const R3: Reg = Reg(3);
 pub const R4: Reg = Reg(4);
+pub const R5: Reg = Reg(5);
 pub const R6: Reg = Reg(6);
+pub const R7: Reg = Reg(7);
 pub const R10: Reg = Reg(10);
 
 /// `struct bpf_insn`: the opcode, the destination register in the low nibble and the source
@@ -592,6 +632,21 @@ impl Insn {
         Insn::new(BPF_ALU64 | BPF_MOV | BPF_K, dst, R0, 0, imm)
     }
 
+    /// *(u32 *)(dst + off) = src
+    pub fn stx_w(dst: Reg, src: Reg, off: i16) -> Insn {
+        Insn::new(BPF_STX | BPF_MEM | BPF_W, dst, src, off, 0)
+    }
+
+    /// (u32) dst = (u32) src, the upper half cleared
+    pub fn mov32_reg(dst: Reg, src: Reg) -> Insn {
+        Insn::new(BPF_ALU | BPF_MOV | BPF_X, dst, src, 0, 0)
+    }
+
+    /// (u32) dst ^= imm, the upper half cleared
+    pub fn xor32_imm(dst: Reg, imm: u32) -> Insn {
+        Insn::new(BPF_ALU | BPF_XOR | BPF_K, dst, R0, 0, imm as i32)
+    }
+
     /// dst += imm (sign-extended)
     pub fn add64_imm(dst: Reg, imm: i32) -> Insn {
         Insn::new(BPF_ALU64 | BPF_ADD | BPF_K, dst, R0, 0, imm)
@@ -613,11 +668,6 @@ impl Insn {
     /// *(u32 *)(dst + off) = imm
     pub fn st_w(dst: Reg, off: i16, imm: i32) -> Insn {
         Insn::new(BPF_ST | BPF_MEM | BPF_W, dst, R0, off, imm)
-    }
-
-    /// *(u32 *)(dst + off) = src
-    pub fn stx_w(dst: Reg, src: Reg, off: i16) -> Insn {
-        Insn::new(BPF_STX | BPF_MEM | BPF_W, dst, src, off, 0)
     }
 
     /// if dst != imm skip `off` instructions
@@ -660,6 +710,11 @@ impl Insn {
         Insn::new(BPF_JMP | BPF_JEQ | BPF_K, dst, R0, off, imm)
     }
 
+    /// Whether no path goes on to the next instruction: an exit or an unconditional jump.
+    pub fn ends_a_path(&self) -> bool {
+        self.code == BPF_JMP | BPF_EXIT || self.code == BPF_JMP | BPF_JA
+    }
+
     /// return r0
     pub fn exit() -> Insn {
         Insn::new(BPF_JMP | BPF_EXIT, R0, R0, 0, 0)
@@ -688,11 +743,10 @@ const SKB_LEN_OFFSET: i16 = 0;
 /// What a cgroup skb program returns to let the packet through.
 const PASS: i32 = 1;
 
-/// The program that adds each packet of one direction to the counters at `key`.
-fn accounting_program(map: &Map, key: u32) -> Vec<Insn> {
+/// Instructions that add the packet (the context in r6) to the counters at `key`, and go on
+/// after them; r0-r5 are clobbered.
+fn count_packet(map: &Map, key: u32) -> Vec<Insn> {
     let mut insns = vec![
-        // The context (struct __sk_buff) into r6, which the call keeps (it clobbers r1-r5).
-        Insn::mov64_reg(R6, R1),
         // The key, on the stack, its address in r2.
         Insn::st_w(R10, -4, key as i32),
         Insn::mov64_reg(R2, R10),
@@ -701,14 +755,12 @@ fn accounting_program(map: &Map, key: u32) -> Vec<Insn> {
     insns.extend_from_slice(&Insn::ld_map_fd(R1, map));
     insns.extend_from_slice(&[
         Insn::call(BPF_FUNC_MAP_LOOKUP_ELEM),
-        // No entry (cannot happen with an array of two, but the verifier asks): pass uncounted.
+        // No entry (cannot happen with an array of two, but the verifier asks): uncounted.
         Insn::jeq_imm(R0, 0, 4),
         Insn::ldx_w(R1, R6, SKB_LEN_OFFSET),
         Insn::atomic_add_dw(R0, R1, 0),
         Insn::mov64_imm(R1, 1),
         Insn::atomic_add_dw(R0, R1, COUNTER_PACKETS_OFFSET),
-        Insn::mov64_imm(R0, PASS),
-        Insn::exit(),
     ]);
     insns
 }
@@ -732,20 +784,18 @@ pub struct NetworkAccounting {
 
 impl NetworkAccounting {
     /// Loads the programs and attaches them to `cgroup_dir`, a directory of the cgroup2
-    /// hierarchy. Sockets the group's processes create from now on are counted.
+    /// hierarchy. Sockets the group's processes create from now on are counted. (The backend
+    /// attaches them with its network rules, through [`attach_network`].)
+    #[cfg(test)]
     pub fn attach(cgroup_dir: &Path) -> Result<NetworkAccounting, BpfError> {
+        let counting = attach_network(cgroup_dir, true, &crate::config::IpRules::default())?;
+        Ok(counting.expect("counting was asked for"))
+    }
+
+    /// A fresh map of counters for [`count_packet`], and how many copies its values have.
+    fn counters() -> Result<(Map, usize), BpfError> {
         let possible_cpus = possible_cpus().map_err(|e| BpfError::new(Call::PossibleCpus, None, e))?;
-        let map = Map::create(ACCOUNTING_MAP, BPF_MAP_TYPE_PERCPU_ARRAY, 4, COUNTER_BYTES, 2)?;
-        let ingress = Program::load("damon_net_rx", BPF_PROG_TYPE_CGROUP_SKB, &accounting_program(&map, INGRESS_KEY))?;
-        let egress = Program::load("damon_net_tx", BPF_PROG_TYPE_CGROUP_SKB, &accounting_program(&map, EGRESS_KEY))?;
-        let group_fd = open_group(cgroup_dir)?;
-        ingress.attach(&group_fd, cgroup_dir, AttachType::InetIngress)?;
-        if let Err(e) = egress.attach(&group_fd, cgroup_dir, AttachType::InetEgress) {
-            // Half the accounting would mislead: take the first half off again.
-            let _ = ingress.detach(&group_fd, cgroup_dir, AttachType::InetIngress);
-            return Err(e);
-        }
-        Ok(NetworkAccounting { group: cgroup_dir.to_path_buf(), group_fd, map, ingress, egress, possible_cpus })
+        Ok((Map::create(ACCOUNTING_MAP, BPF_MAP_TYPE_PERCPU_ARRAY, 4, COUNTER_BYTES, 2)?, possible_cpus))
     }
 
     /// The counters now, summed over the CPUs.
