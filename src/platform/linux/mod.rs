@@ -448,6 +448,7 @@ pub fn host_report(config: &Config) -> HostReport {
     facts.push((
         "network accounting",
         match (bpf::unavailable(), &hierarchies.v2) {
+            _ if !config.limits.network_accounting => "off (DAMON_NETWORK_ACCOUNTING=N)".to_string(),
             (None, Some(v2)) => {
                 format!("counted by cgroup BPF programs on the workload's group under {}", v2.mount_point.display())
             }
