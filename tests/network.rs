@@ -481,3 +481,61 @@ fn nothing_of_the_programs_outlives_a_sigkilled_damon() {
         !programs.iter().any(|&id| program_exists(id))
     });
 }
+
+/// damon in a mount namespace of its own from which the cgroup2 hierarchy beside v1 is
+/// unmounted: a v1 host without it, as many older distributions are.
+fn damon_without_cgroup2(dir: &TestDir) -> Command {
+    let mut cmd = Command::new("unshare");
+    cmd.args([
+        "-m",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        &format!("umount {} && exec \"$0\" \"$@\"", UNIFIED),
+        DAMON,
+    ]);
+    in_clean_environment(&mut cmd, dir);
+    cmd
+}
+
+#[test]
+fn without_a_cgroup2_hierarchy_the_rules_are_refused_and_the_run_goes_on_uncounted() {
+    if cgroup_version() != "v1" || !std::path::Path::new(UNIFIED).join("cgroup.procs").exists() {
+        // The VM's host has cgroup2 alone: without it there is no cgroup at all.
+        skip_elsewhere("a v1 host with the cgroup2 hierarchy beside v1 (the host's layout)");
+        return;
+    }
+    let dir = TestDir::new("network-no-cgroup2");
+    let marker = dir.path("started");
+    for (var, value) in [("DAMON_IP_DENY", "169.254.169.254"), ("DAMON_BIND_PORTS", "nomad")] {
+        let mut cmd = damon_without_cgroup2(&dir);
+        cmd.env(var, value).arg("touch").arg(&marker);
+        let run = run(cmd, &dir);
+        run.assert_code(125);
+        assert!(
+            run.stderr.contains(&format!("{} need cgroup BPF programs on a cgroup2 group", var))
+                && run.stderr.contains(&format!("or unset {}", var)),
+            "{}",
+            run.explain()
+        );
+        assert!(!marker.exists(), "{}={} started the command", var, value);
+    }
+    // Without a rule the run goes on, its traffic uncounted, and --check says why.
+    let mut cmd = damon_without_cgroup2(&dir);
+    cmd.arg(workload()).args(["exit", "0"]);
+    let run = run(cmd, &dir);
+    run.assert_code(0);
+    assert!(!run.log.contains("\"network_sent_bytes\""), "{}", run.explain());
+    let mut cmd = damon_without_cgroup2(&dir);
+    cmd.arg("--check");
+    let check = run(cmd, &dir);
+    check.assert_code(0);
+    assert!(
+        check.stdout.contains(
+            "network accounting:          unavailable, the network_* figures are absent: no cgroup2 hierarchy"
+        ),
+        "{}",
+        check.explain()
+    );
+}
