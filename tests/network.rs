@@ -524,9 +524,9 @@ fn without_a_cgroup2_hierarchy_the_rules_are_refused_and_the_run_goes_on_uncount
     // Without a rule the run goes on, its traffic uncounted, and --check says why.
     let mut cmd = damon_without_cgroup2(&dir);
     cmd.arg(workload()).args(["exit", "0"]);
-    let run = run(cmd, &dir);
-    run.assert_code(0);
-    assert!(!run.log.contains("\"network_sent_bytes\""), "{}", run.explain());
+    let uncounted = run(cmd, &dir);
+    uncounted.assert_code(0);
+    assert!(!uncounted.log.contains("\"network_sent_bytes\""), "{}", uncounted.explain());
     let mut cmd = damon_without_cgroup2(&dir);
     cmd.arg("--check");
     let check = run(cmd, &dir);
