@@ -317,6 +317,12 @@ impl Container for Backend {
     fn signal_tree(&mut self, signal: Signal) -> Result<usize, ContainerError> {
         let nix_signal =
             NixSignal::try_from(signal.0).map_err(|e| ContainerError::new("cannot pass the stop on", e))?;
+        // The sandbox's init first: it must know of the stop before it reaps the command's end,
+        // or it would end with the command and take the rest of the workload with it before
+        // it has drained.
+        if let Some(init) = self.child.as_ref().filter(|child| child.status_pipe().is_some()) {
+            let _ = kill(init.pid(), nix_signal);
+        }
         match &self.cgroup {
             Some(cgroup) => cgroup.signal_all(nix_signal).map_err(ContainerError::from),
             // Uncontained: only the direct child is known.

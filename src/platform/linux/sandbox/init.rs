@@ -73,6 +73,12 @@ pub fn run(command: libc::pid_t, passing: Passing, status_pipe: RawFd) -> ! {
             }
         }
         if let Some(status) = ended {
+            // A tree-scope stop signals the init before the command (see the backend's
+            // signal_tree): a stop that is pending when the command's end is reaped is one the
+            // init has not taken yet, and the rest of the workload must drain.
+            if passing.tree && !stopping {
+                stopping = pending_stop(&every_signal, passing);
+            }
             if !stopping {
                 exit_as(status);
             }
@@ -96,6 +102,31 @@ pub fn run(command: libc::pid_t, passing: Passing, status_pipe: RawFd) -> ! {
             // SAFETY: kill(2) with integers only.
             unsafe { syscall(libc::SYS_kill, [command as usize, signal as usize, 0, 0]) };
         }
+    }
+}
+
+/// Takes every signal pending now, without waiting; whether one of them is a stop.
+fn pending_stop(every_signal: &libc::sigset_t, passing: Passing) -> bool {
+    let no_wait = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut stop = false;
+    loop {
+        // SAFETY: rt_sigtimedwait(2) reads the set and the zero timeout on this stack; no siginfo.
+        let signal = unsafe {
+            syscall(
+                libc::SYS_rt_sigtimedwait,
+                [
+                    every_signal as *const libc::sigset_t as usize,
+                    0,
+                    &no_wait as *const libc::timespec as usize,
+                    KERNEL_SIGSET_BYTES,
+                ],
+            )
+        };
+        // EAGAIN: none is pending.
+        if signal <= 0 {
+            return stop;
+        }
+        stop |= signal != libc::SIGCHLD as isize && passing.decide(signal as libc::c_int).1;
     }
 }
 
