@@ -215,6 +215,26 @@ fn a_denied_address_is_refused_at_once_while_another_stays_reachable_and_allow_o
     }
 }
 
+/// damon (`cmd`) running the workload's `tcp-serve` on 127.0.0.1:`port` (0: one the kernel
+/// picks), and the port it listens on once it says so.
+fn serving(mut cmd: Command, dir: &TestDir, port: u16) -> (std::process::Child, u16) {
+    let mut damon = cmd
+        .arg(workload())
+        .args(["tcp-serve", &format!("127.0.0.1:{}", port)])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn damon");
+    let mut line = String::new();
+    BufReader::new(damon.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let listening = line
+        .trim()
+        .strip_prefix("listening on ")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("the workload printed {:?}\n{}", line, dir.log()));
+    (damon, listening)
+}
+
 /// Whether a TCP connection from `source` (an address of 127.0.0.0/8) to `target` is made
 /// within a second. By hand: std binds no source address before a connect.
 fn connects_from(source: [u8; 4], target: SocketAddr) -> bool {
@@ -260,20 +280,7 @@ fn packets_from_a_denied_address_are_dropped_before_the_workload_sees_them() {
         if let Some(deny) = deny {
             cmd.env("DAMON_IP_DENY", deny);
         }
-        let mut damon = cmd
-            .arg(workload())
-            .args(["tcp-serve", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn damon");
-        let mut line = String::new();
-        BufReader::new(damon.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let port: u16 = line
-            .trim()
-            .strip_prefix("listening on ")
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("the workload printed {:?}\n{}", line, dir.log()));
+        let (damon, port) = serving(cmd, &dir, 0);
         let target = SocketAddr::from(([127, 0, 0, 1], port));
         assert!(connects_from([127, 0, 0, 1], target), "from 127.0.0.1 (DAMON_IP_DENY={:?})", deny);
         // The workload's listener is in its group: the SYN from a denied source is dropped on
@@ -453,18 +460,10 @@ fn program_exists(id: u32) -> bool {
 fn nothing_of_the_programs_outlives_a_sigkilled_damon() {
     let dir = TestDir::new("network-sigkill");
     let port = free_port();
-    let mut damon = damon(&dir)
-        .env("DAMON_IP_DENY", "127.0.0.2")
-        .env("DAMON_BIND_PORTS", port.to_string())
-        .arg(workload())
-        .args(["tcp-serve", &format!("127.0.0.1:{}", port)])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn damon");
-    let mut line = String::new();
-    BufReader::new(damon.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), format!("listening on {}", port), "{}", dir.log());
+    let mut cmd = damon(&dir);
+    cmd.env("DAMON_IP_DENY", "127.0.0.2").env("DAMON_BIND_PORTS", port.to_string());
+    let (mut damon, listening) = serving(cmd, &dir, port);
+    assert_eq!(listening, port, "{}", dir.log());
     // The group in the cgroup2 hierarchy: the workload's own, or on v1 its twin.
     let group = container_dirs(&dir)
         .into_iter()

@@ -453,12 +453,16 @@ pub fn host_report(config: &Config) -> HostReport {
     }
     facts.push((
         "network accounting",
-        match (bpf::unavailable(), &hierarchies.v2) {
-            _ if !config.limits.network_accounting => "off (DAMON_NETWORK_ACCOUNTING=N)".to_string(),
-            (None, Some(v2)) => {
-                format!("counted by cgroup BPF programs on the workload's group under {}", v2.mount_point.display())
+        if !config.limits.network_accounting {
+            "off (DAMON_NETWORK_ACCOUNTING=N)".to_string()
+        } else {
+            // The probe loads a map and a program: only when the accounting is asked for.
+            match (bpf::unavailable(), &hierarchies.v2) {
+                (None, Some(v2)) => {
+                    format!("counted by cgroup BPF programs on the workload's group under {}", v2.mount_point.display())
+                }
+                (why, _) => format!("unavailable, the network_* figures are absent: {}", why.unwrap_or_default()),
             }
-            (why, _) => format!("unavailable, the network_* figures are absent: {}", why.unwrap_or_default()),
         },
     ));
     match choose(&hierarchies) {

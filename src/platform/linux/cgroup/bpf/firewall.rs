@@ -116,7 +116,8 @@ enum Label {
 /// A program being written: instructions, and jumps to labels resolved by [`Assembler::finish`].
 /// Every jump goes forward. The verifier refuses a program with an instruction no path
 /// reaches, so what follows an unconditional jump or an exit is left out until a label that
-/// some jump goes to (a list of one `any` makes the rest of a check such code).
+/// some jump goes to (the refusing end of a program that never refuses: counting alone, or
+/// an allow list without a deny list).
 struct Assembler {
     insns: Vec<Insn>,
     /// (index of a jump, where it goes)
