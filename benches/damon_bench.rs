@@ -809,7 +809,9 @@ mod linux {
             "/bin/true",
         ])));
         let ip_row = labels.len();
-        labels.push("damon, memory and CPU limits, `--ip-deny` of 100 prefixes (LPM tries, six more programs)");
+        labels.push(
+            "damon, memory and CPU limits, `--ip-deny` of 100 prefixes of one length (a hash set, connect programs)",
+        );
         let hundred_prefixes = hundred_prefixes();
         starts.push(Start::Plain(env.damon(&[
             "--memory-limit",
@@ -818,6 +820,18 @@ mod linux {
             "500",
             "--ip-deny",
             &hundred_prefixes,
+            "/bin/true",
+        ])));
+        let trie_row = labels.len();
+        labels.push("damon, memory and CPU limits, `--ip-deny` of 100 prefixes of 20 lengths (an LPM trie)");
+        let hundred_prefixes_of_many_lengths = hundred_prefixes_of_many_lengths();
+        starts.push(Start::Plain(env.damon(&[
+            "--memory-limit",
+            "64",
+            "--cpu-limit",
+            "500",
+            "--ip-deny",
+            &hundred_prefixes_of_many_lengths,
             "/bin/true",
         ])));
         let timings = time_runs(&starts, &log_dir, 10, runs)?;
@@ -898,6 +912,14 @@ mod linux {
             format!("without it {}", ms(median(&timings[accounting_off_row].wall))),
             "≤ 0.3 ms",
             (!env.emulated).then_some(accounting <= 0.0003),
+        );
+        let trie_added = median(&timings[trie_row].wall) - damon;
+        report.goal(
+            "what `--ip-deny` of 100 prefixes of 20 lengths, kept as an LPM trie, adds to a launch (issue 28; median, IP-filtered run − damon run)",
+            ms(trie_added),
+            format!("damon {}", ms(damon)),
+            "(reported)",
+            None,
         );
         let mut adds = |what: &str, row: usize, goal_s: f64, target: &str| {
             let added = median(&timings[row].wall) - damon;
@@ -1732,6 +1754,19 @@ mod linux {
     /// list that the traffic measured never matches, so that only its lookups cost.
     fn hundred_prefixes() -> String {
         (0..100).map(|i| format!("10.{}.{}.0/24", i / 10, i % 10)).collect::<Vec<_>>().join(",")
+    }
+
+    /// 100 distinct prefixes of 10.0.0.0/8, five of each length from /13 to /32: more lengths than
+    /// damon keeps in a hash set, so the list becomes an LPM trie.
+    fn hundred_prefixes_of_many_lengths() -> String {
+        (0..100u32)
+            .map(|i| {
+                let length = 13 + i % 20;
+                let address = (10u32 << 24) | ((i / 20 + 1) << (32 - length));
+                format!("{}/{}", std::net::Ipv4Addr::from(address), length)
+            })
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     /// Loopback throughput of a workload sending to the benchmark, with and without a deny list

@@ -5,8 +5,11 @@
 //!
 //! The lists have systemd's semantics (IPAddressAllow=, IPAddressDeny=; its
 //! src/core/bpf-firewall.c): a packet to or from an allowed address passes, else one to or
-//! from a denied address is dropped, else it passes. As there, each list is an LPM trie per IP
-//! version (made only for a version the list has), which the programs look the address up in.
+//! from a denied address is dropped, else it passes. Each list is a set per IP version (made
+//! only for a version the list has), which the programs look the address up in: a hash set
+//! looked up once per prefix length the list has, where it has few ([`MAX_HASHED_LENGTHS`]),
+//! else an LPM trie as systemd's. A trie's entries are allocated one by one as they are added,
+//! which made a list of 100 prefixes cost a launch 0.13 ms more than a preallocated hash set.
 //! (Compiling the prefixes into the programs instead, with no map, was tried: the verifier's
 //! and the JIT's work on 100 prefixes cost a launch more than the tries' updates, and the
 //! per-packet scan cost loopback throughput 9%.)
@@ -18,7 +21,7 @@
 //! - connect programs (IPv4, IPv6 with IPv4-mapped addresses judged as IPv4) refuse a
 //!   connect() to a refused address with EPERM at once.
 //!
-//! Once attached, the programs (and through them the tries) are held by the group: they go
+//! Once attached, the programs (and through them the sets) are held by the group: they go
 //! when it is removed, by damon at its end or by its guard, and nothing of damon's needs to
 //! keep them but the counters' map, which damon reads.
 
@@ -27,8 +30,8 @@ use std::path::Path;
 
 use super::{
     count_packet, open_group, AttachType, BpfError, Insn, Map, NetworkAccounting, Program, BPF_FUNC_MAP_LOOKUP_ELEM,
-    BPF_FUNC_SKB_LOAD_BYTES, BPF_MAP_TYPE_LPM_TRIE, BPF_PROG_TYPE_CGROUP_SKB, BPF_PROG_TYPE_CGROUP_SOCK_ADDR,
-    EGRESS_KEY, INGRESS_KEY, PASS, R0, R1, R10, R2, R3, R4, R5, R6, R7,
+    BPF_FUNC_SKB_LOAD_BYTES, BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_LPM_TRIE, BPF_PROG_TYPE_CGROUP_SKB,
+    BPF_PROG_TYPE_CGROUP_SOCK_ADDR, EGRESS_KEY, INGRESS_KEY, PASS, R0, R1, R10, R2, R3, R4, R5, R6, R7,
 };
 use crate::config::{IpPrefix, IpRules, PortRange};
 
@@ -43,10 +46,13 @@ const SOCK_ADDR_USER_IP4: i16 = 4;
 const SOCK_ADDR_USER_IP6: i16 = 8;
 const SOCK_ADDR_USER_PORT: i16 = 24;
 /// The key of an LPM trie, on the program's stack: `prefixlen` (u32), then the address in
-/// network order (16 bytes for IPv6).
+/// network order (16 bytes for IPv6). The whole address is kept here.
 const KEY: i16 = -24;
 const KEY_ADDRESS: i16 = KEY + 4;
-/// The value of a trie's entry: the tries are sets, the value says nothing.
+/// A hash set's key, laid out alike: the address cut to one of the set's lengths.
+const CUT_KEY: i16 = KEY - 24;
+const CUT_KEY_ADDRESS: i16 = CUT_KEY + 4;
+/// The value of a set's entry: it says nothing.
 const PRESENT: [u8; 1] = [1];
 
 /// The IP versions, with where their addresses are in a packet's header.
@@ -87,6 +93,16 @@ impl Version {
             (Version::V6, Direction::Ingress) => 8,
             (Version::V6, Direction::Egress) => 24,
         }
+    }
+
+    /// The masks that cut an address of this version to `length` bits, one per 32-bit word as
+    /// the address's bytes (network order) read into a native u32.
+    fn masks(self, length: u8) -> impl Iterator<Item = u32> {
+        (0..self.words() as u32).map(move |word| {
+            let kept = u32::from(length).saturating_sub(32 * word).min(32);
+            let mask = if kept == 0 { 0 } else { u32::MAX << (32 - kept) };
+            u32::from_ne_bytes(mask.to_be_bytes())
+        })
     }
 
     fn of(prefix: &IpPrefix) -> Version {
@@ -171,44 +187,123 @@ impl Assembler {
         self.insns
     }
 
-    /// The lists' verdict on the key on the stack, of `version`: allowed passes, denied is
-    /// refused, neither passes. r0-r5 are clobbered.
-    fn judge(&mut self, tries: &Tries, version: Version) {
-        let (allow, deny) = tries.of(version);
-        for (trie, found) in [(allow, Label::Pass), (deny, Label::Refuse)] {
-            if let Some(trie) = trie {
-                self.push(&Insn::ld_map_fd(R1, trie));
-                self.push(&[
-                    Insn::mov64_reg(R2, R10),
-                    Insn::add64_imm(R2, i32::from(KEY)),
-                    Insn::call(BPF_FUNC_MAP_LOOKUP_ELEM),
-                ]);
-                self.jump(Insn::jne_imm(R0, 0, 0), found);
+    /// The lists' verdict on the address in the key on the stack, of `version`: allowed
+    /// passes, denied is refused, neither passes. r0-r5 are clobbered.
+    fn judge(&mut self, lists: &Lists, version: Version) {
+        let (allow, deny) = lists.of(version);
+        for (set, found) in [(allow, Label::Pass), (deny, Label::Refuse)] {
+            match set {
+                None => {}
+                Some(PrefixSet::Trie(trie)) => {
+                    // The longest prefix of the address: its whole length.
+                    self.push(&[Insn::st_w(R10, KEY, version.bits())]);
+                    self.look_up(trie, KEY, found);
+                }
+                Some(PrefixSet::ByLength { map, lengths }) => {
+                    // The address cut to each length the set has, with that length, in a
+                    // second key (the first keeps the whole address).
+                    for &length in lengths {
+                        self.push(&[Insn::st_w(R10, CUT_KEY, i32::from(length))]);
+                        for (word, mask) in version.masks(length).enumerate() {
+                            let offset = 4 * word as i16;
+                            self.push(&[
+                                Insn::ldx_w(R3, R10, KEY_ADDRESS + offset),
+                                Insn::and32_imm(R3, mask),
+                                Insn::stx_w(R10, R3, CUT_KEY_ADDRESS + offset),
+                            ]);
+                        }
+                        self.look_up(map, CUT_KEY, found);
+                    }
+                }
             }
         }
         self.jump(Insn::ja(0), Label::Pass);
     }
+
+    /// If the key at `key` on the stack is in `map`, on to `found`. r0-r5 are clobbered.
+    fn look_up(&mut self, map: &Map, key: i16, found: Label) {
+        self.push(&Insn::ld_map_fd(R1, map));
+        self.push(&[
+            Insn::mov64_reg(R2, R10),
+            Insn::add64_imm(R2, i32::from(key)),
+            Insn::call(BPF_FUNC_MAP_LOOKUP_ELEM),
+        ]);
+        self.jump(Insn::jne_imm(R0, 0, 0), found);
+    }
 }
 
-/// The lists' tries, one per list and IP version that has a prefix.
-struct Tries {
-    allow4: Option<Map>,
-    deny4: Option<Map>,
-    allow6: Option<Map>,
-    deny6: Option<Map>,
+/// The most distinct prefix lengths a list of one IP version may have to be kept as a hash set,
+/// looked up once per length; more and it is an LPM trie, looked up once. Filling a trie costs
+/// a launch about 1.3 µs per prefix (each entry allocated as it is added), a preallocated hash
+/// set 0.15 µs. A packet's lookup costs about 7 ns per length in the hash set, and 4 (a miss
+/// near the root) to 50 ns (a hit) in a trie of 100 prefixes (BPF_PROG_TEST_RUN on the host's
+/// 6.18): at this bound the two cost a packet about the same.
+const MAX_HASHED_LENGTHS: usize = 4;
+
+/// A list's prefixes of one IP version, as the programs look an address up in them.
+enum PrefixSet {
+    /// The prefixes, host bits cleared, in a hash map, and the lengths they have.
+    ByLength { map: Map, lengths: Vec<u8> },
+    /// The prefixes in an LPM trie.
+    Trie(Map),
 }
 
-impl Tries {
-    fn new(rules: &IpRules) -> Result<Tries, BpfError> {
-        Ok(Tries {
-            allow4: trie("damon_allow4", &rules.allow, Version::V4)?,
-            deny4: trie("damon_deny4", &rules.deny, Version::V4)?,
-            allow6: trie("damon_allow6", &rules.allow, Version::V6)?,
-            deny6: trie("damon_deny6", &rules.deny, Version::V6)?,
+impl PrefixSet {
+    /// The set of `list`'s prefixes of `version`, or `None` if it has none.
+    fn new(name: &'static str, list: &[IpPrefix], version: Version) -> Result<Option<PrefixSet>, BpfError> {
+        let prefixes: Vec<&IpPrefix> = list.iter().filter(|p| Version::of(p) == version).collect();
+        // struct bpf_lpm_trie_key, which the hash set's keys share: the prefix length in host
+        // order, then the address (its host bits cleared by the configuration).
+        let mut keys: Vec<Vec<u8>> = prefixes
+            .iter()
+            .map(|prefix| {
+                let mut key = u32::from(prefix.len).to_ne_bytes().to_vec();
+                match prefix.addr {
+                    IpAddr::V4(a) => key.extend_from_slice(&a.octets()),
+                    IpAddr::V6(a) => key.extend_from_slice(&a.octets()),
+                }
+                key
+            })
+            .collect();
+        if keys.is_empty() {
+            return Ok(None);
+        }
+        keys.sort_unstable();
+        keys.dedup();
+        let mut lengths: Vec<u8> = prefixes.iter().map(|p| p.len).collect();
+        lengths.sort_unstable();
+        lengths.dedup();
+        let key_size = 4 + version.bits() as u32 / 8;
+        let map_type = if lengths.len() <= MAX_HASHED_LENGTHS { BPF_MAP_TYPE_HASH } else { BPF_MAP_TYPE_LPM_TRIE };
+        let map = Map::create(name, map_type, key_size, PRESENT.len() as u32, keys.len() as u32)?;
+        map.update_all(name, &keys, &PRESENT)?;
+        Ok(Some(if map_type == BPF_MAP_TYPE_HASH {
+            PrefixSet::ByLength { map, lengths }
+        } else {
+            PrefixSet::Trie(map)
+        }))
+    }
+}
+
+/// The lists' sets, one per list and IP version that has a prefix.
+struct Lists {
+    allow4: Option<PrefixSet>,
+    deny4: Option<PrefixSet>,
+    allow6: Option<PrefixSet>,
+    deny6: Option<PrefixSet>,
+}
+
+impl Lists {
+    fn new(rules: &IpRules) -> Result<Lists, BpfError> {
+        Ok(Lists {
+            allow4: PrefixSet::new("damon_allow4", &rules.allow, Version::V4)?,
+            deny4: PrefixSet::new("damon_deny4", &rules.deny, Version::V4)?,
+            allow6: PrefixSet::new("damon_allow6", &rules.allow, Version::V6)?,
+            deny6: PrefixSet::new("damon_deny6", &rules.deny, Version::V6)?,
         })
     }
 
-    fn of(&self, version: Version) -> (Option<&Map>, Option<&Map>) {
+    fn of(&self, version: Version) -> (Option<&PrefixSet>, Option<&PrefixSet>) {
         match version {
             Version::V4 => (self.allow4.as_ref(), self.deny4.as_ref()),
             Version::V6 => (self.allow6.as_ref(), self.deny6.as_ref()),
@@ -221,39 +316,15 @@ impl Tries {
     }
 }
 
-/// The trie of a list's prefixes of `version`, or `None` if it has none.
-fn trie(name: &'static str, list: &[IpPrefix], version: Version) -> Result<Option<Map>, BpfError> {
-    let keys: Vec<Vec<u8>> = list
-        .iter()
-        .filter(|p| Version::of(p) == version)
-        .map(|prefix| {
-            // struct bpf_lpm_trie_key: the prefix length in host order, then the address.
-            let mut key = u32::from(prefix.len).to_ne_bytes().to_vec();
-            match prefix.addr {
-                IpAddr::V4(a) => key.extend_from_slice(&a.octets()),
-                IpAddr::V6(a) => key.extend_from_slice(&a.octets()),
-            }
-            key
-        })
-        .collect();
-    if keys.is_empty() {
-        return Ok(None);
-    }
-    let key_size = 4 + version.bits() as u32 / 8;
-    let map = Map::create(name, BPF_MAP_TYPE_LPM_TRIE, key_size, PRESENT.len() as u32, keys.len() as u32)?;
-    map.update_all(name, &keys, &PRESENT)?;
-    Ok(Some(map))
-}
-
 /// The cgroup skb program of one direction: the packet judged by the lists (by its source on
 /// ingress, its destination on egress, read from its IP header with bpf_skb_load_bytes), then,
 /// if it passes, counted at `counter`. A packet of neither IP version, or too short to hold
 /// the address, passes.
-fn packet_program(direction: Direction, tries: &Tries, counter: Option<(&Map, u32)>) -> Vec<Insn> {
+fn packet_program(direction: Direction, lists: &Lists, counter: Option<(&Map, u32)>) -> Vec<Insn> {
     let mut program = Assembler::default();
     // The context into r6, which calls keep.
     program.push(&[Insn::mov64_reg(R6, R1)]);
-    if tries.any(Version::V4) || tries.any(Version::V6) {
+    if lists.any(Version::V4) || lists.any(Version::V6) {
         program.push(&[Insn::ldx_w(R2, R6, SKB_PROTOCOL)]);
         program.jump(Insn::jeq_imm(R2, Version::V6.ether_type(), 0), Label::V6);
         program.jump(Insn::jne_imm(R2, Version::V4.ether_type(), 0), Label::Pass);
@@ -261,14 +332,13 @@ fn packet_program(direction: Direction, tries: &Tries, counter: Option<(&Map, u3
             if version == Version::V6 {
                 program.label(Label::V6);
             }
-            if !tries.any(version) {
+            if !lists.any(version) {
                 program.jump(Insn::ja(0), Label::Pass);
                 continue;
             }
-            // The key: the prefix length, then bpf_skb_load_bytes(skb, offset, the key's
-            // address part, its length).
+            // The key's address: bpf_skb_load_bytes(skb, offset, the key's address part, its
+            // length).
             program.push(&[
-                Insn::st_w(R10, KEY, version.bits()),
                 Insn::mov64_reg(R1, R6),
                 Insn::mov64_imm(R2, version.address_offset(direction)),
                 Insn::mov64_reg(R3, R10),
@@ -277,7 +347,7 @@ fn packet_program(direction: Direction, tries: &Tries, counter: Option<(&Map, u3
                 Insn::call(BPF_FUNC_SKB_LOAD_BYTES),
             ]);
             program.jump(Insn::jne_imm(R0, 0, 0), Label::Pass);
-            program.judge(tries, version);
+            program.judge(lists, version);
         }
     }
     program.label(Label::Pass);
@@ -293,7 +363,7 @@ fn packet_program(direction: Direction, tries: &Tries, counter: Option<(&Map, u3
 /// The cgroup connect program of one IP version: the address connect() was given, judged by
 /// the lists; refused is EPERM for the caller. An IPv6 socket connecting to an IPv4-mapped
 /// address (::ffff:a.b.c.d) reaches an IPv4 address, and is judged as one.
-fn connect_program(version: Version, tries: &Tries) -> Vec<Insn> {
+fn connect_program(version: Version, lists: &Lists) -> Vec<Insn> {
     let mut program = Assembler::default();
     let words = &[R2, R4, R5, R7][..version.words()];
     let field = if version == Version::V4 { SOCK_ADDR_USER_IP4 } else { SOCK_ADDR_USER_IP6 };
@@ -309,15 +379,14 @@ fn connect_program(version: Version, tries: &Tries) -> Vec<Insn> {
             program.push(&[Insn::mov32_reg(R3, *word), Insn::xor32_imm(R3, expected)]);
             program.jump(Insn::jne_imm(R3, 0, 0), native);
         }
-        program.push(&[Insn::st_w(R10, KEY, Version::V4.bits()), Insn::stx_w(R10, R7, KEY_ADDRESS)]);
-        program.judge(tries, Version::V4);
+        program.push(&[Insn::stx_w(R10, R7, KEY_ADDRESS)]);
+        program.judge(lists, Version::V4);
         program.label(native);
     }
-    program.push(&[Insn::st_w(R10, KEY, version.bits())]);
     for (i, word) in words.iter().enumerate() {
         program.push(&[Insn::stx_w(R10, *word, KEY_ADDRESS + 4 * i as i16)]);
     }
-    program.judge(tries, version);
+    program.judge(lists, version);
     program.label(Label::Pass);
     program.push(&[Insn::mov64_imm(R0, PASS), Insn::exit()]);
     program.label(Label::Refuse);
@@ -335,16 +404,16 @@ pub fn attach_network(
 ) -> Result<Option<NetworkAccounting>, BpfError> {
     let counters = if counting { Some(NetworkAccounting::counters()?) } else { None };
     let map = counters.as_ref().map(|(map, _)| map);
-    let tries = Tries::new(rules)?;
+    let lists = Lists::new(rules)?;
     let ingress = Program::load(
         "damon_net_rx",
         BPF_PROG_TYPE_CGROUP_SKB,
-        &packet_program(Direction::Ingress, &tries, map.map(|m| (m, INGRESS_KEY))),
+        &packet_program(Direction::Ingress, &lists, map.map(|m| (m, INGRESS_KEY))),
     )?;
     let egress = Program::load(
         "damon_net_tx",
         BPF_PROG_TYPE_CGROUP_SKB,
-        &packet_program(Direction::Egress, &tries, map.map(|m| (m, EGRESS_KEY))),
+        &packet_program(Direction::Egress, &lists, map.map(|m| (m, EGRESS_KEY))),
     )?;
     let mut programs = vec![(ingress, AttachType::InetIngress), (egress, AttachType::InetEgress)];
     if rules.any() {
@@ -352,7 +421,7 @@ pub fn attach_network(
             ("damon_connect4", Version::V4, AttachType::Inet4Connect),
             ("damon_connect6", Version::V6, AttachType::Inet6Connect),
         ] {
-            let insns = connect_program(version, &tries);
+            let insns = connect_program(version, &lists);
             programs.push((
                 Program::load_for(name, BPF_PROG_TYPE_CGROUP_SOCK_ADDR, Some(attach_type), &insns)?,
                 attach_type,
@@ -412,4 +481,24 @@ fn attach_all(cgroup_dir: &Path, programs: &[(Program, AttachType)]) -> Result<s
         }
     }
     Ok(group_fd)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Version;
+
+    /// The masks as the address's bytes they keep.
+    fn masks(version: Version, length: u8) -> Vec<[u8; 4]> {
+        version.masks(length).map(u32::to_ne_bytes).collect()
+    }
+
+    #[test]
+    fn a_mask_keeps_the_prefix_length_in_network_order() {
+        assert_eq!(masks(Version::V4, 0), [[0, 0, 0, 0]]);
+        assert_eq!(masks(Version::V4, 12), [[0xff, 0xf0, 0, 0]]);
+        assert_eq!(masks(Version::V4, 31), [[0xff, 0xff, 0xff, 0xfe]]);
+        assert_eq!(masks(Version::V4, 32), [[0xff; 4]]);
+        assert_eq!(masks(Version::V6, 48), [[0xff; 4], [0xff, 0xff, 0, 0], [0; 4], [0; 4]]);
+        assert_eq!(masks(Version::V6, 127), [[0xff; 4], [0xff; 4], [0xff; 4], [0xff, 0xff, 0xff, 0xfe]]);
+    }
 }

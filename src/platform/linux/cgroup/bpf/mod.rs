@@ -42,6 +42,7 @@ const BPF_OBJ_GET_INFO_BY_FD: libc::c_int = 15;
 const BPF_PROG_QUERY: libc::c_int = 16;
 const BPF_MAP_UPDATE_BATCH: libc::c_int = 26;
 
+const BPF_MAP_TYPE_HASH: u32 = 1;
 const BPF_MAP_TYPE_ARRAY: u32 = 2;
 const BPF_MAP_TYPE_PERCPU_ARRAY: u32 = 6;
 const BPF_MAP_TYPE_LPM_TRIE: u32 = 11;
@@ -570,6 +571,7 @@ const BPF_ATOMIC: u8 = 0xc0;
 const BPF_K: u8 = 0x00;
 const BPF_X: u8 = 0x08;
 const BPF_ADD: u8 = 0x00;
+const BPF_AND: u8 = 0x50;
 const BPF_XOR: u8 = 0xa0;
 const BPF_MOV: u8 = 0xb0;
 const BPF_JEQ: u8 = 0x10;
@@ -645,6 +647,11 @@ impl Insn {
     /// (u32) dst ^= imm, the upper half cleared
     pub fn xor32_imm(dst: Reg, imm: u32) -> Insn {
         Insn::new(BPF_ALU | BPF_XOR | BPF_K, dst, R0, 0, imm as i32)
+    }
+
+    /// (u32) dst &= imm, the upper half cleared
+    pub fn and32_imm(dst: Reg, imm: u32) -> Insn {
+        Insn::new(BPF_ALU | BPF_AND | BPF_K, dst, R0, 0, imm as i32)
     }
 
     /// dst += imm (sign-extended)
