@@ -54,7 +54,7 @@ pub use self::namespaces::{Namespaces, Step};
 use self::seccomp::SockFilter;
 use super::anchored_dir;
 use super::mountinfo::{self, Mount};
-use super::process::identity::{last_cap, limit_capabilities, Identity};
+use super::process::identity::{limit_capabilities, Identity};
 use crate::config::{capability_names, Access, PathEntry, PathRule, SandboxMode, SandboxSettings};
 use crate::platform::{IdentityError, PathError};
 
@@ -153,9 +153,8 @@ pub struct Sandbox {
     /// Empty if the kernel runs no seccomp filter, with the reason.
     filter: Vec<SockFilter>,
     seccomp_missing: Option<String>,
-    /// What the workload keeps of the capabilities (a bit per number), and the kernel's last.
+    /// What the workload keeps of the capabilities (a bit per number).
     capabilities: u64,
-    last_cap: u32,
     /// Without Landlock the cgroup files are out of reach only of a child that is not root.
     child_is_root: bool,
     /// Why the workload gets no mount, PID and IPC namespaces of its own, if it does not.
@@ -176,9 +175,8 @@ struct Part {
 pub struct Prepared<'a> {
     ruleset: Option<OwnedFd>,
     filter: &'a [SockFilter],
-    /// The sandbox is on: no_new_privs, and the capabilities kept (a bit per number) up to the
-    /// kernel's last.
-    confine: Option<(u64, u32)>,
+    /// The sandbox is on: no_new_privs, and the capabilities kept (a bit per number).
+    confine: Option<u64>,
     namespaces: Option<Namespaces>,
     init: init::Passing,
 }
@@ -266,7 +264,6 @@ impl Sandbox {
             filter,
             seccomp_missing,
             capabilities: SANDBOX_CAPABILITIES | settings.extra_capabilities.as_ref().map_or(0, |(mask, _)| *mask),
-            last_cap: last_cap(),
             child_is_root: identity.runs_as_root(),
             namespaces_missing: namespaces::unavailable(),
             init: init::Passing { tree: settings.stop_tree, stop_signal: settings.stop_signal },
@@ -507,7 +504,7 @@ impl Sandbox {
     /// Builds the domain for one child. Nothing when the sandbox is off.
     pub fn prepare(&self) -> io::Result<Prepared<'_>> {
         let ruleset = if self.on() && self.landlock_missing.is_none() { Some(self.ruleset()?) } else { None };
-        let confine = if self.on() { Some((self.capabilities, self.last_cap)) } else { None };
+        let confine = if self.on() { Some(self.capabilities) } else { None };
         let namespaces = if self.on() && self.namespaces_missing.is_none() {
             // The rights this kernel's ruleset handles: a rule added with the system call
             // itself (on the workload's own mounts) may hold no other.
@@ -579,12 +576,12 @@ impl Prepared<'_> {
     /// only, on data made before the clone.
     pub fn apply(&self) -> io::Result<()> {
         let check = |result: libc::c_long| if result == -1 { Err(io::Error::last_os_error()) } else { Ok(()) };
-        if let Some((capabilities, last_cap)) = self.confine {
+        if let Some(capabilities) = self.confine {
             // Always, whatever damon holds: no exec of a setuid or file-capability program
             // gives the workload more than it has.
             // SAFETY: prctl(2) with integer arguments only.
             check(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1 as libc::c_ulong, 0, 0, 0) }.into())?;
-            limit_capabilities(capabilities, last_cap)?;
+            limit_capabilities(capabilities)?;
         }
         if let Some(ruleset) = &self.ruleset {
             // SAFETY: landlock_restrict_self(2) takes a ruleset descriptor that damon keeps open

@@ -37,9 +37,10 @@ const USER_VAR: &str = "DAMON_USER";
 const CAP_SETPCAP: u32 = 8;
 /// linux/capability.h: version 3 of capset's header, with 64 capability bits in two words.
 const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
-/// Used when /proc/sys/kernel/cap_last_cap cannot be read: the loop then ends at the first
-/// capability the kernel calls invalid.
-const MAX_CAP_FALLBACK: u32 = 63;
+/// The highest capability number the bounding set's loop tries: capget's two 32-bit words.
+/// The loop ends sooner, at the first number this kernel calls invalid (EINVAL): asking
+/// costs one prctl, where reading /proc/sys/kernel/cap_last_cap cost a launch 8 to 20 µs.
+const MAX_CAP: u32 = 63;
 
 /// The ids the child takes, and the groups it gets when damon may set them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,7 +56,6 @@ struct Ids {
 /// What a restricted child gives up, with what the kernel offers, read before fork.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Restriction {
-    last_cap: u32,
     /// Whether damon holds CAP_SETPCAP. Without it the bounding set stays as it is; with
     /// no_new_privs and no permitted capability, nothing can be gained from it.
     drop_bounding_set: bool,
@@ -129,11 +129,8 @@ impl Identity {
             None if restricted => Some(Ids { name: None, uid: euid, gid: egid, groups: None }),
             None => None,
         };
-        let restriction = if restricted {
-            Some(Restriction { last_cap: last_cap(), drop_bounding_set: holds_capability(CAP_SETPCAP) })
-        } else {
-            None
-        };
+        let restriction =
+            if restricted { Some(Restriction { drop_bounding_set: holds_capability(CAP_SETPCAP) }) } else { None };
         let raw_groups =
             ids.as_ref().and_then(|ids| ids.groups.as_ref()).map(|g| g.iter().map(|g| g.as_raw()).collect());
         Ok(Identity { ids, raw_groups, restriction })
@@ -186,8 +183,8 @@ impl Identity {
     pub fn apply(&self) -> io::Result<()> {
         let check = |result: libc::c_long| if result == -1 { Err(io::Error::last_os_error()) } else { Ok(()) };
         // First, while the child still holds CAP_SETPCAP: changing uid clears it.
-        if let Some(Restriction { last_cap, drop_bounding_set: true }) = self.restriction {
-            drop_from_bounding_set(0, last_cap)?;
+        if let Some(Restriction { drop_bounding_set: true }) = self.restriction {
+            drop_from_bounding_set(0)?;
         }
         if let Some(ids) = &self.ids {
             // Groups first: setgroups needs CAP_SETGID, which the uid change takes away.
@@ -353,15 +350,15 @@ fn decode(answer: &str) -> Result<Ids, String> {
     }
 }
 
-/// Drops from the calling thread's bounding set every capability up to `last_cap` that `keep`
+/// Drops from the calling thread's bounding set every capability of this kernel that `keep`
 /// (a bit per number) does not hold. Needs CAP_SETPCAP. System calls only: runs in the child.
-fn drop_from_bounding_set(keep: u64, last_cap: u32) -> io::Result<()> {
-    for cap in (0..=last_cap).filter(|&cap| cap >= 64 || keep & (1 << cap) == 0) {
+fn drop_from_bounding_set(keep: u64) -> io::Result<()> {
+    for cap in (0..=MAX_CAP).filter(|&cap| keep & (1 << cap) == 0) {
         // SAFETY: prctl(2) with integer arguments only; it touches no memory of ours.
         let result = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(cap), 0, 0, 0) };
         if result == -1 {
             match io::Error::last_os_error() {
-                // Beyond the kernel's last capability (cap_last_cap was unreadable).
+                // Beyond the kernel's last capability.
                 e if e.raw_os_error() == Some(libc::EINVAL) && cap > 0 => break,
                 e => return Err(e),
             }
@@ -374,8 +371,8 @@ fn drop_from_bounding_set(keep: u64, last_cap: u32) -> io::Result<()> {
 /// in `keep`: out of the bounding set, so that no exec gives them back (root's exec takes its
 /// permitted set from it), and out of the permitted, effective and inheritable sets now; the
 /// ambient set is emptied. System calls only.
-pub fn limit_capabilities(keep: u64, last_cap: u32) -> io::Result<()> {
-    drop_from_bounding_set(keep, last_cap)?;
+pub fn limit_capabilities(keep: u64) -> io::Result<()> {
+    drop_from_bounding_set(keep)?;
     // SAFETY: prctl(2) with integer arguments only.
     if unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong, 0, 0, 0) } == -1 {
         let e = io::Error::last_os_error();
@@ -401,14 +398,6 @@ pub fn limit_capabilities(keep: u64, last_cap: u32) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
-}
-
-/// The highest capability number of this kernel.
-pub fn last_cap() -> u32 {
-    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(MAX_CAP_FALLBACK)
 }
 
 /// Whether damon's effective set holds capability `cap` (capget, version 3: two words of 32).
