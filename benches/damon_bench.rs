@@ -739,11 +739,15 @@ mod linux {
         fs::create_dir_all(&log_dir).map_err(|e| e.to_string())?;
         let group = ReadyGroup::new(env, "damon-bench-ready")?;
         let truth = OsString::from("/bin/true");
+        // damon with the memory and CPU limits of every damon row, and `settings`.
+        let limited = |settings: &[&str]| {
+            let mut args = vec!["--memory-limit", "64", "--cpu-limit", "500"];
+            args.extend_from_slice(settings);
+            args.push("/bin/true");
+            Start::Plain(env.damon(&args))
+        };
         let mut labels = vec!["bare `/bin/true`", "damon, memory and CPU limits"];
-        let mut starts = vec![
-            Start::Plain(vec![truth.clone()]),
-            Start::Plain(env.damon(&["--memory-limit", "64", "--cpu-limit", "500", "/bin/true"])),
-        ];
+        let mut starts = vec![Start::Plain(vec![truth.clone()]), limited(&[])];
         let cgexec = env.version == Version::V1 && has_cgexec();
         if cgexec {
             labels.push("`cgexec -g memory,cpu:G` into a ready-made group");
@@ -766,15 +770,7 @@ mod linux {
         // Last, so that the rows above keep their places.
         let sandbox_row = labels.len();
         labels.push("damon, memory and CPU limits, `--sandbox Y` (Landlock domain and seccomp filter, default paths)");
-        starts.push(Start::Plain(env.damon(&[
-            "--memory-limit",
-            "64",
-            "--cpu-limit",
-            "500",
-            "--sandbox",
-            "Y",
-            "/bin/true",
-        ])));
+        starts.push(limited(&["--sandbox", "Y"]));
         // Where the loop driver is (not in the benchmark's VM, which has no modules).
         let io_device =
             if Path::new("/dev/loop-control").exists() { Some(crate::loop_device::LoopDevice::new(4)) } else { None };
@@ -782,58 +778,22 @@ mod linux {
             labels
                 .push("damon, memory and CPU limits, `--io-read-bandwidth 100M --io-write-iops 1000` on a loop device");
             let path = device.path().display().to_string();
-            starts.push(Start::Plain(env.damon(&[
-                "--memory-limit",
-                "64",
-                "--cpu-limit",
-                "500",
-                "--io-read-bandwidth",
-                "100M",
-                "--io-write-iops",
-                "1000",
-                "--io-devices",
-                &path,
-                "/bin/true",
-            ])));
+            starts.push(limited(&["--io-read-bandwidth", "100M", "--io-write-iops", "1000", "--io-devices", &path]));
             labels.len() - 1
         });
         let accounting_off_row = labels.len();
         labels.push("damon, memory and CPU limits, `--network-accounting N` (no cgroup BPF)");
-        starts.push(Start::Plain(env.damon(&[
-            "--memory-limit",
-            "64",
-            "--cpu-limit",
-            "500",
-            "--network-accounting",
-            "N",
-            "/bin/true",
-        ])));
+        starts.push(limited(&["--network-accounting", "N"]));
         let ip_row = labels.len();
         labels.push(
             "damon, memory and CPU limits, `--ip-deny` of 100 prefixes of one length (a hash set, connect programs)",
         );
         let hundred_prefixes = hundred_prefixes();
-        starts.push(Start::Plain(env.damon(&[
-            "--memory-limit",
-            "64",
-            "--cpu-limit",
-            "500",
-            "--ip-deny",
-            &hundred_prefixes,
-            "/bin/true",
-        ])));
+        starts.push(limited(&["--ip-deny", &hundred_prefixes]));
         let trie_row = labels.len();
         labels.push("damon, memory and CPU limits, `--ip-deny` of 100 prefixes of 20 lengths (an LPM trie)");
         let hundred_prefixes_of_many_lengths = hundred_prefixes_of_many_lengths();
-        starts.push(Start::Plain(env.damon(&[
-            "--memory-limit",
-            "64",
-            "--cpu-limit",
-            "500",
-            "--ip-deny",
-            &hundred_prefixes_of_many_lengths,
-            "/bin/true",
-        ])));
+        starts.push(limited(&["--ip-deny", &hundred_prefixes_of_many_lengths]));
         let timings = time_runs(&starts, &log_dir, 10, runs)?;
         drop(io_device);
 
