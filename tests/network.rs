@@ -424,28 +424,40 @@ fn network_accounting_n_leaves_the_figures_out() {
     }
 }
 
+/// bpf(2) with `command` and an attribute block (`union bpf_attr` as u32 words, the rest zero).
+fn bpf(command: i64, attr: &mut [u32; 32]) -> std::io::Result<i64> {
+    use nix::libc;
+    // SAFETY: bpf(2) with an attribute block of 128 bytes, live for the call; the addresses in
+    // it are the caller's, of buffers live for the call too.
+    let result = unsafe { libc::syscall(libc::SYS_bpf, command, attr.as_mut_ptr(), std::mem::size_of_val(attr)) };
+    if result < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(result)
+}
+
+/// A u64 field of `union bpf_attr` (an address), at word `at`.
+fn set_u64(attr: &mut [u32; 32], at: usize, value: u64) {
+    attr[at] = value as u32;
+    attr[at + 1] = (value >> 32) as u32;
+}
+
 /// The ids of the cgroup BPF programs attached to the group at `dir` itself, at every place
 /// damon's go (skb ingress and egress, bind, connect and UDP send of both versions).
 fn attached_programs(dir: &std::path::Path) -> Vec<u32> {
-    use nix::libc;
     use std::os::unix::io::AsRawFd;
     let group = std::fs::File::open(dir).unwrap_or_else(|e| panic!("open {}: {}", dir.display(), e));
     let mut found = Vec::new();
     for attach_type in [0u32, 1, 8, 9, 10, 11, 14, 15] {
         let mut ids = [0u32; 64];
-        // union bpf_attr for BPF_PROG_QUERY: target_fd, attach_type, query_flags, attach_flags,
-        // prog_ids (u64, at word 4), prog_cnt.
-        let mut attr = [0u32; 16];
+        // BPF_PROG_QUERY (16): target_fd, attach_type, query_flags, attach_flags, prog_ids
+        // (u64, at word 4), prog_cnt.
+        let mut attr = [0u32; 32];
         attr[0] = group.as_raw_fd() as u32;
         attr[1] = attach_type;
-        let address = ids.as_mut_ptr() as u64;
-        attr[4] = address as u32;
-        attr[5] = (address >> 32) as u32;
+        set_u64(&mut attr, 4, ids.as_mut_ptr() as u64);
         attr[6] = ids.len() as u32;
-        // SAFETY: bpf(2) BPF_PROG_QUERY (16) with a 64-byte attribute block and an id array of
-        // prog_cnt entries, both live for the call.
-        let result = unsafe { libc::syscall(libc::SYS_bpf, 16, attr.as_mut_ptr(), 64usize) };
-        assert_eq!(result, 0, "BPF_PROG_QUERY on {}: {}", dir.display(), std::io::Error::last_os_error());
+        bpf(16, &mut attr).unwrap_or_else(|e| panic!("BPF_PROG_QUERY on {}: {}", dir.display(), e));
         found.extend_from_slice(&ids[..attr[6] as usize]);
     }
     found
@@ -453,17 +465,100 @@ fn attached_programs(dir: &std::path::Path) -> Vec<u32> {
 
 /// Whether the kernel still has a program of this id.
 fn program_exists(id: u32) -> bool {
-    use nix::libc;
-    let mut attr = [0u32; 16];
+    let mut attr = [0u32; 32];
     attr[0] = id;
-    // SAFETY: bpf(2) BPF_PROG_GET_FD_BY_ID (13) with a 64-byte attribute block live for the call.
-    let fd = unsafe { libc::syscall(libc::SYS_bpf, 13, attr.as_mut_ptr(), 64usize) };
-    if fd >= 0 {
-        // SAFETY: the descriptor the call just returned, closed once.
-        unsafe { libc::close(fd as i32) };
-        return true;
+    match bpf(13, &mut attr) {
+        // BPF_PROG_GET_FD_BY_ID (13): a descriptor, closed here.
+        Ok(fd) => drop(fd_of(fd)),
+        Err(e) => return e.raw_os_error() != Some(nix::libc::ENOENT),
     }
-    std::io::Error::last_os_error().raw_os_error() != Some(libc::ENOENT)
+    true
+}
+
+fn fd_of(fd: i64) -> std::os::unix::io::OwnedFd {
+    use std::os::unix::io::FromRawFd;
+    // SAFETY: a descriptor bpf(2) just returned, owned by no one else.
+    unsafe { std::os::unix::io::OwnedFd::from_raw_fd(fd as i32) }
+}
+
+/// Attaches to the group at `dir`, alone (no BPF_F_ALLOW_MULTI nor OVERRIDE: no group below may
+/// attach a program of its kind), a connect6 program that lets every connect() through.
+fn attach_exclusive_connect6(dir: &std::path::Path) {
+    use std::os::unix::io::AsRawFd;
+    // r0 = 1 (pass); exit.
+    let insns: [u64; 2] = [0xb7 | 1 << 32, 0x95];
+    let license = b"GPL\0";
+    // BPF_PROG_LOAD (5): prog_type (BPF_PROG_TYPE_CGROUP_SOCK_ADDR), insn_cnt, insns, license,
+    // ..., expected_attach_type (BPF_CGROUP_INET6_CONNECT) at word 17.
+    let mut attr = [0u32; 32];
+    attr[0] = 18;
+    attr[1] = insns.len() as u32;
+    set_u64(&mut attr, 2, insns.as_ptr() as u64);
+    set_u64(&mut attr, 4, license.as_ptr() as u64);
+    attr[17] = 11;
+    let program = fd_of(bpf(5, &mut attr).unwrap_or_else(|e| panic!("BPF_PROG_LOAD: {}", e)));
+    let group = std::fs::File::open(dir).unwrap_or_else(|e| panic!("open {}: {}", dir.display(), e));
+    // BPF_PROG_ATTACH (8): target_fd, attach_bpf_fd, attach_type, attach_flags (0).
+    let mut attr = [0u32; 32];
+    attr[0] = group.as_raw_fd() as u32;
+    attr[1] = program.as_raw_fd() as u32;
+    attr[2] = 11;
+    bpf(8, &mut attr).unwrap_or_else(|e| panic!("BPF_PROG_ATTACH to {}: {}", dir.display(), e));
+}
+
+/// The worst moment of the set-up: the kernel refuses damon's connect6 program after its packet
+/// and connect4 programs are on the group (a parent holds a connect6 program that allows none
+/// below it). damon refuses to run (125) naming the setting and the way out, starts nothing,
+/// and leaves nothing: no group, no parent it made, nothing attached beside the parent's own.
+#[test]
+fn an_attach_refused_midway_leaves_nothing_and_names_the_way_out() {
+    let root = if cgroup_version() == "v2" { std::path::PathBuf::from("/sys/fs/cgroup") } else { UNIFIED.into() };
+    if !root.join("cgroup.procs").exists() {
+        skip_elsewhere("a cgroup2 hierarchy (v2, or beside v1 as the host's)");
+        return;
+    }
+    let parent = format!("/damon-test-exclusive-{}", std::process::id());
+    let parent_dir = root.join(parent.trim_start_matches('/'));
+    std::fs::create_dir(&parent_dir).unwrap_or_else(|e| panic!("mkdir {}: {}", parent_dir.display(), e));
+    attach_exclusive_connect6(&parent_dir);
+    let own = attached_programs(&parent_dir);
+    let dir = TestDir::new("network-refused-midway");
+    let marker = dir.path("started");
+    let mut cmd = damon(&dir);
+    cmd.env("DAMON_CGROUP_PARENT", &parent).env("DAMON_IP_DENY", "127.0.0.2").arg("touch").arg(&marker);
+    let run = run(cmd, &dir);
+    let below: Vec<std::path::PathBuf> = std::fs::read_dir(&parent_dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_type().map_or(false, |t| t.is_dir()))
+        .map(|e| e.path())
+        .collect();
+    let attached = attached_programs(&parent_dir);
+    // Its programs go with it.
+    let _ = std::fs::remove_dir(&parent_dir);
+    // The parent damon made in each v1 hierarchy.
+    let made: Vec<std::path::PathBuf> = std::fs::read_dir("/sys/fs/cgroup")
+        .unwrap()
+        .flatten()
+        .map(|e| e.path().join(parent.trim_start_matches('/')))
+        .filter(|p| p.exists())
+        .collect();
+    for left in &made {
+        let _ = std::fs::remove_dir(left);
+    }
+    run.assert_code(125);
+    assert!(
+        run.stderr.contains("cannot put DAMON_IP_DENY on the workload's group")
+            && run.stderr.contains("a group above holds a program of this kind attached alone")
+            && run.stderr.contains("set DAMON_CGROUP_PARENT to a group outside it")
+            && run.stderr.contains("or unset them"),
+        "{}",
+        run.explain()
+    );
+    assert!(!marker.exists(), "the command started\n{}", run.explain());
+    assert!(below.is_empty(), "left in {}: {:?}\n{}", parent_dir.display(), below, run.explain());
+    assert_eq!(attached, own, "programs on {}\n{}", parent_dir.display(), run.explain());
+    assert!(made.is_empty(), "parents left: {:?}\n{}", made, run.explain());
 }
 
 #[test]

@@ -148,6 +148,14 @@ impl fmt::Display for BpfError {
         }
         write!(f, " failed: {}", self.source)?;
         match self.source.raw_os_error() {
+            // A root damon that loaded its programs has the rights: a group above holds a
+            // program of this kind attached alone, which allows none below it.
+            Some(libc::EPERM) if self.call == Call::ProgAttach => f.write_str(
+                " (a group above holds a program of this kind attached alone, without BPF_F_ALLOW_MULTI, which no group \
+                 below may add to: another tool's, which `bpftool cgroup tree` shows; set DAMON_CGROUP_PARENT to a \
+                 group outside it; or attaching needs CAP_NET_ADMIN or CAP_SYS_ADMIN, and no seccomp filter refusing \
+                 bpf(2))",
+            )?,
             Some(libc::EPERM) => f.write_str(
                 " (loading and attaching cgroup programs needs CAP_BPF and CAP_NET_ADMIN, or CAP_SYS_ADMIN, and no \
                  seccomp filter refusing bpf(2), as container runtimes' default ones do)",
