@@ -271,7 +271,12 @@ fn damons_sharing_a_cgroup_parent_keep_each_others_controllers() {
     // must keep its limit (the controller stays on: the second did not turn it on, and cannot
     // tell it from one the operator turned on, so it stays after both). Nothing else is left.
     let parent = format!("/damon-test-shared-{}", std::process::id());
-    let parents: Vec<PathBuf> = hierarchy_roots().iter().map(|r| r.join(parent.trim_start_matches('/'))).collect();
+    // On v1 also in the cgroup2 hierarchy beside it, where the groups' twins for the network
+    // accounting go: there too the parent is the operator's, and nothing of damon's stays.
+    let unified = Path::new(UNIFIED);
+    let twins = (cgroup_version() == "v1" && unified.join("cgroup.procs").exists()).then(|| unified.to_path_buf());
+    let parents: Vec<PathBuf> =
+        hierarchy_roots().iter().chain(&twins).map(|r| r.join(parent.trim_start_matches('/'))).collect();
     for p in &parents {
         fs::create_dir(p).unwrap();
     }
