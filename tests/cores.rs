@@ -281,14 +281,6 @@ fn cores_under_a_cgroup_parent_damon_makes() {
     assert_no_groups_left(damon_pid_of(&run));
     // The parent damon made (and, on v1, filled with its parent's cpus and memory nodes) is
     // removed with the group, in every hierarchy.
-    let roots = fs::read_dir("/sys/fs/cgroup").unwrap().flatten().map(|e| e.path());
-    let left: Vec<PathBuf> = std::iter::once(PathBuf::from("/sys/fs/cgroup"))
-        .chain(roots)
-        .map(|root| root.join(parent.trim_start_matches('/')))
-        .filter(|p| p.exists())
-        .collect();
-    for dir in &left {
-        let _ = fs::remove_dir(dir);
-    }
+    let left = remove_cgroup_dirs(&parent);
     assert!(left.is_empty(), "left behind: {:?}\n{}", left, run.explain());
 }

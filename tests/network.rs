@@ -537,15 +537,7 @@ fn an_attach_refused_midway_leaves_nothing_and_names_the_way_out() {
     // Its programs go with it.
     let _ = std::fs::remove_dir(&parent_dir);
     // The parent damon made in each v1 hierarchy.
-    let made: Vec<std::path::PathBuf> = std::fs::read_dir("/sys/fs/cgroup")
-        .unwrap()
-        .flatten()
-        .map(|e| e.path().join(parent.trim_start_matches('/')))
-        .filter(|p| p.exists())
-        .collect();
-    for left in &made {
-        let _ = std::fs::remove_dir(left);
-    }
+    let made = remove_cgroup_dirs(&parent);
     run.assert_code(125);
     assert!(
         run.stderr.contains("cannot put DAMON_IP_DENY on the workload's group")

@@ -300,6 +300,23 @@ pub fn groups_of(damon_pid: u32) -> Vec<PathBuf> {
     found
 }
 
+/// The directories named `cgroup_path` (e.g. a DAMON_CGROUP_PARENT) under the cgroup2 root and
+/// under each hierarchy mounted below /sys/fs/cgroup that exist, removed (a test's cleanup, which
+/// it asserts on afterwards).
+pub fn remove_cgroup_dirs(cgroup_path: &str) -> Vec<PathBuf> {
+    let root = Path::new("/sys/fs/cgroup");
+    let hierarchies = fs::read_dir(root).unwrap().flatten().map(|e| e.path());
+    let found: Vec<PathBuf> = std::iter::once(root.to_path_buf())
+        .chain(hierarchies)
+        .map(|hierarchy| hierarchy.join(cgroup_path.trim_start_matches('/')))
+        .filter(|dir| dir.exists())
+        .collect();
+    for dir in &found {
+        let _ = fs::remove_dir(dir);
+    }
+    found
+}
+
 pub fn assert_no_groups_left(damon_pid: u32) {
     let left = groups_of(damon_pid);
     assert!(left.is_empty(), "damon (pid {}) left cgroups behind: {:?}", damon_pid, left);

@@ -274,14 +274,11 @@ impl PrefixSet {
         lengths.sort_unstable();
         lengths.dedup();
         let key_size = 4 + version.bits() as u32 / 8;
-        let map_type = if lengths.len() <= MAX_HASHED_LENGTHS { BPF_MAP_TYPE_HASH } else { BPF_MAP_TYPE_LPM_TRIE };
+        let hashed = lengths.len() <= MAX_HASHED_LENGTHS;
+        let map_type = if hashed { BPF_MAP_TYPE_HASH } else { BPF_MAP_TYPE_LPM_TRIE };
         let map = Map::create(name, map_type, key_size, PRESENT.len() as u32, keys.len() as u32)?;
         map.update_all(name, &keys, &PRESENT)?;
-        Ok(Some(if map_type == BPF_MAP_TYPE_HASH {
-            PrefixSet::ByLength { map, lengths }
-        } else {
-            PrefixSet::Trie(map)
-        }))
+        Ok(Some(if hashed { PrefixSet::ByLength { map, lengths } } else { PrefixSet::Trie(map) }))
     }
 }
 
