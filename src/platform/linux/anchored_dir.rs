@@ -373,24 +373,46 @@ fn walk(path: &Path, workload_dirs: &[PathBuf], walk_mode: Walk) -> Result<Walke
     Ok(Walked { steps, file: None })
 }
 
+/// A path opened as a place, and whether no link was on the way.
+pub struct Place {
+    pub fd: OwnedFd,
+    /// Opened by one `openat2(RESOLVE_NO_SYMLINKS)`: the path leads where it says.
+    pub without_links: bool,
+}
+
 /// Opens `path` as a place (`O_PATH`: no read or write), a file or a directory, without
 /// following anything the workload could have planted on the way or at its end (see the
 /// module's doc). Makes nothing. One `openat2(RESOLVE_NO_SYMLINKS)` where no link is on the
 /// way (most paths: nothing can then redirect it); the walk where one is, or where the kernel
 /// has no openat2 (before 5.6).
-pub fn open_place(path: &Path, workload_dirs: &[PathBuf]) -> Result<OwnedFd, PathError> {
-    match open_without_links(path) {
-        Ok(fd) => return Ok(fd),
-        // A link on the way (ELOOP), or no openat2 here (ENOSYS before 5.6; EPERM, EINVAL or
-        // E2BIG from a container's filter or an older interface): the walk decides.
-        Err(Errno::ELOOP) | Err(Errno::ENOSYS) | Err(Errno::EPERM) | Err(Errno::EINVAL) | Err(Errno::E2BIG) => {}
+pub fn open_place(path: &Path, workload_dirs: &[PathBuf]) -> Result<Place, PathError> {
+    match open_without_links(path, LinkAtEnd::Refused) {
+        Ok(fd) => return Ok(Place { fd, without_links: true }),
+        Err(e) if link_or_no_openat2(e) => {}
         Err(e) => return Err(PathError::Io { action: "open", path: path.to_path_buf(), source: io::Error::from(e) }),
     }
     let walked = walk(path, workload_dirs, Walk::ToExisting)?;
-    match walked.file {
-        Some(file) => Ok(file),
-        None => Ok(walked.steps.into_iter().last().expect("the walk always holds its first directory").fd),
-    }
+    let fd = match walked.file {
+        Some(file) => file,
+        None => walked.steps.into_iter().last().expect("the walk always holds its first directory").fd,
+    };
+    Ok(Place { fd, without_links: false })
+}
+
+/// Whether [`open_without_links`] failed for a link on the way (ELOOP), or because there is no
+/// openat2 here (ENOSYS before 5.6; EPERM, EINVAL or E2BIG from a container's filter or an
+/// older interface): another way to open the path decides.
+pub fn link_or_no_openat2(e: Errno) -> bool {
+    matches!(e, Errno::ELOOP | Errno::ENOSYS | Errno::EPERM | Errno::EINVAL | Errno::E2BIG)
+}
+
+/// What [`open_without_links`] does with a link at the path's end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkAtEnd {
+    /// ELOOP, as for one on the way.
+    Refused,
+    /// The link itself is opened (`O_NOFOLLOW`).
+    Opened,
 }
 
 /// openat2(2)'s `struct open_how` (libc's is non-exhaustive: it cannot be made outside it).
@@ -402,12 +424,13 @@ struct OpenHow {
 }
 
 /// `path` opened as a place, if no link is on the way (else ELOOP).
-fn open_without_links(path: &Path) -> Result<OwnedFd, Errno> {
+pub fn open_without_links(path: &Path, at_end: LinkAtEnd) -> Result<OwnedFd, Errno> {
     let path = CString::new(path.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)?;
+    // With O_PATH, O_NOFOLLOW opens a link at the end as itself; without it,
+    // RESOLVE_NO_SYMLINKS refuses that link too (ELOOP).
+    let no_follow = if at_end == LinkAtEnd::Opened { libc::O_NOFOLLOW } else { 0 };
     let how = OpenHow {
-        // Not O_NOFOLLOW: with O_PATH it would open a link at the end as itself; without it,
-        // RESOLVE_NO_SYMLINKS refuses that link too (ELOOP).
-        flags: (libc::O_PATH | libc::O_CLOEXEC) as u64,
+        flags: (libc::O_PATH | libc::O_CLOEXEC | no_follow) as u64,
         mode: 0,
         resolve: libc::RESOLVE_NO_SYMLINKS,
     };
@@ -511,15 +534,21 @@ mod tests {
         fs::create_dir(dir.join("real")).unwrap();
         fs::write(dir.join("real/file"), "x").unwrap();
         symlink("real", dir.join("link")).unwrap();
-        let same = |path: &Path, expected: &Path| {
-            let fd = open_place(path, &[]).unwrap_or_else(|e| panic!("{}: {}", path.display(), e));
-            let (got, want) = (fstat(fd.as_raw_fd()).unwrap(), nix::sys::stat::stat(expected).unwrap());
+        let same = |path: &Path, expected: &Path, without_links: bool| {
+            let place = open_place(path, &[]).unwrap_or_else(|e| panic!("{}: {}", path.display(), e));
+            let (got, want) = (fstat(place.fd.as_raw_fd()).unwrap(), nix::sys::stat::stat(expected).unwrap());
             assert_eq!(id(&got), id(&want), "{}", path.display());
+            assert_eq!(place.without_links, without_links, "{}", path.display());
         };
         // No link on the way (openat2), a link root made on the way and at the end (the walk).
-        same(&dir.join("real/file"), &dir.join("real/file"));
-        same(&dir.join("link/file"), &dir.join("real/file"));
-        same(&dir.join("link"), &dir.join("real"));
+        same(&dir.join("real/file"), &dir.join("real/file"), true);
+        same(&dir.join("link/file"), &dir.join("real/file"), false);
+        same(&dir.join("link"), &dir.join("real"), false);
+        // With the link at the end kept, the link itself: no link on the way to it.
+        let link = open_without_links(&dir.join("link"), LinkAtEnd::Opened).unwrap();
+        assert!(fstat(link.as_raw_fd()).unwrap().st_mode & libc::S_IFMT == libc::S_IFLNK);
+        assert_eq!(open_without_links(&dir.join("link"), LinkAtEnd::Refused).unwrap_err(), Errno::ELOOP);
+        assert_eq!(open_without_links(&dir.join("link/file"), LinkAtEnd::Opened).unwrap_err(), Errno::ELOOP);
         assert!(matches!(open_place(&dir.join("real/missing"), &[]), Err(PathError::Io { .. })));
         // Others may write the directory holding the link, or the workload may.
         refused_as_planted(open_place(&dir.join("link"), std::slice::from_ref(&dir)));

@@ -137,6 +137,10 @@ struct Rule {
     /// The path opened once (`O_PATH`): the checks made on it and the rule the child gets are
     /// about the same inode, and the launch does not look the path up twice.
     opened: Arc<File>,
+    /// Where the path leads, when no link was on the way to it: the path itself, without `.`.
+    /// `None`: the kernel's name for the opened inode is asked for when the namespaces are
+    /// planned.
+    located: Option<PathBuf>,
     access: BitFlags<AccessFs>,
     /// As written, for the log.
     shown: String,
@@ -518,6 +522,7 @@ impl Sandbox {
                 .iter()
                 .map(|rule| RulePlace {
                     opened: &rule.opened,
+                    located: rule.located.as_deref(),
                     writes: writes(rule),
                     access: (rule.access & handled).bits(),
                 })
@@ -665,7 +670,16 @@ fn planted_reason(planted: &PathError) -> String {
 /// bypass every rule.
 fn landlock_rule_of(rule: &PathRule, opened: Opened) -> Rule {
     let access = landlock_access(rule.access, opened.is_dir);
-    Rule { path: rule.path.clone(), opened: Arc::new(opened.file), access, shown: rule.to_string() }
+    let located = opened.without_links.then(|| located(&rule.path)).flatten();
+    Rule { path: rule.path.clone(), opened: Arc::new(opened.file), access, shown: rule.to_string(), located }
+}
+
+/// Where a path opened with no link on the way leads: itself, if it is absolute and has no `..`
+/// (which the kernel would follow back up), with `.` and repeated or trailing slashes left out.
+fn located(path: &Path) -> Option<PathBuf> {
+    use std::path::Component;
+    let clean = path.is_absolute() && !path.components().any(|c| matches!(c, Component::ParentDir));
+    clean.then(|| path.components().collect())
 }
 
 /// A rule's rights as Landlock's bits (see [`landlock_rule_of`]).
@@ -698,6 +712,8 @@ struct Opened {
     is_dir: bool,
     /// Where the path leads when it is a symbolic link.
     link_target: Option<PathBuf>,
+    /// No link was on the way to `file`, nor is it one.
+    without_links: bool,
 }
 
 impl Opened {
@@ -711,23 +727,30 @@ impl Opened {
         Ok(unsafe { File::from_raw_fd(fd) })
     }
 
-    /// The path itself, not followed: a file, or a link and where it leads.
+    /// The path itself, not followed: a file, or a link and where it leads. Opened by one
+    /// openat2 where no link is on the way, which spares the plan its lookup of where it leads.
     fn look(path: &Path) -> io::Result<Opened> {
-        let file = Opened::open(path, OFlag::O_NOFOLLOW)?;
+        let (file, on_the_way) = match anchored_dir::open_without_links(path, anchored_dir::LinkAtEnd::Opened) {
+            Ok(fd) => (File::from(fd), false),
+            Err(e) if anchored_dir::link_or_no_openat2(e) => (Opened::open(path, OFlag::O_NOFOLLOW)?, true),
+            Err(e) => return Err(io::Error::from(e)),
+        };
         let file_type = file.metadata()?.file_type();
         let link_target = if file_type.is_symlink() { Some(std::fs::read_link(path)?) } else { None };
-        Ok(Opened { file, is_dir: file_type.is_dir(), link_target })
+        let without_links = !on_the_way && link_target.is_none();
+        Ok(Opened { file, is_dir: file_type.is_dir(), link_target, without_links })
     }
 
     /// The path opened as [`anchored_dir::open_place`] opens it: nothing the workload could have
     /// planted on the way is followed. Links are resolved, so there is no `link_target`.
     fn walk(path: &Path, workload_dirs: &[PathBuf]) -> Result<Opened, PathError> {
-        let file = File::from(anchored_dir::open_place(path, workload_dirs)?);
+        let place = anchored_dir::open_place(path, workload_dirs)?;
+        let file = File::from(place.fd);
         let is_dir = file
             .metadata()
             .map_err(|source| PathError::Io { action: "look at", path: path.to_path_buf(), source })?
             .is_dir();
-        Ok(Opened { file, is_dir, link_target: None })
+        Ok(Opened { file, is_dir, link_target: None, without_links: place.without_links })
     }
 
     /// Where a link leads, opened; anything else as it is (most paths are not links: for them
@@ -738,7 +761,7 @@ impl Opened {
         }
         let file = Opened::open(path, OFlag::empty())?;
         let is_dir = file.metadata()?.is_dir();
-        Ok(Opened { file, is_dir, link_target: self.link_target })
+        Ok(Opened { file, is_dir, link_target: self.link_target, without_links: false })
     }
 
     /// The path, or where it leads as the link is written.
@@ -847,6 +870,27 @@ mod tests {
         let file = landlock_rule(&rule("rwxc", "/etc/passwd"), &[]).unwrap();
         assert_eq!(file.access, AccessFs::ReadFile | AccessFs::WriteFile | AccessFs::Truncate | AccessFs::Execute);
         assert_eq!(landlock_rule(&rule("r", "/etc"), &[]).unwrap().access, AccessFs::ReadFile | AccessFs::ReadDir);
+    }
+
+    #[test]
+    fn a_path_with_no_link_on_the_way_leads_where_it_says_unless_it_climbs() {
+        let at = |path: &str| located(Path::new(path));
+        assert_eq!(at("/srv/alloc/./task//local/"), Some(PathBuf::from("/srv/alloc/task/local")));
+        assert_eq!(at("/"), Some(PathBuf::from("/")));
+        // `..` after a directory that is a mount point or was moved is not its parent's path.
+        assert_eq!(at("/srv/alloc/../etc"), None);
+        assert_eq!(at("srv/alloc"), None);
+        // The defaults here: each one that exists is found without a lookup of its name unless
+        // a link is on its way (merged /usr's /bin, a resolv.conf kept under /run).
+        let defaults = default_rules(Vec::new(), &[]).unwrap();
+        for rule in &defaults {
+            let real = rule.path.canonicalize().unwrap();
+            match &rule.located {
+                Some(located) => assert_eq!(located, &real, "{}", rule.shown),
+                None => assert_ne!(rule.path, real, "{} has no link on its way", rule.shown),
+            }
+        }
+        assert!(defaults.iter().any(|rule| rule.located.is_some()));
     }
 
     #[test]
