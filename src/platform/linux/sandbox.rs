@@ -635,12 +635,15 @@ fn default_rules(dirs: Vec<PathBuf>, workload_dirs: &[PathBuf]) -> Result<Vec<Ru
     // /usr/bin, and /etc/resolv.conf is most often a file of /etc: the entry of a directory
     // whose default already grants the same beneath it adds nothing. It would cost the launch
     // its lookup (and a link's target its own) and the domain its entry, so it is left out.
+    // Compared as written, byte for byte: a match is a match of the paths, and a miss (a
+    // trailing slash) costs only the entry.
     let covered = |rule: &PathRule, opened: &Opened| {
         let place = opened.place(&rule.path);
+        let parent = place.parent().map(Path::as_os_str);
         looked.iter().any(|(other, by)| {
             by.is_dir
                 && by.link_target.is_none()
-                && place.parent() == Some(&other.path)
+                && parent == Some(other.path.as_os_str())
                 && other.access.includes(rule.access)
         })
     };
@@ -677,7 +680,16 @@ fn landlock_rule_of(rule: &PathRule, opened: Opened) -> Rule {
 /// Where a path opened with no link on the way leads: itself, if it is absolute and has no `..`
 /// (which the kernel would follow back up), with `.` and repeated or trailing slashes left out.
 fn located(path: &Path) -> Option<PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
     use std::path::Component;
+    let bytes = path.as_os_str().as_bytes();
+    // Most are written so already (every default is): no component to parse.
+    let plain = bytes.starts_with(b"/")
+        && (bytes.len() == 1 || !bytes.ends_with(b"/"))
+        && !bytes.windows(2).any(|w| w == b"//" || w == b"/.");
+    if plain {
+        return Some(path.to_path_buf());
+    }
     let clean = path.is_absolute() && !path.components().any(|c| matches!(c, Component::ParentDir));
     clean.then(|| path.components().collect())
 }

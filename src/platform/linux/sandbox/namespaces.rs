@@ -277,12 +277,12 @@ impl Namespaces {
             .iter()
             .map(PathBuf::from)
             .filter(|dir| std::fs::symlink_metadata(dir).map_or(false, |m| m.is_dir()))
-            .filter(|dir| !located.iter().any(|(path, ..)| dir.starts_with(path)))
+            .filter(|dir| !located.iter().any(|(path, ..)| within(dir, path)))
             .collect();
         let mut places: Vec<Place> = Vec::new();
         let mut fresh_rules = Vec::new();
         for (path, rule, dev, ino, kind) in &located {
-            if path.starts_with("/proc") {
+            if within(path, Path::new("/proc")) {
                 // On the host's /proc the rule's own inode stays.
                 if pid {
                     fresh_rules.push((c_path(path)?, rule.access));
@@ -292,7 +292,7 @@ impl Namespaces {
             let is_dir = *kind == libc::S_IFDIR;
             // A device stays writable on a read-only mount (/dev/null).
             let writable = rule.writes && (is_dir || *kind == libc::S_IFREG);
-            let under = hidden.iter().find(|dir| path.starts_with(dir));
+            let under = hidden.iter().find(|dir| within(path, dir));
             if !writable && under.is_none() {
                 continue;
             }
@@ -302,8 +302,8 @@ impl Namespaces {
         // also when it lies in a hidden directory (a program reads relative paths from it).
         let working_dir = std::env::current_dir().ok();
         if let Some(dir) = &working_dir {
-            let under = hidden.iter().find(|hidden| dir.starts_with(hidden));
-            let in_place = located.iter().any(|(path, ..)| dir.starts_with(path));
+            let under = hidden.iter().find(|hidden| within(dir, hidden));
+            let in_place = located.iter().any(|(path, ..)| within(dir, path));
             if let (Some(under), false, Ok(st)) = (under, in_place, nix::sys::stat::stat(dir)) {
                 places.push(Place::new(dir, (st.st_dev, st.st_ino), true, false, Some(under))?);
             }
@@ -321,15 +321,15 @@ impl Namespaces {
         places.sort_by_key(|p| p.path.as_bytes().len());
         let working_dir = working_dir.and_then(|dir| c_path(&dir).ok());
         let shm = Path::new(SHARED_MEMORY);
-        let shared_memory =
-            if shm.is_dir() && !located.iter().any(|(path, ..)| shm.starts_with(path) || path.starts_with(shm)) {
-                if let Some(access) = shared_memory_access {
-                    fresh_rules.push((c_path(shm)?, access));
-                }
-                Some(c_path(shm)?)
-            } else {
-                None
-            };
+        let shared_memory = if shm.is_dir() && !located.iter().any(|(path, ..)| within(shm, path) || within(path, shm))
+        {
+            if let Some(access) = shared_memory_access {
+                fresh_rules.push((c_path(shm)?, access));
+            }
+            Some(c_path(shm)?)
+        } else {
+            None
+        };
         Ok(Namespaces {
             places,
             hidden: hidden.iter().map(|dir| c_path(dir)).collect::<io::Result<_>>()?,
@@ -340,7 +340,7 @@ impl Namespaces {
             working_dir,
             names: Names::new(),
             pid,
-            proc: match (pid, located.iter().any(|(path, rule, ..)| path.starts_with("/proc") && rule.writes)) {
+            proc: match (pid, located.iter().any(|(path, rule, ..)| within(path, Path::new("/proc")) && rule.writes)) {
                 (true, _) => Proc::Own,
                 (false, true) => Proc::HostWritable,
                 (false, false) => Proc::HostReadOnly,
@@ -619,6 +619,15 @@ impl Place {
     }
 }
 
+/// Whether `path` is `dir` or lies beneath it: `Path::starts_with` for the plan's paths, which
+/// are the kernel's names or written without `.`, `..` and repeated or trailing slashes (see
+/// sandbox.rs), compared as bytes (the plan made about 200 comparisons of components, some
+/// 30 µs of a launch).
+fn within(path: &Path, dir: &Path) -> bool {
+    let (path, dir) = (path.as_os_str().as_bytes(), dir.as_os_str().as_bytes());
+    path.starts_with(dir) && (path.len() == dir.len() || dir == b"/" || path[dir.len()] == b'/')
+}
+
 fn starts_with_dir(path: &CString, dir: &CString) -> bool {
     let (path, dir) = (path.as_bytes(), dir.as_bytes());
     path.len() > dir.len() && path.starts_with(dir) && path[dir.len()] == b'/'
@@ -667,5 +676,27 @@ fn check(result: libc::c_long) -> io::Result<()> {
         Err(io::Error::last_os_error())
     } else {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn within_is_path_starts_with_for_the_plans_paths() {
+        for (path, dir) in [
+            ("/proc/self/fd", "/proc"),
+            ("/proc", "/proc"),
+            ("/procfs", "/proc"),
+            ("/run/systemd/resolve/stub-resolv.conf", "/run"),
+            ("/tmp", "/"),
+            ("/", "/"),
+            ("/var/run", "/var/runner"),
+            ("/dev/shm", "/dev/shm/x"),
+        ] {
+            let (path, dir) = (Path::new(path), Path::new(dir));
+            assert_eq!(within(path, dir), path.starts_with(dir), "{} in {}", path.display(), dir.display());
+        }
     }
 }
