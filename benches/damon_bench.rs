@@ -1005,7 +1005,10 @@ mod linux {
         }
         // bare, damon and cgexec (which needs the ready-made group until then).
         let peers = if cgexec { 3 } else { 2 };
-        launch_as_mounts_grow(env, report, &labels[..peers], &starts[..peers])?;
+        // And the sandbox, whose mount namespace copies the host's mounts and tears them down.
+        let grown_labels: Vec<&str> = labels[..peers].iter().copied().chain([labels[sandbox_row]]).collect();
+        let grown: Vec<&Start> = starts[..peers].iter().chain([&starts[sandbox_row]]).collect();
+        launch_as_mounts_grow(env, report, &grown_labels, &grown)?;
         drop(group);
         if env.version == Version::V2 {
             launch_nomad_layout(env, report, runs)?;
@@ -1067,7 +1070,7 @@ mod linux {
     /// Launches as the host's mounts grow: a Nomad client mounts a secrets tmpfs for each task,
     /// and /proc/self/mountinfo, which the kernel formats whole at every read, grows with them.
     /// Each count is made in a mount namespace of its own (`unshare -m`), where the commands run.
-    fn launch_as_mounts_grow(env: &Env, report: &mut Report, labels: &[&str], starts: &[Start]) -> Result<()> {
+    fn launch_as_mounts_grow(env: &Env, report: &mut Report, labels: &[&str], starts: &[&Start]) -> Result<()> {
         let runs = env.runs(100, 10);
         let log_dir = env.work.join("launch-mounts");
         fs::create_dir_all(&log_dir).map_err(|e| e.to_string())?;
