@@ -933,8 +933,6 @@ mod linux {
             "≤ 1 ms",
             Some(own_cpu <= 0.001),
         );
-        // What a setting adds to damon's own launch (median against median), against its goal in
-        // seconds; no verdict where the machine is emulated.
         let accounting = damon - median(&timings[accounting_off_row].wall);
         report.goal(
             "what network accounting adds to a launch (issue 28; median, damon run − `--network-accounting N` run)",
@@ -943,54 +941,49 @@ mod linux {
             "≤ 0.3 ms",
             (!env.emulated).then_some(accounting <= 0.0003),
         );
-        let trie_added = median(&timings[trie_row].wall) - damon;
-        report.goal(
+        // What `row` adds to the launch of `base` (median against median), against its goal in
+        // seconds (none: reported); no verdict where the machine is emulated.
+        let mut adds = |what: &str, row: usize, base: f64, goal_s: Option<f64>, target: &str| {
+            let added = median(&timings[row].wall) - base;
+            let verdict = goal_s.filter(|_| !env.emulated).map(|goal_s| added <= goal_s);
+            report.goal(what, ms(added), format!("damon {}", ms(base)), target, verdict);
+        };
+        adds(
             "what `--ip-deny` of 100 prefixes of 20 lengths, kept as an LPM trie, adds to a launch (issue 28; median, IP-filtered run − damon run)",
-            ms(trie_added),
-            format!("damon {}", ms(damon)),
-            "(reported)",
+            trie_row,
+            damon,
             None,
+            "(reported)",
         );
         // Issue 16 set 0.3 ms for the first sandbox; issue 26's (capabilities, the full filter,
         // the mount and IPC namespaces) is bounded at 0.5 ms, for a task as Nomad starts it.
-        let in_task = median(&timings[task_row].wall);
-        let sandbox_added = median(&timings[task_row + 1].wall) - in_task;
-        report.goal(
+        adds(
             "what the sandbox adds to a launch (issue 26; median, both started as Nomad starts a task: sandbox run − damon run)",
-            ms(sandbox_added),
-            format!("damon {}", ms(in_task)),
+            task_row + 1,
+            median(&timings[task_row].wall),
+            Some(0.0005),
             "≤ 0.5 ms on the host",
-            (!env.emulated).then_some(sandbox_added <= 0.0005),
         );
-        let from_tmp = median(&timings[sandbox_row].wall) - damon;
-        report.goal(
+        adds(
             "what the sandbox adds started from a working directory under /tmp (median, sandbox run − damon run)",
-            ms(from_tmp),
-            format!("damon {}", ms(damon)),
-            "(reported)",
+            sandbox_row,
+            damon,
             None,
+            "(reported)",
         );
-        let mut adds = |what: &str, row: usize, goal_s: f64, target: &str| {
-            let added = median(&timings[row].wall) - damon;
-            report.goal(
-                what,
-                ms(added),
-                format!("damon {}", ms(damon)),
-                target,
-                (!env.emulated).then_some(added <= goal_s),
-            );
-        };
         adds(
             "what `--ip-deny` of 100 prefixes adds to a launch (issue 28; median, IP-filtered run − damon run)",
             ip_row,
-            0.0003,
+            damon,
+            Some(0.0003),
             "≤ 0.3 ms",
         );
         if let Some(row) = io_row {
             adds(
                 "what IO limits add to a launch (issue 17; median, IO-limited run − damon run)",
                 row,
-                0.0002,
+                damon,
+                Some(0.0002),
                 "≤ 0.2 ms",
             );
         }
