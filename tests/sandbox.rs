@@ -15,6 +15,8 @@ mod sandbox {
     use std::path::{Path, PathBuf};
     use std::process::Command;
 
+    use nix::libc;
+
     use crate::common::*;
 
     /// The root group's cgroup.procs: writing one's pid there leaves every limit behind.
@@ -662,6 +664,112 @@ mod sandbox {
         }
         assert!(wrong.is_empty(), "under DAMON_SANDBOX=Y: {:?}\n{}", wrong, dir.log());
         println!("sandbox ({}): {:?}", cgroup_version(), outcomes);
+    }
+
+    /// mount(2) for the test's own mounts on the host (nix's mount feature is not built).
+    fn host_mount(source: &str, target: &Path, fstype: Option<&str>, flags: libc::c_ulong) {
+        use std::ffi::CString;
+        use std::os::unix::ffi::OsStrExt;
+        let c = |s: &[u8]| CString::new(s).unwrap();
+        let (source, target) = (c(source.as_bytes()), c(target.as_os_str().as_bytes()));
+        let fstype = fstype.map(|t| c(t.as_bytes()));
+        // SAFETY: mount(2) with NUL-terminated strings alive for the call and no data.
+        let result = unsafe {
+            libc::mount(
+                source.as_ptr(),
+                target.as_ptr(),
+                fstype.as_ref().map_or(std::ptr::null(), |t| t.as_ptr()),
+                flags,
+                std::ptr::null(),
+            )
+        };
+        assert_eq!(result, 0, "mount on {}: {}", target.to_string_lossy(), std::io::Error::last_os_error());
+    }
+
+    /// The test's mounts on the host, taken away (lazily, newest first, and whatever is stacked
+    /// on them: a sandbox that leaked a mount there) when dropped, a failed assertion included.
+    struct HostMounts(Vec<PathBuf>);
+
+    impl Drop for HostMounts {
+        fn drop(&mut self) {
+            use std::os::unix::ffi::OsStrExt;
+            for point in self.0.iter().rev() {
+                let point = std::ffi::CString::new(point.as_os_str().as_bytes()).unwrap();
+                // SAFETY: umount2(2) of a NUL-terminated path alive for the call; it fails once
+                // nothing is mounted there.
+                while unsafe { libc::umount2(point.as_ptr(), libc::MNT_DETACH) } == 0 {}
+            }
+        }
+    }
+
+    /// The host's mounts at `points`, as mountinfo lists them (mount point, file system type,
+    /// source).
+    fn host_mounts_at(points: &[PathBuf]) -> Vec<String> {
+        let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap();
+        mountinfo
+            .lines()
+            .filter_map(|line| {
+                let fields: Vec<&str> = line.split(' ').collect();
+                let dash = fields.iter().position(|f| *f == "-")?;
+                let point = Path::new(fields.get(4)?);
+                points
+                    .iter()
+                    .any(|p| p == point)
+                    .then(|| format!("{} {} {}", fields[4], fields[dash + 1], fields[dash + 2]))
+            })
+            .collect()
+    }
+
+    /// The workload's mount namespace is a slave of the host's: a disk the host mounts later
+    /// (here a tmpfs in the workload's writable directory, a shared mount of the test's own)
+    /// reaches the running workload, and nothing the sandbox mounts for it (the hidden
+    /// directories' tmpfs, its /dev/shm, that directory mounted back as a place) appears in the
+    /// host's mount table, where a peer of the host's mounts would put it. Control: the same run
+    /// without the sandbox sees the host's mount too, so the probe can see one.
+    #[test]
+    fn sandbox_the_hosts_later_mounts_reach_the_workload_and_its_own_never_reach_the_host() {
+        let dir = TestDir::new("sandbox-propagation");
+        // Outside the hidden directories, so that the sandbox mounts its place right there, on a
+        // shared mount of the test's own (the host's mounts may all be private).
+        let place = SystemFile::new("sandbox-propagation");
+        let shared = place.0.clone();
+        fs::create_dir_all(shared.join("sub")).unwrap();
+        let mut mounts = HostMounts(vec![shared.clone()]);
+        host_mount(&shared.display().to_string(), &shared, None, libc::MS_BIND);
+        host_mount("none", &shared, None, libc::MS_SHARED);
+        let watched: Vec<PathBuf> = ["/run", "/tmp", "/var/tmp", "/dev/shm", "/proc"]
+            .iter()
+            .map(PathBuf::from)
+            .chain([shared.clone()])
+            .collect();
+        let before = host_mounts_at(&watched);
+        let ready = shared.join("ready");
+        let marker = shared.join("sub/marker");
+        let script = format!(
+            "touch {ready}; i=0; while [ ! -e {marker} ] && [ $i -lt 300 ]; do sleep 0.05; i=$((i+1)); done; \
+             if [ -e {marker} ]; then echo seen; else echo not-seen; fi",
+            ready = ready.display(),
+            marker = marker.display()
+        );
+        for sandbox in ["N", "Y"] {
+            let _ = fs::remove_file(&ready);
+            let mut cmd = sandboxed(&dir, sandbox);
+            cmd.env("DAMON_SANDBOX_PATHS", format!("{},rwc:{}", rules(&dir), shared.display()));
+            cmd.args(["sh", "-c", &script]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+            let child = cmd.spawn().expect("start damon");
+            wait_for("the workload to start", std::time::Duration::from_secs(20), || ready.exists());
+            let during = host_mounts_at(&watched);
+            mounts.0.push(shared.join("sub"));
+            host_mount("tmpfs", &shared.join("sub"), Some("tmpfs"), 0);
+            fs::write(&marker, "the host's").unwrap();
+            let run = finish(child, &dir, &format!("{:?}", cmd), std::time::Duration::from_secs(30));
+            drop(HostMounts(mounts.0.split_off(1)));
+            run.assert_code(0);
+            assert_eq!(run.stdout.trim(), "seen", "DAMON_SANDBOX={}: the host's mount\n{}", sandbox, run.explain());
+            assert_eq!(during, before, "DAMON_SANDBOX={}: the host's mount table changed\n{}", sandbox, run.explain());
+        }
+        drop(mounts);
+        println!("sandbox ({}): the host's mount reached the workload, nothing came back", cgroup_version());
     }
 
     /// The command's end comes back through the PID namespace's init as it would without the
