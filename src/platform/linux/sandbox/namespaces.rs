@@ -624,13 +624,16 @@ impl Place {
 /// sandbox.rs), compared as bytes (the plan made about 200 comparisons of components, some
 /// 30 µs of a launch).
 fn within(path: &Path, dir: &Path) -> bool {
-    let (path, dir) = (path.as_os_str().as_bytes(), dir.as_os_str().as_bytes());
+    within_bytes(path.as_os_str().as_bytes(), dir.as_os_str().as_bytes())
+}
+
+fn within_bytes(path: &[u8], dir: &[u8]) -> bool {
     path.starts_with(dir) && (path.len() == dir.len() || dir == b"/" || path[dir.len()] == b'/')
 }
 
+/// Whether `path` lies strictly beneath `dir`.
 fn starts_with_dir(path: &CString, dir: &CString) -> bool {
-    let (path, dir) = (path.as_bytes(), dir.as_bytes());
-    path.len() > dir.len() && path.starts_with(dir) && path[dir.len()] == b'/'
+    path.as_bytes().len() > dir.as_bytes().len() && within_bytes(path.as_bytes(), dir.as_bytes())
 }
 
 fn add_landlock_rule(ruleset: RawFd, path: &CString, access: u64) -> io::Result<()> {
