@@ -49,7 +49,7 @@ use nix::fcntl::{openat, OFlag};
 use nix::libc;
 use nix::sys::stat::Mode;
 
-use self::namespaces::RulePlace;
+use self::namespaces::{Inode, RulePlace};
 pub use self::namespaces::{Namespaces, Step};
 use self::seccomp::SockFilter;
 use super::anchored_dir;
@@ -137,6 +137,8 @@ struct Rule {
     /// The path opened once (`O_PATH`): the checks made on it and the rule the child gets are
     /// about the same inode, and the launch does not look the path up twice.
     opened: Arc<File>,
+    /// The opened inode, as the open's `fstat` saw it.
+    inode: Inode,
     /// Where the path leads, when no link was on the way to it: the path itself, without `.`.
     /// `None`: the kernel's name for the opened inode is asked for when the namespaces are
     /// planned.
@@ -219,11 +221,8 @@ impl Sandbox {
                     // NOMAD_SECRETS_DIR=/): both are looked at through the opened directory,
                     // without the mount table (the costliest read of a sandboxed launch).
                     let above = cgroup_root_and_above();
-                    let over_cgroups = |r: &Rule| {
-                        in_cgroup_file_system(&r.opened)
-                            || nix::sys::stat::fstat(r.opened.as_raw_fd())
-                                .map_or(false, |st| above.contains(&(st.st_dev, st.st_ino)))
-                    };
+                    let over_cgroups =
+                        |r: &Rule| in_cgroup_file_system(&r.opened) || above.contains(&(r.inode.dev, r.inode.ino));
                     if let Some(rule) = defaults.iter().find(|r| writes(r) && over_cgroups(r)) {
                         let reason = format!(
                             "{} (the defaults make the Nomad directories writable: NOMAD_TASK_DIR, NOMAD_ALLOC_DIR, \
@@ -522,6 +521,7 @@ impl Sandbox {
                 .iter()
                 .map(|rule| RulePlace {
                     opened: &rule.opened,
+                    inode: rule.inode,
                     located: rule.located.as_deref(),
                     writes: writes(rule),
                     access: (rule.access & handled).bits(),
@@ -619,10 +619,10 @@ impl Prepared<'_> {
 /// directory that does not exist has no rule.
 fn default_rules(dirs: Vec<PathBuf>, workload_dirs: &[PathBuf]) -> Result<Vec<Rule>, PathError> {
     let all = Access { read: true, write: true, execute: true, create: true };
-    let mut looked: Vec<(PathRule, Opened)> = Vec::new();
+    let mut looked: Vec<(PathRule, Looked)> = Vec::new();
     for path in dirs {
         match Opened::walk(&path, workload_dirs) {
-            Ok(opened) => looked.push((PathRule { access: all, path }, opened)),
+            Ok(opened) => looked.push((PathRule { access: all, path }, Looked::Place(opened))),
             Err(planted @ PathError::Planted { .. }) => return Err(planted),
             Err(PathError::Io { .. }) => {}
         }
@@ -630,29 +630,26 @@ fn default_rules(dirs: Vec<PathBuf>, workload_dirs: &[PathBuf]) -> Result<Vec<Ru
     let fixed = DEFAULT_RULES
         .iter()
         .filter_map(|(mode, path)| Access::parse(mode).map(|access| PathRule { access, path: PathBuf::from(path) }));
-    looked.extend(fixed.filter_map(|rule| Opened::look(&rule.path).ok().map(|opened| (rule, opened))));
+    looked.extend(fixed.filter_map(|rule| Looked::at(&rule.path).ok().map(|looked| (rule, looked))));
     // A rule lands on the inode its path leads to. On a merged-/usr system /bin leads to
     // /usr/bin, and /etc/resolv.conf is most often a file of /etc: the entry of a directory
     // whose default already grants the same beneath it adds nothing. It would cost the launch
     // its lookup (and a link's target its own) and the domain its entry, so it is left out.
     // Compared as written, byte for byte: a match is a match of the paths, and a miss (a
     // trailing slash) costs only the entry.
-    let covered = |rule: &PathRule, opened: &Opened| {
-        let place = opened.place(&rule.path);
+    let covered = |rule: &PathRule, path: &Looked| {
+        let place = path.place(&rule.path);
         let parent = place.parent().map(Path::as_os_str);
         looked.iter().any(|(other, by)| {
-            by.is_dir
-                && by.link_target.is_none()
-                && parent == Some(other.path.as_os_str())
-                && other.access.includes(rule.access)
+            by.is_dir() && parent == Some(other.path.as_os_str()) && other.access.includes(rule.access)
         })
     };
-    let kept: Vec<bool> = looked.iter().map(|(rule, opened)| !covered(rule, opened)).collect();
+    let kept: Vec<bool> = looked.iter().map(|(rule, path)| !covered(rule, path)).collect();
     Ok(looked
         .into_iter()
         .zip(kept)
         .filter(|(_, kept)| *kept)
-        .filter_map(|((rule, opened), _)| Some(landlock_rule_of(&rule, opened.follow(&rule.path).ok()?)))
+        .filter_map(|((rule, path), _)| Some(landlock_rule_of(&rule, path.follow(&rule.path).ok()?)))
         .collect())
 }
 
@@ -674,7 +671,14 @@ fn planted_reason(planted: &PathError) -> String {
 fn landlock_rule_of(rule: &PathRule, opened: Opened) -> Rule {
     let access = landlock_access(rule.access, opened.is_dir);
     let located = opened.without_links.then(|| located(&rule.path)).flatten();
-    Rule { path: rule.path.clone(), opened: Arc::new(opened.file), access, shown: rule.to_string(), located }
+    Rule {
+        path: rule.path.clone(),
+        opened: Arc::new(opened.file),
+        inode: opened.inode,
+        access,
+        shown: rule.to_string(),
+        located,
+    }
 }
 
 /// Where a path opened with no link on the way leads: itself, if it is absolute and has no `..`
@@ -717,13 +721,11 @@ fn landlock_access(a: Access, dir: bool) -> BitFlags<AccessFs> {
     access
 }
 
-/// A rule's path opened as Landlock takes it (`O_PATH`, following links), in two steps, so that
-/// a link can be judged by where it leads before that is opened.
+/// A rule's path opened as Landlock takes it (`O_PATH`, following links).
 struct Opened {
     file: File,
+    inode: Inode,
     is_dir: bool,
-    /// Where the path leads when it is a symbolic link.
-    link_target: Option<PathBuf>,
     /// No link was on the way to `file`, nor is it one.
     without_links: bool,
 }
@@ -739,49 +741,76 @@ impl Opened {
         Ok(unsafe { File::from_raw_fd(fd) })
     }
 
-    /// The path itself, not followed: a file, or a link and where it leads. Opened by one
-    /// openat2 where no link is on the way, which spares the plan its lookup of where it leads.
-    fn look(path: &Path) -> io::Result<Opened> {
-        let (file, on_the_way) = match anchored_dir::open_without_links(path, anchored_dir::LinkAtEnd::Opened) {
-            Ok(fd) => (File::from(fd), false),
-            Err(e) if anchored_dir::link_or_no_openat2(e) => (Opened::open(path, OFlag::O_NOFOLLOW)?, true),
-            Err(e) => return Err(io::Error::from(e)),
-        };
-        let file_type = file.metadata()?.file_type();
-        let link_target = if file_type.is_symlink() { Some(std::fs::read_link(path)?) } else { None };
-        let without_links = !on_the_way && link_target.is_none();
-        Ok(Opened { file, is_dir: file_type.is_dir(), link_target, without_links })
+    fn of(file: File, without_links: bool) -> io::Result<Opened> {
+        let metadata = file.metadata()?;
+        Ok(Opened { file, inode: Inode::of(&metadata), is_dir: metadata.is_dir(), without_links })
     }
 
     /// The path opened as [`anchored_dir::open_place`] opens it: nothing the workload could have
-    /// planted on the way is followed. Links are resolved, so there is no `link_target`.
+    /// planted on the way is followed.
     fn walk(path: &Path, workload_dirs: &[PathBuf]) -> Result<Opened, PathError> {
         let place = anchored_dir::open_place(path, workload_dirs)?;
-        let file = File::from(place.fd);
-        let is_dir = file
-            .metadata()
-            .map_err(|source| PathError::Io { action: "look at", path: path.to_path_buf(), source })?
-            .is_dir();
-        Ok(Opened { file, is_dir, link_target: None, without_links: place.without_links })
+        Opened::of(File::from(place.fd), place.without_links).map_err(|source| PathError::Io {
+            action: "look at",
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+}
+
+/// A default's path as first looked at, not followed, so that a link can be judged by where it
+/// leads before that is opened.
+enum Looked {
+    Place(Opened),
+    /// A symbolic link, and where it leads as it is written.
+    Link(PathBuf),
+}
+
+impl Looked {
+    /// One openat2 opens a path with no link on the way (which spares the plan its lookup of
+    /// where it leads), or refuses a link; then one readlink tells whether the path itself is
+    /// one, and where it leads. On a merged-/usr system /bin, /sbin, /lib and /lib64 are links
+    /// into /usr, whose rule covers them: opening and looking at each link itself cost the
+    /// launch two system calls more.
+    fn at(path: &Path) -> io::Result<Looked> {
+        match anchored_dir::open_without_links(path, anchored_dir::LinkAtEnd::Refused) {
+            Ok(fd) => return Ok(Looked::Place(Opened::of(File::from(fd), true)?)),
+            Err(nix::errno::Errno::ELOOP) => match std::fs::read_link(path) {
+                Ok(target) => return Ok(Looked::Link(target)),
+                // The link was on the way.
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
+                Err(e) => return Err(e),
+            },
+            Err(e) if anchored_dir::link_or_no_openat2(e) => {}
+            Err(e) => return Err(io::Error::from(e)),
+        }
+        let file = Opened::open(path, OFlag::O_NOFOLLOW)?;
+        if file.metadata()?.file_type().is_symlink() {
+            return Ok(Looked::Link(std::fs::read_link(path)?));
+        }
+        Ok(Looked::Place(Opened::of(file, false)?))
     }
 
-    /// Where a link leads, opened; anything else as it is (most paths are not links: for them
-    /// the one `openat` without following is the same file).
+    /// Opened, a link where it leads (most paths are not links: for them the one open without
+    /// following is the same file).
     fn follow(self, path: &Path) -> io::Result<Opened> {
-        if self.link_target.is_none() {
-            return Ok(self);
+        match self {
+            Looked::Place(opened) => Ok(opened),
+            Looked::Link(_) => Opened::of(Opened::open(path, OFlag::empty())?, false),
         }
-        let file = Opened::open(path, OFlag::empty())?;
-        let is_dir = file.metadata()?.is_dir();
-        Ok(Opened { file, is_dir, link_target: self.link_target, without_links: false })
     }
 
     /// The path, or where it leads as the link is written.
     fn place(&self, path: &Path) -> PathBuf {
-        match &self.link_target {
-            Some(target) => path.parent().unwrap_or_else(|| Path::new("/")).join(target),
-            None => path.to_path_buf(),
+        match self {
+            Looked::Link(target) => path.parent().unwrap_or_else(|| Path::new("/")).join(target),
+            Looked::Place(_) => path.to_path_buf(),
         }
+    }
+
+    /// A directory, not reached through a link.
+    fn is_dir(&self) -> bool {
+        matches!(self, Looked::Place(opened) if opened.is_dir)
     }
 }
 

@@ -176,11 +176,35 @@ impl Names {
 /// A rule as the plan needs it.
 pub struct RulePlace<'a> {
     pub opened: &'a File,
+    /// What damon saw when it opened the rule.
+    pub inode: Inode,
     /// Where the rule leads, if known without asking the kernel (no link on the way).
     pub located: Option<&'a Path>,
     pub writes: bool,
     /// Its Landlock rights (the kernel's bits, those this kernel handles).
     pub access: u64,
+}
+
+/// A rule's inode as damon's one `fstat` of it saw it (when the path was opened): the child
+/// mounts only where the path still leads to it, and each further `fstat` cost the launch a
+/// system call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Inode {
+    pub dev: libc::dev_t,
+    pub ino: libc::ino_t,
+    /// The `S_IFMT` bits of its mode.
+    pub file_type: libc::mode_t,
+}
+
+impl Inode {
+    pub fn of(metadata: &std::fs::Metadata) -> Inode {
+        use std::os::unix::fs::MetadataExt;
+        Inode {
+            dev: metadata.dev() as libc::dev_t,
+            ino: metadata.ino() as libc::ino_t,
+            file_type: metadata.mode() as libc::mode_t & libc::S_IFMT,
+        }
+    }
 }
 
 /// /proc/self/fd, for the kernel's names of the rules' descriptors.
@@ -267,9 +291,7 @@ impl Namespaces {
                     )
                 }
             };
-            let st = nix::sys::stat::fstat(fd).map_err(io::Error::from)?;
-            let kind = st.st_mode & libc::S_IFMT;
-            located.push((path, rule, st.st_dev, st.st_ino, kind));
+            located.push((path, rule));
         }
         // A hidden directory that a rule names, or lies beneath, stays as it is: the operator
         // gave it.
@@ -281,7 +303,7 @@ impl Namespaces {
             .collect();
         let mut places: Vec<Place> = Vec::new();
         let mut fresh_rules = Vec::new();
-        for (path, rule, dev, ino, kind) in &located {
+        for (path, rule) in &located {
             if within(path, Path::new("/proc")) {
                 // On the host's /proc the rule's own inode stays.
                 if pid {
@@ -289,14 +311,15 @@ impl Namespaces {
                 }
                 continue;
             }
-            let is_dir = *kind == libc::S_IFDIR;
+            let Inode { dev, ino, file_type } = rule.inode;
+            let is_dir = file_type == libc::S_IFDIR;
             // A device stays writable on a read-only mount (/dev/null).
-            let writable = rule.writes && (is_dir || *kind == libc::S_IFREG);
+            let writable = rule.writes && (is_dir || file_type == libc::S_IFREG);
             let under = hidden.iter().find(|dir| within(path, dir));
             if !writable && under.is_none() {
                 continue;
             }
-            places.push(Place::new(path, (*dev, *ino), is_dir, writable, under.map(PathBuf::as_path))?);
+            places.push(Place::new(path, (dev, ino), is_dir, writable, under.map(PathBuf::as_path))?);
         }
         // The working directory stays where it is, read-only unless a rule says otherwise,
         // also when it lies in a hidden directory (a program reads relative paths from it).
@@ -556,8 +579,11 @@ impl Place {
 
     /// Opens the place and checks that it is the inode damon's rule opened.
     fn open(&self) -> io::Result<()> {
-        // SAFETY: open(2) of a NUL-terminated path of the plan.
-        let fd = unsafe { libc::open(self.path.as_ptr(), libc::O_PATH | libc::O_CLOEXEC | libc::O_NOFOLLOW) };
+        // openat, not open: musl's open follows an O_CLOEXEC open with an fcntl (for kernels
+        // before 2.6.23), one system call more for each place.
+        let flags = libc::O_PATH | libc::O_CLOEXEC | libc::O_NOFOLLOW;
+        // SAFETY: openat(2) of a NUL-terminated path of the plan.
+        let fd = unsafe { libc::openat(libc::AT_FDCWD, self.path.as_ptr(), flags) };
         check(fd.into())?;
         self.opened.set(fd);
         // SAFETY: fstat(2) fills the zeroed struct on this stack.
