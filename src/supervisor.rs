@@ -246,7 +246,7 @@ fn supervise(config: &Config, identity: Identity, sandbox: Sandbox) -> (Ending, 
         parent: config.cgroup_parent.clone(),
         restricted_token: config.restricted_token,
         identity,
-        sandbox,
+        sandbox: std::sync::Arc::new(sandbox),
     };
     let mut container = match Backend::create(&spec) {
         Ok(container) => container,

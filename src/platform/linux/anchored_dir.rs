@@ -24,9 +24,8 @@
 //! still leads to the directory damon holds: a directory removed, moved, swapped for a link or
 //! hidden by a mount is noticed, and the path walked again.
 
-use std::ffi::{CString, OsStr, OsString};
+use std::ffi::{CStr, CString, OsStr, OsString};
 use std::io;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::io::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Component, Path, PathBuf};
 
@@ -36,6 +35,7 @@ use nix::fcntl::{openat, readlinkat, OFlag};
 use nix::libc;
 use nix::sys::stat::{fstat, fstatat, mkdirat, FileStat, Mode, SFlag};
 use nix::unistd::{geteuid, unlinkat, UnlinkatFlags};
+use nix::NixPath;
 
 use crate::platform::PathError;
 
@@ -425,7 +425,11 @@ struct OpenHow {
 
 /// `path` opened as a place, if no link is on the way (else ELOOP).
 pub fn open_without_links(path: &Path, at_end: LinkAtEnd) -> Result<OwnedFd, Errno> {
-    let path = CString::new(path.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)?;
+    // On the stack, not a CString: a sandboxed launch opens about 20 paths so.
+    path.with_nix_path(|path| openat2_without_links(path, at_end))?
+}
+
+fn openat2_without_links(path: &CStr, at_end: LinkAtEnd) -> Result<OwnedFd, Errno> {
     // With O_PATH, O_NOFOLLOW opens a link at the end as itself; without it,
     // RESOLVE_NO_SYMLINKS refuses that link too (ELOOP).
     let no_follow = if at_end == LinkAtEnd::Opened { libc::O_NOFOLLOW } else { 0 };

@@ -65,7 +65,7 @@ pub struct Backend {
     /// namespaces' teardown, which the kernel does in its exit).
     ended_init: Option<ChildProcess>,
     identity: Identity,
-    sandbox: Sandbox,
+    sandbox: Arc<Sandbox>,
     /// The workload's cpuset, for the log; `None` if it could not be read.
     cpuset: Option<String>,
     /// Set once kill_all ran: a SIGKILLed child was then killed by damon.
@@ -493,7 +493,7 @@ pub fn host_report(config: &Config) -> HostReport {
                 parent: config.cgroup_parent.clone(),
                 restricted_token: false,
                 identity: Identity::unchanged(),
-                sandbox: Sandbox::none(),
+                sandbox: Arc::new(Sandbox::none()),
             };
             let mut journal =
                 match Journal::start(guard_home(&hierarchies, Some(version)).as_deref(), OwnLimits::record()) {

@@ -415,7 +415,7 @@ pub fn host_report(config: &Config) -> HostReport {
         parent: None,
         restricted_token: config.restricted_token,
         identity: Identity::unchanged(),
-        sandbox: Sandbox::none(),
+        sandbox: Arc::new(Sandbox::none()),
     };
     match JobObject::create(&spec.name).and_then(|job| {
         let cpu = HostCpu::read().ok();

@@ -327,8 +327,11 @@ impl Namespaces {
         if let Some(dir) = &working_dir {
             let under = hidden.iter().find(|hidden| within(dir, hidden));
             let in_place = located.iter().any(|(path, ..)| within(dir, path));
-            if let (Some(under), false, Ok(st)) = (under, in_place, nix::sys::stat::stat(dir)) {
-                places.push(Place::new(dir, (st.st_dev, st.st_ino), true, false, Some(under))?);
+            // Looked at only then: a stat of the working directory is a walk of its whole path.
+            if let (Some(under), false) = (under, in_place) {
+                if let Ok(st) = nix::sys::stat::stat(dir) {
+                    places.push(Place::new(dir, (st.st_dev, st.st_ino), true, false, Some(under))?);
+                }
             }
         }
         // A place within another writable one comes with that one's mounts.
