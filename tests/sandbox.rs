@@ -399,7 +399,6 @@ mod sandbox {
 
     /// The kernel's Landlock ABI, asked directly; negative where it has none.
     fn kernel_landlock_abi() -> i64 {
-        use nix::libc;
         const LANDLOCK_CREATE_RULESET_VERSION: libc::c_uint = 1;
         // SAFETY: no ruleset attribute (null, size 0) with the version flag: the kernel reads
         // no memory and returns the ABI version or an error.
