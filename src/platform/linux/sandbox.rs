@@ -221,8 +221,10 @@ impl Sandbox {
                     // NOMAD_SECRETS_DIR=/): both are looked at through the opened directory,
                     // without the mount table (the costliest read of a sandboxed launch).
                     let above = cgroup_root_and_above();
-                    let over_cgroups =
-                        |r: &Rule| in_cgroup_file_system(&r.opened) || above.contains(&(r.inode.dev, r.inode.ino));
+                    let over_cgroups = |r: &Rule| {
+                        above.contains(&(r.inode.dev, r.inode.ino))
+                            || (could_be_cgroups(&r.inode) && in_cgroup_file_system(&r.opened))
+                    };
                     if let Some(rule) = defaults.iter().find(|r| writes(r) && over_cgroups(r)) {
                         let reason = format!(
                             "{} (the defaults make the Nomad directories writable: NOMAD_TASK_DIR, NOMAD_ALLOC_DIR, \
@@ -867,6 +869,13 @@ fn cgroup_root_and_above() -> Vec<(libc::dev_t, libc::ino_t)> {
         .filter_map(|dir| nix::sys::stat::stat(dir).ok())
         .map(|st| (st.st_dev, st.st_ino))
         .collect()
+}
+
+/// Whether the inode could be a cgroup file system's: a directory or a file on a file system
+/// with no block device (major number 0, as cgroup's, tmpfs and proc have). Only those are
+/// asked for their file system's type (one `fstatfs` each).
+fn could_be_cgroups(inode: &Inode) -> bool {
+    libc::major(inode.dev) == 0 && (inode.file_type == libc::S_IFDIR || inode.file_type == libc::S_IFREG)
 }
 
 /// Whether `path` is in a cgroup (v1 or v2) file system.
