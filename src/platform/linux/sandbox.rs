@@ -944,6 +944,47 @@ mod tests {
     }
 
     #[test]
+    fn a_default_is_looked_at_without_following_a_link_and_opened_where_it_leads() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = std::env::temp_dir().join(format!("damon-sandbox-looked-{}", std::process::id()));
+        let (real, file) = (dir.join("real"), dir.join("real/file"));
+        std::fs::create_dir_all(&real).unwrap();
+        std::fs::write(&file, "x").unwrap();
+        std::os::unix::fs::symlink("real", dir.join("link")).unwrap();
+        let inode = |path: &Path| {
+            let m = std::fs::metadata(path).unwrap();
+            (m.dev() as libc::dev_t, m.ino() as libc::ino_t)
+        };
+        // A link at the end: read, not opened; its place is where it leads, as written.
+        let link = dir.join("link");
+        let looked = Looked::at(&link).unwrap();
+        assert!(matches!(&looked, Looked::Link(target) if target == Path::new("real")));
+        assert_eq!(looked.place(&link), dir.join("real"));
+        assert!(!looked.is_dir(), "a link is no directory that covers what lies beneath its path");
+        let opened = looked.follow(&link).unwrap();
+        assert!(opened.is_dir && !opened.without_links);
+        assert_eq!((opened.inode.dev, opened.inode.ino), inode(&real));
+        // A link on the way: opened, not a link itself, but not a path that leads where it says.
+        let through = dir.join("link/file");
+        match Looked::at(&through).unwrap() {
+            Looked::Place(opened) => {
+                assert!(!opened.without_links && !opened.is_dir);
+                assert_eq!((opened.inode.dev, opened.inode.ino), inode(&file));
+                assert_eq!(opened.inode.file_type, libc::S_IFREG);
+            }
+            Looked::Link(target) => panic!("{} is no link (read {})", through.display(), target.display()),
+        }
+        // No link at all.
+        match Looked::at(&file).unwrap() {
+            Looked::Place(opened) => assert!(opened.without_links && !opened.is_dir),
+            Looked::Link(target) => panic!("{} is no link (read {})", file.display(), target.display()),
+        }
+        let missing = Looked::at(&dir.join("missing")).err().map(|e| e.raw_os_error());
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(missing, Some(Some(libc::ENOENT)));
+    }
+
+    #[test]
     fn the_defaults_write_only_the_nomad_directories() {
         // A task directory (NOMAD_TASK_DIR is its local/) with its tmp/ beside.
         let task = std::env::temp_dir().join(format!("damon-sandbox-defaults-{}", std::process::id()));
