@@ -671,7 +671,7 @@ fn planted_reason(planted: &PathError) -> String {
 /// into it. Never the making of device nodes: a root workload's own node for a disk would
 /// bypass every rule.
 fn landlock_rule_of(rule: &PathRule, opened: Opened) -> Rule {
-    let access = landlock_access(rule.access, opened.is_dir);
+    let access = landlock_access(rule.access, opened.inode.is_dir());
     let located = opened.without_links.then(|| located(&rule.path)).flatten();
     Rule {
         path: rule.path.clone(),
@@ -727,7 +727,6 @@ fn landlock_access(a: Access, dir: bool) -> BitFlags<AccessFs> {
 struct Opened {
     file: File,
     inode: Inode,
-    is_dir: bool,
     /// No link was on the way to `file`, nor is it one.
     without_links: bool,
 }
@@ -745,7 +744,7 @@ impl Opened {
 
     fn of(file: File, without_links: bool) -> io::Result<Opened> {
         let metadata = file.metadata()?;
-        Ok(Opened { file, inode: Inode::of(&metadata), is_dir: metadata.is_dir(), without_links })
+        Ok(Opened { file, inode: Inode::of(&metadata), without_links })
     }
 
     /// The path opened as [`anchored_dir::open_place`] opens it: nothing the workload could have
@@ -812,7 +811,7 @@ impl Looked {
 
     /// A directory, not reached through a link.
     fn is_dir(&self) -> bool {
-        matches!(self, Looked::Place(opened) if opened.is_dir)
+        matches!(self, Looked::Place(opened) if opened.inode.is_dir())
     }
 }
 
@@ -875,7 +874,7 @@ fn cgroup_root_and_above() -> Vec<(libc::dev_t, libc::ino_t)> {
 /// with no block device (major number 0, as cgroup's, tmpfs and proc have). Only those are
 /// asked for their file system's type (one `fstatfs` each).
 fn could_be_cgroups(inode: &Inode) -> bool {
-    libc::major(inode.dev) == 0 && (inode.file_type == libc::S_IFDIR || inode.file_type == libc::S_IFREG)
+    libc::major(inode.dev) == 0 && (inode.is_dir() || inode.file_type == libc::S_IFREG)
 }
 
 /// Whether `path` is in a cgroup (v1 or v2) file system.
@@ -962,13 +961,13 @@ mod tests {
         assert_eq!(looked.place(&link), dir.join("real"));
         assert!(!looked.is_dir(), "a link is no directory that covers what lies beneath its path");
         let opened = looked.follow(&link).unwrap();
-        assert!(opened.is_dir && !opened.without_links);
+        assert!(opened.inode.is_dir() && !opened.without_links);
         assert_eq!((opened.inode.dev, opened.inode.ino), inode(&real));
         // A link on the way: opened, not a link itself, but not a path that leads where it says.
         let through = dir.join("link/file");
         match Looked::at(&through).unwrap() {
             Looked::Place(opened) => {
-                assert!(!opened.without_links && !opened.is_dir);
+                assert!(!opened.without_links && !opened.inode.is_dir());
                 assert_eq!((opened.inode.dev, opened.inode.ino), inode(&file));
                 assert_eq!(opened.inode.file_type, libc::S_IFREG);
             }
@@ -976,7 +975,7 @@ mod tests {
         }
         // No link at all.
         match Looked::at(&file).unwrap() {
-            Looked::Place(opened) => assert!(opened.without_links && !opened.is_dir),
+            Looked::Place(opened) => assert!(opened.without_links && !opened.inode.is_dir()),
             Looked::Link(target) => panic!("{} is no link (read {})", file.display(), target.display()),
         }
         let missing = Looked::at(&dir.join("missing")).err().map(|e| e.raw_os_error());

@@ -205,6 +205,10 @@ impl Inode {
             file_type: metadata.mode() as libc::mode_t & libc::S_IFMT,
         }
     }
+
+    pub fn is_dir(&self) -> bool {
+        self.file_type == libc::S_IFDIR
+    }
 }
 
 /// /proc/self/fd, for the kernel's names of the rules' descriptors.
@@ -312,7 +316,7 @@ impl Namespaces {
                 continue;
             }
             let Inode { dev, ino, file_type } = rule.inode;
-            let is_dir = file_type == libc::S_IFDIR;
+            let is_dir = rule.inode.is_dir();
             // A device stays writable on a read-only mount (/dev/null).
             let writable = rule.writes && (is_dir || file_type == libc::S_IFREG);
             let under = hidden.iter().find(|dir| within(path, dir));
