@@ -353,7 +353,16 @@ fn bad_lists_are_refused_naming_the_variable_and_start_nothing() {
 fn only_the_ports_of_bind_ports_are_bound_and_outgoing_connections_still_work() {
     let listeners = Listeners::new();
     // Ports nobody here listens on: a free one for each of Nomad's labels and for the range.
-    let (http, admin, range_start) = (free_port(), free_port(), 41000);
+    // The labels' ports lie outside the ports probed around the range (41000 is in the
+    // kernel's ephemeral range: a label given 40999 or 41011 would make those bindable).
+    let range_start = 41000;
+    let outside_range = || loop {
+        let port = free_port();
+        if !(range_start - 1..=range_start + 11).contains(&port) {
+            return port;
+        }
+    };
+    let (http, admin) = (outside_range(), outside_range());
     let probes = vec![
         format!("bind:127.0.0.1:{}", http),
         format!("bind:[::1]:{}", admin),
