@@ -38,13 +38,11 @@ mod seccomp;
 
 use std::fs::File;
 use std::io;
-use std::os::unix::io::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::io::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use landlock::{
-    make_bitflags, Access as _, AccessFs, BitFlags, PathBeneath, Ruleset, RulesetAttr, RulesetCreatedAttr, Scope, ABI,
-};
+use landlock::{make_bitflags, Access as _, AccessFs, BitFlags, Ruleset, RulesetAttr, Scope, ABI};
 use nix::fcntl::{openat, OFlag};
 use nix::libc;
 use nix::sys::stat::Mode;
@@ -144,8 +142,15 @@ struct Rule {
     /// planned.
     located: Option<PathBuf>,
     access: BitFlags<AccessFs>,
-    /// As written, for the log.
-    shown: String,
+    /// The rights as written (see [`Rule::shown`]).
+    written: Access,
+}
+
+impl Rule {
+    /// As written, for the log and errors.
+    fn shown(&self) -> String {
+        format!("{}:{}", self.written, self.path.display())
+    }
 }
 
 /// What the sandbox will do, decided when damon starts; `prepare` builds it for one child.
@@ -424,7 +429,7 @@ impl Sandbox {
             None => format!("Landlock ABI {}", self.landlock_abi),
         };
         facts.push(("sandbox landlock", landlock));
-        facts.push(("sandbox paths", self.rules.iter().map(|r| r.shown.clone()).collect::<Vec<_>>().join(",")));
+        facts.push(("sandbox paths", self.rules.iter().map(Rule::shown).collect::<Vec<_>>().join(",")));
         facts.push((
             "sandbox capabilities",
             format!(
@@ -506,6 +511,15 @@ impl Sandbox {
         facts
     }
 
+    /// The rights this kernel's ruleset handles (the ruleset asks for ABI 3's).
+    fn handled_access(&self) -> BitFlags<AccessFs> {
+        AccessFs::from_all(match self.landlock_abi {
+            1 => ABI::V1,
+            2 => ABI::V2,
+            _ => ABI::V3,
+        })
+    }
+
     /// Builds the domain for one child. Nothing when the sandbox is off.
     pub fn prepare(&self) -> io::Result<Prepared<'_>> {
         let ruleset = if self.on() && self.landlock_missing.is_none() { Some(self.ruleset()?) } else { None };
@@ -513,11 +527,7 @@ impl Sandbox {
         let namespaces = if self.on() && self.namespaces_missing.is_none() {
             // The rights this kernel's ruleset handles: a rule added with the system call
             // itself (on the workload's own mounts) may hold no other.
-            let handled = AccessFs::from_all(match self.landlock_abi {
-                1 => ABI::V1,
-                2 => ABI::V2,
-                _ => ABI::V3,
-            });
+            let handled = self.handled_access();
             let places: Vec<RulePlace> = self
                 .rules
                 .iter()
@@ -554,13 +564,20 @@ impl Sandbox {
             // containerd, systemd's) is a root service the workload must not reach.
             ruleset = ruleset.scope(Scope::Signal | Scope::AbstractUnixSocket).map_err(|e| error(&e))?;
         }
-        let mut ruleset = ruleset.create().map_err(|e| error(&e))?;
+        let ruleset = ruleset.create().map_err(|e| error(&e))?;
+        let ruleset =
+            Option::<OwnedFd>::from(ruleset).ok_or_else(|| error(&"the kernel refused to make a Landlock ruleset"))?;
+        let handled = self.handled_access();
         for rule in &self.rules {
-            ruleset = ruleset
-                .add_rule(PathBeneath::new(rule.opened.as_fd(), rule.access))
-                .map_err(|e| error(&format!("{}: {}", rule.shown, e)))?;
+            // What the crate's best effort would leave of the rule: the rights this kernel knows.
+            // A rule's rights fit its inode already (none of a directory's on a file).
+            let access = (rule.access & handled).bits();
+            if access != 0 {
+                namespaces::add_landlock_rule_at(ruleset.as_raw_fd(), rule.opened.as_raw_fd(), access)
+                    .map_err(|e| error(&format!("{}: {}", rule.shown(), e)))?;
+            }
         }
-        Option::<OwnedFd>::from(ruleset).ok_or_else(|| error(&"the kernel refused to make a Landlock ruleset"))
+        Ok(ruleset)
     }
 }
 
@@ -678,7 +695,7 @@ fn landlock_rule_of(rule: &PathRule, opened: Opened) -> Rule {
         opened: Arc::new(opened.file),
         inode: opened.inode,
         access,
-        shown: rule.to_string(),
+        written: rule.access,
         located,
     }
 }
@@ -852,7 +869,7 @@ fn cgroup_files_reason(rule: &Rule, under: &Path) -> String {
     format!(
         "the rule {} would let the workload write the cgroup files under {}, and so leave its group; give it r at \
          most there",
-        rule.shown,
+        rule.shown(),
         under.display()
     )
 }
@@ -935,8 +952,8 @@ mod tests {
         for rule in &defaults {
             let real = rule.path.canonicalize().unwrap();
             match &rule.located {
-                Some(located) => assert_eq!(located, &real, "{}", rule.shown),
-                None => assert_ne!(rule.path, real, "{} has no link on its way", rule.shown),
+                Some(located) => assert_eq!(located, &real, "{}", rule.shown()),
+                None => assert_ne!(rule.path, real, "{} has no link on its way", rule.shown()),
             }
         }
         assert!(defaults.iter().any(|rule| rule.located.is_some()));

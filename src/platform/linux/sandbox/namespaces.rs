@@ -670,12 +670,22 @@ fn starts_with_dir(path: &CString, dir: &CString) -> bool {
 }
 
 fn add_landlock_rule(ruleset: RawFd, path: &CString, access: u64) -> io::Result<()> {
-    // SAFETY: open(2) of a NUL-terminated path of the plan.
-    let fd = unsafe { libc::open(path.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
+    // openat, not open: see [`Place::open`].
+    // SAFETY: openat(2) of a NUL-terminated path of the plan.
+    let fd = unsafe { libc::openat(libc::AT_FDCWD, path.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
     check(fd.into())?;
-    let attr = PathBeneathAttr { allowed_access: access, parent_fd: fd };
+    let result = add_landlock_rule_at(ruleset, fd, access);
+    close(fd);
+    result
+}
+
+/// Adds to `ruleset` the rule giving `access` beneath the inode `place` (an `O_PATH`
+/// descriptor). damon's rules are added so too, not with the landlock crate's `add_rule`, which
+/// looks at each inode again with an `fstat` (about 13 a launch) that damon made when it opened it.
+pub fn add_landlock_rule_at(ruleset: RawFd, place: RawFd, access: u64) -> io::Result<()> {
+    let attr = PathBeneathAttr { allowed_access: access, parent_fd: place };
     // SAFETY: landlock_add_rule(2) reads the packed attribute on this stack and keeps no pointer.
-    let result = unsafe {
+    check(unsafe {
         libc::syscall(
             libc::SYS_landlock_add_rule,
             ruleset,
@@ -683,9 +693,7 @@ fn add_landlock_rule(ruleset: RawFd, path: &CString, access: u64) -> io::Result<
             &attr as *const PathBeneathAttr,
             0 as libc::c_uint,
         )
-    };
-    close(fd);
-    check(result)
+    })
 }
 
 fn mount(
