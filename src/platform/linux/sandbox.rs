@@ -172,10 +172,13 @@ pub struct Sandbox {
     namespaces_missing: Option<String>,
     /// What the namespaces' init passes on (DAMON_STOP_SIGNAL_SCOPE, DAMON_STOP_SIGNAL).
     init: init::Passing,
+    /// Each protection as this host enforces it ([`Sandbox::derive_parts`]), derived once.
+    parts: Vec<Part>,
 }
 
 /// One protection of the sandbox on this host: its name in the "child started" line, whether
 /// it is in force, and, where something of it is missing that `strict` refuses for, what.
+#[derive(Debug, Clone)]
 struct Part {
     name: String,
     enforced: bool,
@@ -205,10 +208,12 @@ impl Sandbox {
         if settings.mode == SandboxMode::Off {
             return Ok(Sandbox::none());
         }
-        let paths_source =
-            settings.paths_source.clone().unwrap_or_else(|| format!("{} (unset: the defaults)", PATHS_VAR));
-        let written = settings.paths.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
-        let refuse = |source: String, value: String, reason: String| IdentityError { source, value, reason };
+        // A refusal names DAMON_SANDBOX_PATHS as written (formatted only for one).
+        let refuse = |reason: String| IdentityError {
+            source: settings.paths_source.clone().unwrap_or_else(|| format!("{} (unset: the defaults)", PATHS_VAR)),
+            value: settings.paths.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
+            reason,
+        };
         let mut rules = Vec::new();
         // Read only for the operator's rules that may write (reading the mount table is the
         // costliest part of a sandboxed launch: the kernel formats a line per mount).
@@ -219,7 +224,7 @@ impl Sandbox {
             let opened = match entry {
                 PathEntry::Defaults => {
                     let defaults = default_rules(settings.default_writable_dirs(), &workload_dirs)
-                        .map_err(|e| refuse(paths_source.clone(), written.clone(), planted_reason(&e)))?;
+                        .map_err(|e| refuse(planted_reason(&e)))?;
                     // The defaults write only to Nomad's task directories and to /dev/null,
                     // /dev/zero and /dev/full. A Nomad directory must be neither in a cgroup
                     // file system nor above the cgroup mounts (NOMAD_ALLOC_DIR=/sys/fs/cgroup,
@@ -236,7 +241,7 @@ impl Sandbox {
                              NOMAD_SECRETS_DIR)",
                             cgroup_files_reason(rule, Path::new(CGROUP_ROOT))
                         );
-                        return Err(refuse(paths_source, written, reason));
+                        return Err(refuse(reason));
                     }
                     defaults
                 }
@@ -246,13 +251,13 @@ impl Sandbox {
                             PathError::Planted { .. } => planted_reason(&e),
                             PathError::Io { .. } => e.to_string(),
                         };
-                        refuse(paths_source.clone(), written.clone(), reason)
+                        refuse(reason)
                     })?;
                     if writes(&rule) {
                         let real = rule.path.canonicalize().unwrap_or_else(|_| rule.path.clone());
                         let mounts = cgroup_mounts.get_or_insert_with(cgroup_mount_points);
                         if let Some(mount) = mounts.iter().find(|m| m.starts_with(&real) || real.starts_with(m)) {
-                            return Err(refuse(paths_source, written, cgroup_files_reason(&rule, mount)));
+                            return Err(refuse(cgroup_files_reason(&rule, mount)));
                         }
                     }
                     vec![rule]
@@ -266,7 +271,7 @@ impl Sandbox {
         };
         let seccomp_missing = seccomp::unavailable();
         let filter = if seccomp_missing.is_none() { seccomp::program(landlock_abi == 0) } else { Vec::new() };
-        let sandbox = Sandbox {
+        let mut sandbox = Sandbox {
             mode: Some(settings.mode),
             rules,
             landlock_abi,
@@ -277,17 +282,19 @@ impl Sandbox {
             child_is_root: identity.runs_as_root(),
             namespaces_missing: namespaces::unavailable(),
             init: init::Passing { tree: settings.stop_tree, stop_signal: settings.stop_signal },
+            parts: Vec::new(),
         };
+        sandbox.parts = sandbox.derive_parts();
         let gaps = sandbox.gaps();
         if settings.mode == SandboxMode::Strict && !gaps.is_empty() {
-            return Err(refuse(
-                SANDBOX_VAR.to_string(),
-                settings.mode.to_string(),
-                format!(
+            return Err(IdentityError {
+                source: SANDBOX_VAR.to_string(),
+                value: settings.mode.to_string(),
+                reason: format!(
                     "the sandbox cannot be enforced in full here: {}; DAMON_SANDBOX=Y runs without it",
                     gaps.join("; ")
                 ),
-            ));
+            });
         }
         Ok(sandbox)
     }
@@ -308,9 +315,10 @@ impl Sandbox {
         self.namespaces_missing.is_none() && !self.scopes_signals()
     }
 
-    /// Each protection as this host enforces it, decided once for [`Sandbox::gaps`],
-    /// [`Sandbox::enforced`] and [`Sandbox::describe`]. Empty when the sandbox is off.
-    fn parts(&self) -> Vec<Part> {
+    /// Each protection as this host enforces it, derived once when the sandbox is resolved for
+    /// [`Sandbox::gaps`], [`Sandbox::enforced`] and [`Sandbox::describe`]. Empty when the
+    /// sandbox is off.
+    fn derive_parts(&self) -> Vec<Part> {
         if !self.on() {
             return Vec::new();
         }
@@ -400,14 +408,14 @@ impl Sandbox {
 
     /// What is not enforced, each with its reason; empty when all of it is (or it is off).
     pub fn gaps(&self) -> Vec<String> {
-        self.parts().into_iter().filter_map(|part| part.gap).collect()
+        self.parts.iter().filter_map(|part| part.gap.clone()).collect()
     }
 
     /// The parts in force, for the "child started" line: e.g. "paths (Landlock ABI 7),
     /// cgroup, ptrace, system calls"; "off"; or the parts and "not: ..." with those missing.
     pub fn enforced(&self) -> String {
-        let (on, off): (Vec<Part>, Vec<Part>) = self.parts().into_iter().partition(|part| part.enforced);
-        let names = |parts: Vec<Part>| parts.into_iter().map(|part| part.name).collect::<Vec<_>>().join(", ");
+        let (on, off): (Vec<&Part>, Vec<&Part>) = self.parts.iter().partition(|part| part.enforced);
+        let names = |parts: Vec<&Part>| parts.iter().map(|part| part.name.as_str()).collect::<Vec<_>>().join(", ");
         match (on.is_empty() && off.is_empty(), off.is_empty()) {
             (true, _) => "off".to_string(),
             (false, true) => names(on),
