@@ -38,7 +38,7 @@ mod seccomp;
 
 use std::fs::File;
 use std::io;
-use std::os::unix::io::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::io::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -58,6 +58,15 @@ use crate::platform::{IdentityError, PathError};
 
 /// linux/landlock.h: landlock_create_ruleset(2) returns the ABI version.
 const LANDLOCK_CREATE_RULESET_VERSION: libc::c_uint = 1;
+/// linux/landlock.h
+const LANDLOCK_RULE_PATH_BENEATH: libc::c_int = 1;
+
+/// struct landlock_path_beneath_attr (linux/landlock.h): packed.
+#[repr(C, packed)]
+struct PathBeneathAttr {
+    allowed_access: u64,
+    parent_fd: i32,
+}
 /// The first ABI that controls truncation (Linux 6.2); before it, truncate(2) and O_TRUNC reach
 /// any file the workload may open, and the rules cannot stop them.
 const ABI_TRUNCATE: i64 = 3;
@@ -149,7 +158,7 @@ struct Rule {
 impl Rule {
     /// As written, for the log and errors.
     fn shown(&self) -> String {
-        format!("{}:{}", self.written, self.path.display())
+        PathRule { access: self.written, path: self.path.clone() }.to_string()
     }
 }
 
@@ -519,7 +528,7 @@ impl Sandbox {
         facts
     }
 
-    /// The rights this kernel's ruleset handles (the ruleset asks for ABI 3's).
+    /// The rights the ruleset handles: ABI 3's, or fewer where this kernel knows fewer.
     fn handled_access(&self) -> BitFlags<AccessFs> {
         AccessFs::from_all(match self.landlock_abi {
             1 => ABI::V1,
@@ -566,7 +575,7 @@ impl Sandbox {
         // Best effort (the crate's default): the rights this kernel's ABI lacks are left out.
         // The signal scope is in the same domain, not a layer of its own: each layer costs the
         // child's restriction a copy of the rules (about 6 µs).
-        let mut ruleset = Ruleset::default().handle_access(AccessFs::from_all(ABI::V3)).map_err(|e| error(&e))?;
+        let mut ruleset = Ruleset::default().handle_access(self.handled_access()).map_err(|e| error(&e))?;
         if self.scopes_signals() {
             // Abstract Unix sockets came with signals (ABI 6): one outside the domain (D-Bus,
             // containerd, systemd's) is a root service the workload must not reach.
@@ -581,7 +590,7 @@ impl Sandbox {
             // A rule's rights fit its inode already (none of a directory's on a file).
             let access = (rule.access & handled).bits();
             if access != 0 {
-                namespaces::add_landlock_rule_at(ruleset.as_raw_fd(), rule.opened.as_raw_fd(), access)
+                add_landlock_rule_at(ruleset.as_raw_fd(), rule.opened.as_raw_fd(), access)
                     .map_err(|e| error(&format!("{}: {}", rule.shown(), e)))?;
             }
         }
@@ -607,7 +616,6 @@ impl Prepared<'_> {
     /// Confines the calling process. Runs between the child's clone and its exec: system calls
     /// only, on data made before the clone.
     pub fn apply(&self) -> io::Result<()> {
-        let check = |result: libc::c_long| if result == -1 { Err(io::Error::last_os_error()) } else { Ok(()) };
         if let Some(capabilities) = self.confine {
             // Always, whatever damon holds: no exec of a setuid or file-capability program
             // gives the workload more than it has.
@@ -633,6 +641,33 @@ impl Prepared<'_> {
                 )
             })?;
         }
+        Ok(())
+    }
+}
+
+/// Adds to `ruleset` the rule giving `access` beneath the inode `place` (an `O_PATH`
+/// descriptor). damon's rules are added so, not with the landlock crate's `add_rule`, which
+/// looks at each inode again with an `fstat` (about 13 a launch) that damon made when it opened
+/// it; the child adds the rules of its fresh mounts so too.
+fn add_landlock_rule_at(ruleset: RawFd, place: RawFd, access: u64) -> io::Result<()> {
+    let attr = PathBeneathAttr { allowed_access: access, parent_fd: place };
+    // SAFETY: landlock_add_rule(2) reads the packed attribute on this stack and keeps no pointer.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_landlock_add_rule,
+            ruleset,
+            LANDLOCK_RULE_PATH_BENEATH,
+            &attr as *const PathBeneathAttr,
+            0 as libc::c_uint,
+        )
+    })
+}
+
+/// A system call's result: -1 is its errno.
+fn check(result: libc::c_long) -> io::Result<()> {
+    if result == -1 {
+        Err(io::Error::last_os_error())
+    } else {
         Ok(())
     }
 }

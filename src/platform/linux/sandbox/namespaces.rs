@@ -38,6 +38,8 @@ use std::path::{Path, PathBuf};
 
 use nix::libc;
 
+use super::{add_landlock_rule_at, check};
+
 /// linux/mount.h, the same on every architecture (system calls from 424 on are numbered alike).
 const SYS_OPEN_TREE: libc::c_long = 428;
 const SYS_MOVE_MOUNT: libc::c_long = 429;
@@ -47,8 +49,6 @@ const AT_RECURSIVE: libc::c_uint = 0x8000;
 const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
 const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
 const MOUNT_ATTR_RDONLY: u64 = 0x1;
-/// linux/landlock.h
-const LANDLOCK_RULE_PATH_BENEATH: libc::c_int = 1;
 
 /// The namespaces a sandboxed workload may get (`damon --check` tries them all).
 pub const CLONE_FLAGS: libc::c_int = libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC;
@@ -68,13 +68,6 @@ struct MountAttr {
     attr_clr: u64,
     propagation: u64,
     userns_fd: u64,
-}
-
-/// struct landlock_path_beneath_attr (linux/landlock.h): packed.
-#[repr(C, packed)]
-struct PathBeneathAttr {
-    allowed_access: u64,
-    parent_fd: i32,
 }
 
 /// A place a rule names that keeps its mount: a writable rule (with its mounts as they were)
@@ -679,23 +672,6 @@ fn add_landlock_rule(ruleset: RawFd, path: &CString, access: u64) -> io::Result<
     result
 }
 
-/// Adds to `ruleset` the rule giving `access` beneath the inode `place` (an `O_PATH`
-/// descriptor). damon's rules are added so too, not with the landlock crate's `add_rule`, which
-/// looks at each inode again with an `fstat` (about 13 a launch) that damon made when it opened it.
-pub fn add_landlock_rule_at(ruleset: RawFd, place: RawFd, access: u64) -> io::Result<()> {
-    let attr = PathBeneathAttr { allowed_access: access, parent_fd: place };
-    // SAFETY: landlock_add_rule(2) reads the packed attribute on this stack and keeps no pointer.
-    check(unsafe {
-        libc::syscall(
-            libc::SYS_landlock_add_rule,
-            ruleset,
-            LANDLOCK_RULE_PATH_BENEATH,
-            &attr as *const PathBeneathAttr,
-            0 as libc::c_uint,
-        )
-    })
-}
-
 fn mount(
     source: Option<&std::ffi::CStr>,
     target: &std::ffi::CStr,
@@ -712,14 +688,6 @@ fn close(fd: RawFd) {
     if fd >= 0 {
         // SAFETY: close(2) of a descriptor this plan opened and no one else uses.
         unsafe { libc::close(fd) };
-    }
-}
-
-fn check(result: libc::c_long) -> io::Result<()> {
-    if result == -1 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
     }
 }
 
