@@ -97,13 +97,11 @@ fn main() {
     std::process::exit(code)
 }
 
-/// The static (musl) build's allocator. musl's own returns each freed block group to the kernel
-/// at once: a launch made about 90 mmap/munmap calls and their page faults, 0.14 ms of CPU
-/// of a 2.1 ms launch (docs/cost.md). dlmalloc keeps what it freed for the next allocation,
-/// as glibc's malloc does; Windows is not concerned.
-#[cfg(all(target_os = "linux", target_env = "musl"))]
+/// damon's allocator on Linux (why: in the module). The static (musl) build is what ships; the
+/// others use it too, so that the tests run the allocator users get.
+#[cfg(target_os = "linux")]
 #[global_allocator]
-static ALLOCATOR: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
+static ALLOCATOR: platform::LockedDlmalloc = platform::LockedDlmalloc::new();
 
 #[cfg(all(test, unix))]
 mod tests {

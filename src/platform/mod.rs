@@ -14,6 +14,8 @@ use crate::stats::Sample;
 #[cfg(target_os = "linux")]
 mod linux;
 #[cfg(target_os = "linux")]
+pub use linux::allocator::LockedDlmalloc;
+#[cfg(target_os = "linux")]
 pub use linux::anchored_dir::{AnchoredDir, FileId};
 #[cfg(target_os = "linux")]
 pub use linux::sockets::{defer_accept, widen_backlog, SocketPoller};

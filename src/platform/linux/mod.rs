@@ -2,6 +2,7 @@
 //! into it between its clone and its exec, watched through a signalfd, and removed however damon
 //! ends.
 
+pub mod allocator;
 pub mod anchored_dir;
 mod cgroup;
 mod descriptors;
