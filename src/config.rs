@@ -458,7 +458,8 @@ pub trait Environment {
 
 /// Where settings come from: the parsed flags, then the environment.
 struct Sources<'a> {
-    matches: &'a ArgMatches,
+    /// `None` when the command line has no flag of damon's (see [`command_alone`]).
+    matches: Option<&'a ArgMatches>,
     env: &'a dyn Environment,
 }
 
@@ -474,7 +475,7 @@ impl Sources<'_> {
                 expected: "text (the value is not valid UTF-8)".to_string(),
             }),
         };
-        if let Some(value) = self.matches.get_one::<OsString>(s.flag) {
+        if let Some(value) = self.matches.and_then(|m| m.get_one::<OsString>(s.flag)) {
             let raw = text(value, format!("--{}", s.flag))?;
             if raw.value.is_empty() {
                 return Err(raw.invalid(format!("a value (leave --{} out for the default)", s.flag)));
@@ -493,13 +494,30 @@ impl Sources<'_> {
     }
 }
 
+/// Whether damon's own command line has no flag: the first argument does not start with `-`,
+/// so the parser would take it and everything after it as the command (trailing, as after
+/// `--`). Nomad's raw_exec runs `damon COMMAND ARGS...` with the settings in the environment,
+/// and building the parser's table of some forty flags with their help was a seventh of a
+/// launch's instructions (callgrind: 83k).
+fn command_stands_alone(args: &[OsString]) -> bool {
+    match args.get(1).map(|first| first.to_str()) {
+        Some(Some(first)) => !first.starts_with('-'),
+        // Not text: the parser decides (and refuses it if it is a flag).
+        Some(None) | None => false,
+    }
+}
+
 /// Parses arguments (including the program name) and the environment.
 pub fn parse(args: Vec<OsString>, env: &dyn Environment) -> Result<Invocation, ConfigError> {
     if args.len() <= 1 {
         return Ok(Invocation::Version);
     }
-    let matches = cli().try_get_matches_from(args).map_err(ConfigError::Usage)?;
-    let sources = Sources { matches: &matches, env };
+    let matches = if command_stands_alone(&args) {
+        None
+    } else {
+        Some(cli().try_get_matches_from(&args).map_err(ConfigError::Usage)?)
+    };
+    let sources = Sources { matches: matches.as_ref(), env };
     // What holds for every setting (text, a flag not empty) is checked for all of them first,
     // so that below a value is only read.
     let mut invalid = None;
@@ -509,9 +527,13 @@ pub fn parse(args: Vec<OsString>, env: &dyn Environment) -> Result<Invocation, C
         }
     }
     let lookup = |s: &Setting| -> Option<Raw> { sources.find(s).ok().flatten() };
-    let command: Vec<OsString> =
-        matches.get_many::<OsString>(COMMAND_ARG).map(|v| v.cloned().collect()).unwrap_or_default();
-    let check = matches.get_flag(CHECK_FLAG);
+    let (command, check): (Vec<OsString>, bool) = match &matches {
+        Some(matches) => (
+            matches.get_many::<OsString>(COMMAND_ARG).map(|v| v.cloned().collect()).unwrap_or_default(),
+            matches.get_flag(CHECK_FLAG),
+        ),
+        None => (args.into_iter().skip(1).collect(), false),
+    };
     if command.is_empty() && !check {
         return Err(ConfigError::Usage(
             cli().error(clap::error::ErrorKind::MissingRequiredArgument, "a COMMAND to run is required"),
@@ -830,6 +852,42 @@ mod tests {
     fn parse_with(args: &[&str], env: &[(&str, &str)]) -> Result<Invocation, ConfigError> {
         let args = std::iter::once("damon").chain(args.iter().copied()).map(OsString::from).collect();
         parse(args, &FakeEnv(env.iter().map(|(k, v)| (k.to_string(), OsString::from(v))).collect()))
+    }
+
+    /// The parser is skipped where the first argument is not a flag; what it would have made of
+    /// such a command line is what damon takes: the whole of it as the command, no setting from a
+    /// flag, no --check. Checked against the parser itself, so that a change of its rules shows.
+    #[test]
+    fn a_command_line_without_flags_is_the_command_as_the_parser_takes_it() {
+        let lines: [&[&str]; 7] = [
+            &["/bin/true"],
+            &["sh", "-c", "exit 3"],
+            &["prog", "--memory-limit", "5", "--check"],
+            &["prog", "--", "-x"],
+            &["help"],
+            &["version", "--help"],
+            &[""],
+        ];
+        for line in lines {
+            let args: Vec<OsString> =
+                std::iter::once("damon").chain(line.iter().copied()).map(OsString::from).collect();
+            assert!(command_stands_alone(&args), "{:?}", line);
+            let matches = cli().try_get_matches_from(&args).unwrap();
+            let parsed: Vec<OsString> = matches.get_many::<OsString>(COMMAND_ARG).unwrap().cloned().collect();
+            assert_eq!(parsed, args[1..], "{:?}", line);
+            assert!(!matches.get_flag(CHECK_FLAG), "{:?}", line);
+            assert!(SETTINGS.iter().all(|s| matches.get_one::<OsString>(s.flag).is_none()), "{:?}", line);
+            let c = config(line, &[("DAMON_MEMORY_LIMIT", "64")]);
+            assert_eq!(c.command, args[1..], "{:?}", line);
+            assert_eq!(c.limits.memory.as_ref().map(|m| m.max_mib), Some(64), "{:?}", line);
+        }
+        for line in [&["--check"][..], &["--memory-limit", "5", "prog"], &["-", "x"], &["--", "prog"]] {
+            let args: Vec<OsString> =
+                std::iter::once("damon").chain(line.iter().copied()).map(OsString::from).collect();
+            assert!(!command_stands_alone(&args), "{:?}", line);
+        }
+        let flagged = config(&["--memory-limit", "5", "prog"], &[("DAMON_MEMORY_LIMIT", "64")]);
+        assert_eq!(flagged.limits.memory.map(|m| m.max_mib), Some(5));
     }
 
     fn config(args: &[&str], env: &[(&str, &str)]) -> Config {
