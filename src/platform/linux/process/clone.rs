@@ -13,7 +13,7 @@
 //!   assembly start it there ([`clone3_on_stack`]); elsewhere the child gets a copy of damon's
 //!   memory, as fork gives it.
 //! - otherwise (cgroup v1, or clone3 refused): clone(2), and the child writes itself into each
-//!   group's `cgroup.procs` before its exec.
+//!   group's `cgroup.procs` (a v1 hierarchy's `tasks`) before its exec.
 //!
 //! Either way the child runs no instruction of the command outside its group. damon may have
 //! other threads by now (the metrics server), which the child does not have, and libc does
@@ -99,7 +99,7 @@ pub enum CloneError {
 pub enum Destination<'a> {
     /// cgroup v2: born in this group's directory.
     Group(&'a Path),
-    /// Writes itself into each of these open `cgroup.procs` files.
+    /// Writes itself ("0") into each of these open `cgroup.procs` or v1 `tasks` files.
     Join(&'a [RawFd]),
 }
 
@@ -254,7 +254,8 @@ impl Child<'_> {
         init::run(pid, passing, status_pipe)
     }
 
-    /// Writes this process into each `cgroup.procs` it is to join ("0" is the writer itself).
+    /// Writes this process into each `cgroup.procs` or v1 `tasks` it is to join ("0" is the writer
+    /// itself; in `tasks` the writing thread, which is the whole of this one-thread process).
     fn join_group(&self) -> io::Result<()> {
         self.join.iter().try_for_each(|fd| {
             nix::unistd::write(*fd, b"0").map(drop).map_err(|e| io::Error::from_raw_os_error(e as i32))

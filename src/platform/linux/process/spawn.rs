@@ -3,7 +3,8 @@
 //! On cgroup v2 the child is born in its group: clone3 with CLONE_INTO_CGROUP (see clone.rs),
 //! so nothing is moved and no move waits for an RCU grace period. Where that is refused (a
 //! kernel before 5.7, a seccomp filter that does not know clone3) and on cgroup v1, the child
-//! writes itself into each `cgroup.procs` between its clone and its exec. Either way it runs no
+//! writes itself into each `cgroup.procs` (v1: `tasks`, whose move of the writing thread takes
+//! no grace period either) between its clone and its exec. Either way it runs no
 //! instruction of the command outside the group, and everything it starts is inside too. Only
 //! then does it take on its [`Identity`] (another user, no privileges): a child that is no
 //! longer root could not write itself into a group that root owns.
@@ -33,7 +34,8 @@ pub const JOINED_GROUP: &str = "joined its cgroup before exec";
 pub struct Placement<'a> {
     /// cgroup v2: the group's directory, for clone3.
     pub v2_group: Option<&'a Path>,
-    /// The `cgroup.procs` files the child writes itself into when it is not born in its group.
+    /// The `cgroup.procs` (v1: `tasks`) files the child writes itself into when it is not born in
+    /// its group.
     pub procs_files: &'a [PathBuf],
 }
 
