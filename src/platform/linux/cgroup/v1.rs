@@ -184,9 +184,10 @@ impl CgroupV1 {
     /// moves the writing thread alone (the child has one), and the cgroup2 group's
     /// `cgroup.procs`. A write to `cgroup.procs` takes the kernel's lock on every thread group
     /// for writing, and the first after a pause waits for an RCU grace period (5 to 12 ms on the
-    /// benchmark's host); a thread that moves itself takes no such lock (Linux 6.0). So a launch
-    /// after a pause took 13.9 ms, and 2.8 ms through `tasks` (without network accounting, whose
-    /// cgroup2 group still takes the lock).
+    /// benchmark's host); a thread that moves itself takes no such lock (this host's 6.18; a
+    /// kernel without that path costs what `cgroup.procs` does). A launch after a pause took
+    /// 13.9 ms, and 2.8 ms through `tasks` (without network accounting, whose cgroup2 group
+    /// still takes the lock). docs/cost.md has the figures.
     pub fn procs_files(&self) -> Vec<PathBuf> {
         let tasks = self.dirs.iter().map(|(_, d)| d.join("tasks"));
         tasks.chain(self.unified.iter().map(|d| d.join("cgroup.procs"))).collect()
