@@ -458,7 +458,7 @@ pub trait Environment {
 
 /// Where settings come from: the parsed flags, then the environment.
 struct Sources<'a> {
-    /// `None` when the command line has no flag of damon's (see [`command_alone`]).
+    /// `None` when the command line has no flag of damon's (see [`command_stands_alone`]).
     matches: Option<&'a ArgMatches>,
     env: &'a dyn Environment,
 }
@@ -849,9 +849,13 @@ mod tests {
         }
     }
 
+    /// damon's argv for a command line: its name, then `line`.
+    fn argv(line: &[&str]) -> Vec<OsString> {
+        std::iter::once("damon").chain(line.iter().copied()).map(OsString::from).collect()
+    }
+
     fn parse_with(args: &[&str], env: &[(&str, &str)]) -> Result<Invocation, ConfigError> {
-        let args = std::iter::once("damon").chain(args.iter().copied()).map(OsString::from).collect();
-        parse(args, &FakeEnv(env.iter().map(|(k, v)| (k.to_string(), OsString::from(v))).collect()))
+        parse(argv(args), &FakeEnv(env.iter().map(|(k, v)| (k.to_string(), OsString::from(v))).collect()))
     }
 
     /// The parser is skipped where the first argument is not a flag; what it would have made of
@@ -869,8 +873,7 @@ mod tests {
             &[""],
         ];
         for line in lines {
-            let args: Vec<OsString> =
-                std::iter::once("damon").chain(line.iter().copied()).map(OsString::from).collect();
+            let args = argv(line);
             assert!(command_stands_alone(&args), "{:?}", line);
             let matches = cli().try_get_matches_from(&args).unwrap();
             let parsed: Vec<OsString> = matches.get_many::<OsString>(COMMAND_ARG).unwrap().cloned().collect();
@@ -882,8 +885,7 @@ mod tests {
             assert_eq!(c.limits.memory.as_ref().map(|m| m.max_mib), Some(64), "{:?}", line);
         }
         for line in [&["--check"][..], &["--memory-limit", "5", "prog"], &["-", "x"], &["--", "prog"]] {
-            let args: Vec<OsString> =
-                std::iter::once("damon").chain(line.iter().copied()).map(OsString::from).collect();
+            let args = argv(line);
             assert!(!command_stands_alone(&args), "{:?}", line);
         }
         let flagged = config(&["--memory-limit", "5", "prog"], &[("DAMON_MEMORY_LIMIT", "64")]);

@@ -488,3 +488,38 @@ fn a_limit_whose_controller_is_missing_is_refused_naming_the_way_out() {
         refused(cmd, &dir, expected);
     }
 }
+
+/// On v1 the child joins each hierarchy by writing itself into its `tasks`, which moves the
+/// writing thread only: the whole workload must still be in every one of damon's groups, the
+/// command and what it starts, before and after its exec.
+#[test]
+fn on_v1_the_workload_and_what_it_starts_are_in_every_one_of_damons_groups() {
+    if cgroup_version() != "v1" {
+        return;
+    }
+    let dir = TestDir::new("every-group");
+    let mut cmd = damon(&dir);
+    cmd.env("DAMON_MEMORY_LIMIT", "64").env("DAMON_CPU_LIMIT", "500").env("DAMON_PROCESS_LIMIT", "100").args([
+        "sh",
+        "-c",
+        "sleep 30 & cat /proc/self/cgroup /proc/$!/cgroup; kill $!",
+    ]);
+    let run = run(cmd, &dir);
+    run.assert_code(0);
+    let mut controllers: Vec<String> =
+        hierarchy_roots().iter().map(|r| r.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    if Path::new("/sys/fs/cgroup/pids").is_dir() {
+        controllers.push("pids".to_string());
+    }
+    for controller in &controllers {
+        let lines: Vec<&str> = run
+            .stdout
+            .lines()
+            .filter(|l| l.split(':').nth(1).map_or(false, |c| c.split(',').any(|c| c == controller)))
+            .collect();
+        assert_eq!(lines.len(), 2, "{}: {}", controller, run.explain());
+        for line in lines {
+            assert!(line.contains("/damon-"), "{} not in damon's group: {}\n{}", controller, line, run.explain());
+        }
+    }
+}

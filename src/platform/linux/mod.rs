@@ -280,9 +280,8 @@ impl Container for Backend {
         // The child inherits damon's environment, so its PATH is the one execvp would search.
         let path_var = std::env::var_os("PATH");
         let program = spawn::resolve(&command[0], path_var.as_deref())?;
-        let procs_files = self.cgroup.as_ref().map(Cgroup::procs_files).unwrap_or_default();
-        let placement =
-            Placement { v2_group: self.cgroup.as_ref().and_then(Cgroup::v2_dir), procs_files: &procs_files };
+        let join_files = self.cgroup.as_ref().map(Cgroup::join_files).unwrap_or_default();
+        let placement = Placement { v2_group: self.cgroup.as_ref().and_then(Cgroup::v2_dir), join_files: &join_files };
         for gap in self.sandbox.gaps() {
             tracing::warn!(gap = %gap, "sandbox: not all of it is enforced on this host");
         }

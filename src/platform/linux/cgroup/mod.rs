@@ -279,7 +279,7 @@ impl Cgroup {
     pub(super) fn location(&self) -> String {
         match self {
             Cgroup::V1(g) => g
-                .procs_files()
+                .join_files()
                 .iter()
                 .filter_map(|p| p.parent())
                 .map(|p| p.display().to_string())
@@ -289,10 +289,10 @@ impl Cgroup {
         }
     }
 
-    pub(super) fn procs_files(&self) -> Vec<std::path::PathBuf> {
+    pub(super) fn join_files(&self) -> Vec<std::path::PathBuf> {
         match self {
-            Cgroup::V1(g) => g.procs_files(),
-            Cgroup::V2(g) => g.procs_files(),
+            Cgroup::V1(g) => g.join_files(),
+            Cgroup::V2(g) => g.join_files(),
         }
     }
 

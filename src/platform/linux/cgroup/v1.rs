@@ -188,7 +188,7 @@ impl CgroupV1 {
     /// kernel without that path costs what `cgroup.procs` does). A launch after a pause took
     /// 13.9 ms, and 2.8 ms through `tasks` (without network accounting, whose cgroup2 group
     /// still takes the lock). docs/cost.md has the figures.
-    pub fn procs_files(&self) -> Vec<PathBuf> {
+    pub fn join_files(&self) -> Vec<PathBuf> {
         let tasks = self.dirs.iter().map(|(_, d)| d.join("tasks"));
         tasks.chain(self.unified.iter().map(|d| d.join("cgroup.procs"))).collect()
     }

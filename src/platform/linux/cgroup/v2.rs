@@ -107,7 +107,7 @@ impl CgroupV2 {
     }
 
     /// The `cgroup.procs` files a new child writes itself into.
-    pub fn procs_files(&self) -> Vec<PathBuf> {
+    pub fn join_files(&self) -> Vec<PathBuf> {
         vec![self.dir.join("cgroup.procs")]
     }
 

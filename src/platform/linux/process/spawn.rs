@@ -36,7 +36,7 @@ pub struct Placement<'a> {
     pub v2_group: Option<&'a Path>,
     /// The `cgroup.procs` (v1: `tasks`) files the child writes itself into when it is not born in
     /// its group.
-    pub procs_files: &'a [PathBuf],
+    pub join_files: &'a [PathBuf],
 }
 
 /// The started child, reaped with waitpid: a child started with clone(2) is no std `Child`.
@@ -211,7 +211,7 @@ pub fn spawn_in(
     }
     // Opened before the clone: the child makes system calls only.
     let procs: Vec<File> = placement
-        .procs_files
+        .join_files
         .iter()
         .map(|path| {
             OpenOptions::new()
